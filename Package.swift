@@ -1,0 +1,41 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "ddp",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "ddp", targets: ["ddp"]),
+        .library(name: "DDPCore", targets: ["DDPCore"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.1"),
+    ],
+    targets: [
+        // MARK: Public API: the trainer library and its command-line front end.
+        .executableTarget(
+            name: "ddp",
+            dependencies: [
+                "DDPCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .target(
+            name: "DDPCore",
+            dependencies: ["_CMPI", "CBLAS", "CZlib", "Yams"]
+        ),
+
+        // MARK: Implementation details: thin C shims over system libraries.
+        // MPI handles are macros Swift cannot import, so `_CMPI` wraps the few calls we need.
+        .systemLibrary(name: "_CMPI", pkgConfig: "ompi-c",
+                       providers: [.apt(["libopenmpi-dev"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+
+        // MARK: Tests
+        .testTarget(name: "DDPCoreTests", dependencies: ["DDPCore"]),
+        .testTarget(name: "IntegrationTests", dependencies: ["DDPCore"]),
+    ]
+)
