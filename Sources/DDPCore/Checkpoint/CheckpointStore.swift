@@ -1,0 +1,106 @@
+import Foundation
+
+/// Everything besides tensors that a run needs to continue exactly where it stopped.
+public struct CheckpointState: Codable, Sendable, Equatable {
+    public struct Monitor: Codable, Sendable, Equatable {
+        public var wait: Int
+        public var best: Double
+        public var bestEpoch: Int
+        public var stoppedEpoch: Int?
+        public var hasSnapshot: Bool
+    }
+    public var format = "ddp-checkpoint-1"
+    /// Epochs completed (the run continues with this 0-based epoch).
+    public var epoch: Int
+    public var globalStep: Int
+    public var optimizerStep: Int
+    public var seed: UInt64
+    public var ranks: Int
+    public var monitor: Monitor
+    /// The tensors file beside this JSON and its size and FNV-1a 64 checksum, which resume verifies.
+    public var tensorsFile: String
+    public var tensorsBytes: Int
+    public var tensorsChecksum: String
+}
+
+/// Checkpoints in RUN_DIR/checkpoints, written by rank 0 only:
+/// `epoch-0003.safetensors` (model tensors under state_dict names, `optimizer.first_moment`,
+/// `optimizer.second_moment`, and `best.*` copies for restore_best_weights) and then
+/// `epoch-0003.json` (the state). Each file is written atomically (temp, fsync, rename, fsync of
+/// the directory) and the JSON goes last, so a JSON whose checksum matches its tensors file
+/// marks a complete checkpoint. A crash mid-write leaves the previous checkpoints intact.
+public struct CheckpointStore {
+    public let directory: String
+
+    public init(runDirectory: String) {
+        directory = runDirectory + "/checkpoints"
+    }
+
+    public func save(tensors: [StoredTensor], state: CheckpointState, keep: Int) throws -> String {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let stem = String(format: "epoch-%04d", state.epoch)
+        let bytes = SafeTensors.encode(tensors, metadata: ["format": state.format])
+        try AtomicFile.write(bytes, to: "\(directory)/\(stem).safetensors")
+        var state = state
+        state.tensorsFile = "\(stem).safetensors"
+        state.tensorsBytes = bytes.count
+        state.tensorsChecksum = Self.checksum(bytes)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        try AtomicFile.write(String(decoding: try encoder.encode(state), as: UTF8.self), to: "\(directory)/\(stem).json")
+        try prune(keep: keep)
+        return "\(directory)/\(stem).json"
+    }
+
+    /// The newest checkpoint whose tensors file is whole (size and checksum match). Damaged
+    /// ones are skipped with a note in `skipped`.
+    public func newestValid() -> (state: CheckpointState, tensors: [String: StoredTensor], path: String, skipped: [String])? {
+        var skipped: [String] = []
+        for json in stems().reversed().map({ "\(directory)/\($0).json" }) {
+            let decoder = JSONDecoder()
+            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+            guard let data = FileManager.default.contents(atPath: json),
+                  let state = try? decoder.decode(CheckpointState.self, from: data) else {
+                skipped.append("\(json): not a readable checkpoint state")
+                continue
+            }
+            let tensorsPath = "\(directory)/\(state.tensorsFile)"
+            guard let bytes = FileManager.default.contents(atPath: tensorsPath).map([UInt8].init),
+                  bytes.count == state.tensorsBytes, Self.checksum(bytes) == state.tensorsChecksum else {
+                skipped.append("\(tensorsPath): missing, truncated or checksum mismatch")
+                continue
+            }
+            do {
+                let decoded = try SafeTensors.decode(bytes, file: tensorsPath)
+                return (state, decoded.tensors, json, skipped)
+            } catch {
+                skipped.append("\(error)")
+            }
+        }
+        return nil
+    }
+
+    /// Checkpoint stems ("epoch-0003") present, oldest first.
+    func stems() -> [String] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        return names.filter { $0.hasPrefix("epoch-") && $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
+    }
+
+    private func prune(keep: Int) throws {
+        for stem in stems().dropLast(keep) {
+            try? FileManager.default.removeItem(atPath: "\(directory)/\(stem).json")
+            try? FileManager.default.removeItem(atPath: "\(directory)/\(stem).safetensors")
+        }
+    }
+
+    /// FNV-1a, 64-bit: cheap and enough to tell a torn or corrupted file from a whole one.
+    static func checksum(_ bytes: [UInt8]) -> String {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in bytes {
+            hash ^= UInt64(byte)
+            hash = hash &* 0x0000_0100_0000_01B3
+        }
+        return String(format: "%016llx", hash)
+    }
+}

@@ -1,0 +1,57 @@
+/// The network's tensors under torch nn.Sequential state_dict names, so that
+/// `nn.Sequential(<same layers>).load_state_dict(safetensors.torch.load_file(path))` just works:
+/// `{i}.weight` (dense: [out, in]), `{i}.bias`, `{i}.running_mean`, `{i}.running_var`,
+/// `{i}.num_batches_tracked` (int64, 0-dim), where i is the layer's index in `model.layers`.
+extension Network {
+    public func exportTensors() -> [StoredTensor] {
+        var result: [StoredTensor] = []
+        for slot in tensors {
+            let base = slot.storage == .parameter ? parameters.baseAddress! : state.baseAddress!
+            result.append(StoredTensor(name: slot.name, shape: slot.shape,
+                                       floats: UnsafeBufferPointer(start: base + slot.offset, count: slot.count)))
+            if slot.name.hasSuffix(".running_var"), let norm = batchNorms.first(where: { "\($0.configIndex).running_var" == slot.name }) {
+                result.append(StoredTensor(name: "\(norm.configIndex).num_batches_tracked", shape: [], int64s: [norm.batchesTracked]))
+            }
+        }
+        return result
+    }
+
+    /// Loads weights saved by `exportTensors` or by torch. Every tensor of the model must be
+    /// present with its exact shape; an extra tensor is an error too (as load_state_dict strict).
+    public func importTensors(_ stored: [String: StoredTensor], file: String) throws {
+        var expected = Set(tensors.map(\.name))
+        for norm in batchNorms { expected.insert("\(norm.configIndex).num_batches_tracked") }
+        let extra = Set(stored.keys).subtracting(expected).sorted()
+        let missing = expected.subtracting(stored.keys).filter { !$0.hasSuffix("num_batches_tracked") }.sorted()
+        if !missing.isEmpty {
+            throw DDPError(.weights, "\(file) is missing tensor(s) \(missing.joined(separator: ", ")) that the model needs")
+        }
+        if !extra.isEmpty {
+            throw DDPError(.weights, "\(file) has tensor(s) \(extra.joined(separator: ", ")) that the model does not have (model tensors: \(tensors.map(\.name).joined(separator: ", ")))")
+        }
+        for slot in tensors {
+            let tensor = stored[slot.name]!
+            guard tensor.shape == slot.shape else {
+                throw DDPError(.weights, "\(file): tensor \(slot.name) has shape \(tensor.shape) but the model expects \(slot.shape)")
+            }
+            guard tensor.dtype == .float32 else {
+                throw DDPError(.weights, "\(file): tensor \(slot.name) is \(tensor.dtype.rawValue), expected F32")
+            }
+            let base = slot.storage == .parameter ? parameters.baseAddress! : state.baseAddress!
+            try tensor.copyFloats(into: UnsafeMutableBufferPointer(start: base + slot.offset, count: slot.count), file: file)
+        }
+        for norm in batchNorms {
+            if let count = stored["\(norm.configIndex).num_batches_tracked"]?.int64s()?.first {
+                norm.batchesTracked = count
+            }
+        }
+    }
+
+    public func saveWeights(to path: String, metadata: [String: String] = [:]) throws {
+        try SafeTensors.write(exportTensors(), metadata: metadata, to: path)
+    }
+
+    public func loadWeights(from path: String) throws {
+        try importTensors(try SafeTensors.read(path: path).tensors, file: path)
+    }
+}

@@ -1,0 +1,52 @@
+/// The collectives a data-parallel step needs, over whatever transport runs the job.
+///
+/// Invariant: every rank enters every collective, in the same order, with the same counts.
+/// A rank with no sample in a step still calls `allreduceSum` (with zero contributions).
+public protocol Communicator: AnyObject {
+    var rank: Int { get }
+    var size: Int { get }
+    /// In-place element-wise sum over all ranks.
+    func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws
+    /// In-place element-wise sum over all ranks.
+    func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws
+    /// Copies `root`'s bytes into every other rank's buffer.
+    func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws
+    func barrier() throws
+    /// Ends the whole job (every rank) with `code`. Used when one rank fails alone.
+    func abort(code: Int32) -> Never
+}
+
+extension Communicator {
+    public var isRoot: Bool { rank == 0 }
+
+    /// Broadcasts an array of trivially-copyable values in place from `root`.
+    public func broadcast<T: BitwiseCopyable>(_ values: inout [T], root: Int = 0) throws {
+        if size == 1 { return }
+        try values.withUnsafeMutableBytes { try broadcast($0, root: root) }
+    }
+
+    /// Broadcasts a float buffer in place from `root`.
+    public func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int = 0) throws {
+        if size == 1 { return }
+        try broadcast(UnsafeMutableRawBufferPointer(buffer), root: root)
+    }
+}
+
+/// One process, no transport: every collective is the identity. Used by unit tests and
+/// whenever `ddp` is started outside a launcher.
+public final class LocalCommunicator: Communicator {
+    public init() {}
+    public var rank: Int { 0 }
+    public var size: Int { 1 }
+    public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {}
+    public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {}
+    public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {}
+    public func barrier() throws {}
+    public func abort(code: Int32) -> Never { exit(code) }
+}
+
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif

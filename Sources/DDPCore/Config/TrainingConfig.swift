@@ -1,0 +1,293 @@
+import Foundation
+import Yams
+
+/// The config's `data` section.
+public struct DataConfig: Sendable, Equatable {
+    public var train: DataSource
+    public var validation: DataSource?
+    /// Keras validation_split: the LAST fraction of the training data, taken before shuffling.
+    public var validationSplit: Double = 0
+    public var test: DataSource?
+    public var normalize = Normalization.scale
+}
+
+/// The config's `training` section.
+public struct LoopConfig: Sendable, Equatable {
+    public var epochs = 10
+    /// The global batch: one optimizer step sees this many samples, split across the ranks.
+    public var batchSize = 32
+    /// Weak scaling: each rank takes this many, so the global batch is this × ranks.
+    public var batchSizePerRank: Int?
+    public var shuffle = true
+    /// Drop the last incomplete batch of each epoch (torch DataLoader's drop_last).
+    public var dropLast = false
+}
+
+/// The config's `checkpoint` section.
+public struct CheckpointConfig: Sendable, Equatable {
+    public var everyEpochs = 1
+    public var keep = 3
+}
+
+/// A whole training config, parsed and validated. See README.md for every key.
+public struct TrainingConfig: Sendable, Equatable {
+    public var seed: UInt64 = 0
+    public var data: DataConfig
+    public var model: ModelConfig
+    public var loss: Loss
+    public var optimizer: OptimizerConfig
+    public var schedule = LearningRateSchedule()
+    public var training = LoopConfig()
+    public var earlyStopping: EarlyStoppingConfig?
+    public var checkpoint = CheckpointConfig()
+    /// The resolved YAML (after overrides), saved into the run directory.
+    public var resolvedYAML = ""
+
+    /// Reads `path`, applies `--set` overrides in order, and validates every key.
+    public static func load(path: String, overrides: [String] = []) throws -> TrainingConfig {
+        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
+            throw DDPError(.config, "cannot read config file \(path)")
+        }
+        return try parse(yaml: text, source: path, overrides: overrides)
+    }
+
+    public static func parse(yaml text: String, source: String = "config", overrides: [String] = []) throws -> TrainingConfig {
+        var root: Node
+        do {
+            root = try Yams.compose(yaml: text) ?? Node.mapping(Node.Mapping([]))
+        } catch {
+            throw DDPError(.config, "\(source) is not valid YAML: \(error)")
+        }
+        for assignment in overrides { try ConfigOverride.apply(assignment, to: &root) }
+        do {
+            var config = try parse(root: root)
+            config.resolvedYAML = (try? Yams.serialize(node: root)) ?? text
+            return config
+        } catch let error as DDPError {
+            throw DDPError(error.kind, "\(source): \(error.message)")
+        }
+    }
+
+    static func parse(root: Node) throws -> TrainingConfig {
+        var top = try ConfigSection(root, path: "")
+        let seed = UInt64(try top.int("seed", default: 0, min: 0))
+
+        guard var dataSection = try top.section("data") else { throw DDPError(.config, "missing key 'data'") }
+        guard let trainNode = dataSection.node("train") else { throw DDPError(.config, "missing key 'data.train'") }
+        var data = DataConfig(train: try dataSource(trainNode, path: "data.train", seed: seed))
+        if let node = dataSection.node("validation") {
+            data.validation = try dataSource(node, path: "data.validation", seed: seed &+ 1)
+        }
+        if let node = dataSection.node("test") {
+            data.test = try dataSource(node, path: "data.test", seed: seed &+ 2)
+        }
+        data.validationSplit = try dataSection.double("validation_split", default: 0, in: 0...0.99)
+        data.normalize = try dataSection.choice("normalize", default: Normalization.scale)
+        if data.validation != nil && data.validationSplit > 0 {
+            throw DDPError(.config, "data.validation and data.validation_split are both set; use one")
+        }
+        try dataSection.finish()
+
+        guard var modelSection = try top.section("model") else { throw DDPError(.config, "missing key 'model'") }
+        let model = try modelConfig(&modelSection)
+        try modelSection.finish()
+
+        let loss = try lossConfig(top.node("loss"))
+        guard var optimizerSection = try top.section("optimizer") else { throw DDPError(.config, "missing key 'optimizer'") }
+        let optimizer = try optimizerConfig(&optimizerSection)
+        try optimizerSection.finish()
+
+        var config = TrainingConfig(seed: seed, data: data, model: model, loss: loss, optimizer: optimizer)
+        if var section = try top.section("training") {
+            config.training.epochs = try section.int("epochs", default: 10, min: 1)
+            config.training.batchSize = try section.int("batch_size", default: 32, min: 1)
+            config.training.batchSizePerRank = try section.int("batch_size_per_rank")
+            if let perRank = config.training.batchSizePerRank, perRank < 1 {
+                throw DDPError(.config, "training.batch_size_per_rank: expected an integer ≥ 1, got \(perRank)")
+            }
+            config.training.shuffle = try section.bool("shuffle", default: true)
+            config.training.dropLast = try section.bool("drop_last", default: false)
+            try section.finish()
+        }
+        if var section = try top.section("schedule") {
+            config.schedule = try scheduleConfig(&section, epochs: config.training.epochs)
+            try section.finish()
+        }
+        if var section = try top.section("early_stopping") {
+            var early = EarlyStoppingConfig()
+            early.monitor = try section.string("monitor", default: "val_loss")
+            guard ["loss", "accuracy", "val_loss", "val_accuracy"].contains(early.monitor) else {
+                throw DDPError(.config, "early_stopping.monitor: '\(early.monitor)' is not one of loss, accuracy, val_loss, val_accuracy")
+            }
+            early.minDelta = try section.double("min_delta", default: 0)
+            early.patience = try section.int("patience", default: 0, min: 0)
+            early.mode = try section.choice("mode", default: EarlyStoppingConfig.Mode.auto)
+            early.baseline = try section.double("baseline")
+            early.restoreBestWeights = try section.bool("restore_best_weights", default: false)
+            early.startFromEpoch = try section.int("start_from_epoch", default: 0, min: 0)
+            try section.finish()
+            _ = try early.minimizes()
+            if early.monitor.hasPrefix("val_") && data.validation == nil && data.validationSplit == 0 {
+                throw DDPError(.config, "early_stopping.monitor is \(early.monitor) but there is no validation data; set data.validation or data.validation_split")
+            }
+            if early.monitor.hasSuffix("accuracy") && !loss.hasAccuracy {
+                throw DDPError(.config, "early_stopping.monitor is \(early.monitor) but loss mse has no accuracy")
+            }
+            config.earlyStopping = early
+        }
+        if var section = try top.section("checkpoint") {
+            config.checkpoint.everyEpochs = try section.int("every_epochs", default: 1, min: 0)
+            config.checkpoint.keep = try section.int("keep", default: 3, min: 1)
+            try section.finish()
+        }
+        try top.finish()
+        return config
+    }
+
+    static func dataSource(_ node: Node, path: String, seed: UInt64) throws -> DataSource {
+        var section = try ConfigSection(node, path: path)
+        let format = try section.string("format") ?? ""
+        let source: DataSource
+        switch format {
+        case "idx":
+            guard let images = try section.string("images") else { throw DDPError(.config, "missing key '\(path).images'") }
+            guard let labels = try section.string("labels") else { throw DDPError(.config, "missing key '\(path).labels'") }
+            source = .idx(images: images, labels: labels)
+        case "csv":
+            guard let file = try section.string("path") else { throw DDPError(.config, "missing key '\(path).path'") }
+            let header = try section.bool("header", default: true)
+            let label: CSVLabel
+            if let labelNode = section.node("label"), let index = Int(labelNode.scalar?.string ?? "") {
+                label = .index(index)
+            } else if let name = try section.string("label") {
+                label = .name(name)
+            } else {
+                label = .index(-1)
+            }
+            source = .csv(path: file, label: label, header: header)
+        case "moons":
+            source = .moons(samples: try section.int("samples", default: 100, min: 2),
+                            noise: try section.double("noise", default: 0.25, in: 0...10),
+                            seed: UInt64(try section.int("seed", default: Int(truncatingIfNeeded: seed), min: 0)))
+        case "circles":
+            source = .circles(samples: try section.int("samples", default: 1000, min: 2),
+                              radiusSquared: try section.double("radius_squared", default: 5, in: 1e-9...1e9),
+                              seed: UInt64(try section.int("seed", default: Int(truncatingIfNeeded: seed), min: 0)))
+        default:
+            throw DDPError(.config, "\(path).format: '\(format)' is not one of idx, csv, moons, circles")
+        }
+        try section.finish()
+        return source
+    }
+
+    static func penalty(_ section: inout ConfigSection, _ name: String) throws -> Penalty? {
+        guard var reg = try section.section(name) else { return nil }
+        let penalty = Penalty(l1: try reg.float("l1", default: 0, in: 0...1e6), l2: try reg.float("l2", default: 0, in: 0...1e6))
+        try reg.finish()
+        return penalty
+    }
+
+    static func modelConfig(_ section: inout ConfigSection) throws -> ModelConfig {
+        guard let inputs = try section.int("inputs") else { throw DDPError(.config, "missing key 'model.inputs'") }
+        let initWeights = try section.string("init_weights")
+        guard let list = section.node("layers")?.sequence else {
+            throw DDPError(.config, "model.layers: expected a list of layers")
+        }
+        var layers: [LayerConfig] = []
+        for (index, node) in list.enumerated() {
+            var layer = try ConfigSection(node, path: "model.layers[\(index)]")
+            let type = try layer.string("type") ?? ""
+            let kind: LayerConfig.Kind
+            switch type {
+            case "dense":
+                kind = .dense(units: try layer.int("units") ?? { throw DDPError(.config, "missing key 'model.layers[\(index)].units'") }(),
+                              activation: try layer.choice("activation", default: ActivationFunction.linear),
+                              useBias: try layer.bool("use_bias", default: true),
+                              kernelInitializer: try layer.choice("kernel_initializer", default: Initializer.glorotUniform),
+                              biasInitializer: try layer.choice("bias_initializer", default: Initializer.zeros),
+                              kernelRegularizer: try penalty(&layer, "kernel_regularizer"),
+                              biasRegularizer: try penalty(&layer, "bias_regularizer"))
+                if case let .dense(units, _, _, _, _, _, _) = kind, units < 1 {
+                    throw DDPError(.config, "model.layers[\(index)].units: expected an integer ≥ 1, got \(units)")
+                }
+            case "batchnorm":
+                kind = .batchNorm(momentum: try layer.float("momentum", default: 0.1, in: 0...1),
+                                  epsilon: try layer.float("epsilon", default: 1e-5, in: 1e-12...1))
+            case "dropout":
+                kind = .dropout(rate: try layer.float("rate", default: 0.5, in: 0...0.999_999))
+            case "activation":
+                kind = .activation(try layer.choice("fn", default: ActivationFunction.relu))
+            case "gaussian_noise":
+                kind = .gaussianNoise(stddev: try layer.float("stddev", default: 0.1, in: 0...1e6))
+            default:
+                throw DDPError(.config, "model.layers[\(index)].type: '\(type)' is not one of dense, batchnorm, dropout, activation, gaussian_noise")
+            }
+            let activity = try penalty(&layer, "activity_regularizer")
+            try layer.finish()
+            layers.append(LayerConfig(kind, activityRegularizer: activity))
+        }
+        return ModelConfig(inputs: inputs, layers: layers, initWeights: initWeights)
+    }
+
+    static func lossConfig(_ node: Node?) throws -> Loss {
+        guard let node else { return .crossEntropy }
+        var name: String
+        var fromLogits = true
+        if let scalar = node.scalar {
+            name = scalar.string
+        } else {
+            var section = try ConfigSection(node, path: "loss")
+            name = try section.string("type", default: "cross_entropy")
+            fromLogits = try section.bool("from_logits", default: true)
+            try section.finish()
+        }
+        switch name {
+        case "cross_entropy", "sparse_categorical_crossentropy": return .crossEntropy
+        case "binary_crossentropy", "binary_cross_entropy": return .binaryCrossEntropy(fromLogits: fromLogits)
+        case "mse", "mean_squared_error": return .meanSquaredError
+        default: throw DDPError(.config, "loss: '\(name)' is not one of cross_entropy, binary_crossentropy, mse")
+        }
+    }
+
+    static func optimizerConfig(_ section: inout ConfigSection) throws -> OptimizerConfig {
+        let kind = try section.choice("type", default: OptimizerConfig.Kind.adam)
+        var config = OptimizerConfig(kind: kind, learningRate: try section.float("lr", default: kind == .sgd ? 0.01 : 0.001, in: 0...1e3))
+        config.weightDecay = try section.float("weight_decay", default: kind == .adamw ? 0.01 : 0, in: 0...1e3)
+        config.decay = try section.choice("decay", default: DecayScope.kernels)
+        config.momentum = try section.float("momentum", default: 0, in: 0...1)
+        config.dampening = try section.float("dampening", default: 0, in: 0...1)
+        config.nesterov = try section.bool("nesterov", default: false)
+        config.beta1 = try section.float("beta1", default: 0.9, in: 0...0.999_999)
+        config.beta2 = try section.float("beta2", default: 0.999, in: 0...0.999_999_9)
+        config.epsilon = try section.float("epsilon", default: 1e-8, in: 0...1)
+        if let clip = try section.double("clip_norm") {
+            guard clip > 0 else { throw DDPError(.config, "optimizer.clip_norm: expected a positive number, got \(clip)") }
+            config.clipNorm = Float(clip)
+        }
+        if config.nesterov && (config.momentum == 0 || config.dampening != 0) {
+            throw DDPError(.config, "optimizer.nesterov needs momentum > 0 and dampening 0 (as torch.optim.SGD)")
+        }
+        return config
+    }
+
+    static func scheduleConfig(_ section: inout ConfigSection, epochs: Int) throws -> LearningRateSchedule {
+        let type = try section.string("type", default: "constant")
+        let warmup = try section.int("warmup_steps", default: 0, min: 0)
+        switch type {
+        case "constant": return LearningRateSchedule(kind: .constant, warmupSteps: warmup)
+        case "warmup":
+            guard warmup > 0 else { throw DDPError(.config, "schedule.warmup_steps: expected an integer ≥ 1 for type warmup") }
+            return LearningRateSchedule(kind: .constant, warmupSteps: warmup)
+        case "step":
+            return LearningRateSchedule(kind: .step(stepSize: try section.int("step_size", default: 10, min: 1),
+                                                    gamma: try section.float("gamma", default: 0.1, in: 0...1)),
+                                        warmupSteps: warmup)
+        case "cosine":
+            return LearningRateSchedule(kind: .cosine(tMax: try section.int("t_max", default: epochs, min: 1),
+                                                      minimum: try section.float("eta_min", default: 0, in: 0...1e3)),
+                                        warmupSteps: warmup)
+        default:
+            throw DDPError(.config, "schedule.type: '\(type)' is not one of constant, warmup, step, cosine")
+        }
+    }
+}

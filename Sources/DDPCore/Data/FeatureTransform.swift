@@ -1,0 +1,98 @@
+/// CaseIterable so config errors can list the accepted values.
+public enum Normalization: String, Sendable, CaseIterable {
+    case scale, standardize, none
+}
+
+/// Per-feature affine map x' = x * scale[f] + shift[f], fitted on the TRAINING set only and applied
+/// to train, validation and test alike, so no statistic of held-out data leaks into training.
+public struct FeatureTransform: Sendable, Equatable {
+    public var scale: [Float]
+    public var shift: [Float]
+
+    public init(scale: [Float], shift: [Float]) {
+        precondition(scale.count == shift.count, "FeatureTransform: \(scale.count) scales, \(shift.count) shifts")
+        self.scale = scale
+        self.shift = shift
+    }
+
+    public static func identity(featureCount: Int) -> FeatureTransform {
+        FeatureTransform(scale: Array(repeating: 1, count: featureCount),
+                         shift: Array(repeating: 0, count: featureCount))
+    }
+
+    /// scale: bytes storage → x/255 for every feature; float storage → per-feature min-max to [0,1],
+    ///        x' = (x - min)/(max - min) (a constant feature maps to 0).
+    /// standardize: x' = (x - mean)/std with population std from the training set (std 0 → divide by 1).
+    /// none: identity.
+    public static func fit(_ normalization: Normalization, on data: Dataset) -> FeatureTransform {
+        let width = data.featureCount
+        var transform = identity(featureCount: width)
+        switch normalization {
+        case .none:
+            break
+        case .scale:
+            if case .bytes = data.storage {
+                transform.scale = Array(repeating: 1 / 255, count: width)
+                break
+            }
+            guard let stats = FeatureStatistics(data) else { break }
+            for f in 0..<width {
+                let range = stats.high[f] - stats.low[f]
+                transform.scale[f] = range > 0 ? Float(1 / range) : 0
+                transform.shift[f] = range > 0 ? Float(-stats.low[f] / range) : 0
+            }
+        case .standardize:
+            guard let stats = FeatureStatistics(data) else { break }
+            for f in 0..<width {
+                let std = stats.variance[f].squareRoot()
+                let divisor = std > 0 ? std : 1
+                transform.scale[f] = Float(1 / divisor)
+                transform.shift[f] = Float(-stats.mean[f] / divisor)
+            }
+        }
+        return transform
+    }
+}
+
+/// Per-feature min, max, mean and population variance in one pass over the rows. Sums are of
+/// x - x₀ (x₀ = the first row), in Double, so var = E[(x-x₀)²] - E[x-x₀]² does not cancel badly.
+private struct FeatureStatistics {
+    var low: [Double], high: [Double], mean: [Double], variance: [Double]
+
+    init?(_ data: Dataset) {
+        guard data.count > 0, data.featureCount > 0 else { return nil }
+        let width = data.featureCount, rows = data.count
+        // Five columns of accumulators side by side: low, high, x₀, Σ(x-x₀), Σ(x-x₀)².
+        var acc = [Double](repeating: 0, count: 5 * width)
+        func accumulate(_ value: (Int) -> Double) {
+            acc.withUnsafeMutableBufferPointer { acc in
+                let low = acc.baseAddress!, high = low + width, origin = high + width
+                let sum = origin + width, squares = sum + width
+                for f in 0..<width { (low[f], high[f], origin[f]) = (value(f), value(f), value(f)) }
+                for row in 0..<rows {
+                    let base = row * width
+                    for f in 0..<width {
+                        let x = value(base + f)
+                        low[f] = min(low[f], x)
+                        high[f] = max(high[f], x)
+                        let d = x - origin[f]
+                        sum[f] += d
+                        squares[f] += d * d
+                    }
+                }
+            }
+        }
+        switch data.storage {
+        case .bytes(let values): values.withUnsafeBufferPointer { v in accumulate { Double(v[$0]) } }
+        case .floats(let values): values.withUnsafeBufferPointer { v in accumulate { Double(v[$0]) } }
+        }
+        let n = Double(rows)
+        low = Array(acc[0..<width])
+        high = Array(acc[width..<2 * width])
+        mean = (0..<width).map { acc[2 * width + $0] + acc[3 * width + $0] / n }
+        variance = (0..<width).map { f in
+            let m = acc[3 * width + f] / n
+            return max(0, acc[4 * width + f] / n - m * m)
+        }
+    }
+}

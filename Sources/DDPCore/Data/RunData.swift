@@ -1,0 +1,79 @@
+/// The datasets of one run, split and normalized as the config says, with every check that
+/// needs both the data and the model (feature count, label range) done once, up front.
+public struct RunData: Sendable {
+    public let train: Dataset
+    public let validation: Dataset?
+    public let test: Dataset?
+    /// Fitted on `train` only; applied to every split.
+    public let transform: FeatureTransform
+
+    public init(config: TrainingConfig) throws {
+        let full = try DataLoader.load(config.data.train)
+        var train = full
+        var validation: Dataset?
+        if let source = config.data.validation {
+            validation = try DataLoader.load(source)
+        } else if config.data.validationSplit > 0 {
+            // Keras: split_at = floor(n·(1 − validation_split)); validation is the tail, unshuffled.
+            let splitAt = Int((Double(full.count) * (1 - config.data.validationSplit)).rounded(.down))
+            guard splitAt > 0, splitAt < full.count else {
+                throw DDPError(.config, "data.validation_split \(config.data.validationSplit) leaves no training or no validation samples out of \(full.count)")
+            }
+            train = full.slice(0..<splitAt)
+            validation = full.slice(splitAt..<full.count)
+        }
+        let test = try config.data.test.map { try DataLoader.load($0) }
+        for (name, data) in [("data.train", train), ("data.validation", validation), ("data.test", test)] {
+            guard let data else { continue }
+            try Self.check(data, name: name, config: config)
+        }
+        self.train = train
+        self.validation = validation
+        self.test = test
+        transform = FeatureTransform.fit(config.data.normalize, on: train)
+    }
+
+    public func split(_ name: String) throws -> Dataset {
+        switch name {
+        case "train": return train
+        case "validation":
+            guard let validation else { throw DDPError(.config, "the config has no validation data (data.validation or data.validation_split)") }
+            return validation
+        case "test":
+            guard let test else { throw DDPError(.config, "the config has no test data (data.test)") }
+            return test
+        default: throw DDPError(.config, "--split: '\(name)' is not one of train, validation, test")
+        }
+    }
+
+    static func check(_ data: Dataset, name: String, config: TrainingConfig) throws {
+        guard data.featureCount == config.model.inputs else {
+            throw DDPError(.config, "\(name) (\(data.origin)) has \(data.featureCount) features per sample but model.inputs is \(config.model.inputs)")
+        }
+        guard data.count > 0 else { throw DDPError(.data, "\(name) (\(data.origin)) has no samples") }
+        let outputs = Self.outputWidth(config.model)
+        for (row, label) in data.labels.enumerated() {
+            switch config.loss {
+            case .crossEntropy:
+                guard label >= 0, label == label.rounded(), Int(label) < outputs else {
+                    throw DDPError(.data, "\(name) (\(data.origin)): label \(label) of sample \(row) is not a class index in 0..<\(outputs) (the last layer has \(outputs) units)")
+                }
+            case .binaryCrossEntropy:
+                guard label >= 0, label <= 1 else {
+                    throw DDPError(.data, "\(name) (\(data.origin)): label \(label) of sample \(row) is not in [0, 1] as binary_crossentropy expects")
+                }
+            case .meanSquaredError:
+                guard label.isFinite else { throw DDPError(.data, "\(name) (\(data.origin)): label of sample \(row) is not a finite number") }
+            }
+        }
+    }
+
+    /// The width of the model's output, from the config alone.
+    static func outputWidth(_ model: ModelConfig) -> Int {
+        var width = model.inputs
+        for layer in model.layers {
+            if case let .dense(units, _, _, _, _, _, _) = layer.kind { width = units }
+        }
+        return width
+    }
+}

@@ -1,0 +1,90 @@
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
+/// Training objectives, matching torch.nn's reductions when divided by the batch size:
+/// - `crossEntropy`: softmax cross-entropy from logits with integer labels
+///   (torch.nn.CrossEntropyLoss = keras SparseCategoricalCrossentropy(from_logits=True)):
+///   ℓ = logsumexp(z) − z_y.
+/// - `binaryCrossEntropy(fromLogits: true)`: torch.nn.BCEWithLogitsLoss,
+///   ℓ = max(z, 0) − z·y + log(1 + e^{−|z|}).
+/// - `binaryCrossEntropy(fromLogits: false)`: torch.nn.BCELoss on probabilities,
+///   ℓ = −(y·log p + (1 − y)·log(1 − p)) with each log clamped to ≥ −100 as torch does.
+/// - `meanSquaredError`: torch.nn.MSELoss, the mean over output units of (ŷ − y)².
+public enum Loss: Sendable, Equatable {
+    case crossEntropy
+    case binaryCrossEntropy(fromLogits: Bool)
+    case meanSquaredError
+
+    /// Whether accuracy is meaningful for this loss.
+    public var hasAccuracy: Bool {
+        if case .meanSquaredError = self { return false }
+        return true
+    }
+
+    /// For `batch` rows of `output` (batch, width) and `labels` (batch): returns the sum of
+    /// per-sample losses and the number of correct predictions. When `gradient` is given it
+    /// receives d(Σ losses)/d(output), (batch, width).
+    public func evaluate(output: UnsafePointer<Float>, labels: UnsafePointer<Float>, batch: Int, width: Int,
+                         gradient: UnsafeMutablePointer<Float>?) -> (lossSum: Double, correct: Double) {
+        var lossSum = 0.0, correct = 0.0
+        switch self {
+        case .crossEntropy:
+            for row in 0..<batch {
+                let z = output + row * width
+                let label = Int(labels[row])
+                var maximum = -Float.infinity, best = 0
+                for j in 0..<width where z[j] > maximum { maximum = z[j]; best = j }
+                var sum: Float = 0
+                for j in 0..<width { sum += expf(z[j] - maximum) }
+                let logSumExp = maximum + logf(sum)
+                lossSum += Double(logSumExp - z[label])
+                if best == label { correct += 1 }
+                if let gradient {
+                    let g = gradient + row * width
+                    for j in 0..<width { g[j] = expf(z[j] - logSumExp) }
+                    g[label] -= 1
+                }
+            }
+        case .binaryCrossEntropy(let fromLogits):
+            for row in 0..<batch {
+                let y = labels[row]
+                for j in 0..<width {
+                    let index = row * width + j
+                    let value = output[index]
+                    if fromLogits {
+                        lossSum += Double(max(value, 0) - value * y + log1pf(expf(-abs(value))))
+                        if (value > 0 ? 1 : 0) == y { correct += 1 }
+                        gradient?[index] = Activation.sigmoid(value) - y
+                    } else {
+                        let logP = max(logf(value), -100), logNotP = max(logf(1 - value), -100)
+                        lossSum += Double(-(y * logP + (1 - y) * logNotP))
+                        if (value > 0.5 ? 1 : 0) == y { correct += 1 }
+                        // d/dp of −(y log p + (1−y) log(1−p)), with torch's clamp of the
+                        // denominators at 1e-12 so p ∈ {0, 1} gives a finite gradient.
+                        gradient?[index] = (value - y) / max(value * (1 - value), 1e-12)
+                    }
+                }
+            }
+            correct /= Double(width)
+            lossSum /= Double(width)
+            if width > 1, let gradient {
+                let scale = 1 / Float(width)
+                for i in 0..<batch * width { gradient[i] *= scale }
+            }
+        case .meanSquaredError:
+            let scale = 1 / Float(width)
+            for row in 0..<batch {
+                for j in 0..<width {
+                    let index = row * width + j
+                    let difference = output[index] - labels[row]
+                    lossSum += Double(difference * difference * scale)
+                    gradient?[index] = 2 * difference * scale
+                }
+            }
+        }
+        return (lossSum, correct)
+    }
+}

@@ -1,0 +1,105 @@
+/// Inverted dropout as torch.nn.Dropout: in training each unit is zeroed with probability
+/// `rate` and kept units are scaled by 1/(1 − rate), so the expected activation is unchanged;
+/// in inference it is the identity.
+///
+/// The mask of unit u of dataset sample i in epoch e is drawn from the counter-based generator
+/// keyed (seed, epoch, sample, layer, unit): the same whichever batch or rank the sample is in.
+public final class Dropout: Layer {
+    public let configIndex: Int
+    public let inputWidth: Int
+    public var outputWidth: Int { inputWidth }
+    public var displayName: String { "Dropout(\(rate))" }
+    public let rate: Float
+    /// 0 or 1/(1 − rate) per element of the last training forward.
+    private var mask = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
+    private var lastForwardWasTraining = false
+
+    public init(configIndex: Int, width: Int, rate: Float) {
+        self.configIndex = configIndex
+        inputWidth = width
+        self.rate = rate
+    }
+
+    deinit { mask.deallocate() }
+
+    public func reserve(maxBatch: Int) {
+        mask.deallocate()
+        mask = .allocate(capacity: max(maxBatch, 1) * inputWidth)
+        mask.initialize(repeating: 1)
+    }
+
+    public func forward(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
+                        batch: Int, context: StepContext) throws {
+        let width = inputWidth
+        lastForwardWasTraining = context.training && rate > 0
+        guard lastForwardWasTraining else {
+            output.update(from: input, count: batch * width)
+            return
+        }
+        let keepScale: Float = rate >= 1 ? 0 : 1 / (1 - rate)
+        let seed = context.seed, epoch = UInt64(context.epoch), layer = UInt64(configIndex)
+        let mask = self.mask.baseAddress!, rate = self.rate
+        for row in 0..<batch {
+            let sample = UInt64(context.sampleRows[row])
+            for unit in 0..<width {
+                let u = CounterRandom.uniform(seed, .dropout, epoch, sample, layer, UInt64(unit))
+                let index = row * width + unit
+                mask[index] = u < rate ? 0 : keepScale
+                output[index] = input[index] * mask[index]
+            }
+        }
+    }
+
+    public func backward(input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                         outputGradient dy: UnsafeMutablePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>?,
+                         batch: Int, context: StepContext) throws {
+        guard let dx else { return }
+        let count = batch * inputWidth
+        guard lastForwardWasTraining else {
+            dx.update(from: dy, count: count)
+            return
+        }
+        let mask = self.mask.baseAddress!
+        for i in 0..<count { dx[i] = dy[i] * mask[i] }
+    }
+}
+
+/// Additive zero-mean Gaussian noise (keras.layers.GaussianNoise): x + N(0, stddev²) in
+/// training, identity in inference. Noise is keyed like dropout masks, by sample not by rank.
+public final class GaussianNoise: Layer {
+    public let configIndex: Int
+    public let inputWidth: Int
+    public var outputWidth: Int { inputWidth }
+    public var displayName: String { "GaussianNoise(\(stddev))" }
+    public let stddev: Float
+
+    public init(configIndex: Int, width: Int, stddev: Float) {
+        self.configIndex = configIndex
+        inputWidth = width
+        self.stddev = stddev
+    }
+
+    public func forward(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
+                        batch: Int, context: StepContext) throws {
+        let width = inputWidth
+        guard context.training && stddev > 0 else {
+            output.update(from: input, count: batch * width)
+            return
+        }
+        let seed = context.seed, epoch = UInt64(context.epoch), layer = UInt64(configIndex)
+        for row in 0..<batch {
+            let sample = UInt64(context.sampleRows[row])
+            for unit in 0..<width {
+                let z = CounterRandom.normal(seed, .noise, epoch, sample, layer, UInt64(unit))
+                output[row * width + unit] = input[row * width + unit] + stddev * Float(z)
+            }
+        }
+    }
+
+    /// The noise is additive, so dx = dy.
+    public func backward(input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                         outputGradient dy: UnsafeMutablePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>?,
+                         batch: Int, context: StepContext) throws {
+        dx?.update(from: dy, count: batch * inputWidth)
+    }
+}

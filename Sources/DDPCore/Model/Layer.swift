@@ -1,0 +1,73 @@
+/// What a layer's parameter is, which decides its default weight decay and regularizer slot.
+public enum ParameterRole: String, Sendable {
+    case kernel, bias, gamma, beta
+}
+
+/// One trainable tensor a layer asks for. The network packs all of them into one flat buffer.
+public struct ParameterSpec: Sendable {
+    public var name: String          // torch state_dict suffix: "weight" or "bias"
+    public var shape: [Int]
+    public var role: ParameterRole
+    public var initializer: Initializer
+    public var regularizer: Penalty?
+}
+
+/// One non-trainable tensor (BatchNorm running statistics), packed into the flat state buffer.
+public struct BufferSpec: Sendable {
+    public var name: String          // "running_mean", "running_var"
+    public var shape: [Int]
+    public var initialValue: Float
+}
+
+/// Everything a layer needs to know about the step it runs in. One instance lives for the whole
+/// run and is updated in place each step (no per-step allocation).
+public final class StepContext {
+    public var training = false
+    public var seed: UInt64 = 0
+    public var epoch = 0
+    /// Dataset row of each local batch row: keys dropout masks and noise to the sample, not to
+    /// the batch position or rank.
+    public var sampleRows: UnsafeMutablePointer<Int32>
+    public let communicator: Communicator
+
+    public init(communicator: Communicator, maxBatch: Int) {
+        self.communicator = communicator
+        sampleRows = .allocate(capacity: max(maxBatch, 1))
+        sampleRows.initialize(repeating: 0, count: max(maxBatch, 1))
+    }
+
+    deinit { sampleRows.deallocate() }
+}
+
+/// A layer of a sequential network. Shapes: input is (batch, inputWidth) row-major,
+/// output (batch, outputWidth). Backward receives dL/dy where L is the *sum* of per-sample
+/// losses (the trainer divides by the global sample count after the allreduce), writes dL/dx
+/// when `inputGradient` is non-nil and adds parameter gradients into its gradient view.
+public protocol Layer: AnyObject {
+    /// Position in the config's `model.layers`, which names tensors as torch's nn.Sequential does.
+    var configIndex: Int { get }
+    /// Keras-like class name for `ddp summary`.
+    var displayName: String { get }
+    var inputWidth: Int { get }
+    var outputWidth: Int { get }
+    var parameterSpecs: [ParameterSpec] { get }
+    var bufferSpecs: [BufferSpec] { get }
+    /// Gives the layer its views into the flat parameter, gradient and state buffers (in spec order).
+    func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+              buffers: UnsafeMutablePointer<Float>)
+    /// Allocates any per-batch workspace once, before training.
+    func reserve(maxBatch: Int)
+    func forward(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
+                 batch: Int, context: StepContext) throws
+    func backward(input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                  outputGradient: UnsafeMutablePointer<Float>, inputGradient: UnsafeMutablePointer<Float>?,
+                  batch: Int, context: StepContext) throws
+}
+
+extension Layer {
+    public var parameterSpecs: [ParameterSpec] { [] }
+    public var bufferSpecs: [BufferSpec] { [] }
+    public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+                     buffers: UnsafeMutablePointer<Float>) {}
+    public func reserve(maxBatch: Int) {}
+}

@@ -1,0 +1,35 @@
+/// A Keras-like summary table: one row per config layer (layer, output shape, params), then
+/// total / trainable / non-trainable counts and bytes (float32).
+public struct ModelSummary {
+    public let text: String
+
+    public init(network: Network) {
+        var rows: [(String, String, Int)] = []
+        for layer in network.layers {
+            let parameters = layer.parameterSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
+            let buffers = layer.bufferSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
+            let name = "\(layer.configIndex): \(layer.displayName)"
+            rows.append((name, "(None, \(layer.outputWidth))", parameters + buffers))
+        }
+        let trainable = network.parameterCount
+        let nonTrainable = network.tensors.filter { $0.storage == .state }.reduce(0) { $0 + $1.count }
+        let width = max(32, rows.map(\.0.count).max() ?? 0 + 2)
+        func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
+        var lines: [String] = []
+        let rule = String(repeating: "━", count: width + 40)
+        lines.append("Model: \"sequential\" (inputs: \(network.inputWidth))")
+        lines.append(rule)
+        lines.append(pad("Layer (index: type)", width) + pad("Output Shape", 24) + "Param #")
+        lines.append(rule)
+        for row in rows { lines.append(pad(row.0, width) + pad(row.1, 24) + "\(row.2)") }
+        lines.append(rule)
+        func bytes(_ count: Int) -> String {
+            let b = Double(count * 4)
+            return b < 1024 ? "\(count * 4) B" : b < 1_048_576 ? String(format: "%.2f KB", b / 1024) : String(format: "%.2f MB", b / 1_048_576)
+        }
+        lines.append(" Total params: \(trainable + nonTrainable) (\(bytes(trainable + nonTrainable)))")
+        lines.append(" Trainable params: \(trainable) (\(bytes(trainable)))")
+        lines.append(" Non-trainable params: \(nonTrainable) (\(bytes(nonTrainable)))")
+        text = lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,245 @@
+/// Where one named tensor lives in the network's flat buffers.
+public struct TensorSlot: Sendable {
+    public enum Storage: Sendable { case parameter, state }
+    /// torch nn.Sequential state_dict name, e.g. "0.weight", "1.running_var".
+    public var name: String
+    public var shape: [Int]
+    public var storage: Storage
+    public var offset: Int
+    public var count: Int
+    /// Role for parameters (decides default weight decay); nil for state.
+    public var role: ParameterRole?
+    public var regularizer: Penalty?
+}
+
+/// A sequential network whose parameters, gradients and BatchNorm state each live in ONE flat
+/// allocation, made once. Layers hold pointers into them, so:
+/// - the optimizer is a single loop over `parameters`;
+/// - the gradient allreduce is a single collective over `reductionBuffer`, which is the
+///   gradients followed by `reductionTail` slots for the step's loss sum, sample count,
+///   correct count and non-finite flag (so the ranks agree on them without a second collective);
+/// - checkpoints, broadcasts and restore_best_weights copy two buffers.
+public final class Network {
+    public static let reductionTail = 4
+
+    public let inputWidth: Int
+    public let outputWidth: Int
+    public let layers: [Layer]
+    public let config: ModelConfig
+    public let tensors: [TensorSlot]
+    public let batchNorms: [BatchNorm]
+    public let parameterCount: Int
+    public let parameters: UnsafeMutableBufferPointer<Float>
+    /// Gradients (parameterCount) then the reduction tail (reductionTail).
+    public let reductionBuffer: UnsafeMutableBufferPointer<Float>
+    public var gradients: UnsafeMutableBufferPointer<Float> {
+        UnsafeMutableBufferPointer(rebasing: reductionBuffer[0..<parameterCount])
+    }
+    public let state: UnsafeMutableBufferPointer<Float>
+    /// Activity penalty of each expanded layer's output, if any.
+    private let activityPenalties: [Penalty?]
+
+    public private(set) var maxBatch = 0
+    /// Network input, (maxBatch, inputWidth); the trainer gathers batches into it.
+    public private(set) var input = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
+    private var outputs: [UnsafeMutableBufferPointer<Float>] = []
+    private var gradientScratch: [UnsafeMutableBufferPointer<Float>] = []
+
+    public init(config: ModelConfig) throws {
+        self.config = config
+        inputWidth = config.inputs
+        guard config.inputs > 0 else { throw DDPError(.config, "model.inputs must be a positive integer, got \(config.inputs)") }
+        guard !config.layers.isEmpty else { throw DDPError(.config, "model.layers is empty: expected at least one layer") }
+        var layers: [Layer] = []
+        var penalties: [Penalty?] = []
+        var width = config.inputs
+        for (index, entry) in config.layers.enumerated() {
+            switch entry.kind {
+            case let .dense(units, activation, useBias, kernelInit, biasInit, kernelReg, biasReg):
+                layers.append(Dense(configIndex: index, inputs: width, units: units, useBias: useBias,
+                                    kernelInitializer: kernelInit, biasInitializer: biasInit,
+                                    kernelRegularizer: kernelReg, biasRegularizer: biasReg))
+                width = units
+                if activation != .linear {
+                    penalties.append(nil)
+                    layers.append(Activation(configIndex: index, function: activation, width: width))
+                }
+            case let .batchNorm(momentum, epsilon):
+                layers.append(BatchNorm(configIndex: index, width: width, momentum: momentum, epsilon: epsilon))
+            case let .dropout(rate):
+                layers.append(Dropout(configIndex: index, width: width, rate: rate))
+            case let .activation(function):
+                layers.append(Activation(configIndex: index, function: function, width: width))
+            case let .gaussianNoise(stddev):
+                layers.append(GaussianNoise(configIndex: index, width: width, stddev: stddev))
+            }
+            penalties.append(entry.activityRegularizer.flatMap { $0.isZero ? nil : $0 })
+        }
+        self.layers = layers
+        activityPenalties = penalties
+        outputWidth = width
+        batchNorms = layers.compactMap { $0 as? BatchNorm }
+
+        var slots: [TensorSlot] = []
+        var parameterOffset = 0, stateOffset = 0
+        for layer in layers {
+            for spec in layer.parameterSpecs {
+                let count = spec.shape.reduce(1, *)
+                slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: spec.shape, storage: .parameter,
+                                        offset: parameterOffset, count: count, role: spec.role,
+                                        regularizer: spec.regularizer.flatMap { $0.isZero ? nil : $0 }))
+                parameterOffset += count
+            }
+            for spec in layer.bufferSpecs {
+                let count = spec.shape.reduce(1, *)
+                slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: spec.shape, storage: .state,
+                                        offset: stateOffset, count: count, role: nil, regularizer: nil))
+                stateOffset += count
+            }
+        }
+        tensors = slots
+        parameterCount = parameterOffset
+        parameters = .allocate(capacity: max(parameterOffset, 1))
+        parameters.initialize(repeating: 0)
+        reductionBuffer = .allocate(capacity: parameterOffset + Self.reductionTail)
+        reductionBuffer.initialize(repeating: 0)
+        state = .allocate(capacity: max(stateOffset, 1))
+        state.initialize(repeating: 0)
+
+        parameterOffset = 0
+        stateOffset = 0
+        for layer in layers {
+            layer.bind(parameters: parameters.baseAddress! + parameterOffset,
+                       gradients: reductionBuffer.baseAddress! + parameterOffset,
+                       buffers: state.baseAddress! + stateOffset)
+            parameterOffset += layer.parameterSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
+            stateOffset += layer.bufferSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        }
+    }
+
+    deinit {
+        parameters.deallocate()
+        reductionBuffer.deallocate()
+        state.deallocate()
+        input.deallocate()
+        outputs.forEach { $0.deallocate() }
+        gradientScratch.forEach { $0.deallocate() }
+    }
+
+    /// Initial weights from the seed (Keras initializers) and fresh BatchNorm state.
+    public func initialize(seed: UInt64) {
+        var parameterOffset = 0, stateOffset = 0
+        for (layerIndex, layer) in layers.enumerated() {
+            for (specIndex, spec) in layer.parameterSpecs.enumerated() {
+                let count = spec.shape.reduce(1, *)
+                let view = UnsafeMutableBufferPointer(rebasing: parameters[parameterOffset..<parameterOffset + count])
+                let fanIn = spec.shape.count > 1 ? spec.shape[1] : spec.shape[0]
+                let fanOut = spec.shape[0]
+                spec.initializer.fill(view, fanIn: fanIn, fanOut: fanOut, seed: seed,
+                                      key: UInt64(layerIndex) << 8 | UInt64(specIndex))
+                parameterOffset += count
+            }
+            for spec in layer.bufferSpecs {
+                let count = spec.shape.reduce(1, *)
+                UnsafeMutableBufferPointer(rebasing: state[stateOffset..<stateOffset + count]).update(repeating: spec.initialValue)
+                stateOffset += count
+            }
+        }
+        batchNorms.forEach { $0.batchesTracked = 0 }
+    }
+
+    /// Allocates activations and workspaces for batches of up to `maxBatch` rows, once.
+    public func reserve(maxBatch: Int) {
+        guard maxBatch > self.maxBatch else { return }
+        self.maxBatch = maxBatch
+        input.deallocate()
+        input = .allocate(capacity: maxBatch * inputWidth)
+        input.initialize(repeating: 0)
+        outputs.forEach { $0.deallocate() }
+        outputs = layers.map { layer in
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: maxBatch * layer.outputWidth)
+            buffer.initialize(repeating: 0)
+            return buffer
+        }
+        let widest = layers.reduce(inputWidth) { max($0, $1.outputWidth) }
+        gradientScratch.forEach { $0.deallocate() }
+        gradientScratch = (0..<2).map { _ in
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: maxBatch * widest)
+            buffer.initialize(repeating: 0)
+            return buffer
+        }
+        layers.forEach { $0.reserve(maxBatch: maxBatch) }
+    }
+
+    /// The output (batch, outputWidth) of the last `forward`.
+    public var output: UnsafeMutablePointer<Float> { outputs[outputs.count - 1].baseAddress! }
+
+    /// Where the loss writes dL/d(output) before `backward`.
+    public var outputGradient: UnsafeMutablePointer<Float> { gradientScratch[0].baseAddress! }
+
+    /// Runs every layer on `input[0..<batch]`. Returns the activity-regularization penalty summed
+    /// over the batch (the Keras per-batch value times batch size).
+    @discardableResult
+    public func forward(batch: Int, context: StepContext) throws -> Double {
+        var penalty = 0.0
+        var current = UnsafePointer(input.baseAddress!)
+        for (index, layer) in layers.enumerated() {
+            let output = outputs[index].baseAddress!
+            try layer.forward(current, output, batch: batch, context: context)
+            if let activity = activityPenalties[index] {
+                penalty += activity.value(of: output, count: batch * layer.outputWidth)
+            }
+            current = UnsafePointer(output)
+        }
+        return penalty
+    }
+
+    /// Backpropagates `outputGradient` (sum-of-losses convention) through every layer, adding
+    /// each parameter's gradient into `gradients`. Call `zeroGradients()` first.
+    public func backward(batch: Int, context: StepContext) throws {
+        var dy = gradientScratch[0].baseAddress!
+        var dx = gradientScratch[1].baseAddress!
+        for index in layers.indices.reversed() {
+            let layer = layers[index]
+            let output = outputs[index].baseAddress!
+            if let activity = activityPenalties[index] {
+                let count = batch * layer.outputWidth
+                for i in 0..<count {
+                    let a = output[i]
+                    dy[i] += activity.l1 * (a > 0 ? 1 : (a < 0 ? -1 : 0)) + 2 * activity.l2 * a
+                }
+            }
+            let layerInput = index == 0 ? UnsafePointer(input.baseAddress!) : UnsafePointer(outputs[index - 1].baseAddress!)
+            try layer.backward(input: layerInput, output: output, outputGradient: dy,
+                               inputGradient: index == 0 ? nil : dx, batch: batch, context: context)
+            swap(&dy, &dx)
+        }
+    }
+
+    public func zeroGradients() {
+        reductionBuffer.update(repeating: 0)
+    }
+
+    /// Kernel and bias penalties (Keras kernel_regularizer / bias_regularizer): adds their
+    /// gradient into `gradients` and returns their value. Runs after the allreduce, on the
+    /// already-averaged gradient, so every rank adds it exactly once.
+    public func applyWeightPenalties() -> Double {
+        var total = 0.0
+        for slot in tensors where slot.regularizer != nil {
+            total += slot.regularizer!.apply(values: parameters.baseAddress! + slot.offset,
+                                             gradients: reductionBuffer.baseAddress! + slot.offset, count: slot.count)
+        }
+        return total
+    }
+
+    /// Kernel and bias penalties' value alone (for validation loss, which Keras reports with them).
+    public func weightPenalty() -> Double {
+        var total = 0.0
+        for slot in tensors where slot.regularizer != nil {
+            total += slot.regularizer!.value(of: parameters.baseAddress! + slot.offset, count: slot.count)
+        }
+        return total
+    }
+
+    public var hasBatchNorm: Bool { !batchNorms.isEmpty }
+}

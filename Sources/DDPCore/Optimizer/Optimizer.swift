@@ -1,0 +1,149 @@
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
+/// Which parameters an optimizer's weight_decay applies to. The default decays kernels only,
+/// not biases and not BatchNorm's γ/β (the usual practice; torch decays whatever it is given).
+public enum DecayScope: String, Sendable {
+    case kernels, all
+}
+
+/// The config's `optimizer` section.
+public struct OptimizerConfig: Sendable, Equatable {
+    public enum Kind: String, Sendable { case sgd, adam, adamw }
+    public var kind: Kind
+    public var learningRate: Float
+    public var weightDecay: Float = 0
+    public var decay: DecayScope = .kernels
+    public var momentum: Float = 0
+    public var dampening: Float = 0
+    public var nesterov = false
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var epsilon: Float = 1e-8
+    /// Gradient clipping by global L2 norm (torch.nn.utils.clip_grad_norm_); nil = off.
+    public var clipNorm: Float?
+
+    public init(kind: Kind, learningRate: Float) {
+        self.kind = kind
+        self.learningRate = learningRate
+    }
+}
+
+/// One optimizer over the network's flat parameter buffer, with torch.optim semantics exactly:
+///
+/// SGD (torch.optim.SGD):      g ← g + wd·p;  b ← g (first step) or μ·b + (1 − dampening)·g;
+///                             g ← g + μ·b (nesterov) or b;  p ← p − lr·g
+/// Adam (torch.optim.Adam):    g ← g + wd·p  (coupled: L2 through the gradient)
+/// AdamW (torch.optim.AdamW):  p ← p·(1 − lr·wd)  (decoupled, before the moment update)
+/// then, for both:             m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²
+///                             p ← p − (lr/(1 − β₁ᵗ)) · m / (√v/√(1 − β₂ᵗ) + ε)
+///
+/// It runs after the gradient allreduce, on the globally averaged gradient, so every rank
+/// applies the identical update. Moments are flat buffers like the parameters, so a
+/// checkpoint is two more tensors.
+public final class Optimizer {
+    public let config: OptimizerConfig
+    public let count: Int
+    /// First moment (Adam) or momentum buffer (SGD).
+    public let firstMoment: UnsafeMutableBufferPointer<Float>
+    /// Second moment (Adam); unused by SGD.
+    public let secondMoment: UnsafeMutableBufferPointer<Float>
+    /// Steps taken so far (torch's `state['step']`).
+    public var step: Int = 0
+    /// Ranges of the flat buffer that weight_decay applies to.
+    private let decayRanges: [Range<Int>]
+
+    public init(config: OptimizerConfig, network: Network) {
+        self.config = config
+        count = network.parameterCount
+        firstMoment = .allocate(capacity: max(count, 1))
+        firstMoment.initialize(repeating: 0)
+        secondMoment = .allocate(capacity: max(count, 1))
+        secondMoment.initialize(repeating: 0)
+        var ranges: [Range<Int>] = []
+        for slot in network.tensors where slot.storage == .parameter {
+            guard config.decay == .all || slot.role == .kernel else { continue }
+            if let last = ranges.last, last.upperBound == slot.offset {
+                ranges[ranges.count - 1] = last.lowerBound..<slot.offset + slot.count
+            } else {
+                ranges.append(slot.offset..<slot.offset + slot.count)
+            }
+        }
+        decayRanges = ranges
+    }
+
+    deinit {
+        firstMoment.deallocate()
+        secondMoment.deallocate()
+    }
+
+    /// Applies one update with learning rate `lr` to `parameters` from `gradients` (which it may modify).
+    public func apply(parameters: UnsafeMutableBufferPointer<Float>, gradients: UnsafeMutableBufferPointer<Float>, lr: Float) {
+        step += 1
+        let p = parameters.baseAddress!, g = gradients.baseAddress!
+        let wd = config.weightDecay
+        switch config.kind {
+        case .sgd, .adam:
+            if wd != 0 {
+                for range in decayRanges { for i in range { g[i] += wd * p[i] } }
+            }
+        case .adamw:
+            if wd != 0 {
+                let factor = 1 - lr * wd
+                for range in decayRanges { for i in range { p[i] *= factor } }
+            }
+        }
+        switch config.kind {
+        case .sgd: sgd(p, g, lr: lr)
+        case .adam, .adamw: adam(p, g, lr: lr)
+        }
+    }
+
+    private func sgd(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, lr: Float) {
+        let momentum = config.momentum
+        guard momentum != 0 else {
+            for i in 0..<count { p[i] -= lr * g[i] }
+            return
+        }
+        let b = firstMoment.baseAddress!, keep = 1 - config.dampening
+        let first = step == 1, nesterov = config.nesterov
+        for i in 0..<count {
+            b[i] = first ? g[i] : momentum * b[i] + keep * g[i]
+            let direction = nesterov ? g[i] + momentum * b[i] : b[i]
+            p[i] -= lr * direction
+        }
+    }
+
+    private func adam(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, lr: Float) {
+        let beta1 = config.beta1, beta2 = config.beta2, eps = config.epsilon
+        let m = firstMoment.baseAddress!, v = secondMoment.baseAddress!
+        let t = Float(step)
+        let biasCorrection1 = 1 - powf(beta1, t)
+        let biasCorrection2Root = (1 - powf(beta2, t)).squareRoot()
+        let stepSize = lr / biasCorrection1
+        for i in 0..<count {
+            let gradient = g[i]
+            m[i] = beta1 * m[i] + (1 - beta1) * gradient
+            v[i] = beta2 * v[i] + (1 - beta2) * gradient * gradient
+            p[i] -= stepSize * m[i] / (v[i].squareRoot() / biasCorrection2Root + eps)
+        }
+    }
+
+    /// Scales `gradients` so their global L2 norm is at most `maxNorm`, as
+    /// torch.nn.utils.clip_grad_norm_: coefficient = maxNorm/(norm + 1e-6), applied only if < 1.
+    /// Returns the norm before clipping.
+    @discardableResult
+    public static func clipByGlobalNorm(_ gradients: UnsafeMutableBufferPointer<Float>, maxNorm: Float) -> Float {
+        var squares: Double = 0
+        for value in gradients { squares += Double(value) * Double(value) }
+        let norm = Float(squares.squareRoot())
+        let coefficient = maxNorm / (norm + 1e-6)
+        if coefficient < 1 {
+            for i in gradients.indices { gradients[i] *= coefficient }
+        }
+        return norm
+    }
+}

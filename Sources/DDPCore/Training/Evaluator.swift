@@ -1,0 +1,77 @@
+/// Loss and accuracy of the network in inference mode over a whole dataset, sharded across
+/// ranks (rank r evaluates rows r, r + N, …) and reduced with one allreduce, so every rank
+/// gets the same full-dataset figures. Inference has no collective inside the layers, so
+/// ranks may hold different row counts.
+public final class Evaluator {
+    public static let chunk = 1024
+
+    let network: Network
+    let loss: Loss
+    let context: StepContext
+    private let labels: UnsafeMutableBufferPointer<Float>
+    private let totals: UnsafeMutableBufferPointer<Double>
+
+    public init(network: Network, loss: Loss, context: StepContext) {
+        self.network = network
+        self.loss = loss
+        self.context = context
+        network.reserve(maxBatch: Self.chunk)
+        labels = .allocate(capacity: max(network.maxBatch, Self.chunk))
+        labels.initialize(repeating: 0)
+        totals = .allocate(capacity: 3)
+        totals.initialize(repeating: 0)
+    }
+
+    deinit {
+        labels.deallocate()
+        totals.deallocate()
+    }
+
+    /// Mean loss (including the kernel/bias penalties, as Keras reports val_loss) and accuracy.
+    public func evaluate(_ data: Dataset, transform: FeatureTransform) throws -> (loss: Double, accuracy: Double?) {
+        let communicator = context.communicator
+        let wasTraining = context.training
+        context.training = false
+        defer { context.training = wasTraining }
+        var lossSum = 0.0, correct = 0.0, count = 0
+        var position = communicator.rank
+        let stride = communicator.size
+        while position < data.count {
+            var batch = 0
+            while batch < Self.chunk && position < data.count {
+                context.sampleRows[batch] = Int32(position)
+                batch += 1
+                position += stride
+            }
+            data.gather(rows: context.sampleRows, count: batch, transform: transform,
+                        inputs: network.input.baseAddress!, labels: labels.baseAddress!)
+            let activity = try network.forward(batch: batch, context: context)
+            let result = loss.evaluate(output: network.output, labels: labels.baseAddress!, batch: batch,
+                                       width: network.outputWidth, gradient: nil)
+            lossSum += result.lossSum + activity
+            correct += result.correct
+            count += batch
+        }
+        totals[0] = lossSum
+        totals[1] = correct
+        totals[2] = Double(count)
+        try communicator.allreduceSum(totals)
+        let n = max(totals[2], 1)
+        return (totals[0] / n + network.weightPenalty(), loss.hasAccuracy ? totals[1] / n : nil)
+    }
+
+    /// Predictions for `rows` rows of already-normalized inputs, in inference mode (single process).
+    public func predict(inputs: UnsafePointer<Float>, rows: Int, into output: UnsafeMutablePointer<Float>) throws {
+        let wasTraining = context.training
+        context.training = false
+        defer { context.training = wasTraining }
+        var start = 0
+        while start < rows {
+            let batch = min(Self.chunk, rows - start)
+            network.input.baseAddress!.update(from: inputs + start * network.inputWidth, count: batch * network.inputWidth)
+            try network.forward(batch: batch, context: context)
+            (output + start * network.outputWidth).update(from: network.output, count: batch * network.outputWidth)
+            start += batch
+        }
+    }
+}

@@ -1,0 +1,430 @@
+import Foundation
+
+/// Where a run writes, and how it talks.
+public struct TrainOptions: Sendable {
+    public var runDirectory: String
+    public var resume = false
+    /// No per-epoch lines and no progress display (metrics.jsonl is still written).
+    public var quiet = false
+    public init(runDirectory: String) { self.runDirectory = runDirectory }
+}
+
+/// How a run ended.
+public struct TrainingOutcome: Sendable {
+    public var epochsRun: Int
+    public var reason: String
+    public var monitor: String
+    public var bestEpoch: Int          // 1-based
+    public var bestValue: Double
+    public var testLoss: Double?
+    public var testAccuracy: Double?
+    public var records: [EpochRecord]
+}
+
+/// The training loop every rank runs. One step:
+///
+///     gather this rank's rows → forward → loss → backward (local gradient sums)
+///     → ONE allreduce of [gradients | loss sum, samples, correct, non-finite]
+///     → divide by the global sample count → weight penalties → clip → optimizer
+///
+/// After each epoch: validation (sharded, one allreduce), then rank 0 decides early stopping
+/// and broadcasts the decision, so every rank leaves the loop after the same epoch. Rank 0
+/// alone writes metrics, weights and checkpoints.
+public final class Trainer {
+    public let config: TrainingConfig
+    public let data: RunData
+    public let communicator: Communicator
+    public let options: TrainOptions
+    public let network: Network
+    public let optimizer: Optimizer
+    public let plan: BatchPlan
+    let context: StepContext
+    let evaluator: Evaluator
+    private let labels: UnsafeMutableBufferPointer<Float>
+    private let order: UnsafeMutableBufferPointer<Int32>
+    /// Decides improvements (and stopping, when `early_stopping` is configured).
+    private var monitor: EarlyStopping
+    private let earlyStoppingEnabled: Bool
+    private let snapshot: WeightsSnapshot?
+    private var startEpoch = 0
+    private var globalStep = 0
+    private let checkpoints: CheckpointStore
+    private let metrics: MetricsLog
+    private var lastCheckpoint: String?
+    private let console: Console
+
+    public init(config: TrainingConfig, data: RunData, communicator: Communicator, options: TrainOptions) throws {
+        self.config = config
+        self.data = data
+        self.communicator = communicator
+        self.options = options
+        network = try Network(config: config.model)
+        plan = try BatchPlan(sampleCount: data.train.count, loop: config.training,
+                             ranks: communicator.size, rank: communicator.rank)
+        if network.hasBatchNorm {
+            let smallest = plan.globalCount(step: plan.stepsPerEpoch - 1)
+            if smallest < 2 {
+                throw DDPError(.config, "the last batch of each epoch has \(smallest) sample (\(data.train.count) samples, batch \(plan.globalBatch)); BatchNorm needs at least 2 in training: set training.drop_last: true or change training.batch_size")
+            }
+        }
+        context = StepContext(communicator: communicator, maxBatch: max(plan.maxLocalBatch, Evaluator.chunk))
+        context.seed = config.seed
+        network.reserve(maxBatch: plan.maxLocalBatch)
+        evaluator = Evaluator(network: network, loss: config.loss, context: context)
+        optimizer = Optimizer(config: config.optimizer, network: network)
+        labels = .allocate(capacity: max(network.maxBatch, 1))
+        labels.initialize(repeating: 0)
+        order = .allocate(capacity: data.train.count)
+        order.initialize(repeating: 0)
+        if let early = config.earlyStopping {
+            monitor = try EarlyStopping(config: early)
+            earlyStoppingEnabled = true
+        } else {
+            var tracker = EarlyStoppingConfig()
+            tracker.monitor = data.validation == nil ? "loss" : "val_loss"
+            tracker.patience = Int.max
+            monitor = try EarlyStopping(config: tracker)
+            earlyStoppingEnabled = false
+        }
+        snapshot = monitor.config.restoreBestWeights ? WeightsSnapshot(network: network) : nil
+        checkpoints = CheckpointStore(runDirectory: options.runDirectory)
+        metrics = MetricsLog(path: options.runDirectory + "/metrics.jsonl")
+        console = Console(enabled: communicator.isRoot && !options.quiet)
+    }
+
+    deinit {
+        labels.deallocate()
+        order.deallocate()
+    }
+
+    // MARK: The run
+
+    public func run() throws -> TrainingOutcome {
+        if communicator.isRoot {
+            try FileManager.default.createDirectory(atPath: options.runDirectory, withIntermediateDirectories: true)
+            try AtomicFile.write(config.resolvedYAML, to: options.runDirectory + "/config.yaml")
+        }
+        if options.resume {
+            try resumeFromCheckpoint()
+        } else {
+            try initializeWeights()
+            if communicator.isRoot { try AtomicFile.write("", to: metrics.path) }
+        }
+        let totalEpochs = config.training.epochs
+        var records: [EpochRecord] = []
+        var reason = "completed"
+        let runStart = Date()
+        var epoch = startEpoch
+        while epoch < totalEpochs {
+            let epochStart = Date()
+            var record = try trainEpoch(epoch)
+            if let validation = data.validation {
+                let result = try evaluator.evaluate(validation, transform: data.transform)
+                record.validationLoss = result.loss
+                record.validationAccuracy = result.accuracy
+            }
+            record.seconds = Date().timeIntervalSince(epochStart)
+            let decision = try decide(epoch: epoch, record: record)
+            records.append(record)
+            if communicator.isRoot {
+                console.endProgress()
+                console.line(record.consoleLine(totalEpochs: totalEpochs))
+                try metrics.append(record.json)
+                if decision.improved { try network.saveWeights(to: options.runDirectory + "/best.safetensors") }
+                let every = config.checkpoint.everyEpochs
+                if decision.improved || (every > 0 && (epoch + 1) % every == 0) || decision.stop || epoch + 1 == totalEpochs {
+                    lastCheckpoint = try saveCheckpoint(epochsCompleted: epoch + 1)
+                }
+            }
+            epoch += 1
+            if decision.stop {
+                reason = "early_stopping"
+                console.line("Epoch \(epoch): early stopping")
+                break
+            }
+        }
+        if let snapshot, monitor.hasSnapshot {
+            snapshot.restore(into: network)
+            console.line("Restoring model weights from the end of the best epoch: \(monitor.bestEpoch + 1).")
+        }
+        var outcome = TrainingOutcome(epochsRun: epoch, reason: reason, monitor: monitor.config.monitor,
+                                      bestEpoch: monitor.bestEpoch + 1, bestValue: monitor.best,
+                                      testLoss: nil, testAccuracy: nil, records: records)
+        if let test = data.test {
+            let result = try evaluator.evaluate(test, transform: data.transform)
+            outcome.testLoss = result.loss
+            outcome.testAccuracy = result.accuracy
+        }
+        if communicator.isRoot {
+            try network.saveWeights(to: options.runDirectory + "/model.safetensors")
+            var end = JSONLine()
+            end.add("event", "end")
+            end.add("reason", reason)
+            end.add("epochs_run", epoch)
+            end.add("best_epoch", outcome.bestEpoch)
+            end.add("monitor", outcome.monitor)
+            end.add("best_value", outcome.bestValue)
+            end.add("test_loss", outcome.testLoss)
+            end.add("test_accuracy", outcome.testAccuracy)
+            end.add("ranks", communicator.size)
+            end.add("global_batch", plan.globalBatch)
+            end.add("seconds", Date().timeIntervalSince(runStart))
+            try metrics.append(end.text)
+            if let loss = outcome.testLoss {
+                console.line(String(format: "test_loss: %.4f", loss) + (outcome.testAccuracy.map { String(format: " - test_accuracy: %.4f", $0) } ?? ""))
+            }
+        }
+        try communicator.barrier()
+        return outcome
+    }
+
+    // MARK: One epoch
+
+    private func trainEpoch(_ epoch: Int) throws -> EpochRecord {
+        let start = ContinuousClock.now
+        context.epoch = epoch
+        context.training = true
+        BatchPlan.fillOrder(order, seed: config.seed, epoch: epoch, shuffle: config.training.shuffle)
+        let orderBase = UnsafePointer(order.baseAddress!)
+        let tail = network.reductionBuffer.baseAddress! + network.parameterCount
+        var lossSum = 0.0, correct = 0.0, samples = 0.0
+        var allreduceTime = Duration.zero
+        var lr = config.optimizer.learningRate
+        var lastProgress = start
+        for step in 0..<plan.stepsPerEpoch {
+            let batch = plan.localRows(step: step, order: orderBase, into: context.sampleRows)
+            data.train.gather(rows: context.sampleRows, count: batch, transform: data.transform,
+                              inputs: network.input.baseAddress!, labels: labels.baseAddress!)
+            network.zeroGradients()
+            let activity = try network.forward(batch: batch, context: context)
+            let result = config.loss.evaluate(output: network.output, labels: labels.baseAddress!, batch: batch,
+                                              width: network.outputWidth, gradient: network.outputGradient)
+            try network.backward(batch: batch, context: context)
+            let localLoss = result.lossSum + activity
+            tail[0] = Float(localLoss)
+            tail[1] = Float(batch)
+            tail[2] = Float(result.correct)
+            tail[3] = localLoss.isFinite ? 0 : 1
+            let reduceStart = ContinuousClock.now
+            try communicator.allreduceSum(network.reductionBuffer)
+            allreduceTime += ContinuousClock.now - reduceStart
+            let count = Double(tail[1])
+            guard tail[3] == 0, tail[0].isFinite else {
+                throw DDPError(.training, "the loss became non-finite at epoch \(epoch + 1), step \(step + 1) (global loss sum \(tail[0])); " +
+                               (lastCheckpoint.map { "the last good checkpoint is \($0)" } ?? "no checkpoint was written yet") +
+                               "; try a lower optimizer.lr or set optimizer.clip_norm")
+            }
+            lossSum += Double(tail[0])
+            correct += Double(tail[2])
+            samples += count
+            scaleGradients(by: Float(1 / count))
+            let penalty = network.applyWeightPenalties()
+            lossSum += penalty * count
+            if let clip = config.optimizer.clipNorm {
+                Optimizer.clipByGlobalNorm(network.gradients, maxNorm: clip)
+            }
+            lr = config.schedule.learningRate(base: config.optimizer.learningRate, epoch: epoch, globalStep: globalStep)
+            optimizer.apply(parameters: network.parameters, gradients: network.gradients, lr: lr)
+            globalStep += 1
+            if console.enabled, step % 16 == 0 {
+                let now = ContinuousClock.now
+                if now - start > .seconds(2), now - lastProgress > .milliseconds(500) {
+                    lastProgress = now
+                    console.progress(epoch: epoch + 1, of: config.training.epochs, step: step + 1, of: plan.stepsPerEpoch,
+                                     loss: lossSum / samples, rate: samples / seconds(now - start))
+                }
+            }
+        }
+        let elapsed = seconds(ContinuousClock.now - start)
+        return EpochRecord(epoch: epoch + 1, loss: lossSum / samples, accuracy: config.loss.hasAccuracy ? correct / samples : nil,
+                           validationLoss: nil, validationAccuracy: nil, learningRate: Double(lr), seconds: elapsed,
+                           samplesPerSecond: samples / elapsed, allreduceSeconds: seconds(allreduceTime))
+    }
+
+    private func scaleGradients(by factor: Float) {
+        let g = network.reductionBuffer.baseAddress!
+        for i in 0..<network.parameterCount { g[i] *= factor }
+    }
+
+    private func seconds(_ duration: Duration) -> Double {
+        let parts = duration.components
+        return Double(parts.seconds) + Double(parts.attoseconds) * 1e-18
+    }
+
+    /// Rank 0 runs the monitor and broadcasts its decision; every rank adopts it, so all leave
+    /// the loop after the same epoch even if their floating-point views ever differed.
+    private func decide(epoch: Int, record: EpochRecord) throws -> EarlyStopping.Decision {
+        guard let value = record.value(of: monitor.config.monitor) else {
+            throw DDPError(.config, "early_stopping.monitor \(monitor.config.monitor) has no value in epoch \(epoch + 1)")
+        }
+        var decision = monitor.update(epoch: epoch, value: value)
+        if !earlyStoppingEnabled { decision.stop = false }
+        var flags: [Int32] = [decision.snapshot ? 1 : 0, decision.improved ? 1 : 0, decision.stop ? 1 : 0]
+        try communicator.broadcast(&flags, root: 0)
+        decision = EarlyStopping.Decision(snapshot: flags[0] != 0, improved: flags[1] != 0, stop: flags[2] != 0)
+        if decision.snapshot { snapshot?.take(from: network) }
+        return decision
+    }
+
+    // MARK: Start: fresh or resumed
+
+    private func initializeWeights() throws {
+        network.initialize(seed: config.seed)
+        if let path = config.model.initWeights { try network.loadWeights(from: path) }
+        try broadcastModel()
+    }
+
+    /// Makes every rank's parameters and BatchNorm state rank 0's.
+    private func broadcastModel() throws {
+        try communicator.broadcast(network.parameters)
+        try communicator.broadcast(network.state)
+        var counts = network.batchNorms.map(\.batchesTracked)
+        try communicator.broadcast(&counts)
+        for (norm, count) in zip(network.batchNorms, counts) { norm.batchesTracked = count }
+    }
+
+    private func saveCheckpoint(epochsCompleted: Int) throws -> String {
+        var tensors = network.exportTensors()
+        tensors.append(StoredTensor(name: "optimizer.first_moment", shape: [optimizer.count], floats: UnsafeBufferPointer(optimizer.firstMoment)))
+        tensors.append(StoredTensor(name: "optimizer.second_moment", shape: [optimizer.count], floats: UnsafeBufferPointer(optimizer.secondMoment)))
+        if let snapshot, monitor.hasSnapshot { tensors += snapshot.tensors() }
+        let state = CheckpointState(epoch: epochsCompleted, globalStep: globalStep, optimizerStep: optimizer.step,
+                                    seed: config.seed, ranks: communicator.size,
+                                    monitor: .init(wait: monitor.wait, best: monitor.best, bestEpoch: monitor.bestEpoch,
+                                                   stoppedEpoch: monitor.stoppedEpoch, hasSnapshot: monitor.hasSnapshot),
+                                    tensorsFile: "", tensorsBytes: 0, tensorsChecksum: "")
+        return try checkpoints.save(tensors: tensors, state: state, keep: config.checkpoint.keep)
+    }
+
+    /// Rank 0 reads the newest valid checkpoint and broadcasts it, so ranks need no shared
+    /// file system and a run may resume on a different number of ranks.
+    private func resumeFromCheckpoint() throws {
+        var counters = [Double](repeating: 0, count: 8)
+        var failure: String?
+        if communicator.isRoot {
+            if let found = checkpoints.newestValid() {
+                for note in found.skipped { console.line("skipping damaged checkpoint: \(note)") }
+                do {
+                    let modelNames = Set(network.tensors.map(\.name) + network.batchNorms.map { "\($0.configIndex).num_batches_tracked" })
+                    try network.importTensors(found.tensors.filter { modelNames.contains($0.key) }, file: found.path)
+                    for (name, buffer) in [("optimizer.first_moment", optimizer.firstMoment), ("optimizer.second_moment", optimizer.secondMoment)] {
+                        guard let tensor = found.tensors[name] else { throw DDPError(.weights, "\(found.path): missing tensor \(name)") }
+                        try tensor.copyFloats(into: buffer, file: found.path)
+                    }
+                    let state = found.state
+                    if state.monitor.hasSnapshot, let snapshot { try snapshot.load(found.tensors, file: found.path) }
+                    counters = [Double(state.epoch), Double(state.globalStep), Double(state.optimizerStep), Double(state.monitor.wait),
+                                state.monitor.best, Double(state.monitor.bestEpoch), Double(state.monitor.stoppedEpoch ?? -1),
+                                state.monitor.hasSnapshot ? 1 : 0]
+                    try metrics.truncate(toEpoch: state.epoch)
+                    lastCheckpoint = found.path
+                    console.line("Resuming from \(found.path) (epoch \(state.epoch) done, step \(state.globalStep))")
+                } catch let error as DDPError {
+                    failure = error.message
+                }
+            } else {
+                failure = "--resume: no valid checkpoint in \(checkpoints.directory)"
+            }
+        }
+        var failed: [Int32] = [failure == nil ? 0 : 1]
+        try communicator.broadcast(&failed)
+        if failed[0] != 0 { throw DDPError(.weights, failure ?? "rank 0 could not load the checkpoint") }
+        try broadcastModel()
+        try communicator.broadcast(optimizer.firstMoment)
+        try communicator.broadcast(optimizer.secondMoment)
+        try communicator.broadcast(&counters)
+        if let snapshot { try snapshot.broadcast(communicator) }
+        startEpoch = Int(counters[0])
+        globalStep = Int(counters[1])
+        optimizer.step = Int(counters[2])
+        monitor.wait = Int(counters[3])
+        monitor.best = counters[4]
+        monitor.bestEpoch = Int(counters[5])
+        monitor.stoppedEpoch = counters[6] < 0 ? nil : Int(counters[6])
+        monitor.hasSnapshot = counters[7] != 0
+    }
+}
+
+/// A copy of the parameters and BatchNorm state, for restore_best_weights. Allocated once.
+final class WeightsSnapshot {
+    let parameters: UnsafeMutableBufferPointer<Float>
+    let state: UnsafeMutableBufferPointer<Float>
+    var batchesTracked: [Int64]
+
+    init(network: Network) {
+        parameters = .allocate(capacity: network.parameters.count)
+        parameters.initialize(repeating: 0)
+        state = .allocate(capacity: network.state.count)
+        state.initialize(repeating: 0)
+        batchesTracked = network.batchNorms.map { _ in 0 }
+    }
+
+    deinit {
+        parameters.deallocate()
+        state.deallocate()
+    }
+
+    func take(from network: Network) {
+        _ = parameters.update(fromContentsOf: network.parameters)
+        _ = state.update(fromContentsOf: network.state)
+        for (index, norm) in network.batchNorms.enumerated() { batchesTracked[index] = norm.batchesTracked }
+    }
+
+    func restore(into network: Network) {
+        _ = network.parameters.update(fromContentsOf: parameters)
+        _ = network.state.update(fromContentsOf: state)
+        for (index, norm) in network.batchNorms.enumerated() { norm.batchesTracked = batchesTracked[index] }
+    }
+
+    func tensors() -> [StoredTensor] {
+        [StoredTensor(name: "best.parameters", shape: [parameters.count], floats: UnsafeBufferPointer(parameters)),
+         StoredTensor(name: "best.state", shape: [state.count], floats: UnsafeBufferPointer(state)),
+         StoredTensor(name: "best.batches_tracked", shape: [batchesTracked.count], int64s: batchesTracked)]
+    }
+
+    func load(_ tensors: [String: StoredTensor], file: String) throws {
+        guard let p = tensors["best.parameters"], let s = tensors["best.state"] else {
+            throw DDPError(.weights, "\(file): missing best.parameters/best.state for restore_best_weights")
+        }
+        try p.copyFloats(into: parameters, file: file)
+        try s.copyFloats(into: state, file: file)
+        if let counts = tensors["best.batches_tracked"]?.int64s(), counts.count == batchesTracked.count { batchesTracked = counts }
+    }
+
+    func broadcast(_ communicator: Communicator) throws {
+        try communicator.broadcast(parameters)
+        try communicator.broadcast(state)
+        try communicator.broadcast(&batchesTracked)
+    }
+}
+
+/// Rank 0's terminal output: Keras-like epoch lines on stdout, a one-line progress display on stderr.
+public struct Console {
+    public let enabled: Bool
+    public init(enabled: Bool) { self.enabled = enabled }
+    private static let progressWidth = 100
+
+    public func line(_ text: String) {
+        guard enabled else { return }
+        FileHandle.standardOutput.write(Data((text + "\n").utf8))
+    }
+
+    func progress(epoch: Int, of epochs: Int, step: Int, of steps: Int, loss: Double, rate: Double) {
+        guard enabled else { return }
+        let text = String(format: "Epoch %d/%d  step %d/%d  loss: %.4f  %.0f samples/s", epoch, epochs, step, steps, loss, rate)
+        FileHandle.standardError.write(Data(("\r" + text.padding(toLength: Self.progressWidth, withPad: " ", startingAt: 0)).utf8))
+        progressShown = true
+    }
+
+    func endProgress() {
+        guard enabled, progressShown else { return }
+        FileHandle.standardError.write(Data(("\r" + String(repeating: " ", count: Self.progressWidth) + "\r").utf8))
+        progressShown = false
+    }
+
+    private nonisolated(unsafe) static var shown = false
+    private var progressShown: Bool {
+        get { Self.shown }
+        nonmutating set { Self.shown = newValue }
+    }
+}

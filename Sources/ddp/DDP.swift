@@ -1,0 +1,103 @@
+import ArgumentParser
+import DDPCore
+import Foundation
+
+@main
+struct DDP: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ddp",
+        abstract: "Data-parallel neural-network training over MPI and OpenBLAS, driven by YAML configs.",
+        discussion: "Run on N processes with `mpirun -np N ddp train CONFIG` (or launch/train). See README.md.",
+        subcommands: [Train.self, Summary.self, Evaluate.self]
+    )
+}
+
+/// Options shared by commands that read a config.
+struct ConfigOptions: ParsableArguments {
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override a config key, e.g. --set training.epochs=3 (repeatable).", valueName: "dotted.key=value"))
+    var overrides: [String] = []
+
+    func load(_ path: String) throws -> TrainingConfig {
+        try TrainingConfig.load(path: path, overrides: overrides)
+    }
+}
+
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Train a model from a YAML config (one process, or every rank under mpirun).")
+
+    @Argument(help: "The YAML config.") var config: String
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Run directory (default runs/<config name>-<time>).") var runDir: String?
+    @Flag(help: "Continue from the newest valid checkpoint in --run-dir.") var resume = false
+    @Flag(help: "No per-epoch lines or progress display.") var quiet = false
+
+    func validate() throws {
+        if resume && runDir == nil { throw ValidationError("--resume needs --run-dir: the run directory to continue") }
+    }
+
+    func run() throws {
+        let session = JobSession()
+        session.execute {
+            let config = try options.load(self.config)
+            let data = try RunData(config: config)
+            _ = try Network(config: config.model)       // shape errors before any rank starts MPI
+            let directory = runDir ?? Self.defaultRunDirectory(config: self.config)
+            try session.startCommunicator { communicator in
+                var trainOptions = TrainOptions(runDirectory: directory)
+                trainOptions.resume = resume
+                trainOptions.quiet = quiet
+                let trainer = try Trainer(config: config, data: data, communicator: communicator, options: trainOptions)
+                Console(enabled: communicator.isRoot && !quiet).line("ddp: \(communicator.size) rank(s), global batch \(trainer.plan.globalBatch), \(trainer.plan.stepsPerEpoch) steps/epoch, \(data.train.count) training samples; run directory \(directory)")
+                _ = try trainer.run()
+            }
+        }
+    }
+
+    static func defaultRunDirectory(config: String) -> String {
+        let stem = URL(fileURLWithPath: config).deletingPathExtension().lastPathComponent
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyyMMdd-HHmmss"
+        return "runs/\(stem)-\(formatter.string(from: Date()))"
+    }
+}
+
+struct Summary: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print a Keras-like table of the model's layers and parameter counts.")
+
+    @Argument(help: "The YAML config.") var config: String
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws {
+        JobSession().execute {
+            let network = try Network(config: try options.load(config).model)
+            print(ModelSummary(network: network).text)
+        }
+    }
+}
+
+struct Evaluate: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "eval", abstract: "Evaluate saved weights on a data split; prints JSON.")
+
+    @Option(help: "The YAML config the weights were trained with.") var config: String
+    @Option(help: "A safetensors file (model.safetensors or best.safetensors).") var weights: String
+    @Option(help: "test, validation or train.") var split = "test"
+    @OptionGroup var options: ConfigOptions
+
+    func run() throws {
+        JobSession().execute {
+            let config = try options.load(self.config)
+            let data = try RunData(config: config)
+            let dataset = try data.split(split)
+            let network = try Network(config: config.model)
+            try network.loadWeights(from: weights)
+            let context = StepContext(communicator: LocalCommunicator(), maxBatch: Evaluator.chunk)
+            let result = try Evaluator(network: network, loss: config.loss, context: context).evaluate(dataset, transform: data.transform)
+            var line = JSONLine()
+            line.add("split", split)
+            line.add("samples", dataset.count)
+            line.add("loss", result.loss)
+            line.add("accuracy", result.accuracy)
+            print(line.text)
+        }
+    }
+}

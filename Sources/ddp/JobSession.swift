@@ -1,0 +1,49 @@
+import DDPCore
+import Foundation
+
+/// Runs a command body and turns every failure into one clear message and a non-zero exit.
+///
+/// Before MPI starts, a failure (config, data, shapes) is identical on every rank, so only the
+/// launcher's rank 0 prints it and every rank exits 1 without touching MPI. Once MPI runs, the
+/// failing rank prints its message with its rank and aborts the whole job (MPI_Abort), so no
+/// rank is ever left waiting in a collective. MPI is finalized on every other exit path.
+final class JobSession {
+    private var communicator: Communicator?
+
+    /// The rank the launcher gave this process, readable before MPI_Init.
+    static var launcherRank: Int {
+        for name in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"] {
+            if let value = ProcessInfo.processInfo.environment[name], let rank = Int(value) { return rank }
+        }
+        return 0
+    }
+
+    func execute(_ body: () throws -> Void) {
+        do {
+            try body()
+            (communicator as? MPICommunicator)?.finalize()
+        } catch {
+            fail(error)
+        }
+    }
+
+    /// Starts MPI when a launcher started us, else a single-process communicator, and runs `body`.
+    func startCommunicator(_ body: (Communicator) throws -> Void) throws {
+        let communicator: Communicator = MPICommunicator.launchedByMPI ? try MPICommunicator() : LocalCommunicator()
+        self.communicator = communicator
+        try body(communicator)
+    }
+
+    private func fail(_ error: Error) -> Never {
+        let message = (error as? DDPError)?.message ?? "\(error)"
+        guard let communicator, communicator.size > 1 else {
+            if Self.launcherRank == 0 { FileHandle.standardError.write(Data("ddp: error: \(message)\n".utf8)) }
+            (communicator as? MPICommunicator)?.finalize()
+            exit(1)
+        }
+        // Other ranks usually hit a collective error at the same moment; let rank 0 speak first.
+        if communicator.rank != 0 { usleep(300_000) }
+        FileHandle.standardError.write(Data("ddp: error on rank \(communicator.rank) of \(communicator.size): \(message)\n".utf8))
+        communicator.abort(code: 1)
+    }
+}

@@ -1,0 +1,310 @@
+import Foundation
+import XCTest
+@testable import DDPCore
+
+final class DataTests: XCTestCase {
+    static let fashion = "/usr/share/datasets/fashion-mnist"
+    var directory: URL!
+
+    override func setUpWithError() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("DataTests-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(at: directory)
+    }
+
+    /// Writes bytes (or text) to a file in the test's directory and returns its path.
+    func write(_ name: String, _ bytes: [UInt8]) throws -> String {
+        let url = directory.appendingPathComponent(name)
+        try Data(bytes).write(to: url)
+        return url.path
+    }
+
+    func write(_ name: String, _ text: String) throws -> String { try write(name, Array(text.utf8)) }
+
+    /// An IDX file: magic 0x000008TD, big-endian sizes, then the values.
+    func idx(_ dimensions: [Int], _ values: [UInt8]) -> [UInt8] {
+        func word(_ v: Int) -> [UInt8] { [UInt8(v >> 24 & 255), UInt8(v >> 16 & 255), UInt8(v >> 8 & 255), UInt8(v & 255)] }
+        return word(0x0800 + dimensions.count) + dimensions.flatMap(word) + values
+    }
+
+    func assertClose(_ a: [Float], _ b: [Float], file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, file: file, line: line)
+        for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-6, "\(a) vs \(b)", file: file, line: line) }
+    }
+
+    func assertError(_ kind: DDPError.Kind, containing parts: [String], file: StaticString = #filePath,
+                     line: UInt = #line, _ body: () throws -> Any) {
+        do {
+            _ = try body()
+            XCTFail("expected a DDPError", file: file, line: line)
+        } catch let error as DDPError {
+            XCTAssertEqual(error.kind, kind, error.message, file: file, line: line)
+            for part in parts {
+                XCTAssertTrue(error.message.contains(part), "'\(error.message)' lacks '\(part)'", file: file, line: line)
+            }
+        } catch {
+            XCTFail("expected a DDPError, got \(error)", file: file, line: line)
+        }
+    }
+
+    // MARK: IDX
+
+    func testFashionMNISTLoads() throws {
+        let train = try DataLoader.load(.idx(images: "\(Self.fashion)/train-images-idx3-ubyte.gz",
+                                             labels: "\(Self.fashion)/train-labels-idx1-ubyte.gz"))
+        XCTAssertEqual(train.count, 60000)
+        XCTAssertEqual(train.featureCount, 784)
+        XCTAssertEqual(train.labels[0], 9)
+        XCTAssertEqual(train.classCount, 10)
+        guard case .bytes(let pixels) = train.storage else { return XCTFail("IDX images should be bytes") }
+        let firstThousand = pixels[0..<784 * 1000]      // the whole set is slow to scan in a debug build
+        XCTAssertEqual(firstThousand.min(), 0)
+        XCTAssertEqual(firstThousand.max(), 255)
+        XCTAssertEqual(train.feature(row: 0, column: 0), 0)
+
+        let test = try DataLoader.load(.idx(images: "\(Self.fashion)/t10k-images-idx3-ubyte.gz",
+                                            labels: "\(Self.fashion)/t10k-labels-idx1-ubyte.gz"))
+        XCTAssertEqual(test.count, 10000)
+        XCTAssertEqual(test.featureCount, 784)
+        XCTAssertEqual(test.classCount, 10)
+    }
+
+    func testGzippedAndRawIDXAgree() throws {
+        let images = "\(Self.fashion)/t10k-images-idx3-ubyte.gz", labels = "\(Self.fashion)/t10k-labels-idx1-ubyte.gz"
+        // Raw copies named .gz: the format is told by the magic, not the name.
+        let rawImages = try write("images.gz", DataFile.contents(of: images, what: "images"))
+        let rawLabels = try write("labels", DataFile.contents(of: labels, what: "labels"))
+        let zipped = try DataLoader.load(.idx(images: images, labels: labels))
+        let raw = try DataLoader.load(.idx(images: rawImages, labels: rawLabels))
+        guard case .bytes(let a) = zipped.storage, case .bytes(let b) = raw.storage else { return XCTFail() }
+        XCTAssertEqual(a, b)
+        XCTAssertEqual(zipped.labels, raw.labels)
+        XCTAssertEqual(raw.origin, rawImages)
+    }
+
+    func testSmallIDXRoundTrip() throws {
+        let images = try write("i", idx([2, 2, 3], Array(0..<12)))
+        let labels = try write("l", idx([2], [4, 1]))
+        let data = try DataLoader.load(.idx(images: images, labels: labels))
+        XCTAssertEqual(data.count, 2)
+        XCTAssertEqual(data.featureCount, 6)
+        XCTAssertEqual(data.feature(row: 1, column: 2), 8)
+        XCTAssertEqual(data.labels, [4, 1])
+        XCTAssertEqual(data.classCount, 5)
+    }
+
+    func testIDXErrors() throws {
+        let labels = try write("labels", idx([2], [0, 1]))
+        let truncated = try write("short-images", Array(idx([2, 28, 28], [UInt8](repeating: 7, count: 784 + 100))))
+        assertError(.data, containing: [truncated, "truncated", "2 images of 28×28 = 1568 bytes, found 884"]) {
+            try DataLoader.load(.idx(images: truncated, labels: labels))
+        }
+        assertError(.data, containing: ["expected IDX magic 0x00000803 (unsigned-byte images) in \(labels), found 0x00000801"]) {
+            try DataLoader.load(.idx(images: labels, labels: labels))
+        }
+        let tiny = try write("tiny", [0, 0, 8, 3, 0])
+        assertError(.data, containing: [tiny, "truncated", "16-byte header"]) {
+            try DataLoader.load(.idx(images: tiny, labels: labels))
+        }
+        let images = try write("images", idx([3, 1, 1], [1, 2, 3]))
+        assertError(.data, containing: ["mismatch", images, labels, "3 images", "2 labels"]) {
+            try DataLoader.load(.idx(images: images, labels: labels))
+        }
+        let missing = directory.appendingPathComponent("nowhere.gz").path
+        assertError(.data, containing: [missing]) { try DataLoader.load(.idx(images: missing, labels: labels)) }
+        let huge = try write("huge", idx([0xFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF], []))
+        let hugeLabels = try write("huge-labels", idx([0xFFF_FFFF], []))
+        assertError(.data, containing: [huge, "truncated"]) { try DataLoader.load(.idx(images: huge, labels: hugeLabels)) }
+    }
+
+    func testCorruptGzip() throws {
+        let gz = try DataFile.readAll("\(Self.fashion)/t10k-labels-idx1-ubyte.gz", what: "labels")
+        let cut = try write("cut.gz", Array(gz[0..<2000]))
+        assertError(.data, containing: [cut, "gzip", "truncated"]) { try DataFile.contents(of: cut, what: "labels") }
+        var damaged = gz
+        for i in 100..<200 { damaged[i] ^= 0x5A }
+        let bad = try write("bad.gz", damaged)
+        assertError(.data, containing: [bad, "corrupt gzip"]) { try DataFile.contents(of: bad, what: "labels") }
+    }
+
+    // MARK: CSV
+
+    func testCSVLabelByNameIndexAndNegativeIndex() throws {
+        let path = try write("iris.csv", "\u{FEFF}a, b ,\"label\",c\r\n1,2,0,3\r\n\n  4 , 5.5,1,-6e1\r\n   \n7,8,2,.25\n")
+        let byName = try DataLoader.load(.csv(path: path, label: .name("label"), header: true))
+        XCTAssertEqual(byName.count, 3)
+        XCTAssertEqual(byName.featureCount, 3)
+        XCTAssertEqual(byName.labels, [0, 1, 2])
+        XCTAssertEqual(byName.feature(row: 1, column: 1), 5.5)
+        XCTAssertEqual(byName.feature(row: 1, column: 2), -60)
+        XCTAssertEqual(byName.feature(row: 2, column: 2), 0.25)
+        XCTAssertEqual(byName.classCount, 3)
+        XCTAssertEqual(byName.origin, path)
+
+        let byIndex = try DataLoader.load(.csv(path: path, label: .index(2), header: true))
+        XCTAssertEqual(byIndex.labels, byName.labels)
+        XCTAssertEqual(try DataLoader.load(.csv(path: path, label: .index(-2), header: true)).labels, [0, 1, 2])
+
+        let last = try DataLoader.load(.csv(path: path, label: .index(-1), header: true))
+        XCTAssertEqual(last.labels, [3, -60, 0.25])
+        XCTAssertNil(last.classCount)
+        XCTAssertEqual(last.feature(row: 2, column: 2), 2)
+
+        let noHeader = try write("plain.csv", "1.5,2,1\n3,4,0\n")
+        let plain = try DataLoader.load(.csv(path: noHeader, label: .index(0), header: false))
+        XCTAssertEqual(plain.labels, [1.5, 3])
+        XCTAssertEqual(plain.feature(row: 1, column: 1), 0)
+    }
+
+    func testCSVParsesLikeStrtod() throws {
+        let texts = ["0.1", "-0.30000000000000004", "123456789012345", "1234567890123456789", "1e-7",
+                     "3.4028234e38", "+2.5", "0.000000000000000000001", "9.999999999999999"]
+        let path = try write("n.csv", texts.map { "\($0),0" }.joined(separator: "\n"))
+        let data = try DataLoader.load(.csv(path: path, label: .index(1), header: false))
+        for (row, text) in texts.enumerated() {
+            XCTAssertEqual(data.feature(row: row, column: 0), Float(strtod(text, nil)), text)
+        }
+    }
+
+    func testCSVErrors() throws {
+        let bad = try write("bad.csv", "x,y,label\n1,2,0\n3,abc,1\n")
+        assertError(.data, containing: [bad, "line 3", "column 2", "'y'", "'abc'"]) {
+            try DataLoader.load(.csv(path: bad, label: .name("label"), header: true))
+        }
+        let ragged = try write("ragged.csv", "1,2,0\n\n3,1\n")
+        assertError(.data, containing: [ragged, "line 3", "2 fields", "expected 3"]) {
+            try DataLoader.load(.csv(path: ragged, label: .index(-1), header: false))
+        }
+        let named = try write("named.csv", "x,y,label\n1,2,0\n")
+        assertError(.config, containing: [named, "'class'", "x, y, label"]) {
+            try DataLoader.load(.csv(path: named, label: .name("class"), header: true))
+        }
+        assertError(.config, containing: [named, "header"]) {
+            try DataLoader.load(.csv(path: named, label: .name("label"), header: false))
+        }
+        assertError(.config, containing: [named, "-4", "3 columns"]) {
+            try DataLoader.load(.csv(path: named, label: .index(-4), header: true))
+        }
+        let empty = try write("empty.csv", "x,y,label\n\n")
+        assertError(.data, containing: [empty, "no data rows"]) {
+            try DataLoader.load(.csv(path: empty, label: .index(2), header: true))
+        }
+        let infinite = try write("inf.csv", "1e39,0\n")
+        assertError(.data, containing: ["line 1", "column 1", "1e39"]) {
+            try DataLoader.load(.csv(path: infinite, label: .index(1), header: false))
+        }
+        let missingLabel = try write("nolabel.csv", "1, \n")
+        assertError(.data, containing: ["line 1", "column 2", "label"]) {
+            try DataLoader.load(.csv(path: missingLabel, label: .index(1), header: false))
+        }
+    }
+
+    // MARK: Synthetic
+
+    func testMoonsDeterministicAndBalanced() throws {
+        let a = try DataLoader.load(.moons(samples: 1001, noise: 0.1, seed: 7))
+        let b = try DataLoader.load(.moons(samples: 1001, noise: 0.1, seed: 7))
+        let c = try DataLoader.load(.moons(samples: 1001, noise: 0.1, seed: 8))
+        guard case .floats(let fa) = a.storage, case .floats(let fb) = b.storage,
+              case .floats(let fc) = c.storage else { return XCTFail() }
+        XCTAssertEqual(fa.map(\.bitPattern), fb.map(\.bitPattern))
+        XCTAssertEqual(a.labels, b.labels)
+        XCTAssertNotEqual(fa, fc)
+        XCTAssertEqual(a.featureCount, 2)
+        XCTAssertEqual(a.labels.filter { $0 == 0 }.count, 500)   // n_out = n/2
+        XCTAssertEqual(a.labels.filter { $0 == 1 }.count, 501)
+        XCTAssertEqual(a.classCount, 2)
+        XCTAssertNotEqual(Array(a.labels.prefix(500)), Array(repeating: 0, count: 500), "rows are shuffled")
+        XCTAssertEqual(a.origin, "moons(samples: 1001, noise: 0.1)")
+
+        // Without noise every point lies on its half circle.
+        let exact = try DataLoader.load(.moons(samples: 100, noise: 0, seed: 1))
+        for row in 0..<exact.count {
+            let x = Double(exact.feature(row: row, column: 0)), y = Double(exact.feature(row: row, column: 1))
+            let (cx, cy) = exact.labels[row] == 0 ? (0.0, 0.0) : (1.0, 0.5)
+            XCTAssertEqual((x - cx) * (x - cx) + (y - cy) * (y - cy), 1, accuracy: 1e-6)
+            XCTAssertTrue(exact.labels[row] == 0 ? y >= -1e-7 : y <= 0.5 + 1e-7)
+        }
+    }
+
+    func testCirclesDeterministicAndConsistent() throws {
+        let a = try DataLoader.load(.circles(samples: 2000, radiusSquared: 2, seed: 3))
+        let b = try DataLoader.load(.circles(samples: 2000, radiusSquared: 2, seed: 3))
+        guard case .floats(let fa) = a.storage, case .floats(let fb) = b.storage else { return XCTFail() }
+        XCTAssertEqual(fa.map(\.bitPattern), fb.map(\.bitPattern))
+        XCTAssertEqual(a.labels, b.labels)
+        for row in 0..<a.count {
+            let x1 = Double(a.feature(row: row, column: 0)), x2 = Double(a.feature(row: row, column: 1))
+            XCTAssertTrue(abs(x1) <= 2 && abs(x2) <= 2)
+            XCTAssertEqual(a.labels[row], x1 * x1 + x2 * x2 > 2 ? 1 : 0)
+        }
+        // Area outside the circle of radius² 2 within [-2, 2]²: 1 - 2π/16 ≈ 0.607.
+        let outside = Double(a.labels.filter { $0 == 1 }.count) / 2000
+        XCTAssertEqual(outside, 1 - 2 * Double.pi / 16, accuracy: 0.04)
+    }
+
+    func testSyntheticArgumentErrors() {
+        assertError(.config, containing: ["samples", "1"]) { try DataLoader.load(.moons(samples: 1, noise: 0, seed: 0)) }
+        assertError(.config, containing: ["noise", "-0.5"]) { try DataLoader.load(.moons(samples: 10, noise: -0.5, seed: 0)) }
+        assertError(.config, containing: ["radiusSquared"]) { try DataLoader.load(.circles(samples: 10, radiusSquared: 0, seed: 0)) }
+        assertError(.config, containing: ["samples"]) { try DataLoader.load(.circles(samples: -3, radiusSquared: 1, seed: 0)) }
+    }
+
+    // MARK: Transform and gather
+
+    /// Features: column 0 = 1, 2, 3, 6; column 1 constant 5. Labels 0…3.
+    let tiny = Dataset(count: 4, featureCount: 2, storage: .floats([1, 5, 2, 5, 3, 5, 6, 5]),
+                       labels: [0, 1, 2, 3], origin: "tiny")
+
+    func testFeatureTransformFit() {
+        let scale = FeatureTransform.fit(.scale, on: tiny)
+        XCTAssertEqual(scale.scale, [0.2, 0])                 // 1 / (6 - 1); constant → 0
+        XCTAssertEqual(scale.shift, [-0.2, 0])                // -min / (max - min)
+
+        let standard = FeatureTransform.fit(.standardize, on: tiny)
+        // mean 3, population variance (4 + 1 + 0 + 9) / 4 = 3.5; constant column: std 0 → divide by 1.
+        let std = Float(3.5.squareRoot())
+        XCTAssertEqual(standard.scale[0], 1 / std, accuracy: 1e-6)
+        XCTAssertEqual(standard.shift[0], -3 / std, accuracy: 1e-6)
+        XCTAssertEqual(standard.scale[1], 1)
+        XCTAssertEqual(standard.shift[1], -5)
+
+        XCTAssertEqual(FeatureTransform.fit(.none, on: tiny), .identity(featureCount: 2))
+        XCTAssertEqual(Normalization(rawValue: "standardize"), .standardize)
+
+        let bytes = Dataset(count: 2, featureCount: 3, storage: .bytes([0, 10, 255, 3, 10, 0]),
+                            labels: [0, 1], origin: "bytes")
+        XCTAssertEqual(FeatureTransform.fit(.scale, on: bytes).scale, [Float](repeating: 1 / 255, count: 3))
+        XCTAssertEqual(FeatureTransform.fit(.scale, on: bytes).shift, [0, 0, 0])
+        let byteStandard = FeatureTransform.fit(.standardize, on: bytes)
+        XCTAssertEqual(byteStandard.shift[0], -1, accuracy: 1e-6)    // mean 1.5, std 1.5
+        XCTAssertEqual(byteStandard.scale[1], 1)
+    }
+
+    func testGatherAppliesTransform() {
+        let transform = FeatureTransform.fit(.scale, on: tiny)
+        let rows: [Int32] = [3, 0, 3]
+        var inputs = [Float](repeating: .nan, count: 6)
+        var labels = [Float](repeating: .nan, count: 3)
+        tiny.gather(rows: rows, count: 3, transform: transform, inputs: &inputs, labels: &labels)
+        assertClose(inputs, [1, 0, 0, 0, 1, 0])
+        XCTAssertEqual(labels, [3, 0, 3])
+
+        let bytes = Dataset(count: 2, featureCount: 2, storage: .bytes([0, 51, 255, 102]), labels: [7, 8], origin: "b")
+        bytes.gather(rows: [1], count: 1, transform: .fit(.scale, on: bytes), inputs: &inputs, labels: &labels)
+        assertClose(Array(inputs.prefix(2)), [1, 0.4])
+        XCTAssertEqual(labels[0], 8)
+    }
+
+    func testSliceTakesRows() {
+        let last = tiny.slice(2..<4)
+        XCTAssertEqual(last.count, 2)
+        XCTAssertEqual(last.labels, [2, 3])
+        XCTAssertEqual(last.feature(row: 1, column: 0), 6)
+        XCTAssertEqual(tiny.slice(0..<0).count, 0)
+        XCTAssertNil(tiny.slice(0..<0).classCount)
+    }
+}
