@@ -81,10 +81,12 @@ public struct CheckpointStore {
         return nil
     }
 
-    /// Checkpoint stems ("epoch-0003") present, oldest first.
+    /// Checkpoint stems ("epoch-0003") present, oldest first. Ordered by epoch number, not by
+    /// name: past epoch 9999 the name grows a digit ("epoch-10000" sorts before "epoch-9999").
     func stems() -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return names.filter { $0.hasPrefix("epoch-") && $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }.sorted()
+        return names.filter { $0.hasPrefix("epoch-") && $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }
+            .sorted { (Int($0.dropFirst(6)) ?? -1, $0) < (Int($1.dropFirst(6)) ?? -1, $1) }
     }
 
     private func prune(keep: Int) throws {

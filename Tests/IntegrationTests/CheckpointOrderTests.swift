@@ -1,0 +1,28 @@
+import DDPCore
+import Foundation
+import XCTest
+
+/// Resume picks the newest checkpoint and pruning removes the oldest, by epoch number: past
+/// epoch 9999 the file names grow a digit, and name order ("epoch-10000" < "epoch-9999") would
+/// resume from the older one and prune the newest. (In process: 10 000 real epochs take too long.)
+final class CheckpointOrderTests: XCTestCase {
+    func testNewestCheckpointPastEpoch9999() throws {
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("ddp-integration-order-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        let store = CheckpointStore(runDirectory: run)
+        for epoch in [9998, 9999, 10000] {
+            let json = """
+                {"format": "ddp-checkpoint-1", "epoch": \(epoch), "globalStep": \(epoch), "optimizerStep": \(epoch), "seed": 1, "ranks": 1,
+                 "monitor": {"wait": 0, "best": 0.5, "bestEpoch": 0, "hasSnapshot": false},
+                 "tensorsFile": "", "tensorsBytes": 0, "tensorsChecksum": ""}
+                """
+            let state = try JSONDecoder().decode(CheckpointState.self, from: Data(json.utf8))
+            _ = try store.save(tensors: [StoredTensor(name: "w", shape: [1], floats: [Float(epoch)])], state: state, keep: 2)
+        }
+        let newest = try XCTUnwrap(store.newestValid())
+        XCTAssertEqual(newest.state.epoch, 10000)
+        XCTAssertEqual(newest.tensors["w"]?.floats(), [10000])
+        let left = try FileManager.default.contentsOfDirectory(atPath: store.directory).filter { $0.hasSuffix(".json") }.sorted()
+        XCTAssertEqual(left, ["epoch-10000.json", "epoch-9999.json"], "keep: 2 must keep the two newest")
+    }
+}
