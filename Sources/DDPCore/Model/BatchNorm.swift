@@ -49,6 +49,11 @@ public final class BatchNorm: Layer {
     private let reduction: UnsafeMutableBufferPointer<Double>
     /// Global sample count of the last training forward.
     private var globalCount: Double = 0
+    /// Per-feature scratch (scale, shift, and one more for backward), so the row loops run
+    /// contiguously over (batch, features) instead of striding down columns.
+    private let featureScale: UnsafeMutableBufferPointer<Float>
+    private let featureShift: UnsafeMutableBufferPointer<Float>
+    private let featureExtra: UnsafeMutableBufferPointer<Float>
 
     public init(configIndex: Int, width: Int, momentum: Float, epsilon: Float) {
         self.configIndex = configIndex
@@ -59,12 +64,21 @@ public final class BatchNorm: Layer {
         inverseStd.initialize(repeating: 1)
         reduction = .allocate(capacity: 2 * width + 1)
         reduction.initialize(repeating: 0)
+        featureScale = .allocate(capacity: width)
+        featureScale.initialize(repeating: 0)
+        featureShift = .allocate(capacity: width)
+        featureShift.initialize(repeating: 0)
+        featureExtra = .allocate(capacity: width)
+        featureExtra.initialize(repeating: 0)
     }
 
     deinit {
         normalized.deallocate()
         inverseStd.deallocate()
         reduction.deallocate()
+        featureScale.deallocate()
+        featureShift.deallocate()
+        featureExtra.deallocate()
     }
 
     public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
@@ -86,11 +100,15 @@ public final class BatchNorm: Layer {
     public func forward(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
                         batch: Int, context: StepContext) throws {
         let width = inputWidth
+        let scale = featureScale.baseAddress!, shift = featureShift.baseAddress!
         guard context.training else {
             for j in 0..<width {
-                let scale = gamma[j] / (runningVariance[j] + epsilon).squareRoot()
-                let shift = beta[j] - runningMean[j] * scale
-                for row in 0..<batch { output[row * width + j] = input[row * width + j] * scale + shift }
+                scale[j] = gamma[j] / (runningVariance[j] + epsilon).squareRoot()
+                shift[j] = beta[j] - runningMean[j] * scale[j]
+            }
+            for row in 0..<batch {
+                let x = input + row * width, y = output + row * width
+                for j in 0..<width { y[j] = x[j] * scale[j] + shift[j] }
             }
             return
         }
@@ -120,12 +138,15 @@ public final class BatchNorm: Layer {
             inverseStd[j] = invStd
             runningMean[j] = (1 - m) * runningMean[j] + m * Float(mean)
             runningVariance[j] = (1 - m) * runningVariance[j] + m * Float(variance * bessel)
-            let meanF = Float(mean), g = gamma[j], b = beta[j]
-            for row in 0..<batch {
-                let index = row * width + j
-                let normalizedValue = (input[index] - meanF) * invStd
-                xHat[index] = normalizedValue
-                output[index] = g * normalizedValue + b
+            scale[j] = invStd
+            shift[j] = Float(mean)
+        }
+        for row in 0..<batch {
+            let x = input + row * width, y = output + row * width, h = xHat + row * width
+            for j in 0..<width {
+                let normalizedValue = (x[j] - shift[j]) * scale[j]
+                h[j] = normalizedValue
+                y[j] = gamma[j] * normalizedValue + beta[j]
             }
         }
         batchesTracked += 1
@@ -155,12 +176,16 @@ public final class BatchNorm: Layer {
         try context.communicator.allreduceSum(UnsafeMutableBufferPointer(rebasing: reduction[0..<2 * width]))
         guard let dx else { return }
         let n = globalCount
+        let scale = featureScale.baseAddress!, meanDy = featureShift.baseAddress!, meanDyXHat = featureExtra.baseAddress!
         for j in 0..<width {
-            let meanDy = Float(sums[j] / n), meanDyXHat = Float(sums[width + j] / n)
-            let scale = gamma[j] * inverseStd[j]
-            for row in 0..<batch {
-                let index = row * width + j
-                dx[index] = scale * (dy[index] - meanDy - xHat[index] * meanDyXHat)
+            meanDy[j] = Float(sums[j] / n)
+            meanDyXHat[j] = Float(sums[width + j] / n)
+            scale[j] = gamma[j] * inverseStd[j]
+        }
+        for row in 0..<batch {
+            let o = row * width
+            for j in 0..<width {
+                dx[o + j] = scale[j] * (dy[o + j] - meanDy[j] - xHat[o + j] * meanDyXHat[j])
             }
         }
     }

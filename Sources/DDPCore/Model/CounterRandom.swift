@@ -48,11 +48,29 @@ public enum CounterRandom {
         Double(bits(seed, stream, a, b, c, d) >> 11) * 0x1p-53
     }
 
+    /// A uniform Float in [0, 1) for element `unit` of a row whose key is `bits(…)` of the row:
+    /// one mixing round per element instead of five, for the per-element hot loops.
+    @inline(__always)
+    public static func uniform(rowKey: UInt64, unit: Int) -> Float {
+        Float(mix(rowKey ^ (UInt64(unit) &* 0x9E37_79B9_7F4A_7C15)) >> 40) * 0x1p-24
+    }
+
+    /// A standard normal Double for element `unit` of a row whose key is `bits(…)` of the row.
+    @inline(__always)
+    public static func normal(rowKey: UInt64, unit: Int) -> Double {
+        boxMuller(mix(rowKey ^ (UInt64(unit) &* 0x9E37_79B9_7F4A_7C15)))
+    }
+
     /// A standard normal Double by Box–Muller from two independent uniforms of the same key.
     @inline(__always)
     public static func normal(_ seed: UInt64, _ stream: Stream, _ a: UInt64, _ b: UInt64 = 0,
                               _ c: UInt64 = 0, _ d: UInt64 = 0) -> Double {
-        let word = bits(seed, stream, a, b, c, d)
+        boxMuller(bits(seed, stream, a, b, c, d))
+    }
+
+    /// Box–Muller from one 64-bit word and its remix: two independent uniforms.
+    @inline(__always)
+    static func boxMuller(_ word: UInt64) -> Double {
         let u1 = (Double(word >> 11) + 1) * 0x1p-53          // (0, 1]: log is finite
         let u2 = Double(mix(word) >> 11) * 0x1p-53
         return (-2 * _log(u1)).squareRoot() * _cos(2 * Double.pi * u2)

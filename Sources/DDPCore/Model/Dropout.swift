@@ -4,6 +4,7 @@
 ///
 /// The mask of unit u of dataset sample i in epoch e is drawn from the counter-based generator
 /// keyed (seed, epoch, sample, layer, unit): the same whichever batch or rank the sample is in.
+/// One full hash per (sample, layer) row, then one mixing round per unit.
 public final class Dropout: Layer {
     public let configIndex: Int
     public let inputWidth: Int
@@ -40,9 +41,9 @@ public final class Dropout: Layer {
         let seed = context.seed, epoch = UInt64(context.epoch), layer = UInt64(configIndex)
         let mask = self.mask.baseAddress!, rate = self.rate
         for row in 0..<batch {
-            let sample = UInt64(context.sampleRows[row])
+            let rowKey = CounterRandom.bits(seed, .dropout, epoch, UInt64(context.sampleRows[row]), layer)
             for unit in 0..<width {
-                let u = CounterRandom.uniform(seed, .dropout, epoch, sample, layer, UInt64(unit))
+                let u = CounterRandom.uniform(rowKey: rowKey, unit: unit)
                 let index = row * width + unit
                 mask[index] = u < rate ? 0 : keepScale
                 output[index] = input[index] * mask[index]
@@ -88,9 +89,9 @@ public final class GaussianNoise: Layer {
         }
         let seed = context.seed, epoch = UInt64(context.epoch), layer = UInt64(configIndex)
         for row in 0..<batch {
-            let sample = UInt64(context.sampleRows[row])
+            let rowKey = CounterRandom.bits(seed, .noise, epoch, UInt64(context.sampleRows[row]), layer)
             for unit in 0..<width {
-                let z = CounterRandom.normal(seed, .noise, epoch, sample, layer, UInt64(unit))
+                let z = CounterRandom.normal(rowKey: rowKey, unit: unit)
                 output[row * width + unit] = input[row * width + unit] + stddev * Float(z)
             }
         }

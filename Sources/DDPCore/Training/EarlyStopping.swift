@@ -1,6 +1,6 @@
 /// The config's `early_stopping` section: keras.callbacks.EarlyStopping's arguments.
 public struct EarlyStoppingConfig: Sendable, Equatable {
-    public enum Mode: String, Sendable { case auto, min, max }
+    public enum Mode: String, Sendable, CaseIterable { case auto, min, max }
     public var monitor = "val_loss"
     public var minDelta = 0.0
     public var patience = 0
@@ -34,7 +34,9 @@ public struct EarlyStoppingConfig: Sendable, Equatable {
 ///       if improves(v, best):            best = v, best_epoch = epoch, snapshot;
 ///                                        wait = 0 unless a baseline is set and v does not beat it
 ///       elif wait ≥ patience and epoch > 0: stop
-///     improves(v, ref) = v − min_delta < ref (min mode) or v + min_delta > ref (max mode)
+///     improves(v, ref) = v + |min_delta| < ref (min mode) or v − |min_delta| > ref (max mode)
+///     (Keras: monitor_op(v − min_delta, ref) with min_delta negated in min mode), so a value
+///     must beat the reference by MORE than min_delta to count as an improvement.
 ///
 /// At the end of training the snapshot, if any, is restored (whether or not it stopped early).
 public struct EarlyStopping: Sendable, Equatable {
@@ -64,7 +66,7 @@ public struct EarlyStopping: Sendable, Equatable {
 
     private func improves(_ value: Double, over reference: Double) -> Bool {
         let delta = abs(config.minDelta)
-        return minimizes ? value - delta < reference : value + delta > reference
+        return minimizes ? value + delta < reference : value - delta > reference
     }
 
     public mutating func update(epoch: Int, value: Double) -> Decision {
