@@ -89,6 +89,15 @@ public struct CheckpointStore {
             .sorted { (Int($0.dropFirst(6)) ?? -1, $0) < (Int($1.dropFirst(6)) ?? -1, $1) }
     }
 
+    /// Removes temporary files a killed writer left behind ("….tmp-<pid>"). Called on resume,
+    /// when no other process writes here.
+    public func removeStaleTemporaries() {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        for name in names where name.contains(".tmp-") {
+            try? FileManager.default.removeItem(atPath: "\(directory)/\(name)")
+        }
+    }
+
     private func prune(keep: Int) throws {
         for stem in stems().dropLast(keep) {
             try? FileManager.default.removeItem(atPath: "\(directory)/\(stem).json")

@@ -37,6 +37,15 @@ extension Network {
             guard tensor.dtype == .float32 else {
                 throw DDPError(.weights, "\(file): tensor \(slot.name) is \(tensor.dtype.rawValue), expected F32")
             }
+        }
+        for norm in batchNorms {
+            if let counter = stored["\(norm.configIndex).num_batches_tracked"], counter.int64s()?.count != 1 {
+                throw DDPError(.weights, "\(file): tensor \(norm.configIndex).num_batches_tracked must be one int64 (I64), got \(counter.dtype.rawValue) \(counter.shape)")
+            }
+        }
+        // Everything checked: copy, so a bad file never leaves the model half loaded.
+        for slot in tensors {
+            let tensor = stored[slot.name]!
             let base = slot.storage == .parameter ? parameters.baseAddress! : state.baseAddress!
             try tensor.copyFloats(into: UnsafeMutableBufferPointer(start: base + slot.offset, count: slot.count), file: file)
         }

@@ -23,8 +23,10 @@ public final class BatchNorm: Layer {
     public let epsilon: Float
 
     public var parameterSpecs: [ParameterSpec] {
-        [ParameterSpec(name: "weight", shape: [inputWidth], role: .gamma, initializer: .ones, regularizer: nil),
-         ParameterSpec(name: "bias", shape: [inputWidth], role: .beta, initializer: .zeros, regularizer: nil)]
+        [ParameterSpec(name: "weight", shape: [inputWidth], role: .gamma, initializer: .ones, regularizer: nil,
+                       fanIn: inputWidth, fanOut: inputWidth),
+         ParameterSpec(name: "bias", shape: [inputWidth], role: .beta, initializer: .zeros, regularizer: nil,
+                       fanIn: inputWidth, fanOut: inputWidth)]
     }
     public var bufferSpecs: [BufferSpec] {
         [BufferSpec(name: "running_mean", shape: [inputWidth], initialValue: 0),

@@ -24,10 +24,12 @@ public final class Dense: Layer {
         outputWidth = units
         self.useBias = useBias
         var specs = [ParameterSpec(name: "weight", shape: [units, inputs], role: .kernel,
-                                   initializer: kernelInitializer, regularizer: kernelRegularizer)]
+                                   initializer: kernelInitializer, regularizer: kernelRegularizer,
+                                   fanIn: inputs, fanOut: units)]
         if useBias {
             specs.append(ParameterSpec(name: "bias", shape: [units], role: .bias,
-                                       initializer: biasInitializer, regularizer: biasRegularizer))
+                                       initializer: biasInitializer, regularizer: biasRegularizer,
+                                       fanIn: inputs, fanOut: units))
         }
         parameterSpecs = specs
     }

@@ -10,6 +10,10 @@ public struct ParameterSpec: Sendable {
     public var role: ParameterRole
     public var initializer: Initializer
     public var regularizer: Penalty?
+    /// The layer's fans, which the initializer formulas use (for a bias too: torch draws
+    /// nn.Linear's bias from U(±1/√fan_in) with the layer's input width).
+    public var fanIn: Int
+    public var fanOut: Int
 }
 
 /// One non-trainable tensor (BatchNorm running statistics), packed into the flat state buffer.

@@ -133,9 +133,7 @@ public final class Network {
             for (specIndex, spec) in layer.parameterSpecs.enumerated() {
                 let count = spec.shape.reduce(1, *)
                 let view = UnsafeMutableBufferPointer(rebasing: parameters[parameterOffset..<parameterOffset + count])
-                let fanIn = spec.shape.count > 1 ? spec.shape[1] : spec.shape[0]
-                let fanOut = spec.shape[0]
-                spec.initializer.fill(view, fanIn: fanIn, fanOut: fanOut, seed: seed,
+                spec.initializer.fill(view, fanIn: spec.fanIn, fanOut: spec.fanOut, seed: seed,
                                       key: UInt64(layerIndex) << 8 | UInt64(specIndex))
                 parameterOffset += count
             }

@@ -6,13 +6,13 @@ import Darwin
 
 /// Which parameters an optimizer's weight_decay applies to. The default decays kernels only,
 /// not biases and not BatchNorm's γ/β (the usual practice; torch decays whatever it is given).
-public enum DecayScope: String, Sendable {
+public enum DecayScope: String, Sendable, CaseIterable {
     case kernels, all
 }
 
 /// The config's `optimizer` section.
 public struct OptimizerConfig: Sendable, Equatable {
-    public enum Kind: String, Sendable { case sgd, adam, adamw }
+    public enum Kind: String, Sendable, CaseIterable { case sgd, adam, adamw }
     public var kind: Kind
     public var learningRate: Float
     public var weightDecay: Float = 0

@@ -9,7 +9,8 @@ import Darwin
 ///
 /// - constant: lr₀
 /// - step:   lr₀·γ^⌊epoch/step_size⌋                (torch StepLR stepped once per epoch)
-/// - cosine: η_min + (lr₀ − η_min)(1 + cos(π·epoch/T_max))/2   (torch CosineAnnealingLR per epoch)
+/// - cosine: η_min + (lr₀ − η_min)(1 + cos(π·epoch/T_max))/2   (torch CosineAnnealingLR per epoch),
+///           held at η_min after T_max (torch would climb back up: it is periodic)
 /// Any of them may add a linear warmup over the first `warmup_steps` optimizer steps:
 /// lr·min(1, (step + 1)/warmup_steps); `type: warmup` is warmup followed by constant.
 public struct LearningRateSchedule: Sendable, Equatable {

@@ -302,6 +302,7 @@ public final class Trainer {
         var counters = [Double](repeating: 0, count: 8)
         var failure: String?
         if communicator.isRoot {
+            checkpoints.removeStaleTemporaries()
             if let found = checkpoints.newestValid() {
                 for note in found.skipped { console.line("skipping damaged checkpoint: \(note)") }
                 do {

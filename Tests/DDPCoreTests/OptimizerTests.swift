@@ -1,0 +1,259 @@
+import Foundation
+import XCTest
+@testable import DDPCore
+
+/// Every optimizer update against values worked by hand from torch.optim's update rules
+/// (the literals were also confirmed against torch.optim on a 1-element parameter in float64).
+final class OptimizerTests: XCTestCase {
+
+    /// Dense 1 → 1: parameters [w (kernel), b (bias)].
+    private func scalarNetwork() throws -> Network {
+        try makeNetwork(inputs: 1, [Layers.dense(1)], maxBatch: 1)
+    }
+
+    private func optimizer(_ kind: OptimizerConfig.Kind, lr: Float, _ configure: (inout OptimizerConfig) -> Void = { _ in },
+                           network: Network) -> Optimizer {
+        var config = OptimizerConfig(kind: kind, learningRate: lr)
+        configure(&config)
+        return Optimizer(config: config, network: network)
+    }
+
+    /// Sets the gradients and takes one step; returns the parameters after it.
+    @discardableResult
+    private func step(_ optimizer: Optimizer, _ network: Network, _ gradients: [Float], lr: Float) -> [Float] {
+        store(gradients, into: network.gradients)
+        optimizer.apply(parameters: network.parameters, gradients: network.gradients, lr: lr)
+        return Array(network.parameters)
+    }
+
+    private func assertClose(_ actual: [Float], _ expected: [Double], accuracy: Double = 1e-6, _ message: String = "",
+                             file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertEqual(actual.count, expected.count, message, file: file, line: line)
+        for (a, e) in zip(actual, expected) {
+            XCTAssertEqual(Double(a), e, accuracy: accuracy, "\(message): \(actual) vs \(expected)", file: file, line: line)
+        }
+    }
+
+    // MARK: SGD
+
+    func testPlainSGD() throws {
+        let network = try scalarNetwork()
+        store([1, -2], into: network.parameters)
+        let sgd = optimizer(.sgd, lr: 0.1, network: network)
+        // p ← p − lr·g
+        assertClose(step(sgd, network, [0.5, -1], lr: 0.1), [0.95, -1.9])
+        assertClose(step(sgd, network, [0.25, 2], lr: 0.2), [0.9, -2.3])
+    }
+
+    func testSGDMomentumFirstStepTakesTheGradient() throws {
+        let network = try scalarNetwork()
+        store([1, 1], into: network.parameters)
+        let sgd = optimizer(.sgd, lr: 0.1, { $0.momentum = 0.9 }, network: network)
+        // step 1: b = g = 0.5 (not 0.9·0 + g scaled by anything), p = 1 − 0.1·0.5 = 0.95
+        assertClose(step(sgd, network, [0.5, 0.5], lr: 0.1), [0.95, 0.95])
+        assertClose(Array(sgd.firstMoment), [0.5, 0.5])
+        // step 2: b = 0.9·0.5 + 0.25 = 0.7, p = 0.95 − 0.07 = 0.88
+        assertClose(step(sgd, network, [0.25, 0.25], lr: 0.1), [0.88, 0.88])
+        assertClose(Array(sgd.firstMoment), [0.7, 0.7])
+    }
+
+    func testSGDDampening() throws {
+        let network = try scalarNetwork()
+        store([1, 1], into: network.parameters)
+        let sgd = optimizer(.sgd, lr: 0.1, { $0.momentum = 0.9; $0.dampening = 0.5 }, network: network)
+        // step 1: b = g (torch does not dampen the first step); step 2: b = 0.9·0.5 + 0.5·0.25 = 0.575
+        assertClose(step(sgd, network, [0.5, 0.5], lr: 0.1), [0.95, 0.95])
+        assertClose(step(sgd, network, [0.25, 0.25], lr: 0.1), [0.8925, 0.8925])
+    }
+
+    func testNesterov() throws {
+        let network = try scalarNetwork()
+        store([1, 1], into: network.parameters)
+        let sgd = optimizer(.sgd, lr: 0.1, { $0.momentum = 0.9; $0.nesterov = true }, network: network)
+        // step 1: b = 0.5, direction g + μb = 0.5 + 0.45 = 0.95, p = 1 − 0.095 = 0.905
+        assertClose(step(sgd, network, [0.5, 0.5], lr: 0.1), [0.905, 0.905])
+        // step 2: b = 0.45 + 0.25 = 0.7, direction 0.25 + 0.63 = 0.88, p = 0.905 − 0.088 = 0.817
+        assertClose(step(sgd, network, [0.25, 0.25], lr: 0.1), [0.817, 0.817])
+    }
+
+    func testSGDCoupledWeightDecayOnKernelsOnly() throws {
+        let network = try scalarNetwork()
+        store([1, 1], into: network.parameters)
+        let sgd = optimizer(.sgd, lr: 0.1, { $0.weightDecay = 0.1 }, network: network)
+        // kernel: g' = g + wd·p = 0.5 + 0.1 = 0.6 → 0.94; then 0.25 + 0.094 = 0.344 → 0.9056.
+        // bias (not decayed by default): 0.95, then 0.925.
+        assertClose(step(sgd, network, [0.5, 0.5], lr: 0.1), [0.94, 0.95])
+        assertClose(step(sgd, network, [0.25, 0.25], lr: 0.1), [0.9056, 0.925])
+    }
+
+    /// The L2 worked example: w = 0.5, data gradient 0.1, kernel_regularizer l2 λ = 0.01,
+    /// SGD η = 0.01: the penalty adds 2λw = 0.01, so w ← 0.5 − 0.01·0.11 = 0.4989.
+    func testL2WorkedExample() throws {
+        let network = try makeNetwork(inputs: 3, [Layers.dense(2, kernelRegularizer: Penalty(l2: 0.01))], maxBatch: 1)
+        network.parameters.update(repeating: 0.5)
+        network.zeroGradients()
+        network.gradients.update(repeating: 0.1)
+        let penalty = network.applyWeightPenalties()
+        XCTAssertEqual(penalty, 0.01 * 0.25 * 6, accuracy: 1e-9)        // λ·Σw² over the 6 kernel entries
+        assertClose(Array(network.gradients[0..<6]), Array(repeating: 0.11, count: 6))
+        assertClose(Array(network.gradients[6..<8]), [0.1, 0.1])          // bias: no regularizer
+        let sgd = optimizer(.sgd, lr: 0.01, network: network)
+        sgd.apply(parameters: network.parameters, gradients: network.gradients, lr: 0.01)
+        assertClose(Array(network.parameters[0..<6]), Array(repeating: 0.4989, count: 6))
+        assertClose(Array(network.parameters[6..<8]), [0.499, 0.499])
+    }
+
+    // MARK: Adam and AdamW
+
+    /// torch.optim.Adam / AdamW in Double, one scalar parameter.
+    private func reference(_ p0: Double, _ gradients: [Double], lr: Double, beta1: Double = 0.9, beta2: Double = 0.999,
+                           eps: Double = 1e-8, weightDecay: Double = 0, decoupled: Bool = false) -> [Double] {
+        var p = p0, m = 0.0, v = 0.0, result: [Double] = []
+        for (index, raw) in gradients.enumerated() {
+            let t = Double(index + 1)
+            var g = raw
+            if decoupled { p *= 1 - lr * weightDecay } else { g += weightDecay * p }
+            m = beta1 * m + (1 - beta1) * g
+            v = beta2 * v + (1 - beta2) * g * g
+            p -= lr / (1 - pow(beta1, t)) * m / (v.squareRoot() / (1 - pow(beta2, t)).squareRoot() + eps)
+            result.append(p)
+        }
+        return result
+    }
+
+    func testAdamTwoStepsByHand() throws {
+        let network = try scalarNetwork()
+        store([1, -0.5], into: network.parameters)
+        let adam = optimizer(.adam, lr: 0.1, network: network)
+        // Step 1: m = 0.05, v = 0.00025; m̂ = 0.5, v̂ = 0.25 → p = 1 − 0.1·0.5/(0.5 + 1e-8) ≈ 0.9.
+        let first = step(adam, network, [0.5, -2], lr: 0.1)
+        assertClose(first, [0.900000002, -0.4 ])
+        XCTAssertEqual(adam.firstMoment[0], 0.05, accuracy: 1e-7)
+        XCTAssertEqual(adam.secondMoment[0], 0.00025, accuracy: 2e-8)   // (1 − β₂)·g², in Float
+        // Step 2: m = 0.9·0.05 + 0.1·0.25 = 0.07, v = 0.999·0.00025 + 0.001·0.0625 = 0.00031225;
+        // p = 0.9 − (0.1/0.19)·0.07/(√0.00031225/√0.001999 + 1e-8) = 0.80678204.
+        let second = step(adam, network, [0.25, 1], lr: 0.1)
+        XCTAssertEqual(Double(second[0]), 0.80678204, accuracy: 1e-6)
+        assertClose(second, [reference(1, [0.5, 0.25], lr: 0.1)[1], reference(-0.5, [-2, 1], lr: 0.1)[1]])
+        XCTAssertEqual(adam.step, 2)
+    }
+
+    /// ε is added to √v̂ (torch), not to √v with a bias-corrected learning rate (the Keras form).
+    func testAdamEpsilonPlacement() throws {
+        let network = try scalarNetwork()
+        store([1, 1], into: network.parameters)
+        let adam = optimizer(.adam, lr: 0.1, { $0.epsilon = 0.1 }, network: network)
+        let first = step(adam, network, [0.5, 0.5], lr: 0.1)
+        // torch: 1 − 0.1·0.5/(0.5 + 0.1) = 0.916667
+        XCTAssertEqual(Double(first[0]), 1 - 0.1 * 0.5 / 0.6, accuracy: 1e-6)
+        // Keras-style: 1 − 0.1·√0.001/0.1 · 0.05/(√0.00025 + 0.1) = 0.98635, far from it.
+        let kerasStyle = 1 - 0.1 * 0.001.squareRoot() / 0.1 * 0.05 / (0.00025.squareRoot() + 0.1)
+        XCTAssertGreaterThan(abs(Double(first[0]) - kerasStyle), 0.05)
+        let second = step(adam, network, [0.25, 0.25], lr: 0.1)
+        XCTAssertEqual(Double(second[0]), 0.84227204, accuracy: 1e-6)
+        XCTAssertEqual(Double(second[0]), reference(1, [0.5, 0.25], lr: 0.1, eps: 0.1)[1], accuracy: 1e-6)
+    }
+
+    func testAdamWDecouplesAndAdamL2Couples() throws {
+        let gradients: [Float] = [0.5, 0.25]
+        var results: [OptimizerConfig.Kind: [Float]] = [:]
+        for kind in [OptimizerConfig.Kind.adam, .adamw] {
+            let network = try scalarNetwork()
+            store([1, 1], into: network.parameters)
+            let adam = optimizer(kind, lr: 0.1, { $0.weightDecay = 0.1 }, network: network)
+            var kernel: [Float] = []
+            for g in gradients { kernel.append(step(adam, network, [g, g], lr: 0.1)[0]) }
+            results[kind] = kernel
+            // The bias is outside the default decay scope: plain Adam either way.
+            XCTAssertEqual(Double(network.parameters[1]), reference(1, [0.5, 0.25], lr: 0.1)[1], accuracy: 1e-6)
+        }
+        let adamL2 = try XCTUnwrap(results[.adam]), adamW = try XCTUnwrap(results[.adamw])
+        // Adam + L2: g' = g + wd·p enters the moments: step 1 g' = 0.6 → p ≈ 0.9, step 2 ≈ 0.80501.
+        assertClose(adamL2, reference(1, [0.5, 0.25], lr: 0.1, weightDecay: 0.1), "adam L2")
+        XCTAssertEqual(Double(adamL2[1]), 0.80500977, accuracy: 1e-6)
+        // AdamW: p·(1 − lr·wd) first: 1 → 0.99 → 0.89, then 0.89·0.99 − 0.093218 = 0.78788.
+        assertClose(adamW, reference(1, [0.5, 0.25], lr: 0.1, weightDecay: 0.1, decoupled: true), "adamw")
+        XCTAssertEqual(Double(adamW[0]), 0.89, accuracy: 1e-6)
+        XCTAssertEqual(Double(adamW[1]), 0.78788204, accuracy: 1e-6)
+        // They are different algorithms.
+        XCTAssertGreaterThan(abs(adamL2[0] - adamW[0]), 0.005)
+        XCTAssertGreaterThan(abs(adamL2[1] - adamW[1]), 0.01)
+    }
+
+    // MARK: Decay scope
+
+    /// Dense 2 → 2 then BatchNorm: [W (4) kernel, b (2) bias, γ (2) gamma, β (2) beta].
+    func testDecayScope() throws {
+        for (kind, scope) in [(OptimizerConfig.Kind.sgd, DecayScope.kernels), (.sgd, .all), (.adamw, .kernels), (.adamw, .all)] {
+            let network = try makeNetwork(inputs: 2, [Layers.dense(2), Layers.batchNorm()], maxBatch: 2)
+            XCTAssertEqual(network.tensors.filter { $0.storage == .parameter }.map { $0.role! }, [.kernel, .bias, .gamma, .beta])
+            network.parameters.update(repeating: 1)
+            let optimizer = optimizer(kind, lr: 0.1, { $0.weightDecay = 0.1; $0.decay = scope }, network: network)
+            // With a zero gradient only the decay moves a parameter: SGD p − lr·wd·p, AdamW p·(1 − lr·wd); both 0.99.
+            let after = step(optimizer, network, Array(repeating: 0, count: 10), lr: 0.1)
+            let decayed: [Double] = scope == .all ? Array(repeating: 0.99, count: 10)
+                                                  : Array(repeating: 0.99, count: 4) + Array(repeating: 1, count: 6)
+            assertClose(after, decayed, "\(kind) decay: \(scope)")
+        }
+    }
+
+    // MARK: Clipping
+
+    func testClipByGlobalNorm() {
+        var values: [Float] = [3, 0, -4]
+        let norm = values.withUnsafeMutableBufferPointer { Optimizer.clipByGlobalNorm($0, maxNorm: 1) }
+        XCTAssertEqual(norm, 5, accuracy: 1e-6)
+        // torch's coefficient maxNorm/(norm + 1e-6)
+        let coefficient = 1 / (5 + 1e-6)
+        assertClose(values, [3 * coefficient, 0, -4 * coefficient], accuracy: 1e-7)
+        XCTAssertNotEqual(values[0], 0.6)   // the 1e-6 is there
+
+        // The norm is global over all entries, not per tensor: 100 entries of 0.5 have norm 5.
+        var many = [Float](repeating: 0.5, count: 100)
+        let manyNorm = many.withUnsafeMutableBufferPointer { Optimizer.clipByGlobalNorm($0, maxNorm: 2.5) }
+        XCTAssertEqual(manyNorm, 5, accuracy: 1e-5)
+        assertClose(many, Array(repeating: 0.5 * 2.5 / (5 + 1e-6), count: 100), accuracy: 1e-7)
+
+        // Below the threshold nothing changes.
+        var small: [Float] = [0.3, -0.4]
+        let smallNorm = small.withUnsafeMutableBufferPointer { Optimizer.clipByGlobalNorm($0, maxNorm: 1) }
+        XCTAssertEqual(smallNorm, 0.5, accuracy: 1e-6)
+        XCTAssertEqual(small, [0.3, -0.4])
+    }
+
+    // MARK: Schedules
+
+    func testStepSchedule() {
+        let schedule = LearningRateSchedule(kind: .step(stepSize: 2, gamma: 0.5))
+        let expected: [Double] = [0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125]
+        for (epoch, lr) in expected.enumerated() {
+            XCTAssertEqual(Double(schedule.learningRate(base: 0.1, epoch: epoch, globalStep: epoch * 10)), lr, accuracy: 1e-8, "epoch \(epoch)")
+        }
+    }
+
+    func testCosineSchedule() {
+        let schedule = LearningRateSchedule(kind: .cosine(tMax: 10, minimum: 0.001))
+        // η_min + (lr₀ − η_min)(1 + cos(π e/T))/2: e = 0 → 0.1, e = 2 → 0.0905463, e = 5 → 0.0505, e = 10 → 0.001
+        let table: [(Int, Double)] = [(0, 0.1), (2, 0.001 + 0.099 * (1 + cos(Double.pi / 5)) / 2), (5, 0.0505), (10, 0.001)]
+        for (epoch, lr) in table {
+            XCTAssertEqual(Double(schedule.learningRate(base: 0.1, epoch: epoch, globalStep: 0)), lr, accuracy: 1e-7, "epoch \(epoch)")
+        }
+        XCTAssertEqual(Double(schedule.learningRate(base: 0.1, epoch: 2, globalStep: 0)), 0.0905463, accuracy: 1e-6)
+        // Monotone decreasing over [0, T].
+        let lrs = (0...10).map { schedule.learningRate(base: 0.1, epoch: $0, globalStep: 0) }
+        XCTAssertEqual(lrs, lrs.sorted(by: >))
+    }
+
+    func testWarmup() {
+        let warmup = LearningRateSchedule(kind: .constant, warmupSteps: 4)
+        // lr·min(1, (step + 1)/warmup)
+        let expected: [Double] = [0.025, 0.05, 0.075, 0.1, 0.1, 0.1]
+        for (step, lr) in expected.enumerated() {
+            XCTAssertEqual(Double(warmup.learningRate(base: 0.1, epoch: 0, globalStep: step)), lr, accuracy: 1e-8, "step \(step)")
+        }
+        // Warmup multiplies whatever the epoch schedule gives: step decay at epoch 2 (0.05), half-way through warmup.
+        let combined = LearningRateSchedule(kind: .step(stepSize: 2, gamma: 0.5), warmupSteps: 10)
+        XCTAssertEqual(Double(combined.learningRate(base: 0.1, epoch: 2, globalStep: 4)), 0.05 * 0.5, accuracy: 1e-8)
+        XCTAssertEqual(LearningRateSchedule().learningRate(base: 0.3, epoch: 7, globalStep: 99), 0.3)
+    }
+}

@@ -1,0 +1,220 @@
+import Foundation
+import XCTest
+@testable import DDPCore
+
+// Shared helpers for the math tests: deterministic test data, small network builders,
+// a harness that runs one layer on its own buffers, and central-difference gradient checks.
+
+/// SplitMix64: deterministic test inputs, independent of the code under test's generator.
+struct TestRandom {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [low, high).
+    mutating func uniform(_ low: Double, _ high: Double) -> Float {
+        Float(low + (high - low) * Double(next() >> 11) * 0x1p-53)
+    }
+
+    mutating func array(_ count: Int, _ low: Double, _ high: Double) -> [Float] {
+        (0..<count).map { _ in uniform(low, high) }
+    }
+
+    /// Uniform in ±[gap, limit]: keeps inputs away from the kink of relu-like functions at 0.
+    mutating func awayFromZero(_ count: Int, limit: Double = 2, gap: Double = 0.1) -> [Float] {
+        (0..<count).map { _ in
+            let magnitude = uniform(gap, limit)
+            return next() & 1 == 0 ? magnitude : -magnitude
+        }
+    }
+}
+
+// MARK: Config builders
+
+enum Layers {
+    static func dense(_ units: Int, _ activation: ActivationFunction = .linear, useBias: Bool = true,
+                      kernelRegularizer: Penalty? = nil, biasRegularizer: Penalty? = nil,
+                      activity: Penalty? = nil) -> LayerConfig {
+        LayerConfig(.dense(units: units, activation: activation, useBias: useBias,
+                           kernelInitializer: .glorotUniform, biasInitializer: .zeros,
+                           kernelRegularizer: kernelRegularizer, biasRegularizer: biasRegularizer),
+                    activityRegularizer: activity)
+    }
+
+    static func batchNorm(momentum: Float = 0.1, epsilon: Float = 1e-5) -> LayerConfig {
+        LayerConfig(.batchNorm(momentum: momentum, epsilon: epsilon))
+    }
+
+    static func dropout(_ rate: Float) -> LayerConfig { LayerConfig(.dropout(rate: rate)) }
+    static func activation(_ function: ActivationFunction, activity: Penalty? = nil) -> LayerConfig {
+        LayerConfig(.activation(function), activityRegularizer: activity)
+    }
+    static func noise(_ stddev: Float) -> LayerConfig { LayerConfig(.gaussianNoise(stddev: stddev)) }
+}
+
+/// A network ready to run: reserved for `maxBatch` rows and initialized from `seed`.
+func makeNetwork(inputs: Int, _ layers: [LayerConfig], maxBatch: Int = 8, seed: UInt64 = 1) throws -> Network {
+    let network = try Network(config: ModelConfig(inputs: inputs, layers: layers))
+    network.reserve(maxBatch: maxBatch)
+    network.initialize(seed: seed)
+    return network
+}
+
+/// A training or inference context whose batch rows are the dataset rows `rows`.
+func makeContext(maxBatch: Int, training: Bool, seed: UInt64 = 42, epoch: Int = 0, rows: [Int]? = nil) -> StepContext {
+    let context = StepContext(communicator: LocalCommunicator(), maxBatch: maxBatch)
+    context.training = training
+    context.seed = seed
+    context.epoch = epoch
+    let ids = rows ?? Array(0..<maxBatch).map { 100 + 7 * $0 }
+    for (i, row) in ids.enumerated() { context.sampleRows[i] = Int32(row) }
+    return context
+}
+
+func copyOf(_ pointer: UnsafePointer<Float>, count: Int) -> [Float] {
+    Array(UnsafeBufferPointer(start: pointer, count: count))
+}
+
+func store(_ values: [Float], into buffer: UnsafeMutableBufferPointer<Float>) {
+    precondition(values.count <= buffer.count)
+    for (i, v) in values.enumerated() { buffer[i] = v }
+}
+
+// MARK: One layer on its own buffers
+
+/// Runs a single layer on buffers it owns, with the objective L = Σ r ⊙ y for a fixed random
+/// `r`, so dL/dy = r and the layer's backward must produce dL/dx and dL/dθ.
+final class LayerProbe {
+    let layer: Layer
+    let batch: Int
+    let parameterCount: Int
+    let parameters: UnsafeMutableBufferPointer<Float>
+    let gradients: UnsafeMutableBufferPointer<Float>
+    let state: UnsafeMutableBufferPointer<Float>
+    let input: UnsafeMutableBufferPointer<Float>
+    let output: UnsafeMutableBufferPointer<Float>
+    let upstream: UnsafeMutableBufferPointer<Float>      // r = dL/dy
+    let outputGradient: UnsafeMutableBufferPointer<Float> // scratch copy of r passed to backward
+    let inputGradient: UnsafeMutableBufferPointer<Float>
+    let context: StepContext
+
+    init(_ layer: Layer, batch: Int, training: Bool = true, seed: UInt64 = 42, epoch: Int = 0, rows: [Int]? = nil) {
+        self.layer = layer
+        self.batch = batch
+        parameterCount = layer.parameterSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        let stateCount = layer.bufferSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        func buffer(_ n: Int) -> UnsafeMutableBufferPointer<Float> {
+            let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: max(n, 1))
+            b.initialize(repeating: 0)
+            return b
+        }
+        parameters = buffer(parameterCount)
+        gradients = buffer(parameterCount)
+        state = buffer(stateCount)
+        var offset = 0
+        for spec in layer.bufferSpecs {
+            let n = spec.shape.reduce(1, *)
+            for i in offset..<offset + n { state[i] = spec.initialValue }
+            offset += n
+        }
+        input = buffer(batch * layer.inputWidth)
+        output = buffer(batch * layer.outputWidth)
+        upstream = buffer(batch * layer.outputWidth)
+        outputGradient = buffer(batch * layer.outputWidth)
+        inputGradient = buffer(batch * layer.inputWidth)
+        context = makeContext(maxBatch: batch, training: training, seed: seed, epoch: epoch, rows: rows)
+        layer.bind(parameters: parameters.baseAddress!, gradients: gradients.baseAddress!, buffers: state.baseAddress!)
+        layer.reserve(maxBatch: batch)
+    }
+
+    deinit {
+        [parameters, gradients, state, input, output, upstream, outputGradient, inputGradient].forEach { $0.deallocate() }
+    }
+
+    func forward() throws {
+        try layer.forward(UnsafePointer(input.baseAddress!), output.baseAddress!, batch: batch, context: context)
+    }
+
+    /// L = Σ r ⊙ y, accumulated in Double.
+    func objective() throws -> Double {
+        try forward()
+        var total = 0.0
+        for i in 0..<batch * layer.outputWidth { total += Double(upstream[i]) * Double(output[i]) }
+        return total
+    }
+
+    /// Forward then backward at the current point; gradients start from zero.
+    func backward() throws {
+        gradients.update(repeating: 0)
+        try forward()
+        outputGradient.update(repeating: 0)
+        for i in 0..<batch * layer.outputWidth { outputGradient[i] = upstream[i] }
+        try layer.backward(input: UnsafePointer(input.baseAddress!), output: UnsafePointer(output.baseAddress!),
+                           outputGradient: outputGradient.baseAddress!, inputGradient: inputGradient.baseAddress!,
+                           batch: batch, context: context)
+    }
+}
+
+// MARK: Finite differences
+
+/// Central differences of `objective` with respect to each element of `values`, the step taken
+/// in Float and the quotient formed in Double from the actually represented points.
+func centralDifferences(_ values: UnsafeMutableBufferPointer<Float>, count: Int, h: Float,
+                        _ objective: () throws -> Double) rethrows -> [Double] {
+    var result = [Double](repeating: 0, count: count)
+    for i in 0..<count {
+        let x0 = values[i]
+        let plus = x0 + h, minus = x0 - h
+        values[i] = plus
+        let fPlus = try objective()
+        values[i] = minus
+        let fMinus = try objective()
+        values[i] = x0
+        result[i] = (fPlus - fMinus) / (Double(plus) - Double(minus))
+    }
+    return result
+}
+
+/// Every analytic entry must agree with its numeric estimate to `relative` of the larger
+/// magnitude (plus a small absolute floor for entries near zero), and the gradient as a whole
+/// must not be trivially small, so the comparison is meaningful.
+func assertGradientsMatch(_ analytic: [Double], _ numeric: [Double], _ label: String,
+                          relative: Double = 1e-2, absolute: Double = 1e-3, minimumNorm: Double = 1e-2,
+                          file: StaticString = #filePath, line: UInt = #line) {
+    XCTAssertEqual(analytic.count, numeric.count, "\(label): gradient sizes", file: file, line: line)
+    var worst = 0.0, worstIndex = -1
+    for (i, (a, n)) in zip(analytic, numeric).enumerated() {
+        let excess = abs(a - n) - (absolute + relative * max(abs(a), abs(n)))
+        if excess > worst { worst = excess; worstIndex = i }
+    }
+    if worstIndex >= 0 {
+        XCTFail("\(label): analytic \(analytic[worstIndex]) vs numeric \(numeric[worstIndex]) at index \(worstIndex)\n"
+                + "analytic \(analytic)\nnumeric  \(numeric)", file: file, line: line)
+    }
+    let norm = numeric.reduce(0) { $0 + $1 * $1 }.squareRoot()
+    XCTAssertGreaterThan(norm, minimumNorm, "\(label): gradient too small for the check to mean anything", file: file, line: line)
+}
+
+/// Runs `body`, expecting a DDPError of `kind` whose message contains every one of `parts`.
+func assertDDPError(_ kind: DDPError.Kind, containing parts: [String], file: StaticString = #filePath,
+                    line: UInt = #line, _ body: () throws -> Any) {
+    do {
+        _ = try body()
+        XCTFail("expected a DDPError containing \(parts)", file: file, line: line)
+    } catch let error as DDPError {
+        XCTAssertEqual(error.kind, kind, error.message, file: file, line: line)
+        for part in parts {
+            XCTAssertTrue(error.message.contains(part), "'\(error.message)' lacks '\(part)'", file: file, line: line)
+        }
+    } catch {
+        XCTFail("expected a DDPError, got \(error)", file: file, line: line)
+    }
+}
