@@ -8,7 +8,7 @@ struct DDP: ParsableCommand {
         commandName: "ddp",
         abstract: "Data-parallel neural-network training over MPI and OpenBLAS, driven by YAML configs.",
         discussion: "Run on N processes with `mpirun -np N ddp train CONFIG` (or launch/train). See README.md.",
-        subcommands: [Train.self, Summary.self, Evaluate.self]
+        subcommands: [Train.self, Summary.self, Evaluate.self, Plot.self, Compare.self, Report.self]
     )
 }
 
@@ -30,6 +30,7 @@ struct Train: ParsableCommand {
     @Option(help: "Run directory (default runs/<config name>-<time>).") var runDir: String?
     @Flag(help: "Continue from the newest valid checkpoint in --run-dir.") var resume = false
     @Flag(help: "No per-epoch lines or progress display.") var quiet = false
+    @Flag(help: "At the end, write SVG plots into the run directory's plots/ (rank 0 only; see ddp plot).") var plot = false
 
     func validate() throws {
         if resume && runDir == nil { throw ValidationError("--resume needs --run-dir: the run directory to continue") }
@@ -49,6 +50,9 @@ struct Train: ParsableCommand {
                 let trainer = try Trainer(config: config, data: data, communicator: communicator, options: trainOptions)
                 Console(enabled: communicator.isRoot && !quiet).line("ddp: \(communicator.size) rank(s), global batch \(trainer.plan.globalBatch), \(trainer.plan.stepsPerEpoch) steps/epoch, \(data.train.count) training samples; run directory \(directory)")
                 _ = try trainer.run()
+                if plot && communicator.isRoot {
+                    try PlotWriter.write(runDirectory: directory, console: Console(enabled: !quiet))
+                }
             }
         }
     }

@@ -1,0 +1,233 @@
+import Foundation
+
+/// One configuration of a comparison: a config file, the `--set` overrides shared by all
+/// variants, and this variant's sweep values.
+public struct ComparisonVariant: Sendable {
+    /// The config file's stem, plus `-key=value` per sweep (e.g. `circles-dropout-rate=0.3`).
+    public var name: String
+    public var configPath: String
+    /// Shared overrides first, then this variant's sweep assignments.
+    public var overrides: [String]
+    /// This variant's sweep assignments alone (`dotted.key=value`).
+    public var sweep: [String]
+    /// The resolved config (validated before anything trains).
+    public var config: TrainingConfig
+}
+
+/// The figures `ddp compare` prints for one variant, read back from its run directory.
+public struct ComparisonRow: Sendable {
+    public var variant: String
+    public var runDirectory: String
+    public var epochsRun: Int
+    public var bestEpoch: Int?
+    /// Train loss of the final epoch.
+    public var finalLoss: Double?
+    public var bestValLoss: Double?
+    /// Final epoch's val_loss − loss.
+    public var gap: Double?
+    /// Final epoch's val_accuracy.
+    public var valAccuracy: Double?
+    public var testAccuracy: Double?
+    public var testLoss: Double?
+    /// Over the dense kernels of model.safetensors.
+    public var l2Norm: Double?
+    public var nearZeroShare: Double?
+    /// The run's own training time (the end line's `seconds`).
+    public var seconds: Double?
+    public var ranks: Int?
+    /// Where the variant came from: its config file and sweep values, for the page.
+    public var source: String?
+}
+
+/// `ddp compare`: train several configs (and sweeps over a config key), then one table, one
+/// val_loss chart with every variant and each variant's plots, in compare/index.html.
+public enum Comparison {
+    /// "dotted.key=v1,v2,…" → the key and its values.
+    public static func parseSweep(_ text: String) throws -> (key: String, values: [String]) {
+        guard let equals = text.firstIndex(of: "="), equals != text.startIndex else {
+            throw DDPError(.config, "--sweep '\(text)': expected dotted.key=v1,v2,...")
+        }
+        let key = String(text[..<equals])
+        let values = text[text.index(after: equals)...].split(separator: ",", omittingEmptySubsequences: true)
+            .map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !values.isEmpty else { throw DDPError(.config, "--sweep \(key): no values after '='") }
+        return (key, values)
+    }
+
+    /// Every config × every combination of sweep values (repeated --sweep options multiply).
+    /// Each config is loaded and validated here, so a typo fails before anything trains.
+    public static func variants(configs: [String], overrides: [String] = [], sweeps: [String] = []) throws -> [ComparisonVariant] {
+        guard !configs.isEmpty else { throw DDPError(.config, "ddp compare needs at least one config file") }
+        let parsed = try sweeps.map(parseSweep)
+        var combinations: [[(key: String, value: String)]] = [[]]
+        for sweep in parsed {
+            combinations = combinations.flatMap { prefix in sweep.values.map { prefix + [(sweep.key, $0)] } }
+        }
+        var result: [ComparisonVariant] = []
+        var used: [String: Int] = [:]
+        for path in configs {
+            let stem = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+            for combination in combinations {
+                let assignments = combination.map { "\($0.key)=\($0.value)" }
+                var name = stem + combination.map { "-\($0.key.split(separator: ".").last.map(String.init) ?? $0.key)=\($0.value)" }.joined()
+                name = sanitize(name)
+                used[name, default: 0] += 1
+                if used[name]! > 1 { name += "-\(used[name]!)" }
+                let config = try TrainingConfig.load(path: path, overrides: overrides + assignments)
+                result.append(ComparisonVariant(name: name, configPath: path, overrides: overrides + assignments,
+                                                sweep: assignments, config: config))
+            }
+        }
+        return result
+    }
+
+    /// A name safe as one path component.
+    static func sanitize(_ name: String) -> String {
+        String(name.map { $0 == "/" || $0 == "\\" || $0 == " " || $0 == ":" ? "_" : $0 })
+    }
+
+    /// Trains one variant in this process (quiet), writing its run directory.
+    @discardableResult
+    public static func train(_ variant: ComparisonVariant, runDirectory: String,
+                             communicator: Communicator = LocalCommunicator()) throws -> TrainingOutcome {
+        let data = try RunData(config: variant.config)
+        var options = TrainOptions(runDirectory: runDirectory)
+        options.quiet = true
+        let trainer = try Trainer(config: variant.config, data: data, communicator: communicator, options: options)
+        return try trainer.run()
+    }
+
+    /// The table row of a finished run.
+    public static func row(variant: String, run: LoadedRun, source: String? = nil) -> ComparisonRow {
+        let m = run.metrics
+        let stats = run.weightStatistics
+        return ComparisonRow(variant: variant, runDirectory: run.directory, epochsRun: m.end?.epochsRun ?? m.epochs.count,
+                             bestEpoch: m.bestEpoch, finalLoss: m.last?.loss, bestValLoss: m.bestValLoss, gap: m.gap,
+                             valAccuracy: m.last?.valAccuracy, testAccuracy: m.end?.testAccuracy, testLoss: m.end?.testLoss,
+                             l2Norm: stats?.l2Norm, nearZeroShare: stats?.nearZeroShare, seconds: m.end?.seconds,
+                             ranks: m.end?.ranks, source: source)
+    }
+
+    // MARK: The table
+
+    public static let columns = ["variant", "epochs", "best epoch", "train loss", "best val_loss", "gap",
+                                 "val acc", "test acc", "L2 norm", "near-zero", "time"]
+
+    static func cells(_ row: ComparisonRow) -> [String] {
+        func f(_ value: Double?, _ format: String) -> String { value.map { String(format: format, $0) } ?? "—" }
+        return [row.variant, String(row.epochsRun), row.bestEpoch.map(String.init) ?? "—", f(row.finalLoss, "%.4f"),
+                f(row.bestValLoss, "%.4f"), f(row.gap, "%+.4f"), f(row.valAccuracy, "%.4f"), f(row.testAccuracy, "%.4f"),
+                f(row.l2Norm, "%.2f"), f(row.nearZeroShare.map { $0 * 100 }, "%.1f%%"), f(row.seconds, "%.2f s")]
+    }
+
+    /// Aligned plain text: names left, numbers right.
+    public static func table(_ rows: [ComparisonRow]) -> String {
+        let body = rows.map(cells)
+        let all = [columns] + body
+        let widths = columns.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { index, cell in
+                let pad = String(repeating: " ", count: widths[index] - cell.count)
+                return index == 0 ? cell + pad : pad + cell
+            }.joined(separator: "  ")
+        }
+        let rule = widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")
+        return ([line(columns), rule] + body.map(line)).joined(separator: "\n")
+    }
+
+    /// A GitHub-flavoured Markdown table.
+    public static func markdownTable(_ rows: [ComparisonRow]) -> String {
+        let header = "| " + columns.joined(separator: " | ") + " |"
+        let rule = "|" + columns.indices.map { $0 == 0 ? "---|" : "--:|" }.joined()
+        return ([header, rule] + rows.map { "| " + cells($0).joined(separator: " | ") + " |" }).joined(separator: "\n")
+    }
+
+    // MARK: The page
+
+    /// Every variant's val_loss per epoch on one chart (loss when no variant has validation data).
+    public static func validationChart(_ runs: [(name: String, metrics: RunMetrics)]) -> String {
+        let useValidation = runs.contains { $0.metrics.hasValidation }
+        let key = useValidation ? "val_loss" : "loss"
+        let series = runs.enumerated().compactMap { index, run -> LineChart.Series? in
+            let points = run.metrics.epochs.compactMap { e in (useValidation ? e.valLoss : e.loss).map { (x: Double(e.epoch), y: $0) } }
+            return points.isEmpty ? nil : LineChart.Series(name: run.name, color: Palette.color(index), points: points)
+        }
+        var chart = LineChart(title: "\(key) per epoch, every variant", subtitle: "\(runs.count) variant\(runs.count == 1 ? "" : "s")",
+                              xTitle: "epoch", yTitle: key, series: series)
+        chart.width = 820
+        chart.height = 460
+        return chart.svg()
+    }
+
+    /// Writes `<directory>/index.html` (and val_loss.svg, table.md, results.json); returns the page's path.
+    @discardableResult
+    public static func writeIndex(directory: String, rows: [ComparisonRow], runs: [LoadedRun], plots: [String: [RunPlots.Plot]],
+                                  command: String? = nil, wallSeconds: Double? = nil) throws -> String {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let chart = validationChart(runs.map { ($0.name, $0.metrics) })
+        try AtomicFile.write(chart, to: directory + "/val_loss.svg")
+        try AtomicFile.write(markdownTable(rows) + "\n", to: directory + "/table.md")
+        try AtomicFile.write(resultsJSON(rows), to: directory + "/results.json")
+
+        var html = HTMLPage(title: "ddp compare — \(rows.count) variant\(rows.count == 1 ? "" : "s")")
+        var intro = "\(rows.count) variant\(rows.count == 1 ? "" : "s")"
+        if let wallSeconds { intro += String(format: ", %.1f s wall time in all", wallSeconds) }
+        intro += ". Gap = final epoch's val_loss − loss; L2 norm and near-zero share (|w| < 1e-3) over the dense kernels of model.safetensors."
+        html.paragraph(intro)
+        if let command { html.raw("<pre class=\"command\">\(HTMLPage.escape(command))</pre>\n") }
+        // The largest gap and the largest near-zero share in bold: what the comparison is about.
+        let gapColumn = columns.firstIndex(of: "gap")!, sparseColumn = columns.firstIndex(of: "near-zero")!
+        let widestGap = rows.indices.filter { rows[$0].gap != nil }.max { rows[$0].gap! < rows[$1].gap! }
+        let sparsest = rows.indices.filter { rows[$0].nearZeroShare != nil }.max { rows[$0].nearZeroShare! < rows[$1].nearZeroShare! }
+        html.table(header: columns, rows: rows.enumerated().map { index, row in
+            var values = cells(row).map(HTMLPage.escape)
+            values[0] = "<a href=\"#\(HTMLPage.escape(row.variant))\">\(HTMLPage.escape(row.variant))</a>"
+            if rows.count > 1, index == widestGap { values[gapColumn] = "<strong>\(values[gapColumn])</strong>" }
+            if rows.count > 1, index == sparsest { values[sparseColumn] = "<strong>\(values[sparseColumn])</strong>" }
+            return values
+        }, rawCells: true, numericFrom: 1)
+        html.paragraph("Bold: the largest generalization gap and the largest share of near-zero weights.", classes: "muted")
+        html.heading("Validation loss", level: 2)
+        html.figure(source: "val_loss.svg", caption: "val_loss per epoch of every variant")
+        for (row, run) in zip(rows, runs) {
+            let relative = relativePath(row.runDirectory, from: directory)
+            html.raw("<h2 id=\"\(HTMLPage.escape(row.variant))\">\(HTMLPage.escape(row.variant))</h2>\n")
+            html.raw("<p class=\"muted\">\(HTMLPage.escape(row.source ?? run.name)) · run directory <a href=\"\(HTMLPage.escape(relative))/report.html\">\(HTMLPage.escape(relative))</a> (report)</p>\n")
+            html.raw("<div class=\"plots\">\n")
+            for plot in plots[row.variant] ?? [] {
+                html.figure(source: "\(relative)/\(RunPlots.directoryName)/\(plot.file)", caption: plot.caption)
+            }
+            html.raw("</div>\n")
+        }
+        let path = directory + "/index.html"
+        try AtomicFile.write(html.finish(), to: path)
+        return path
+    }
+
+    static func relativePath(_ path: String, from directory: String) -> String {
+        let base = URL(fileURLWithPath: directory).standardizedFileURL.path
+        let full = URL(fileURLWithPath: path).standardizedFileURL.path
+        return full.hasPrefix(base + "/") ? String(full.dropFirst(base.count + 1)) : full
+    }
+
+    static func resultsJSON(_ rows: [ComparisonRow]) -> String {
+        let lines = rows.map { row -> String in
+            var line = JSONLine()
+            line.add("variant", row.variant)
+            line.add("run_directory", row.runDirectory)
+            line.add("epochs_run", row.epochsRun)
+            if let best = row.bestEpoch { line.add("best_epoch", best) } else { line.add("best_epoch", nil as Double?) }
+            line.add("final_loss", row.finalLoss)
+            line.add("best_val_loss", row.bestValLoss)
+            line.add("gap", row.gap)
+            line.add("val_accuracy", row.valAccuracy)
+            line.add("test_accuracy", row.testAccuracy)
+            line.add("test_loss", row.testLoss)
+            line.add("weight_l2_norm", row.l2Norm)
+            line.add("near_zero_share", row.nearZeroShare)
+            line.add("seconds", row.seconds)
+            return "  " + line.text
+        }
+        return "[\n" + lines.joined(separator: ",\n") + "\n]\n"
+    }
+}
