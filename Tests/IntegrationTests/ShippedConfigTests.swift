@@ -1,0 +1,50 @@
+import DDPCore
+import Foundation
+import XCTest
+
+/// The shipped configs do what README.md says they do, end to end, with the real binary.
+final class ShippedConfigTests: IntegrationTestCase {
+    static let configs = Integration.packageRoot + "/configs"
+
+    /// The default job, full length (early stopping decides when it ends), on one process and
+    /// on two ranks: both reach the advertised test accuracy, and they agree to 0.3 points,
+    /// although float summation order makes their trajectories drift apart over ~5000 steps.
+    func testFashionMNISTDefaultReachesTargetOnOneAndTwoRanks() throws {
+        guard FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") else {
+            throw XCTSkip("Fashion-MNIST is not installed (Debian package dataset-fashion-mnist)")
+        }
+        let config = "\(Self.configs)/fashion-mnist.yaml"
+        var accuracies: [Double] = []
+        for np in [nil, 2] as [Int?] {
+            let run = path("fashion-np\(np ?? 1)")
+            try train(np: np, config: config, runDirectory: run, timeout: 600)
+            let metrics = Metrics(runDirectory: run)
+            XCTAssertEqual(metrics.endString("reason"), "early_stopping", "np=\(np ?? 1)")
+            let accuracy = try XCTUnwrap((metrics.end?["test_accuracy"] as? NSNumber)?.doubleValue)
+            XCTAssertGreaterThanOrEqual(accuracy, 0.885, "np=\(np ?? 1) test accuracy")
+            accuracies.append(accuracy)
+        }
+        XCTAssertLessThanOrEqual(abs(accuracies[0] - accuracies[1]), 0.003,
+                                 "np=1 vs np=2 test accuracy \(accuracies[0]) vs \(accuracies[1])")
+    }
+
+    /// `ddp compare configs/circles*.yaml` reproduces the classic picture: L1 leaves the most
+    /// near-zero weights and the unregularized network has the largest generalization gap.
+    func testCirclesComparisonShowsWhatEachRegularizerDoes() throws {
+        let configs = ["circles", "circles-l1", "circles-l2", "circles-dropout"].map { "\(Self.configs)/\($0).yaml" }
+        let out = path("compare")
+        let result = try runDDP(np: nil, ["compare"] + configs + ["--out", out])
+        XCTAssertEqual(result.status, 0, result.tail)
+        let data = try XCTUnwrap(FileManager.default.contents(atPath: out + "/results.json"))
+        let rows = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [[String: Any]])
+        func value(_ key: String, _ variant: String) throws -> Double {
+            let row = try XCTUnwrap(rows.first { $0["variant"] as? String == variant }, "no row for \(variant)")
+            return try XCTUnwrap((row[key] as? NSNumber)?.doubleValue, "\(variant) has no \(key)")
+        }
+        let variants = ["circles", "circles-l1", "circles-l2", "circles-dropout"]
+        let sparsest = try variants.max { try value("near_zero_share", $0) < value("near_zero_share", $1) }
+        let widestGap = try variants.max { try value("gap", $0) < value("gap", $1) }
+        XCTAssertEqual(sparsest, "circles-l1")
+        XCTAssertEqual(widestGap, "circles")
+    }
+}
