@@ -30,10 +30,12 @@ struct Train: ParsableCommand {
     @Option(help: "Run directory (default runs/<config name>-<time>).") var runDir: String?
     @Flag(help: "Continue from the newest valid checkpoint in --run-dir.") var resume = false
     @Flag(help: "No per-epoch lines or progress display.") var quiet = false
+    @Flag(help: "Replace an earlier run in --run-dir (a fresh run otherwise refuses a directory that holds one).") var overwrite = false
     @Flag(help: "At the end, write SVG plots into the run directory's plots/ (rank 0 only; see ddp plot).") var plot = false
 
     func validate() throws {
         if resume && runDir == nil { throw ValidationError("--resume needs --run-dir: the run directory to continue") }
+        if resume && overwrite { throw ValidationError("--resume continues the run in --run-dir and --overwrite replaces it: choose one") }
     }
 
     func run() throws {
@@ -41,12 +43,17 @@ struct Train: ParsableCommand {
         session.execute {
             let config = try options.load(self.config)
             let data = try RunData(config: config)
-            _ = try Network(config: config.model)       // shape errors before any rank starts MPI
+            // Errors every rank would hit alike, before any rank starts MPI: shapes, the initial
+            // weights file, a directory that already holds a run.
+            let network = try Network(config: config.model)
+            if let path = config.model.initWeights { try network.loadWeights(from: path) }
             let directory = runDir ?? Self.defaultRunDirectory(config: self.config)
+            if !resume { try RunDirectory.prepareFresh(directory, overwrite: overwrite, remove: false) }
             try session.startCommunicator { communicator in
                 var trainOptions = TrainOptions(runDirectory: directory)
                 trainOptions.resume = resume
                 trainOptions.quiet = quiet
+                trainOptions.overwrite = overwrite
                 let trainer = try Trainer(config: config, data: data, communicator: communicator, options: trainOptions)
                 Console(enabled: communicator.isRoot && !quiet).line("ddp: \(communicator.size) rank(s), global batch \(trainer.plan.globalBatch), \(trainer.plan.stepsPerEpoch) steps/epoch, \(data.train.count) training samples; run directory \(directory)")
                 _ = try trainer.run()

@@ -12,7 +12,7 @@ final class JobSession {
 
     /// The rank the launcher gave this process, readable before MPI_Init.
     static var launcherRank: Int {
-        for name in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK"] {
+        for name in ["OMPI_COMM_WORLD_RANK", "PMIX_RANK", "PMI_RANK", "SLURM_PROCID"] {
             if let value = ProcessInfo.processInfo.environment[name], let rank = Int(value) { return rank }
         }
         return 0
@@ -29,15 +29,30 @@ final class JobSession {
 
     /// Starts MPI when a launcher started us, else a single-process communicator, and runs `body`.
     func startCommunicator(_ body: (Communicator) throws -> Void) throws {
+        let environment = ProcessInfo.processInfo.environment
+        if !MPICommunicator.launchedByMPI, let tasks = environment["SLURM_NTASKS"].flatMap(Int.init), tasks > 1,
+           environment["SLURM_STEP_ID"] != nil {
+            // srun without an MPI plugin starts N independent processes that would each train
+            // alone and write the same run directory.
+            throw DDPError(.communication, "srun started \(tasks) tasks without MPI: use `srun --mpi=pmix` (see `srun --mpi=list`) or mpirun")
+        }
         let communicator: Communicator = MPICommunicator.launchedByMPI ? try MPICommunicator() : LocalCommunicator()
         self.communicator = communicator
         try body(communicator)
     }
 
     private func fail(_ error: Error) -> Never {
-        let message = (error as? DDPError)?.message ?? "\(error)"
+        let message = (error as? DDPError)?.message ?? error.localizedDescription
         guard let communicator, communicator.size > 1 else {
-            if Self.launcherRank == 0 { FileHandle.standardError.write(Data("ddp: error: \(message)\n".utf8)) }
+            let rank = Self.launcherRank
+            if rank == 0 {
+                FileHandle.standardError.write(Data("ddp: error: \(message)\n".utf8))
+            } else if let kind = (error as? DDPError)?.kind, kind == .data || kind == .io || kind == .weights {
+                // Possibly this node's alone (a file missing here): say so, after giving rank 0
+                // time to speak first (and the launcher time to end the job) when all ranks fail.
+                sleep(1)
+                FileHandle.standardError.write(Data("ddp: error on rank \(rank): \(message)\n".utf8))
+            }
             (communicator as? MPICommunicator)?.finalize()
             exit(1)
         }

@@ -165,13 +165,13 @@ struct Compare: ParsableCommand {
             while running.count < jobs, !pending.isEmpty {
                 let (index, variant) = pending.removeFirst()
                 let directory = directory(variant)
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                try RunDirectory.create(directory)
                 let logPath = directory + "/train.log"
                 _ = FileManager.default.createFile(atPath: logPath, contents: nil)
                 guard let log = FileHandle(forWritingAtPath: logPath) else { throw DDPError(.io, "cannot write \(logPath)") }
                 let process = Process()
                 process.executableURL = URL(fileURLWithPath: executable)
-                process.arguments = ["train", variant.configPath, "--run-dir", directory, "--quiet"]
+                process.arguments = ["train", variant.configPath, "--run-dir", directory, "--quiet", "--overwrite"]
                     + variant.overrides.flatMap { ["--set", $0] }
                 var environment = ProcessInfo.processInfo.environment
                 // Several small trainings share the cores: one BLAS thread each.

@@ -12,14 +12,14 @@ final class CheckpointOrderTests: XCTestCase {
         let store = CheckpointStore(runDirectory: run)
         for epoch in [9998, 9999, 10000] {
             let json = """
-                {"format": "ddp-checkpoint-1", "epoch": \(epoch), "globalStep": \(epoch), "optimizerStep": \(epoch), "seed": 1, "ranks": 1,
+                {"format": "ddp-checkpoint-1", "epoch": \(epoch), "globalStep": \(epoch), "optimizerStep": \(epoch), "seed": 1, "ranks": 1, "globalBatch": 32,
                  "monitor": {"wait": 0, "best": 0.5, "bestEpoch": 0, "hasSnapshot": false},
                  "tensorsFile": "", "tensorsBytes": 0, "tensorsChecksum": ""}
                 """
             let state = try JSONDecoder().decode(CheckpointState.self, from: Data(json.utf8))
             _ = try store.save(tensors: [StoredTensor(name: "w", shape: [1], floats: [Float(epoch)])], state: state, keep: 2)
         }
-        let newest = try XCTUnwrap(store.newestValid())
+        let newest = try XCTUnwrap(store.newestValid().checkpoint)
         XCTAssertEqual(newest.state.epoch, 10000)
         XCTAssertEqual(newest.tensors["w"]?.floats(), [10000])
         let left = try FileManager.default.contentsOfDirectory(atPath: store.directory).filter { $0.hasSuffix(".json") }.sorted()

@@ -76,8 +76,9 @@ final class FailureTests: IntegrationTestCase {
 
         // The newest checkpoint on disk is whole: its JSON's size and checksum match its tensors.
         let store = CheckpointStore(runDirectory: run)
-        let newest = try XCTUnwrap(store.newestValid(), "no valid checkpoint left after the kill")
-        XCTAssertEqual(newest.skipped, [], "damaged checkpoints after the kill")
+        let search = store.newestValid()
+        XCTAssertEqual(search.skipped, [], "damaged checkpoints after the kill")
+        let newest = try XCTUnwrap(search.checkpoint, "no valid checkpoint left after the kill")
         XCTAssertEqual(newest.state.ranks, 2)
         let completed = newest.state.epoch
         XCTAssertGreaterThanOrEqual(completed, 1)

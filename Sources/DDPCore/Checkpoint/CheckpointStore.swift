@@ -9,13 +9,16 @@ public struct CheckpointState: Codable, Sendable, Equatable {
         public var stoppedEpoch: Int?
         public var hasSnapshot: Bool
     }
-    public var format = "ddp-checkpoint-1"
+    public static let currentFormat = "ddp-checkpoint-1"
+    public var format = CheckpointState.currentFormat
     /// Epochs completed (the run continues with this 0-based epoch).
     public var epoch: Int
     public var globalStep: Int
     public var optimizerStep: Int
     public var seed: UInt64
     public var ranks: Int
+    /// Samples per optimizer step over all ranks: resume requires the same.
+    public var globalBatch: Int
     public var monitor: Monitor
     /// The tensors file beside this JSON and its size and FNV-1a 64 checksum, which resume verifies.
     public var tensorsFile: String
@@ -36,9 +39,15 @@ public struct CheckpointStore {
         directory = runDirectory + "/checkpoints"
     }
 
+    static func stem(epoch: Int) -> String { String(format: "epoch-%04d", epoch) }
+
+    /// The state file of the checkpoint after `epoch` epochs (whether or not it exists).
+    public func statePath(epoch: Int) -> String { "\(directory)/\(Self.stem(epoch: epoch)).json" }
+
+    @discardableResult
     public func save(tensors: [StoredTensor], state: CheckpointState, keep: Int) throws -> String {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        let stem = String(format: "epoch-%04d", state.epoch)
+        try RunDirectory.create(directory)
+        let stem = Self.stem(epoch: state.epoch)
         let bytes = SafeTensors.encode(tensors, metadata: ["format": state.format])
         try AtomicFile.write(bytes, to: "\(directory)/\(stem).safetensors")
         var state = state
@@ -49,13 +58,13 @@ public struct CheckpointStore {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         try AtomicFile.write(String(decoding: try encoder.encode(state), as: UTF8.self), to: "\(directory)/\(stem).json")
-        try prune(keep: keep)
-        return "\(directory)/\(stem).json"
+        try prune(keep: keep, keeping: stem)
+        return statePath(epoch: state.epoch)
     }
 
     /// The newest checkpoint whose tensors file is whole (size and checksum match). Damaged
     /// ones are skipped with a note in `skipped`.
-    public func newestValid() -> (state: CheckpointState, tensors: [String: StoredTensor], path: String, skipped: [String])? {
+    public func newestValid() -> (checkpoint: (state: CheckpointState, tensors: [String: StoredTensor], path: String)?, skipped: [String]) {
         var skipped: [String] = []
         for json in stems().reversed().map({ "\(directory)/\($0).json" }) {
             let decoder = JSONDecoder()
@@ -73,12 +82,12 @@ public struct CheckpointStore {
             }
             do {
                 let decoded = try SafeTensors.decode(bytes, file: tensorsPath)
-                return (state, decoded.tensors, json, skipped)
+                return ((state, decoded.tensors, json), skipped)
             } catch {
                 skipped.append("\(error)")
             }
         }
-        return nil
+        return (nil, skipped)
     }
 
     /// Checkpoint stems ("epoch-0003") present, oldest first. Ordered by epoch number, not by
@@ -98,8 +107,9 @@ public struct CheckpointStore {
         }
     }
 
-    private func prune(keep: Int) throws {
-        for stem in stems().dropLast(keep) {
+    /// Keeps the newest `keep` checkpoints, `current` (the one just written) always among them.
+    private func prune(keep: Int, keeping current: String) throws {
+        for stem in stems().filter({ $0 != current }).dropLast(max(keep - 1, 0)) {
             try? FileManager.default.removeItem(atPath: "\(directory)/\(stem).json")
             try? FileManager.default.removeItem(atPath: "\(directory)/\(stem).safetensors")
         }

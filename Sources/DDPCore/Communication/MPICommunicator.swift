@@ -68,12 +68,13 @@ public final class MPICommunicator: Communicator {
         return Int32(n)
     }
 
-    private static func check(_ code: Int32, _ call: String, rank: Int) throws {
+    /// `call` is an autoclosure so the per-step collectives build no message string unless they fail.
+    private static func check(_ code: Int32, _ call: @autoclosure () -> String, rank: Int) throws {
         guard code != 0 else { return }
         var text = [CChar](repeating: 0, count: Int(cmpi_max_error_string()))
         cmpi_error_string(code, &text, Int32(text.count))
         let description = String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         let who = rank >= 0 ? "rank \(rank)" : "this process"
-        throw DDPError(.communication, "\(call) failed on \(who): \(description) (MPI error \(code))")
+        throw DDPError(.communication, "\(call()) failed on \(who): \(description) (MPI error \(code))")
     }
 }

@@ -31,8 +31,6 @@ struct ConfigSection {
         return value
     }
 
-    mutating func has(_ name: String) -> Bool { node(name) != nil }
-
     mutating func section(_ name: String) throws -> ConfigSection? {
         guard let value = node(name) else { return nil }
         return try ConfigSection(value, path: key(name))

@@ -45,8 +45,12 @@ public struct TrainingConfig: Sendable, Equatable {
 
     /// Reads `path`, applies `--set` overrides in order, and validates every key.
     public static func load(path: String, overrides: [String] = []) throws -> TrainingConfig {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else {
-            throw DDPError(.config, "cannot read config file \(path)")
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            let reason = FileManager.default.fileExists(atPath: path) ? "not readable UTF-8 text" : "no such file"
+            throw DDPError(.config, "cannot read config file \(path): \(reason)")
         }
         return try parse(yaml: text, source: path, overrides: overrides)
     }

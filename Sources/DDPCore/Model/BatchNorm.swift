@@ -175,8 +175,10 @@ public final class BatchNorm: Layer {
             betaGradient[j] += Float(sums[j])
             gammaGradient[j] += Float(sums[width + j])
         }
-        try context.communicator.allreduceSum(UnsafeMutableBufferPointer(rebasing: reduction[0..<2 * width]))
+        // Without an input gradient (BatchNorm as the first layer, the same on every rank) the
+        // global sums are not needed: dγ and dβ stay local for the fused allreduce.
         guard let dx else { return }
+        try context.communicator.allreduceSum(UnsafeMutableBufferPointer(rebasing: reduction[0..<2 * width]))
         let n = globalCount
         let scale = featureScale.baseAddress!, meanDy = featureShift.baseAddress!, meanDyXHat = featureExtra.baseAddress!
         for j in 0..<width {

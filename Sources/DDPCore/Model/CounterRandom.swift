@@ -2,7 +2,8 @@
 /// depends on call order, batch composition or which rank holds a sample.
 ///
 /// A dropout mask for sample `i` in epoch `e` at layer `l`, unit `u` is
-/// `CounterRandom.uniform(seed, .dropout, e, i, l, u)`: the same on 1 or N ranks and after a resume.
+/// `uniform(rowKey: bits(seed, .dropout, e, i, l), unit: u)`: the same on 1 or N ranks and after
+/// a resume.
 /// The mixer is SplitMix64's finalizer (Steele, Lea, Flood 2014) applied to a running combination
 /// of the key words, a bijective avalanche hash that passes BigCrush as a counter-mode generator.
 public enum CounterRandom {

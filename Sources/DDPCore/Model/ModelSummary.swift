@@ -1,4 +1,5 @@
-/// A Keras-like summary table: one row per config layer (layer, output shape, params), then
+/// A Keras-like summary table: one row per layer (a dense layer with an inline activation shows
+/// as two rows with the same index) with output shape and params, then
 /// total / trainable / non-trainable counts and bytes (float32).
 public struct ModelSummary {
     public let text: String
@@ -13,7 +14,7 @@ public struct ModelSummary {
         }
         let trainable = network.parameterCount
         let nonTrainable = network.tensors.filter { $0.storage == .state }.reduce(0) { $0 + $1.count }
-        let width = max(32, rows.map(\.0.count).max() ?? 0 + 2)
+        let width = max(32, (rows.map(\.0.count).max() ?? 0) + 2)
         func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
         var lines: [String] = []
         let rule = String(repeating: "━", count: width + 40)

@@ -38,6 +38,8 @@ public final class Network {
     public let state: UnsafeMutableBufferPointer<Float>
     /// Activity penalty of each expanded layer's output, if any.
     private let activityPenalties: [Penalty?]
+    /// Kernel and bias penalties as (offset, count, penalty), for the per-step loop.
+    private let weightPenalties: [(offset: Int, count: Int, penalty: Penalty)]
 
     public private(set) var maxBatch = 0
     /// Network input, (maxBatch, inputWidth); the trainer gathers batches into it.
@@ -98,6 +100,7 @@ public final class Network {
             }
         }
         tensors = slots
+        weightPenalties = slots.compactMap { slot in slot.regularizer.map { (slot.offset, slot.count, $0) } }
         parameterCount = parameterOffset
         parameters = .allocate(capacity: max(parameterOffset, 1))
         parameters.initialize(repeating: 0)
@@ -223,9 +226,9 @@ public final class Network {
     /// already-averaged gradient, so every rank adds it exactly once.
     public func applyWeightPenalties() -> Double {
         var total = 0.0
-        for slot in tensors where slot.regularizer != nil {
-            total += slot.regularizer!.apply(values: parameters.baseAddress! + slot.offset,
-                                             gradients: reductionBuffer.baseAddress! + slot.offset, count: slot.count)
+        for (offset, count, penalty) in weightPenalties {
+            total += penalty.apply(values: parameters.baseAddress! + offset,
+                                   gradients: reductionBuffer.baseAddress! + offset, count: count)
         }
         return total
     }
@@ -233,8 +236,8 @@ public final class Network {
     /// Kernel and bias penalties' value alone (for validation loss, which Keras reports with them).
     public func weightPenalty() -> Double {
         var total = 0.0
-        for slot in tensors where slot.regularizer != nil {
-            total += slot.regularizer!.value(of: parameters.baseAddress! + slot.offset, count: slot.count)
+        for (offset, count, penalty) in weightPenalties {
+            total += penalty.value(of: parameters.baseAddress! + offset, count: count)
         }
         return total
     }

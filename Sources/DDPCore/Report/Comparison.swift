@@ -93,6 +93,7 @@ public enum Comparison {
         let data = try RunData(config: variant.config)
         var options = TrainOptions(runDirectory: runDirectory)
         options.quiet = true
+        options.overwrite = true            // a comparison retrains its variants from scratch
         let trainer = try Trainer(config: variant.config, data: data, communicator: communicator, options: options)
         return try trainer.run()
     }
@@ -163,7 +164,7 @@ public enum Comparison {
     @discardableResult
     public static func writeIndex(directory: String, rows: [ComparisonRow], runs: [LoadedRun], plots: [String: [RunPlots.Plot]],
                                   command: String? = nil, wallSeconds: Double? = nil) throws -> String {
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try RunDirectory.create(directory)
         let chart = validationChart(runs.map { ($0.name, $0.metrics) })
         try AtomicFile.write(chart, to: directory + "/val_loss.svg")
         try AtomicFile.write(markdownTable(rows) + "\n", to: directory + "/table.md")

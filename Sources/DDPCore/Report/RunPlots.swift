@@ -172,7 +172,14 @@ public struct LoadedRun {
         }
         config = try TrainingConfig.parse(yaml: text, source: configPath)
         metrics = try RunMetrics.load(path: directory + "/metrics.jsonl")
-        let candidates = weights.contains("/") ? [weights] : [directory + "/" + weights, directory + "/best.safetensors"]
+        // The default falls back to best.safetensors (a run cut short has no model.safetensors);
+        // weights the user named must exist.
+        let named = weights != "model.safetensors"
+        let file = weights.contains("/") ? weights : directory + "/" + weights
+        let candidates = named ? [file] : [file, directory + "/best.safetensors"]
+        if named && !FileManager.default.fileExists(atPath: file) {
+            throw DDPError(.weights, "weights file \(file) not found")
+        }
         if let path = candidates.first(where: { FileManager.default.fileExists(atPath: $0) }) {
             let network = try Network(config: config.model)
             try network.loadWeights(from: path)
@@ -354,7 +361,7 @@ public enum RunPlots {
     public static func write(run: LoadedRun, options: Options = Options()) throws -> [Plot] {
         let directory = run.directory + "/" + directoryName
         let manager = FileManager.default
-        try manager.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try RunDirectory.create(directory)
         // Plots of an earlier `ddp plot` (a layer or a chart that no longer applies) go first.
         for file in (try? manager.contentsOfDirectory(atPath: directory)) ?? [] where file.hasSuffix(".svg") {
             try? manager.removeItem(atPath: directory + "/" + file)

@@ -18,7 +18,8 @@ public struct BatchPlan: Sendable {
         globalBatch = loop.batchSizePerRank.map { $0 * ranks } ?? loop.batchSize
         stepsPerEpoch = loop.dropLast ? sampleCount / globalBatch : (sampleCount + globalBatch - 1) / globalBatch
         guard stepsPerEpoch > 0 else {
-            throw DDPError(.config, "training.batch_size \(globalBatch) with drop_last leaves no step for \(sampleCount) training samples")
+            let key = loop.batchSizePerRank == nil ? "training.batch_size" : "training.batch_size_per_rank × \(ranks) ranks ="
+            throw DDPError(.config, "\(key) \(globalBatch) with training.drop_last leaves no step for \(sampleCount) training samples")
         }
     }
 

@@ -83,15 +83,17 @@ public final class MetricsLog {
     }
 
     public func append(_ line: String) throws {
-        guard let handle = FileHandle(forWritingAtPath: path) ?? {
+        if !FileManager.default.fileExists(atPath: path) {
             _ = FileManager.default.createFile(atPath: path, contents: nil)
-            return FileHandle(forWritingAtPath: path)
-        }() else {
-            throw DDPError(.io, "cannot write \(path)")
         }
-        defer { try? handle.close() }
-        handle.seekToEndOfFile()
-        handle.write(Data((line + "\n").utf8))
+        do {
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+            defer { try? handle.close() }
+            try handle.seekToEnd()
+            try handle.write(contentsOf: Data((line + "\n").utf8))
+        } catch {
+            throw DDPError(.io, "cannot append to \(path): \(error.localizedDescription)")
+        }
     }
 
     /// Parsed lines of a metrics.jsonl file (missing file → none).

@@ -6,6 +6,8 @@ public struct TrainOptions: Sendable {
     public var resume = false
     /// No per-epoch lines and no progress display (metrics.jsonl is still written).
     public var quiet = false
+    /// A fresh run may replace an earlier run in the same directory (else it refuses).
+    public var overwrite = false
     public init(runDirectory: String) { self.runDirectory = runDirectory }
 }
 
@@ -99,9 +101,15 @@ public final class Trainer {
 
     // MARK: The run
 
+    /// Trains to the end. An error may be thrown on one rank only (a failed write on rank 0,
+    /// say) while the others wait in a collective, so a caller under MPI must end the job on
+    /// any error (the CLI calls MPI_Abort).
     public func run() throws -> TrainingOutcome {
         if communicator.isRoot {
-            try FileManager.default.createDirectory(atPath: options.runDirectory, withIntermediateDirectories: true)
+            if !options.resume {
+                try RunDirectory.prepareFresh(options.runDirectory, overwrite: options.overwrite, remove: true)
+            }
+            try RunDirectory.create(options.runDirectory)
             try AtomicFile.write(config.resolvedYAML, to: options.runDirectory + "/config.yaml")
         }
         if options.resume {
@@ -115,6 +123,12 @@ public final class Trainer {
         var reason = "completed"
         let runStart = Date()
         var epoch = startEpoch
+        if earlyStoppingEnabled, let stopped = monitor.stoppedEpoch {
+            // The checkpointed run had already stopped early: resuming finishes it, trains no more.
+            reason = "early_stopping"
+            epoch = totalEpochs
+            console.line("The run stopped early at epoch \(stopped + 1); nothing left to train.")
+        }
         while epoch < totalEpochs {
             let epochStart = Date()
             var record = try trainEpoch(epoch)
@@ -126,16 +140,17 @@ public final class Trainer {
             record.seconds = Date().timeIntervalSince(epochStart)
             let decision = try decide(epoch: epoch, record: record)
             records.append(record)
+            let every = config.checkpoint.everyEpochs
+            let checkpointDue = decision.improved || (every > 0 && (epoch + 1) % every == 0) || decision.stop || epoch + 1 == totalEpochs
             if communicator.isRoot {
                 console.endProgress()
                 console.line(record.consoleLine(totalEpochs: totalEpochs))
                 try metrics.append(record.json)
                 if decision.improved { try network.saveWeights(to: options.runDirectory + "/best.safetensors") }
-                let every = config.checkpoint.everyEpochs
-                if decision.improved || (every > 0 && (epoch + 1) % every == 0) || decision.stop || epoch + 1 == totalEpochs {
-                    lastCheckpoint = try saveCheckpoint(epochsCompleted: epoch + 1)
-                }
+                if checkpointDue { try saveCheckpoint(epochsCompleted: epoch + 1) }
             }
+            // Every rank knows the path, so any rank's error message can name it.
+            if checkpointDue { lastCheckpoint = checkpoints.statePath(epoch: epoch + 1) }
             epoch += 1
             if decision.stop {
                 reason = "early_stopping"
@@ -270,7 +285,7 @@ public final class Trainer {
 
     private func initializeWeights() throws {
         network.initialize(seed: config.seed)
-        if let path = config.model.initWeights { try network.loadWeights(from: path) }
+        if communicator.isRoot, let path = config.model.initWeights { try network.loadWeights(from: path) }
         try broadcastModel()
     }
 
@@ -283,17 +298,17 @@ public final class Trainer {
         for (norm, count) in zip(network.batchNorms, counts) { norm.batchesTracked = count }
     }
 
-    private func saveCheckpoint(epochsCompleted: Int) throws -> String {
+    private func saveCheckpoint(epochsCompleted: Int) throws {
         var tensors = network.exportTensors()
         tensors.append(StoredTensor(name: "optimizer.first_moment", shape: [optimizer.count], floats: UnsafeBufferPointer(optimizer.firstMoment)))
         tensors.append(StoredTensor(name: "optimizer.second_moment", shape: [optimizer.count], floats: UnsafeBufferPointer(optimizer.secondMoment)))
         if let snapshot, monitor.hasSnapshot { tensors += snapshot.tensors() }
         let state = CheckpointState(epoch: epochsCompleted, globalStep: globalStep, optimizerStep: optimizer.step,
-                                    seed: config.seed, ranks: communicator.size,
+                                    seed: config.seed, ranks: communicator.size, globalBatch: plan.globalBatch,
                                     monitor: .init(wait: monitor.wait, best: monitor.best, bestEpoch: monitor.bestEpoch,
                                                    stoppedEpoch: monitor.stoppedEpoch, hasSnapshot: monitor.hasSnapshot),
                                     tensorsFile: "", tensorsBytes: 0, tensorsChecksum: "")
-        return try checkpoints.save(tensors: tensors, state: state, keep: config.checkpoint.keep)
+        try checkpoints.save(tensors: tensors, state: state, keep: config.checkpoint.keep)
     }
 
     /// Rank 0 reads the newest valid checkpoint and broadcasts it, so ranks need no shared
@@ -303,11 +318,13 @@ public final class Trainer {
         var failure: String?
         if communicator.isRoot {
             checkpoints.removeStaleTemporaries()
-            if let found = checkpoints.newestValid() {
-                for note in found.skipped { console.line("skipping damaged checkpoint: \(note)") }
+            let search = checkpoints.newestValid()
+            for note in search.skipped { console.line("skipping damaged checkpoint: \(note)") }
+            if let found = search.checkpoint {
                 do {
-                    let modelNames = Set(network.tensors.map(\.name) + network.batchNorms.map { "\($0.configIndex).num_batches_tracked" })
-                    try network.importTensors(found.tensors.filter { modelNames.contains($0.key) }, file: found.path)
+                    try checkResumable(found.state, file: found.path)
+                    try network.importTensors(found.tensors.filter { !$0.key.hasPrefix("optimizer.") && !$0.key.hasPrefix("best.") },
+                                              file: found.path)
                     for (name, buffer) in [("optimizer.first_moment", optimizer.firstMoment), ("optimizer.second_moment", optimizer.secondMoment)] {
                         guard let tensor = found.tensors[name] else { throw DDPError(.weights, "\(found.path): missing tensor \(name)") }
                         try tensor.copyFloats(into: buffer, file: found.path)
@@ -318,13 +335,13 @@ public final class Trainer {
                                 state.monitor.best, Double(state.monitor.bestEpoch), Double(state.monitor.stoppedEpoch ?? -1),
                                 state.monitor.hasSnapshot ? 1 : 0]
                     try metrics.truncate(toEpoch: state.epoch)
-                    lastCheckpoint = found.path
                     console.line("Resuming from \(found.path) (epoch \(state.epoch) done, step \(state.globalStep))")
                 } catch let error as DDPError {
                     failure = error.message
                 }
             } else {
                 failure = "--resume: no valid checkpoint in \(checkpoints.directory)"
+                    + (search.skipped.isEmpty ? " (none written yet)" : "; skipped: " + search.skipped.joined(separator: "; "))
             }
         }
         var failed: [Int32] = [failure == nil ? 0 : 1]
@@ -336,6 +353,7 @@ public final class Trainer {
         try communicator.broadcast(&counters)
         if let snapshot { try snapshot.broadcast(communicator) }
         startEpoch = Int(counters[0])
+        lastCheckpoint = checkpoints.statePath(epoch: startEpoch)
         globalStep = Int(counters[1])
         optimizer.step = Int(counters[2])
         monitor.wait = Int(counters[3])
@@ -343,6 +361,22 @@ public final class Trainer {
         monitor.bestEpoch = Int(counters[5])
         monitor.stoppedEpoch = counters[6] < 0 ? nil : Int(counters[6])
         monitor.hasSnapshot = counters[7] != 0
+    }
+}
+
+extension Trainer {
+    /// A checkpoint continues *this* run only if what fixes the trajectory matches: the seed
+    /// (data order, dropout masks) and the global batch (steps per epoch). Epochs may grow.
+    func checkResumable(_ state: CheckpointState, file: String) throws {
+        guard state.format == CheckpointState.currentFormat else {
+            throw DDPError(.weights, "\(file) is a '\(state.format)' checkpoint; this ddp reads '\(CheckpointState.currentFormat)'")
+        }
+        guard state.seed == config.seed else {
+            throw DDPError(.config, "\(file) was trained with seed \(state.seed), the config says \(config.seed): resuming would not continue the same run")
+        }
+        guard state.globalBatch == plan.globalBatch else {
+            throw DDPError(.config, "\(file) was trained with a global batch of \(state.globalBatch), this run has \(plan.globalBatch) (training.batch_size, or batch_size_per_rank × \(communicator.size) ranks): resuming would not continue the same run")
+        }
     }
 }
 

@@ -1,0 +1,42 @@
+import Foundation
+
+/// The run directory's rules. A fresh run never mixes with an older one: its checkpoints would
+/// be pruned against the old epochs and a later `--resume` would load the old run. So a fresh
+/// run refuses a directory that already holds a run, unless told to overwrite it.
+public enum RunDirectory {
+    /// What a run writes; a fresh run with overwrite removes these and nothing else.
+    static let runFiles = ["metrics.jsonl", "model.safetensors", "best.safetensors", "checkpoints",
+                           "plots", "report.html", "config.yaml"]
+
+    /// Whether `path` holds (part of) an earlier run.
+    public static func holdsRun(_ path: String) -> Bool {
+        ["metrics.jsonl", "checkpoints", "model.safetensors"].contains {
+            FileManager.default.fileExists(atPath: "\(path)/\($0)")
+        }
+    }
+
+    /// Before a fresh run. Every rank may check; only the rank that writes passes `remove: true`.
+    public static func prepareFresh(_ path: String, overwrite: Bool, remove: Bool) throws {
+        guard holdsRun(path) else { return }
+        guard overwrite else {
+            throw DDPError(.config, "run directory \(path) already holds a run; continue it with --resume, replace it with --overwrite, or choose another --run-dir")
+        }
+        guard remove else { return }
+        for name in runFiles where FileManager.default.fileExists(atPath: "\(path)/\(name)") {
+            do {
+                try FileManager.default.removeItem(atPath: "\(path)/\(name)")
+            } catch {
+                throw DDPError(.io, "cannot remove \(path)/\(name) to overwrite the run: \(error.localizedDescription)")
+            }
+        }
+    }
+
+    /// `mkdir -p` with an error that names the directory.
+    public static func create(_ path: String) throws {
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw DDPError(.io, "cannot create directory \(path): \(error.localizedDescription)")
+        }
+    }
+}
