@@ -143,7 +143,7 @@ public enum SafeTensors {
 
     /// Reads and decodes the file at `path`; a missing or unreadable file is a `DDPError(.weights)`.
     public static func read(path: String) throws -> Contents {
-        try decode(readFile(path), file: path)
+        try decode(FileBytes.read(path, what: "weights file", kind: .weights), file: path)
     }
 
     /// Encodes and writes atomically, so an interrupted save never leaves a half-written checkpoint.
@@ -215,32 +215,4 @@ public enum SafeTensors {
         }
         return (dtype, shape, begin, end)
     }
-
-    private static func readFile(_ path: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw DDPError(.weights, "cannot read \(path): \(errorText())") }
-        defer { close(fd) }
-        var info = stat()
-        var bytes: [UInt8] = []
-        if fstat(fd, &info) == 0 { bytes.reserveCapacity(Int(info.st_size)) }
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let count = chunk.withUnsafeMutableBytes { posixRead(fd, $0.baseAddress, $0.count) }
-            if count == 0 { return bytes }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw DDPError(.io, "cannot read \(path): \(errorText())")
-            }
-            bytes += chunk[0..<count]
-        }
-    }
-}
-
-/// Outside the enum so it is not shadowed by `SafeTensors.read`.
-private func posixRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer?, _ count: Int) -> Int {
-    read(fd, buffer, count)
-}
-
-private func errorText() -> String {
-    String(cString: strerror(errno))
 }

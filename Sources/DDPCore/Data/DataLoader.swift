@@ -47,25 +47,7 @@ enum DataFile {
     }
 
     static func readAll(_ path: String, what: String) throws -> [UInt8] {
-        let fd = open(path, O_RDONLY)
-        guard fd >= 0 else { throw DDPError(.data, "cannot open \(what) \(path): \(errorText())") }
-        defer { close(fd) }
-        var info = stat()
-        if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
-            throw DDPError(.data, "\(what) \(path) is a directory, expected a file")
-        }
-        var bytes = [UInt8]()
-        bytes.reserveCapacity(Int(max(0, info.st_size)))
-        var chunk = [UInt8](repeating: 0, count: 1 << 20)
-        while true {
-            let got = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
-            if got == 0 { return bytes }
-            if got < 0 {
-                if errno == EINTR { continue }
-                throw DDPError(.data, "cannot read \(what) \(path): \(errorText())")
-            }
-            bytes.append(contentsOf: chunk[0..<got])
-        }
+        try FileBytes.read(path, what: what, kind: .data)
     }
 
     /// Inflates every gzip member in `compressed` (windowBits 15+32: zlib parses the gzip header).
@@ -122,7 +104,5 @@ enum DataFile {
         }
         return output
     }
-
-    private static func errorText() -> String { String(cString: strerror(errno)) }
 }
 
