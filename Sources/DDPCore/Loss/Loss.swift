@@ -26,9 +26,11 @@ public enum Loss: Sendable, Equatable {
 
     /// For `batch` rows of `output` (batch, width) and `labels` (batch): returns the sum of
     /// per-sample losses and the number of correct predictions. When `gradient` is given it
-    /// receives d(Σ losses)/d(output), (batch, width).
+    /// receives `gradientScale`·d(Σ losses)/d(output), (batch, width). The trainer passes
+    /// 1/(global batch size), so backward yields the gradient of the global mean loss (torch's
+    /// mean reduction) and the allreduced sum needs no further scaling.
     public func evaluate(output: UnsafePointer<Float>, labels: UnsafePointer<Float>, batch: Int, width: Int,
-                         gradient: UnsafeMutablePointer<Float>?) -> (lossSum: Double, correct: Double) {
+                         gradient: UnsafeMutablePointer<Float>?, gradientScale: Float = 1) -> (lossSum: Double, correct: Double) {
         var lossSum = 0.0, correct = 0.0
         switch self {
         case .crossEntropy:
@@ -44,11 +46,12 @@ public enum Loss: Sendable, Equatable {
                 if best == label { correct += 1 }
                 if let gradient {
                     let g = gradient + row * width
-                    for j in 0..<width { g[j] = expf(z[j] - logSumExp) }
-                    g[label] -= 1
+                    for j in 0..<width { g[j] = expf(z[j] - logSumExp) * gradientScale }
+                    g[label] -= gradientScale
                 }
             }
         case .binaryCrossEntropy(let fromLogits):
+            let scale = gradientScale / Float(width)
             for row in 0..<batch {
                 let y = labels[row]
                 for j in 0..<width {
@@ -57,31 +60,27 @@ public enum Loss: Sendable, Equatable {
                     if fromLogits {
                         lossSum += Double(max(value, 0) - value * y + log1pf(expf(-abs(value))))
                         if (value > 0 ? 1 : 0) == y { correct += 1 }
-                        gradient?[index] = Activation.sigmoid(value) - y
+                        gradient?[index] = (Activation.sigmoid(value) - y) * scale
                     } else {
                         let logP = max(logf(value), -100), logNotP = max(logf(1 - value), -100)
                         lossSum += Double(-(y * logP + (1 - y) * logNotP))
                         if (value > 0.5 ? 1 : 0) == y { correct += 1 }
                         // d/dp of −(y log p + (1−y) log(1−p)), with torch's clamp of the
                         // denominators at 1e-12 so p ∈ {0, 1} gives a finite gradient.
-                        gradient?[index] = (value - y) / max(value * (1 - value), 1e-12)
+                        gradient?[index] = (value - y) / max(value * (1 - value), 1e-12) * scale
                     }
                 }
             }
             correct /= Double(width)
             lossSum /= Double(width)
-            if width > 1, let gradient {
-                let scale = 1 / Float(width)
-                for i in 0..<batch * width { gradient[i] *= scale }
-            }
         case .meanSquaredError:
-            let scale = 1 / Float(width)
+            let scale = 1 / Float(width), gradientFactor = 2 * scale * gradientScale
             for row in 0..<batch {
                 for j in 0..<width {
                     let index = row * width + j
                     let difference = output[index] - labels[row]
                     lossSum += Double(difference * difference * scale)
-                    gradient?[index] = 2 * difference * scale
+                    gradient?[index] = gradientFactor * difference
                 }
             }
         }

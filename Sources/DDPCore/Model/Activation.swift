@@ -35,7 +35,7 @@ public final class Activation: Layer {
         let count = batch * inputWidth
         switch function {
         case .linear: output.update(from: input, count: count)
-        case .relu: for i in 0..<count { output[i] = input[i] > 0 ? input[i] : 0 }
+        case .relu: Self.relu(input, output, count)
         case .leakyRelu:
             let slope = Self.leakySlope
             for i in 0..<count { output[i] = input[i] > 0 ? input[i] : slope * input[i] }
@@ -61,7 +61,7 @@ public final class Activation: Layer {
         let x = input, y = output
         switch function {
         case .linear: dx.update(from: dy, count: count)
-        case .relu: for i in 0..<count { dx[i] = x[i] > 0 ? dy[i] : 0 }
+        case .relu: Self.reluBackward(x, dy, dx, count)
         case .leakyRelu:
             let slope = Self.leakySlope
             for i in 0..<count { dx[i] = x[i] > 0 ? dy[i] : slope * dy[i] }
@@ -88,6 +88,32 @@ public final class Activation: Layer {
                 for j in 0..<width { dx[o + j] = y[o + j] * (dy[o + j] - dot) }
             }
         }
+    }
+
+    /// max(x, 0) (NaN stays NaN, as torch.relu), eight lanes at a time: the scalar loop is not
+    /// vectorized because the pointers may alias.
+    static func relu(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ count: Int) {
+        let end = count - count % 8
+        var i = 0
+        while i < end {
+            let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(y + i).storeBytes(of: v.replacing(with: 0, where: v .<= 0), as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < count { y[i] = x[i] <= 0 ? 0 : x[i]; i += 1 }
+    }
+
+    /// dx = dy where x > 0, else 0; eight lanes at a time.
+    static func reluBackward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, _ count: Int) {
+        let end = count - count % 8
+        var i = 0
+        while i < end {
+            let v = UnsafeRawPointer(x + i).loadUnaligned(as: SIMD8<Float>.self)
+            let g = UnsafeRawPointer(dy + i).loadUnaligned(as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(dx + i).storeBytes(of: g.replacing(with: 0, where: v .<= 0), as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < count { dx[i] = x[i] <= 0 ? 0 : dy[i]; i += 1 }
     }
 
     /// Numerically stable logistic: never evaluates exp of a large positive number.

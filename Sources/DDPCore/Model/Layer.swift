@@ -44,9 +44,9 @@ public final class StepContext {
 }
 
 /// A layer of a sequential network. Shapes: input is (batch, inputWidth) row-major,
-/// output (batch, outputWidth). Backward receives dL/dy where L is the *sum* of per-sample
-/// losses (the trainer divides by the global sample count after the allreduce), writes dL/dx
-/// when `inputGradient` is non-nil and adds parameter gradients into its gradient view.
+/// output (batch, outputWidth). Backward receives dL/dy (in training, L is the mean loss over
+/// the global batch, so summing the ranks' gradients gives its gradient), writes dL/dx when
+/// `inputGradient` is non-nil and adds parameter gradients into its gradient view.
 public protocol Layer: AnyObject {
     /// Position in the config's `model.layers`, which names tensors as torch's nn.Sequential does.
     var configIndex: Int { get }

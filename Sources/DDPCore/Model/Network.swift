@@ -15,7 +15,8 @@ public struct TensorSlot: Sendable {
 /// A sequential network whose parameters, gradients and BatchNorm state each live in ONE flat
 /// allocation, made once. Layers hold pointers into them, so:
 /// - the optimizer is a single loop over `parameters`;
-/// - the gradient allreduce is a single collective over `reductionBuffer`, which is the
+/// - the gradient allreduce is a single collective over `reductionBuffer` (each rank's share
+///   of the global mean-loss gradient, so the sum is the gradient), which is the
 ///   gradients followed by `reductionTail` slots for the step's loss sum, sample count,
 ///   correct count and non-finite flag (so the ranks agree on them without a second collective);
 /// - checkpoints, broadcasts and restore_best_weights copy two buffers.
@@ -195,9 +196,10 @@ public final class Network {
         return penalty
     }
 
-    /// Backpropagates `outputGradient` (sum-of-losses convention) through every layer, adding
-    /// each parameter's gradient into `gradients`. Call `zeroGradients()` first.
-    public func backward(batch: Int, context: StepContext) throws {
+    /// Backpropagates `outputGradient` through every layer, adding each parameter's gradient
+    /// into `gradients`. Call `zeroGradients()` first. `gradientScale` must be the one the loss
+    /// gradient was scaled by: the activity penalties' gradients get the same factor.
+    public func backward(batch: Int, context: StepContext, gradientScale: Float = 1) throws {
         var dy = gradientScratch[0].baseAddress!
         var dx = gradientScratch[1].baseAddress!
         for index in layers.indices.reversed() {
@@ -205,9 +207,10 @@ public final class Network {
             let output = outputs[index].baseAddress!
             if let activity = activityPenalties[index] {
                 let count = batch * layer.outputWidth
+                let l1 = activity.l1 * gradientScale, twoL2 = 2 * activity.l2 * gradientScale
                 for i in 0..<count {
                     let a = output[i]
-                    dy[i] += activity.l1 * (a > 0 ? 1 : (a < 0 ? -1 : 0)) + 2 * activity.l2 * a
+                    dy[i] += l1 * (a > 0 ? 1 : (a < 0 ? -1 : 0)) + twoL2 * a
                 }
             }
             let layerInput = index == 0 ? UnsafePointer(input.baseAddress!) : UnsafePointer(outputs[index - 1].baseAddress!)

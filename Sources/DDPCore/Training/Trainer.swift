@@ -25,9 +25,9 @@ public struct TrainingOutcome: Sendable {
 
 /// The training loop every rank runs. One step:
 ///
-///     gather this rank's rows → forward → loss → backward (local gradient sums)
-///     → ONE allreduce of [gradients | loss sum, samples, correct, non-finite]
-///     → divide by the global sample count → weight penalties → clip → optimizer
+///     gather this rank's rows → forward → loss (gradient scaled by 1/global batch) → backward
+///     → ONE allreduce of [gradients | loss sum, samples, correct, non-finite]: the mean gradient
+///     → weight penalties → clip → optimizer
 ///
 /// After each epoch: validation (sharded, one allreduce), then rank 0 decides early stopping
 /// and broadcasts the decision, so every rank leaves the loop after the same epoch. Rank 0
@@ -212,9 +212,12 @@ public final class Trainer {
                               inputs: network.input.baseAddress!, labels: labels.baseAddress!)
             network.zeroGradients()
             let activity = try network.forward(batch: batch, context: context)
+            // Gradient of the global mean loss: the step's global sample count is known up front.
+            let meanScale = 1 / Float(plan.globalCount(step: step))
             let result = config.loss.evaluate(output: network.output, labels: labels.baseAddress!, batch: batch,
-                                              width: network.outputWidth, gradient: network.outputGradient)
-            try network.backward(batch: batch, context: context)
+                                              width: network.outputWidth, gradient: network.outputGradient,
+                                              gradientScale: meanScale)
+            try network.backward(batch: batch, context: context, gradientScale: meanScale)
             let localLoss = result.lossSum + activity
             tail[0] = Float(localLoss)
             tail[1] = Float(batch)
@@ -232,7 +235,6 @@ public final class Trainer {
             lossSum += Double(tail[0])
             correct += Double(tail[2])
             samples += count
-            scaleGradients(by: Float(1 / count))
             let penalty = network.applyWeightPenalties()
             lossSum += penalty * count
             if let clip = config.optimizer.clipNorm {
@@ -254,11 +256,6 @@ public final class Trainer {
         return EpochRecord(epoch: epoch + 1, loss: lossSum / samples, accuracy: config.loss.hasAccuracy ? correct / samples : nil,
                            validationLoss: nil, validationAccuracy: nil, learningRate: Double(lr), seconds: elapsed,
                            samplesPerSecond: samples / elapsed, allreduceSeconds: seconds(allreduceTime))
-    }
-
-    private func scaleGradients(by factor: Float) {
-        let g = network.reductionBuffer.baseAddress!
-        for i in 0..<network.parameterCount { g[i] *= factor }
     }
 
     private func seconds(_ duration: Duration) -> Double {
