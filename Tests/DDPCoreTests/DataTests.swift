@@ -35,21 +35,6 @@ final class DataTests: XCTestCase {
         for (x, y) in zip(a, b) { XCTAssertEqual(x, y, accuracy: 1e-6, "\(a) vs \(b)", file: file, line: line) }
     }
 
-    func assertError(_ kind: DDPError.Kind, containing parts: [String], file: StaticString = #filePath,
-                     line: UInt = #line, _ body: () throws -> Any) {
-        do {
-            _ = try body()
-            XCTFail("expected a DDPError", file: file, line: line)
-        } catch let error as DDPError {
-            XCTAssertEqual(error.kind, kind, error.message, file: file, line: line)
-            for part in parts {
-                XCTAssertTrue(error.message.contains(part), "'\(error.message)' lacks '\(part)'", file: file, line: line)
-            }
-        } catch {
-            XCTFail("expected a DDPError, got \(error)", file: file, line: line)
-        }
-    }
-
     // MARK: IDX
 
     func testFashionMNISTLoads() throws {
@@ -99,35 +84,35 @@ final class DataTests: XCTestCase {
     func testIDXErrors() throws {
         let labels = try write("labels", idx([2], [0, 1]))
         let truncated = try write("short-images", Array(idx([2, 28, 28], [UInt8](repeating: 7, count: 784 + 100))))
-        assertError(.data, containing: [truncated, "truncated", "2 images of 28×28 = 1568 bytes, found 884"]) {
+        assertDDPError(.data, containing: [truncated, "truncated", "2 images of 28×28 = 1568 bytes, found 884"]) {
             try DataLoader.load(.idx(images: truncated, labels: labels))
         }
-        assertError(.data, containing: ["expected IDX magic 0x00000803 (unsigned-byte images) in \(labels), found 0x00000801"]) {
+        assertDDPError(.data, containing: ["expected IDX magic 0x00000803 (unsigned-byte images) in \(labels), found 0x00000801"]) {
             try DataLoader.load(.idx(images: labels, labels: labels))
         }
         let tiny = try write("tiny", [0, 0, 8, 3, 0])
-        assertError(.data, containing: [tiny, "truncated", "16-byte header"]) {
+        assertDDPError(.data, containing: [tiny, "truncated", "16-byte header"]) {
             try DataLoader.load(.idx(images: tiny, labels: labels))
         }
         let images = try write("images", idx([3, 1, 1], [1, 2, 3]))
-        assertError(.data, containing: ["mismatch", images, labels, "3 images", "2 labels"]) {
+        assertDDPError(.data, containing: ["mismatch", images, labels, "3 images", "2 labels"]) {
             try DataLoader.load(.idx(images: images, labels: labels))
         }
         let missing = directory.appendingPathComponent("nowhere.gz").path
-        assertError(.data, containing: [missing]) { try DataLoader.load(.idx(images: missing, labels: labels)) }
+        assertDDPError(.data, containing: [missing]) { try DataLoader.load(.idx(images: missing, labels: labels)) }
         let huge = try write("huge", idx([0xFFF_FFFF, 0xFFFF_FFFF, 0xFFFF_FFFF], []))
         let hugeLabels = try write("huge-labels", idx([0xFFF_FFFF], []))
-        assertError(.data, containing: [huge, "truncated"]) { try DataLoader.load(.idx(images: huge, labels: hugeLabels)) }
+        assertDDPError(.data, containing: [huge, "truncated"]) { try DataLoader.load(.idx(images: huge, labels: hugeLabels)) }
     }
 
     func testCorruptGzip() throws {
         let gz = try DataFile.readAll("\(Self.fashion)/t10k-labels-idx1-ubyte.gz", what: "labels")
         let cut = try write("cut.gz", Array(gz[0..<2000]))
-        assertError(.data, containing: [cut, "gzip", "truncated"]) { try DataFile.contents(of: cut, what: "labels") }
+        assertDDPError(.data, containing: [cut, "gzip", "truncated"]) { try DataFile.contents(of: cut, what: "labels") }
         var damaged = gz
         for i in 100..<200 { damaged[i] ^= 0x5A }
         let bad = try write("bad.gz", damaged)
-        assertError(.data, containing: [bad, "corrupt gzip"]) { try DataFile.contents(of: bad, what: "labels") }
+        assertDDPError(.data, containing: [bad, "corrupt gzip"]) { try DataFile.contents(of: bad, what: "labels") }
     }
 
     // MARK: CSV
@@ -171,33 +156,33 @@ final class DataTests: XCTestCase {
 
     func testCSVErrors() throws {
         let bad = try write("bad.csv", "x,y,label\n1,2,0\n3,abc,1\n")
-        assertError(.data, containing: [bad, "line 3", "column 2", "'y'", "'abc'"]) {
+        assertDDPError(.data, containing: [bad, "line 3", "column 2", "'y'", "'abc'"]) {
             try DataLoader.load(.csv(path: bad, label: .name("label"), header: true))
         }
         let ragged = try write("ragged.csv", "1,2,0\n\n3,1\n")
-        assertError(.data, containing: [ragged, "line 3", "2 fields", "expected 3"]) {
+        assertDDPError(.data, containing: [ragged, "line 3", "2 fields", "expected 3"]) {
             try DataLoader.load(.csv(path: ragged, label: .index(-1), header: false))
         }
         let named = try write("named.csv", "x,y,label\n1,2,0\n")
-        assertError(.config, containing: [named, "'class'", "x, y, label"]) {
+        assertDDPError(.config, containing: [named, "'class'", "x, y, label"]) {
             try DataLoader.load(.csv(path: named, label: .name("class"), header: true))
         }
-        assertError(.config, containing: [named, "header"]) {
+        assertDDPError(.config, containing: [named, "header"]) {
             try DataLoader.load(.csv(path: named, label: .name("label"), header: false))
         }
-        assertError(.config, containing: [named, "-4", "3 columns"]) {
+        assertDDPError(.config, containing: [named, "-4", "3 columns"]) {
             try DataLoader.load(.csv(path: named, label: .index(-4), header: true))
         }
         let empty = try write("empty.csv", "x,y,label\n\n")
-        assertError(.data, containing: [empty, "no data rows"]) {
+        assertDDPError(.data, containing: [empty, "no data rows"]) {
             try DataLoader.load(.csv(path: empty, label: .index(2), header: true))
         }
         let infinite = try write("inf.csv", "1e39,0\n")
-        assertError(.data, containing: ["line 1", "column 1", "1e39"]) {
+        assertDDPError(.data, containing: ["line 1", "column 1", "1e39"]) {
             try DataLoader.load(.csv(path: infinite, label: .index(1), header: false))
         }
         let missingLabel = try write("nolabel.csv", "1, \n")
-        assertError(.data, containing: ["line 1", "column 2", "label"]) {
+        assertDDPError(.data, containing: ["line 1", "column 2", "label"]) {
             try DataLoader.load(.csv(path: missingLabel, label: .index(1), header: false))
         }
     }
@@ -247,10 +232,10 @@ final class DataTests: XCTestCase {
     }
 
     func testSyntheticArgumentErrors() {
-        assertError(.config, containing: ["samples", "1"]) { try DataLoader.load(.moons(samples: 1, noise: 0, seed: 0)) }
-        assertError(.config, containing: ["noise", "-0.5"]) { try DataLoader.load(.moons(samples: 10, noise: -0.5, seed: 0)) }
-        assertError(.config, containing: ["radiusSquared"]) { try DataLoader.load(.circles(samples: 10, radiusSquared: 0, seed: 0)) }
-        assertError(.config, containing: ["samples"]) { try DataLoader.load(.circles(samples: -3, radiusSquared: 1, seed: 0)) }
+        assertDDPError(.config, containing: ["samples", "1"]) { try DataLoader.load(.moons(samples: 1, noise: 0, seed: 0)) }
+        assertDDPError(.config, containing: ["noise", "-0.5"]) { try DataLoader.load(.moons(samples: 10, noise: -0.5, seed: 0)) }
+        assertDDPError(.config, containing: ["radiusSquared"]) { try DataLoader.load(.circles(samples: 10, radiusSquared: 0, seed: 0)) }
+        assertDDPError(.config, containing: ["samples"]) { try DataLoader.load(.circles(samples: -3, radiusSquared: 1, seed: 0)) }
     }
 
     // MARK: Transform and gather

@@ -164,19 +164,6 @@ final class ModelWeightsTests: XCTestCase {
         return path
     }
 
-    private func runPython(_ python: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
-    }
-
     /// torch loads our file strictly into the matching nn.Sequential; its eval-mode output matches
     /// ours, and one train-mode batch moves its BatchNorm running statistics as ours does.
     func testTorchLoadsTheWeightsAndAgrees() throws {

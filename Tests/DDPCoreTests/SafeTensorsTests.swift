@@ -326,19 +326,6 @@ final class SafeTensorsTests: XCTestCase {
         }
     }()
 
-    private static func runPython(_ python: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: python)
-        process.arguments = arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
-    }
-
     private func requirePython() throws -> String {
         guard let python = Self.python else { throw XCTSkip("no python with safetensors and numpy") }
         return python
@@ -360,7 +347,7 @@ final class SafeTensorsTests: XCTestCase {
                 "bits": [str(x) for x in v.reshape(-1).view({4: np.uint32, 8: np.uint64}[v.itemsize]).tolist()]}
                 for k, v in loaded.items()}}))
             """
-        let (status, output) = try Self.runPython(python, ["-c", script, path])
+        let (status, output) = try runPython(python, ["-c", script, path])
         XCTAssertEqual(status, 0, output)
         let json = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
         XCTAssertEqual(json["metadata"] as? [String: String], ["epoch": "3", "note": "ü\n\"x\""])
@@ -391,7 +378,7 @@ final class SafeTensorsTests: XCTestCase {
                        "a": np.array([2**40, -7], dtype=np.int64),
                        "c": np.linspace(0, 1, 5, dtype=np.float64)}, sys.argv[1], metadata={"who": "python"})
             """
-        let (status, output) = try Self.runPython(python, ["-c", script, path])
+        let (status, output) = try runPython(python, ["-c", script, path])
         XCTAssertEqual(status, 0, output)
         let decoded = try SafeTensors.read(path: path)
         XCTAssertEqual(decoded.metadata, ["who": "python"])

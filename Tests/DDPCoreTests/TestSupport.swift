@@ -218,3 +218,17 @@ func assertDDPError(_ kind: DDPError.Kind, containing parts: [String], file: Sta
         XCTFail("expected a DDPError, got \(error)", file: file, line: line)
     }
 }
+
+/// Runs a Python interpreter with `arguments`; stdout and stderr together.
+func runPython(_ python: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: python)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+}

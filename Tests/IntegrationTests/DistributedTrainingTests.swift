@@ -184,30 +184,32 @@ final class DistributedTrainingTests: IntegrationTestCase {
 
     // MARK: 3. Early stopping
 
+    static let earlyStoppingYAML = """
+        seed: 3
+        data:
+          train: {format: moons, samples: 160, noise: 0.45}
+          validation_split: 0.5
+          normalize: standardize
+        model:
+          inputs: 2
+          layers:
+            - {type: dense, units: 64, activation: relu}
+            - {type: dense, units: 64, activation: relu}
+            - {type: dense, units: 2}
+        loss: cross_entropy
+        optimizer: {type: adam, lr: 0.003}
+        training: {epochs: 60, batch_size: 10}
+        early_stopping: {monitor: val_loss, patience: 2, restore_best_weights: true}
+        checkpoint: {every_epochs: 1, keep: 100}
+        """
+
     /// 80 noisy training samples and a wide network overfit within a few epochs: val_loss
     /// falls, then rises (best epoch 4, stop at epoch 6 with patience 2 on this data). Rank 0
     /// decides and broadcasts, so every rank leaves the loop after the same epoch: a rank that
     /// went on would wait forever in the next allreduce (caught by the timeout). The restored
     /// weights must be the best epoch's, bit for bit.
     func testEarlyStoppingStopsAllRanksTogetherAndRestoresBestWeights() throws {
-        let config = try writeConfig("early.yaml", """
-            seed: 3
-            data:
-              train: {format: moons, samples: 160, noise: 0.45}
-              validation_split: 0.5
-              normalize: standardize
-            model:
-              inputs: 2
-              layers:
-                - {type: dense, units: 64, activation: relu}
-                - {type: dense, units: 64, activation: relu}
-                - {type: dense, units: 2}
-            loss: cross_entropy
-            optimizer: {type: adam, lr: 0.003}
-            training: {epochs: 60, batch_size: 10}
-            early_stopping: {monitor: val_loss, patience: 2, restore_best_weights: true}
-            checkpoint: {every_epochs: 1, keep: 100}
-            """)
+        let config = try writeConfig("early.yaml", Self.earlyStoppingYAML)
         var stops: [Int: Int] = [:]
         for np in [2, 4] {
             let run = path("early-np\(np)")

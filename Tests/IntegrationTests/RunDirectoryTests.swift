@@ -5,26 +5,6 @@ import XCTest
 /// A run directory belongs to one run: a fresh run never mixes with an older one, and
 /// `--resume` continues only the run the checkpoint came from.
 final class RunDirectoryTests: IntegrationTestCase {
-    /// Overfits in a few epochs, so early stopping (patience 2) ends it well before 60.
-    static let stoppingYAML = """
-        seed: 3
-        data:
-          train: {format: moons, samples: 160, noise: 0.45}
-          validation_split: 0.5
-          normalize: standardize
-        model:
-          inputs: 2
-          layers:
-            - {type: dense, units: 64, activation: relu}
-            - {type: dense, units: 64, activation: relu}
-            - {type: dense, units: 2}
-        loss: cross_entropy
-        optimizer: {type: adam, lr: 0.003}
-        training: {epochs: 60, batch_size: 10}
-        early_stopping: {monitor: val_loss, patience: 2, restore_best_weights: true}
-        checkpoint: {every_epochs: 1, keep: 3}
-        """
-
     func testFreshRunRefusesADirectoryHoldingARunAndOverwriteReplacesIt() throws {
         let config = try writeConfig("run.yaml", DistributedTrainingTests.resumeYAML)
         let run = path("run")
@@ -53,7 +33,7 @@ final class RunDirectoryTests: IntegrationTestCase {
     }
 
     func testResumingAnEarlyStoppedRunTrainsNoMore() throws {
-        let config = try writeConfig("stop.yaml", Self.stoppingYAML)
+        let config = try writeConfig("stop.yaml", DistributedTrainingTests.earlyStoppingYAML)
         let run = path("stop")
         try train(np: 2, config: config, runDirectory: run)
         let first = Metrics(runDirectory: run)
