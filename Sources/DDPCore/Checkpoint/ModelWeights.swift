@@ -5,11 +5,14 @@
 extension Network {
     public func exportTensors() -> [StoredTensor] {
         var result: [StoredTensor] = []
+        // Slots follow layer order, so the n-th running_var belongs to the n-th BatchNorm;
+        // its counter follows it, as in torch's state_dict.
+        var norms = batchNorms.makeIterator()
         for slot in tensors {
             let base = slot.storage == .parameter ? parameters.baseAddress! : state.baseAddress!
             result.append(StoredTensor(name: slot.name, shape: slot.shape,
                                        floats: UnsafeBufferPointer(start: base + slot.offset, count: slot.count)))
-            if slot.name.hasSuffix(".running_var"), let norm = batchNorms.first(where: { "\($0.configIndex).running_var" == slot.name }) {
+            if slot.name.hasSuffix(".running_var"), let norm = norms.next() {
                 result.append(StoredTensor(name: "\(norm.configIndex).num_batches_tracked", shape: [], int64s: [norm.batchesTracked]))
             }
         }

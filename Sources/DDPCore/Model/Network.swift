@@ -83,9 +83,12 @@ public final class Network {
         outputWidth = width
         batchNorms = layers.compactMap { $0 as? BatchNorm }
 
+        // The one walk over the layers' specs: every offset below comes from this table.
         var slots: [TensorSlot] = []
+        var layerStarts: [(parameter: Int, state: Int)] = []
         var parameterOffset = 0, stateOffset = 0
         for layer in layers {
+            layerStarts.append((parameterOffset, stateOffset))
             for spec in layer.parameterSpecs {
                 let count = spec.shape.reduce(1, *)
                 slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: spec.shape, storage: .parameter,
@@ -110,14 +113,10 @@ public final class Network {
         state = .allocate(capacity: max(stateOffset, 1))
         state.initialize(repeating: 0)
 
-        parameterOffset = 0
-        stateOffset = 0
-        for layer in layers {
-            layer.bind(parameters: parameters.baseAddress! + parameterOffset,
-                       gradients: reductionBuffer.baseAddress! + parameterOffset,
-                       buffers: state.baseAddress! + stateOffset)
-            parameterOffset += layer.parameterSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
-            stateOffset += layer.bufferSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
+        for (layer, start) in zip(layers, layerStarts) {
+            layer.bind(parameters: parameters.baseAddress! + start.parameter,
+                       gradients: reductionBuffer.baseAddress! + start.parameter,
+                       buffers: state.baseAddress! + start.state)
         }
     }
 
@@ -132,19 +131,18 @@ public final class Network {
 
     /// Initial weights from the seed (Keras initializers) and fresh BatchNorm state.
     public func initialize(seed: UInt64) {
-        var parameterOffset = 0, stateOffset = 0
+        // `tensors` lists each layer's parameter specs, then its buffer specs, in layer order.
+        var slots = tensors.makeIterator()
         for (layerIndex, layer) in layers.enumerated() {
             for (specIndex, spec) in layer.parameterSpecs.enumerated() {
-                let count = spec.shape.reduce(1, *)
-                let view = UnsafeMutableBufferPointer(rebasing: parameters[parameterOffset..<parameterOffset + count])
+                let slot = slots.next()!
+                let view = UnsafeMutableBufferPointer(rebasing: parameters[slot.offset..<slot.offset + slot.count])
                 spec.initializer.fill(view, fanIn: spec.fanIn, fanOut: spec.fanOut, seed: seed,
                                       key: UInt64(layerIndex) << 8 | UInt64(specIndex))
-                parameterOffset += count
             }
             for spec in layer.bufferSpecs {
-                let count = spec.shape.reduce(1, *)
-                UnsafeMutableBufferPointer(rebasing: state[stateOffset..<stateOffset + count]).update(repeating: spec.initialValue)
-                stateOffset += count
+                let slot = slots.next()!
+                UnsafeMutableBufferPointer(rebasing: state[slot.offset..<slot.offset + slot.count]).update(repeating: spec.initialValue)
             }
         }
         batchNorms.forEach { $0.batchesTracked = 0 }
