@@ -112,9 +112,7 @@ final class FailureTests: IntegrationTestCase {
             training: {epochs: 5, batch_size: 20}
             """)
         let result = try runDDP(np: 2, ["train", config, "--run-dir", path("typo-run"), "--quiet"], timeout: 60)
-        XCTAssertNotEqual(result.status, 0, result.tail)
-        XCTAssertLessThan(result.seconds, 20, "a config error should end the job at once")
-        let messages = result.output.split(separator: "\n").filter { $0.contains("ddp: error") }
+        let messages = assertFailedFast(result, "a config error should end the job at once")
         XCTAssertEqual(messages.count, 1, "expected one error message (rank 0's), got:\n\(result.output)")
         XCTAssertTrue(messages.first?.contains("model.layers[0].unitz") ?? false, "the message does not name the key:\n\(result.output)")
         XCTAssertTrue(messages.first?.contains("unknown key") ?? false, result.output)
@@ -138,9 +136,7 @@ final class FailureTests: IntegrationTestCase {
             training: {epochs: 5, batch_size: 20}
             """)
         let result = try runDDP(np: 2, ["train", config, "--run-dir", path("diverge-run"), "--quiet"], timeout: 60)
-        XCTAssertNotEqual(result.status, 0, result.tail)
-        XCTAssertLessThan(result.seconds, 20, "a non-finite loss should end the job at once")
-        let messages = result.output.split(separator: "\n").filter { $0.contains("ddp: error") }
+        let messages = assertFailedFast(result, "a non-finite loss should end the job at once")
         XCTAssertFalse(messages.isEmpty, "no ddp error message:\n\(result.output)")
         XCTAssertTrue(messages.contains { $0.contains("non-finite") }, "the message does not mention non-finite:\n\(result.output)")
         XCTAssertNil(Metrics(runDirectory: path("diverge-run")).end)
@@ -162,8 +158,16 @@ final class FailureTests: IntegrationTestCase {
             training: {epochs: 2, batch_size: 20}
             """)
         let result = try runDDP(np: 2, ["train", config, "--run-dir", path("empty-run"), "--quiet", "--resume"], timeout: 60)
-        XCTAssertNotEqual(result.status, 0, result.tail)
-        XCTAssertLessThan(result.seconds, 20)
+        assertFailedFast(result, "a missing checkpoint should end the job at once")
         XCTAssertTrue(result.output.contains("no valid checkpoint"), result.output)
+    }
+
+    /// The job failed (non-zero status) within 20 s; returns its `ddp: error` lines.
+    @discardableResult
+    func assertFailedFast(_ result: ProcessResult, _ why: String,
+                          file: StaticString = #filePath, line: UInt = #line) -> [Substring] {
+        XCTAssertNotEqual(result.status, 0, result.tail, file: file, line: line)
+        XCTAssertLessThan(result.seconds, 20, why, file: file, line: line)
+        return result.output.split(separator: "\n").filter { $0.contains("ddp: error") }
     }
 }
