@@ -29,6 +29,15 @@ public struct CheckpointConfig: Sendable, Equatable {
     public var keep = 3
 }
 
+/// The config's `distributed` section: how ranks combine their work.
+public struct DistributedConfig: Sendable, Equatable {
+    /// ZeRO stage 1 when np > 1: reduce-scatter the gradients, each rank updates its 1/N slice
+    /// of the flat parameter buffer (and holds optimizer moments for that slice only), then the
+    /// parameters are allgathered. `false`: every rank allreduces the whole gradient and
+    /// repeats the whole update.
+    public var shardedUpdate = true
+}
+
 /// A whole training config, parsed and validated. See README.md for every key.
 public struct TrainingConfig: Sendable, Equatable {
     public var seed: UInt64 = 0
@@ -40,6 +49,7 @@ public struct TrainingConfig: Sendable, Equatable {
     public var training = LoopConfig()
     public var earlyStopping: EarlyStoppingConfig?
     public var checkpoint = CheckpointConfig()
+    public var distributed = DistributedConfig()
     /// The resolved YAML (after overrides), saved into the run directory.
     public var resolvedYAML = ""
 
@@ -142,6 +152,10 @@ public struct TrainingConfig: Sendable, Equatable {
         if var section = try top.section("checkpoint") {
             config.checkpoint.everyEpochs = try section.int("every_epochs", default: 1, min: 0)
             config.checkpoint.keep = try section.int("keep", default: 3, min: 1)
+            try section.finish()
+        }
+        if var section = try top.section("distributed") {
+            config.distributed.shardedUpdate = try section.bool("sharded_update", default: true)
             try section.finish()
         }
         try top.finish()
