@@ -27,8 +27,16 @@ public struct EpochRecord: Sendable {
     public var learningRate: Double
     public var seconds: Double
     public var samplesPerSecond: Double
-    /// Time inside the fused gradient allreduce this epoch.
+    /// Time in the gradient sync's collectives this epoch (the fused allreduce, or the
+    /// reduce-scatter, totals allreduce and allgather of the sharded update).
     public var allreduceSeconds: Double
+    /// The step-time breakdown: gathering batches; forward, loss and backward; penalties,
+    /// clipping and the optimizer (each without time in collectives); and every collective
+    /// (SyncBatchNorm's included).
+    public var dataSeconds: Double = 0
+    public var computeSeconds: Double = 0
+    public var communicationSeconds: Double = 0
+    public var updateSeconds: Double = 0
 
     /// The value a monitor name refers to.
     public func value(of monitor: String) -> Double? {
@@ -52,6 +60,10 @@ public struct EpochRecord: Sendable {
         line.add("seconds", seconds)
         line.add("samples_per_second", samplesPerSecond)
         line.add("allreduce_seconds", allreduceSeconds)
+        line.add("data_seconds", dataSeconds)
+        line.add("compute_seconds", computeSeconds)
+        line.add("communication_seconds", communicationSeconds)
+        line.add("update_seconds", updateSeconds)
         return line.text
     }
 
