@@ -26,6 +26,9 @@ public protocol Communicator: AnyObject {
     func abort(code: Int32) -> Never
     /// Wall time spent inside collectives since the start, for the step-time breakdown.
     var collectiveTime: Duration { get }
+    /// Collective: when every rank runs on this node, `count` zeroed floats that every rank maps
+    /// (one MPI shared window); nil otherwise. Lives until MPI is finalized.
+    func nodeSharedFloats(_ count: Int) throws -> UnsafeMutablePointer<Float>?
 }
 
 extension Communicator {
@@ -66,6 +69,7 @@ public final class LocalCommunicator: Communicator {
         base.update(from: full, count: block.count)
     }
     public var collectiveTime: Duration { .zero }
+    public func nodeSharedFloats(_ count: Int) throws -> UnsafeMutablePointer<Float>? { nil }
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {}
     public func barrier() throws {}
     public func abort(code: Int32) -> Never { exit(code) }

@@ -38,13 +38,29 @@ public func usesShardedUpdate(_ config: TrainingConfig, ranks: Int) -> Bool {
     config.distributed.shardedUpdate && ranks > 1
 }
 
-/// Builds the strategy for `network`: sharded when the network was made with `shards` > 1.
-public func makeGradientSync(config: TrainingConfig, network: Network, communicator: Communicator) -> GradientSync {
-    if network.shards > 1 {
-        precondition(network.shards == communicator.size, "the network is split into \(network.shards) blocks for \(communicator.size) ranks")
-        return ShardedSync(network: network, config: config.optimizer, communicator: communicator)
+/// The network of a run and the strategy that updates it, built together because the sharded
+/// update on one node puts the network's parameters and gradients in node-shared windows.
+/// Collective: every rank calls it with the same config.
+public func makeNetworkAndSync(config: TrainingConfig, communicator: Communicator) throws -> (Network, GradientSync) {
+    let size = communicator.size
+    guard usesShardedUpdate(config, ranks: size) else {
+        let network = try Network(config: config.model)
+        return (network, AllreduceSync(network: network, config: config.optimizer, communicator: communicator))
     }
-    return AllreduceSync(network: network, config: config.optimizer, communicator: communicator)
+    if config.distributed.sharedMemory {
+        let count = try Network(config: config.model).parameterCount
+        let sizes = Network.bufferSizes(parameterCount: count, shards: size)
+        let stride = (sizes.reduction + 15) / 16 * 16
+        if let parameters = try communicator.nodeSharedFloats(sizes.parameters),
+           let slots = try communicator.nodeSharedFloats(stride * size) {
+            let storage = Network.Storage(parameters: parameters, reduction: slots + communicator.rank * stride)
+            let network = try Network(config: config.model, shards: size, storage: storage)
+            return (network, ShardedSync(network: network, config: config.optimizer, communicator: communicator,
+                                         gradientSlots: (slots, stride)))
+        }
+    }
+    let network = try Network(config: config.model, shards: size)
+    return (network, ShardedSync(network: network, config: config.optimizer, communicator: communicator))
 }
 
 /// One MPI_Allreduce per step over [gradients | loss sum, samples, correct, non-finite]; every

@@ -39,6 +39,15 @@ public final class MPICommunicator: Communicator {
         return group
     }
 
+    public func nodeSharedFloats(_ count: Int) throws -> UnsafeMutablePointer<Float>? {
+        let node = try nodeGroup()
+        guard node.size == size, size > 1 else { return nil }
+        let base = try node.sharedSegment(bytes: count * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: count)
+        if node.rank == 0 { base.initialize(repeating: 0, count: count) }
+        try node.barrier()
+        return base
+    }
+
     /// Ends MPI. Safe to call more than once; every exit path of `ddp` goes through it. Every
     /// rank reaches it together on a normal exit, so the node's shared windows are freed here
     /// (collectively) first.

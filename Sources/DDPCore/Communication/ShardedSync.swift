@@ -23,9 +23,15 @@ public final class ShardedSync: GradientSync {
     private let shardGradient: UnsafeMutableBufferPointer<Float>
     /// [loss sum, samples, correct, non-finite, penalty share, Σg² share], summed over ranks.
     private let totals: UnsafeMutableBufferPointer<Double>
+    /// Node-shared mode: every rank's reduction buffer, rank r's at `base + r·stride`.
+    private let gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)?
 
-    public init(network: Network, config: OptimizerConfig, communicator: Communicator) {
+    /// `gradientSlots`: given when the network's parameters and every rank's reduction buffer
+    /// live in node-shared windows (rank r's at base + r·stride).
+    public init(network: Network, config: OptimizerConfig, communicator: Communicator,
+                gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)? = nil) {
         self.network = network
+        self.gradientSlots = gradientSlots
         self.communicator = communicator
         clipNorm = config.clipNorm
         block = network.shardBlock
@@ -44,8 +50,13 @@ public final class ShardedSync: GradientSync {
     }
 
     public func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool) throws -> StepTotals {
-        try communicator.reduceScatterSum(UnsafePointer(network.paddedGradients.baseAddress!),
-                                          into: UnsafeMutableBufferPointer(rebasing: shardGradient[0..<block]))
+        if let gradientSlots {
+            try communicator.barrier()
+            sumSlots(gradientSlots.base, stride: gradientSlots.stride)
+        } else {
+            try communicator.reduceScatterSum(UnsafePointer(network.paddedGradients.baseAddress!),
+                                              into: UnsafeMutableBufferPointer(rebasing: shardGradient[0..<block]))
+        }
         let gradient = shardGradient.baseAddress!
         totals[0] = lossSum
         totals[1] = Double(samples)
@@ -65,7 +76,30 @@ public final class ShardedSync: GradientSync {
         }
         optimizer.apply(parameters: UnsafeMutableBufferPointer(rebasing: network.paddedParameters[shard]),
                         gradients: gradient, lr: lr)
-        try communicator.allgather(network.paddedParameters, block: block)
+        if gradientSlots != nil {
+            try communicator.barrier()
+        } else {
+            try communicator.allgather(network.paddedParameters, block: block)
+        }
+    }
+
+    /// shardGradient = Σ_r slot_r[shard], r = 0, 1, …, N − 1, eight lanes at a time.
+    private func sumSlots(_ base: UnsafeMutablePointer<Float>, stride: Int) {
+        let out = shardGradient.baseAddress!, count = shard.count, lower = shard.lowerBound
+        guard count > 0 else { return }
+        out.update(from: base + lower, count: count)
+        let vectorEnd = count - count % 8
+        for rank in 1..<communicator.size {
+            let slot = UnsafePointer(base + rank * stride + lower)
+            var i = 0
+            while i < vectorEnd {
+                let sum = UnsafeRawPointer(out + i).loadUnaligned(as: SIMD8<Float>.self)
+                    + UnsafeRawPointer(slot + i).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(out + i).storeBytes(of: sum, as: SIMD8<Float>.self)
+                i += 8
+            }
+            while i < count { out[i] += slot[i]; i += 1 }
+        }
     }
 
     public func gatherOptimizerState() throws -> (first: [Float], second: [Float])? {

@@ -63,8 +63,30 @@ public final class Network {
     private var outputs: [UnsafeMutableBufferPointer<Float>] = []
     private var gradientScratch: [UnsafeMutableBufferPointer<Float>] = []
 
-    /// `shards`: how many equal blocks the sharded update splits the parameters into (its rank count).
-    public init(config: ModelConfig, shards: Int = 1) throws {
+    /// Where the parameters and the reduction buffer live when the network does not own them:
+    /// in a node-shared window (see `ShardedSync`). Capacities as the owned buffers'.
+    public struct Storage {
+        public var parameters: UnsafeMutablePointer<Float>
+        public var reduction: UnsafeMutablePointer<Float>
+        public init(parameters: UnsafeMutablePointer<Float>, reduction: UnsafeMutablePointer<Float>) {
+            self.parameters = parameters
+            self.reduction = reduction
+        }
+    }
+    /// False when `storage` was given: the memory belongs to a shared window.
+    private let ownsStorage: Bool
+    /// Whether the parameters are node-shared memory that every rank computes with.
+    public var sharesParameters: Bool { !ownsStorage }
+
+    /// Floats of the padded parameter buffer for `shards` blocks, and of one reduction buffer.
+    public static func bufferSizes(parameterCount: Int, shards: Int) -> (block: Int, parameters: Int, reduction: Int) {
+        let block = shards == 1 ? parameterCount : ((parameterCount + shards - 1) / shards + 15) / 16 * 16
+        return (block, shards * block, shards * block + reductionTail)
+    }
+
+    /// `shards`: how many equal blocks the sharded update splits the parameters into (its rank
+    /// count). `storage`: memory for the parameters and the reduction buffer (else allocated).
+    public init(config: ModelConfig, shards: Int = 1, storage: Storage? = nil) throws {
         precondition(shards >= 1, "Network: shards must be at least 1")
         self.config = config
         self.shards = shards
@@ -124,11 +146,18 @@ public final class Network {
         tensors = slots
         weightPenalties = slots.compactMap { slot in slot.regularizer.map { (slot.offset, slot.count, $0) } }
         parameterCount = parameterOffset
-        shardBlock = shards == 1 ? parameterOffset : ((parameterOffset + shards - 1) / shards + 15) / 16 * 16
-        paddedParameters = .allocate(capacity: max(shards * shardBlock, 1))
-        paddedParameters.initialize(repeating: 0)
-        reductionBuffer = .allocate(capacity: shards * shardBlock + Self.reductionTail)
-        reductionBuffer.initialize(repeating: 0)
+        let sizes = Self.bufferSizes(parameterCount: parameterOffset, shards: shards)
+        shardBlock = sizes.block
+        ownsStorage = storage == nil
+        if let storage {
+            paddedParameters = UnsafeMutableBufferPointer(start: storage.parameters, count: sizes.parameters)
+            reductionBuffer = UnsafeMutableBufferPointer(start: storage.reduction, count: sizes.reduction)
+        } else {
+            paddedParameters = .allocate(capacity: max(sizes.parameters, 1))
+            paddedParameters.initialize(repeating: 0)
+            reductionBuffer = .allocate(capacity: sizes.reduction)
+            reductionBuffer.initialize(repeating: 0)
+        }
         state = .allocate(capacity: max(stateOffset, 1))
         state.initialize(repeating: 0)
 
@@ -140,8 +169,10 @@ public final class Network {
     }
 
     deinit {
-        paddedParameters.deallocate()
-        reductionBuffer.deallocate()
+        if ownsStorage {
+            paddedParameters.deallocate()
+            reductionBuffer.deallocate()
+        }
         state.deallocate()
         input.deallocate()
         outputs.forEach { $0.deallocate() }

@@ -62,8 +62,7 @@ public final class Trainer {
         self.data = data
         self.communicator = communicator
         self.options = options
-        network = try Network(config: config.model,
-                              shards: usesShardedUpdate(config, ranks: communicator.size) ? communicator.size : 1)
+        (network, sync) = try makeNetworkAndSync(config: config, communicator: communicator)
         plan = try BatchPlan(sampleCount: data.train.count, loop: config.training,
                              ranks: communicator.size, rank: communicator.rank)
         if network.hasBatchNorm {
@@ -76,7 +75,6 @@ public final class Trainer {
         context.seed = config.seed
         network.reserve(maxBatch: plan.maxLocalBatch)
         evaluator = Evaluator(network: network, loss: config.loss, context: context)
-        sync = makeGradientSync(config: config, network: network, communicator: communicator)
         labels = .allocate(capacity: max(network.maxBatch, 1))
         labels.initialize(repeating: 0)
         order = .allocate(capacity: data.train.count)
@@ -164,6 +162,8 @@ public final class Trainer {
             }
         }
         if let snapshot, monitor.hasSnapshot {
+            // Node-shared parameters: rank 0 may still be writing the last checkpoint from them.
+            if network.sharesParameters { try communicator.barrier() }
             snapshot.restore(into: network)
             console.line("Restoring model weights from the end of the best epoch: \(monitor.bestEpoch + 1).")
         }
@@ -280,13 +280,16 @@ public final class Trainer {
 
     private func initializeWeights() throws {
         network.initialize(seed: config.seed)
+        // Node-shared parameters: every rank wrote the same values; none may still be writing
+        // when rank 0 replaces them with init_weights.
+        if network.sharesParameters { try communicator.barrier() }
         if communicator.isRoot, let path = config.model.initWeights { try network.loadWeights(from: path) }
         try broadcastModel()
     }
 
     /// Makes every rank's parameters and BatchNorm state rank 0's.
     private func broadcastModel() throws {
-        try communicator.broadcast(network.parameters)
+        if !network.sharesParameters { try communicator.broadcast(network.parameters) }
         try communicator.broadcast(network.state)
         var counts = network.batchNorms.map(\.batchesTracked)
         try communicator.broadcast(&counts)
