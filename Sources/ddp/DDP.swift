@@ -49,7 +49,7 @@ struct Train: ParsableCommand {
             if let path = config.model.initWeights { try network.loadWeights(from: path) }
             let directory = runDir ?? Self.defaultRunDirectory(config: self.config)
             if !resume { try RunDirectory.prepareFresh(directory, overwrite: overwrite, remove: false) }
-            try session.startCommunicator { communicator in
+            try session.startCommunicator(watchdogTimeout: config.distributed.timeoutSeconds) { communicator in
                 var trainOptions = TrainOptions(runDirectory: directory)
                 trainOptions.resume = resume
                 trainOptions.quiet = quiet

@@ -30,30 +30,33 @@ public final class MPICommunicator: Communicator {
 
     /// Ends MPI. Safe to call more than once; every exit path of `ddp` goes through it.
     public func finalize() {
-        if cmpi_is_finalized() == 0 { _ = cmpi_finalize() }
+        if cmpi_is_finalized() == 0 { _ = watched("MPI_Finalize", 0, "") { cmpi_finalize() } }
     }
 
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
-        try Self.check(cmpi_allreduce_sum_float(base, try Self.count(buffer.count)),
+        let count = try Self.count(buffer.count)
+        try Self.check(watched("MPI_Allreduce", buffer.count, "floats") { cmpi_allreduce_sum_float(base, count) },
                        "MPI_Allreduce(\(buffer.count) floats)", rank: rank)
     }
 
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
-        try Self.check(cmpi_allreduce_sum_double(base, try Self.count(buffer.count)),
+        let count = try Self.count(buffer.count)
+        try Self.check(watched("MPI_Allreduce", buffer.count, "doubles") { cmpi_allreduce_sum_double(base, count) },
                        "MPI_Allreduce(\(buffer.count) doubles)", rank: rank)
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
-        try Self.check(cmpi_broadcast_bytes(base, try Self.count(buffer.count), Int32(root)),
+        let count = try Self.count(buffer.count)
+        try Self.check(watched("MPI_Bcast", buffer.count, "bytes") { cmpi_broadcast_bytes(base, count, Int32(root)) },
                        "MPI_Bcast(\(buffer.count) bytes)", rank: rank)
     }
 
     public func barrier() throws {
         guard size > 1 else { return }
-        try Self.check(cmpi_barrier(), "MPI_Barrier", rank: rank)
+        try Self.check(watched("MPI_Barrier", 0, "") { cmpi_barrier() }, "MPI_Barrier", rank: rank)
     }
 
     public func abort(code: Int32) -> Never {

@@ -36,6 +36,12 @@ public struct DistributedConfig: Sendable, Equatable {
     /// parameters are allgathered. `false`: every rank allreduces the whole gradient and
     /// repeats the whole update.
     public var shardedUpdate = true
+    /// The collective deadline: a rank that has waited this long in one blocking MPI call ends
+    /// the job (see `CollectiveWatchdog`). torch.distributed's defaults are 10 to 30 minutes;
+    /// 300 s is far above any collective of a healthy job and ends a lost-host job quickly.
+    public var timeoutSeconds = 300.0
+
+    public init() {}
 }
 
 /// A whole training config, parsed and validated. See README.md for every key.
@@ -156,6 +162,8 @@ public struct TrainingConfig: Sendable, Equatable {
         }
         if var section = try top.section("distributed") {
             config.distributed.shardedUpdate = try section.bool("sharded_update", default: true)
+            config.distributed.timeoutSeconds = try section.double("timeout_seconds", default: config.distributed.timeoutSeconds,
+                                                                   in: 1...604_800)
             try section.finish()
         }
         try top.finish()
