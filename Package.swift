@@ -23,7 +23,7 @@ let package = Package(
         ),
         .target(
             name: "DDPCore",
-            dependencies: ["_CMPI", "CBLAS", "CZlib", "Yams"]
+            dependencies: ["_CMPI", "_CWatchdog", "CBLAS", "CZlib", "Yams"]
         ),
 
         // MARK: Implementation details: thin C shims over system libraries.
@@ -33,6 +33,9 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // The collective watchdog: a pthread and atomics, state once per process (so not
+        // static inline in a header), MPI-free (the abort is passed in).
+        .target(name: "_CWatchdog"),
 
         // MARK: Tests
         .testTarget(name: "DDPCoreTests", dependencies: ["DDPCore"]),

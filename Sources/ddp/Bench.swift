@@ -22,7 +22,7 @@ struct Bench: ParsableCommand {
     @Option(help: "strong, weak, or strong,weak: weak keeps training.batch_size per rank.") var scaling = "strong,weak"
     @Flag(inversion: .prefixedNo, help: "Also run one process with T BLAS threads for every rank count T > 1.")
     var threadComparison = true
-    @Flag(help: "Also run every multi-rank case with distributed.sharded_update=false (one allreduce, full update on every rank).")
+    @Flag(help: "Also run every multi-rank case with the other gradient syncs: the sharded update over MPI collectives (distributed.shared_memory=false) and one allreduce (distributed.sharded_update=false).")
     var allreduce = false
     @Option(help: "Rounds; every case runs once per round.") var repeats = 4
     @Option(help: "Epochs per run; figures are the median of epochs 2… (epoch 1 warms up).") var epochs = 3
@@ -56,6 +56,7 @@ struct Bench: ParsableCommand {
         var threads: Int
         var scaling: String
         var sharded: Bool
+        var sharedMemory = true
         var peer = false
     }
 
@@ -73,7 +74,10 @@ struct Bench: ParsableCommand {
             if threadComparison { cases.append(Case(name: "1 process × \(n) threads", ranks: 1, threads: n, scaling: "-", sharded: false)) }
             for mode in scalings {
                 cases.append(Case(name: "np=\(n) \(mode)", ranks: n, threads: 1, scaling: mode, sharded: true))
-                if allreduce { cases.append(Case(name: "np=\(n) \(mode) allreduce", ranks: n, threads: 1, scaling: mode, sharded: false)) }
+                if allreduce {
+                    cases.append(Case(name: "np=\(n) \(mode) mpi", ranks: n, threads: 1, scaling: mode, sharded: true, sharedMemory: false))
+                    cases.append(Case(name: "np=\(n) \(mode) allreduce", ranks: n, threads: 1, scaling: mode, sharded: false))
+                }
             }
         }
         if peer != nil {
@@ -107,7 +111,8 @@ struct Bench: ParsableCommand {
         let directory = "\(out)/runs/\(item.name.replacingOccurrences(of: " ", with: "_").replacingOccurrences(of: "×", with: "x"))-r\(round)"
         var arguments = ["train", config, "--quiet", "--overwrite", "--run-dir", directory,
                          "--set", "training.epochs=\(epochs)", "--set", "early_stopping=null", "--set", "data.test=null",
-                         "--set", "checkpoint.every_epochs=0", "--set", "distributed.sharded_update=\(item.sharded)"]
+                         "--set", "checkpoint.every_epochs=0", "--set", "distributed.sharded_update=\(item.sharded)",
+                         "--set", "distributed.shared_memory=\(item.sharedMemory)"]
         arguments += options.overrides.flatMap { ["--set", $0] }
         if item.scaling == "weak" { arguments += ["--set", "training.batch_size_per_rank=\(batch)"] }
         if item.scaling == "strong" { arguments += ["--set", "training.batch_size=\(batch)", "--set", "training.batch_size_per_rank=null"] }
@@ -260,6 +265,7 @@ struct Bench: ParsableCommand {
         for n in rankCounts where n > 1 {
             ratios["np=\(n) strong / 1 process × \(n) threads"] = Self.ratio(rounds, "np=\(n) strong", "1 process × \(n) threads")
             ratios["np=\(n) strong / np=\(n) strong allreduce"] = Self.ratio(rounds, "np=\(n) strong", "np=\(n) strong allreduce")
+            ratios["np=\(n) strong / np=\(n) strong mpi"] = Self.ratio(rounds, "np=\(n) strong", "np=\(n) strong mpi")
             ratios["np=\(n) weak / np=\(n) weak allreduce"] = Self.ratio(rounds, "np=\(n) weak", "np=\(n) weak allreduce")
             ratios["np=\(n) weak / torch peer np=\(n)"] = Self.ratio(rounds, "np=\(n) weak", "torch peer np=\(n)")
         }

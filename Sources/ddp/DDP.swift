@@ -51,7 +51,7 @@ struct Train: ParsableCommand {
             if let path = config.model.initWeights { try network.loadWeights(from: path) }
             let directory = runDir ?? Self.defaultRunDirectory(config: self.config)
             if !resume { try RunDirectory.prepareFresh(directory, overwrite: overwrite, remove: false) }
-            try session.startCommunicator { communicator in
+            try session.startCommunicator(watchdogTimeout: config.distributed.timeoutSeconds) { communicator in
                 let data = try localData ?? NodeSharedData.load(config: config, communicator: communicator as! MPICommunicator)
                 var trainOptions = TrainOptions(runDirectory: directory)
                 trainOptions.resume = resume

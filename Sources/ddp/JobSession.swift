@@ -28,7 +28,9 @@ final class JobSession {
     }
 
     /// Starts MPI when a launcher started us, else a single-process communicator, and runs `body`.
-    func startCommunicator(_ body: (Communicator) throws -> Void) throws {
+    /// Under MPI the collective watchdog starts first: no rank waits longer than
+    /// `watchdogTimeout` seconds in one collective (`distributed.timeout_seconds`).
+    func startCommunicator(watchdogTimeout: Double, _ body: (Communicator) throws -> Void) throws {
         let environment = ProcessInfo.processInfo.environment
         if !MPICommunicator.launchedByMPI, let tasks = environment["SLURM_NTASKS"].flatMap(Int.init), tasks > 1,
            environment["SLURM_STEP_ID"] != nil {
@@ -38,6 +40,7 @@ final class JobSession {
         }
         let communicator: Communicator = MPICommunicator.launchedByMPI ? try MPICommunicator() : LocalCommunicator()
         self.communicator = communicator
+        try (communicator as? MPICommunicator)?.startWatchdog(timeoutSeconds: watchdogTimeout)
         try body(communicator)
     }
 

@@ -101,7 +101,9 @@ struct Compare: ParsableCommand {
             console.line("ddp compare: \(variants.count) variant\(variants.count == 1 ? "" : "s") into \(out)/: "
                          + variants.map(\.name).joined(separator: ", "))
             if MPICommunicator.launchedByMPI {
-                try session.startCommunicator { communicator in
+                // One watchdog for the whole comparison: the most patient variant's deadline.
+                let timeout = variants.map(\.config.distributed.timeoutSeconds).max() ?? DistributedConfig().timeoutSeconds
+                try session.startCommunicator(watchdogTimeout: timeout) { communicator in
                     for (index, variant) in variants.enumerated() {
                         let outcome = try Comparison.train(variant, runDirectory: directory(variant), communicator: communicator)
                         if communicator.isRoot { report(index, variants.count, variant, outcome: outcome) }

@@ -72,6 +72,19 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.schedule, LearningRateSchedule(kind: .step(stepSize: 4, gamma: 0.5)))
     }
 
+    func testDistributedTimeout() throws {
+        XCTAssertEqual(try TrainingConfig.parse(yaml: base).distributed.timeoutSeconds, 300)
+        let config = try TrainingConfig.parse(yaml: base + "\ndistributed: {timeout_seconds: 12.5}")
+        XCTAssertEqual(config.distributed.timeoutSeconds, 12.5)
+        XCTAssertTrue(config.distributed.shardedUpdate, "the other key keeps its default")
+        assertDDPError(.config, containing: ["distributed.timeout_seconds", "[1.0, 604800.0]", "0"]) {
+            try TrainingConfig.parse(yaml: self.base + "\ndistributed: {timeout_seconds: 0}")
+        }
+        assertDDPError(.config, containing: ["distributed.timeout_seconds", "expected a number", "soon"]) {
+            try TrainingConfig.parse(yaml: self.base + "\ndistributed: {timeout_seconds: soon}")
+        }
+    }
+
     // MARK: Errors name the key and what was expected
 
     func testUnknownKey() {

@@ -55,65 +55,66 @@ public final class MPICommunicator: Communicator {
         guard cmpi_is_finalized() == 0 else { return }
         node?.free()
         node = nil
-        _ = cmpi_finalize()
+        _ = watched("MPI_Finalize", 0, "") { cmpi_finalize() }
     }
 
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
         let count = try Self.count(buffer.count)
-        try timed(cmpi_allreduce_sum_float(base, count), "MPI_Allreduce(\(buffer.count) floats)")
+        try timed("MPI_Allreduce", buffer.count, "floats") { cmpi_allreduce_sum_float(base, count) }
     }
 
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
         let count = try Self.count(buffer.count)
-        try timed(cmpi_allreduce_sum_double(base, count), "MPI_Allreduce(\(buffer.count) doubles)")
+        try timed("MPI_Allreduce", buffer.count, "doubles") { cmpi_allreduce_sum_double(base, count) }
     }
 
     public func reduceScatterSum(_ send: UnsafePointer<Float>, into receive: UnsafeMutableBufferPointer<Float>) throws {
         guard let base = receive.baseAddress else { return }
         guard size > 1 else { return try LocalCommunicator().reduceScatterSum(send, into: receive) }
         let block = try Self.count(receive.count)
-        try timed(cmpi_reduce_scatter_block_sum_float(send, base, block), "MPI_Reduce_scatter_block(\(receive.count) floats per rank)")
+        try timed("MPI_Reduce_scatter_block", receive.count, "floats per rank") { cmpi_reduce_scatter_block_sum_float(send, base, block) }
     }
 
     public func allgather(_ buffer: UnsafeMutableBufferPointer<Float>, block: Int) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
         precondition(buffer.count >= block * size, "allgather: \(buffer.count) floats cannot hold \(size) blocks of \(block)")
         let count = try Self.count(block)
-        try timed(cmpi_allgather_in_place_float(base, count), "MPI_Allgather(\(block) floats per rank)")
+        try timed("MPI_Allgather", block, "floats per rank") { cmpi_allgather_in_place_float(base, count) }
     }
 
     public func gather(_ block: UnsafeBufferPointer<Float>, into full: UnsafeMutablePointer<Float>?, root: Int) throws {
         guard size > 1 else { return try LocalCommunicator().gather(block, into: full, root: root) }
         let count = try Self.count(block.count)
-        try timed(cmpi_gather_float(block.baseAddress, full, count, Int32(root)), "MPI_Gather(\(block.count) floats per rank)")
+        try timed("MPI_Gather", block.count, "floats per rank") { cmpi_gather_float(block.baseAddress, full, count, Int32(root)) }
     }
 
     public func scatter(_ full: UnsafePointer<Float>?, into block: UnsafeMutableBufferPointer<Float>, root: Int) throws {
         guard size > 1 else { return try LocalCommunicator().scatter(full, into: block, root: root) }
         let count = try Self.count(block.count)
-        try timed(cmpi_scatter_float(full, block.baseAddress, count, Int32(root)), "MPI_Scatter(\(block.count) floats per rank)")
+        try timed("MPI_Scatter", block.count, "floats per rank") { cmpi_scatter_float(full, block.baseAddress, count, Int32(root)) }
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
         let count = try Self.count(buffer.count)
-        try timed(cmpi_broadcast_bytes(base, count, Int32(root)), "MPI_Bcast(\(buffer.count) bytes)")
+        try timed("MPI_Bcast", buffer.count, "bytes") { cmpi_broadcast_bytes(base, count, Int32(root)) }
     }
 
     public func barrier() throws {
         guard size > 1 else { return }
-        try timed(cmpi_barrier(), "MPI_Barrier")
+        try timed("MPI_Barrier", 0, "") { cmpi_barrier() }
     }
 
-    /// Runs one blocking MPI call, adds its wall time to `collectiveTime` and checks its code.
+    /// Runs one blocking MPI call under the watchdog, adds its wall time to `collectiveTime`
+    /// and checks its code (the error names the call, the count and the unit).
     @inline(__always)
-    private func timed(_ call: @autoclosure () -> Int32, _ name: @autoclosure () -> String) throws {
+    private func timed(_ call: StaticString, _ count: Int, _ unit: StaticString, _ body: () -> Int32) throws {
         let start = ContinuousClock.now
-        let code = call()
+        let code = watched(call, count, unit, body)
         collectiveTime += ContinuousClock.now - start
-        try Self.check(code, name(), rank: rank)
+        try Self.check(code, count == 0 ? "\(call)" : "\(call)(\(count) \(unit))", rank: rank)
     }
 
     public func abort(code: Int32) -> Never {

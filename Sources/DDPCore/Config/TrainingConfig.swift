@@ -40,6 +40,12 @@ public struct DistributedConfig: Sendable, Equatable {
     /// node-shared windows, reduced by reading each other's memory (no reduce-scatter, no
     /// allgather). `false`: MPI collectives even on one node.
     public var sharedMemory = true
+    /// The collective deadline: a rank that has waited this long in one blocking MPI call ends
+    /// the job (see `CollectiveWatchdog`). torch.distributed's defaults are 10 to 30 minutes;
+    /// 300 s is far above any collective of a healthy job and ends a lost-host job quickly.
+    public var timeoutSeconds = 300.0
+
+    public init() {}
 }
 
 /// A whole training config, parsed and validated. See README.md for every key.
@@ -161,6 +167,8 @@ public struct TrainingConfig: Sendable, Equatable {
         if var section = try top.section("distributed") {
             config.distributed.shardedUpdate = try section.bool("sharded_update", default: true)
             config.distributed.sharedMemory = try section.bool("shared_memory", default: true)
+            config.distributed.timeoutSeconds = try section.double("timeout_seconds", default: config.distributed.timeoutSeconds,
+                                                                   in: 1...604_800)
             try section.finish()
         }
         try top.finish()

@@ -211,6 +211,7 @@ public final class Trainer {
         var lr = config.optimizer.learningRate
         var lastProgress = start
         for step in 0..<plan.stepsPerEpoch {
+            CollectiveWatchdog.mark(epoch: epoch + 1, step: step + 1)
             let stepStart = ContinuousClock.now
             let batch = plan.localRows(step: step, order: orderBase, into: context.sampleRows)
             data.train.gather(rows: context.sampleRows, count: batch, transform: data.transform,
