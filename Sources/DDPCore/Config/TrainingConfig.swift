@@ -38,6 +38,12 @@ public struct DistributedConfig: Sendable, Equatable {
     public var shardedUpdate = true
 }
 
+/// The config's `logging` section: what rank 0 writes besides metrics.jsonl and the console.
+public struct LoggingConfig: Sendable, Equatable {
+    /// A TensorBoard event file in the run directory (`tensorboard --logdir runs/`).
+    public var tensorboard = true
+}
+
 /// A whole training config, parsed and validated. See README.md for every key.
 public struct TrainingConfig: Sendable, Equatable {
     public var seed: UInt64 = 0
@@ -50,6 +56,7 @@ public struct TrainingConfig: Sendable, Equatable {
     public var earlyStopping: EarlyStoppingConfig?
     public var checkpoint = CheckpointConfig()
     public var distributed = DistributedConfig()
+    public var logging = LoggingConfig()
     /// The resolved YAML (after overrides), saved into the run directory.
     public var resolvedYAML = ""
 
@@ -156,6 +163,10 @@ public struct TrainingConfig: Sendable, Equatable {
         }
         if var section = try top.section("distributed") {
             config.distributed.shardedUpdate = try section.bool("sharded_update", default: true)
+            try section.finish()
+        }
+        if var section = try top.section("logging") {
+            config.logging.tensorboard = try section.bool("tensorboard", default: true)
             try section.finish()
         }
         try top.finish()

@@ -54,6 +54,7 @@ public final class Trainer {
     private let metrics: MetricsLog
     private var lastCheckpoint: String?
     private let console: Console
+    private var tensorBoard: TensorBoardWriter?
 
     public init(config: TrainingConfig, data: RunData, communicator: Communicator, options: TrainOptions) throws {
         self.config = config
@@ -118,6 +119,9 @@ public final class Trainer {
             try initializeWeights()
             if communicator.isRoot { try AtomicFile.write("", to: metrics.path) }
         }
+        if communicator.isRoot && config.logging.tensorboard {
+            tensorBoard = try TensorBoardWriter(directory: options.runDirectory, resumingAfterEpoch: options.resume ? startEpoch : nil)
+        }
         let totalEpochs = config.training.epochs
         var records: [EpochRecord] = []
         var reason = "completed"
@@ -146,6 +150,7 @@ public final class Trainer {
                 console.endProgress()
                 console.line(record.consoleLine(totalEpochs: totalEpochs))
                 try metrics.append(record.json)
+                try tensorBoard?.append(record)
                 if decision.improved { try network.saveWeights(to: options.runDirectory + "/best.safetensors") }
                 if checkpointDue { try saveCheckpoint(epochsCompleted: epoch + 1) }
             }
