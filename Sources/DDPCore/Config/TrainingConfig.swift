@@ -42,6 +42,9 @@ public struct DistributedConfig: Sendable, Equatable {
 public struct LoggingConfig: Sendable, Equatable {
     /// A TensorBoard event file in the run directory (`tensorboard --logdir runs/`).
     public var tensorboard = true
+    /// Where stderr is not a terminal (a batch job's log): seconds between plain progress lines
+    /// within an epoch.
+    public var progressSeconds = 30.0
 }
 
 /// A whole training config, parsed and validated. See README.md for every key.
@@ -167,6 +170,7 @@ public struct TrainingConfig: Sendable, Equatable {
         }
         if var section = try top.section("logging") {
             config.logging.tensorboard = try section.bool("tensorboard", default: true)
+            config.logging.progressSeconds = try section.double("progress_seconds", default: 30, in: 0.1...86_400)
             try section.finish()
         }
         try top.finish()

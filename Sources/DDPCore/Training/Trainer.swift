@@ -92,7 +92,7 @@ public final class Trainer {
         snapshot = monitor.config.restoreBestWeights ? WeightsSnapshot(network: network) : nil
         checkpoints = CheckpointStore(runDirectory: options.runDirectory)
         metrics = MetricsLog(path: options.runDirectory + "/metrics.jsonl")
-        console = Console(enabled: communicator.isRoot && !options.quiet)
+        console = Console(enabled: communicator.isRoot && !options.quiet, plainProgressSeconds: config.logging.progressSeconds)
     }
 
     deinit {
@@ -432,36 +432,5 @@ final class WeightsSnapshot {
         try communicator.broadcast(parameters)
         try communicator.broadcast(state)
         try communicator.broadcast(&batchesTracked)
-    }
-}
-
-/// Rank 0's terminal output: Keras-like epoch lines on stdout, a one-line progress display on stderr.
-public struct Console {
-    public let enabled: Bool
-    public init(enabled: Bool) { self.enabled = enabled }
-    private static let progressWidth = 100
-
-    public func line(_ text: String) {
-        guard enabled else { return }
-        FileHandle.standardOutput.write(Data((text + "\n").utf8))
-    }
-
-    func progress(epoch: Int, of epochs: Int, step: Int, of steps: Int, loss: Double, rate: Double) {
-        guard enabled else { return }
-        let text = String(format: "Epoch %d/%d  step %d/%d  loss: %.4f  %.0f samples/s", epoch, epochs, step, steps, loss, rate)
-        FileHandle.standardError.write(Data(("\r" + text.padding(toLength: Self.progressWidth, withPad: " ", startingAt: 0)).utf8))
-        progressShown = true
-    }
-
-    func endProgress() {
-        guard enabled, progressShown else { return }
-        FileHandle.standardError.write(Data(("\r" + String(repeating: " ", count: Self.progressWidth) + "\r").utf8))
-        progressShown = false
-    }
-
-    private nonisolated(unsafe) static var shown = false
-    private var progressShown: Bool {
-        get { Self.shown }
-        nonmutating set { Self.shown = newValue }
     }
 }
