@@ -77,12 +77,14 @@ public struct TrainingConfig: Sendable, Equatable {
 
     public static func parse(yaml text: String, source: String = "config", overrides: [String] = []) throws -> TrainingConfig {
         var root: Node
+        try YAMLLimits.checkNesting(text, source: source)
         do {
             root = try Yams.compose(yaml: text) ?? Node.mapping(Node.Mapping([]))
         } catch {
             throw DDPError(.config, "\(source) is not valid YAML: \(error)")
         }
         for assignment in overrides { try ConfigOverride.apply(assignment, to: &root) }
+        try YAMLLimits.checkSize(root, source: source)
         do {
             var config = try parse(root: root)
             config.resolvedYAML = (try? Yams.serialize(node: root)) ?? text
@@ -174,6 +176,8 @@ public struct TrainingConfig: Sendable, Equatable {
             try section.finish()
         }
         try top.finish()
+        try MemoryCheck.checkModel(config.model, batch: config.training.batchSizePerRank ?? config.training.batchSize,
+                                   batchKey: config.training.batchSizePerRank == nil ? "training.batch_size" : "training.batch_size_per_rank")
         return config
     }
 
