@@ -261,7 +261,9 @@ struct Metrics {
     var end: [String: Any]?
 
     init(runDirectory: String) {
-        let objects = MetricsLog.readLines(runDirectory + "/metrics.jsonl").compactMap(\.object)
+        // Read here with JSONSerialization, independently of the records that wrote the file.
+        let text = (try? String(contentsOfFile: runDirectory + "/metrics.jsonl", encoding: .utf8)) ?? ""
+        let objects = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         epochs = objects.filter { $0["epoch"] != nil && $0["event"] == nil }
         end = objects.last { ($0["event"] as? String) == "end" }
     }

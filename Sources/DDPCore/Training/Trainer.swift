@@ -177,19 +177,10 @@ public final class Trainer {
         }
         if communicator.isRoot {
             try network.saveWeights(to: options.runDirectory + "/model.safetensors")
-            var end = JSONLine()
-            end.add("event", "end")
-            end.add("reason", reason)
-            end.add("epochs_run", epoch)
-            end.add("best_epoch", outcome.bestEpoch)
-            end.add("monitor", outcome.monitor)
-            end.add("best_value", outcome.bestValue)
-            end.add("test_loss", outcome.testLoss)
-            end.add("test_accuracy", outcome.testAccuracy)
-            end.add("ranks", communicator.size)
-            end.add("global_batch", plan.globalBatch)
-            end.add("seconds", Date().timeIntervalSince(runStart))
-            try metrics.append(end.text)
+            let end = EndMetrics(reason: reason, epochsRun: epoch, bestEpoch: outcome.bestEpoch, monitor: outcome.monitor,
+                                 bestValue: outcome.bestValue, testLoss: outcome.testLoss, testAccuracy: outcome.testAccuracy,
+                                 ranks: communicator.size, globalBatch: plan.globalBatch, seconds: Date().timeIntervalSince(runStart))
+            try metrics.append(MetricsLog.encode(end))
             if let loss = outcome.testLoss {
                 console.line(String(format: "test_loss: %.4f", loss) + (outcome.testAccuracy.map { String(format: " - test_accuracy: %.4f", $0) } ?? ""))
             }
