@@ -26,3 +26,16 @@ public struct DDPError: Error, CustomStringConvertible, Equatable, Sendable {
 
     public var description: String { message }
 }
+
+/// An error every rank reached at the same point (through an agreement collective, or because
+/// each rank checked the same bytes), so the job ends without MPI_Abort: the rank with
+/// `printHere` prints it once, every rank finalizes MPI and exits 1.
+public struct AgreedFailure: Error, Sendable {
+    public let error: DDPError
+    public let printHere: Bool
+
+    public init(error: DDPError, printHere: Bool) {
+        self.error = error
+        self.printHere = printHere
+    }
+}

@@ -42,6 +42,58 @@ static inline int cmpi_broadcast_bytes(void *buffer, int count, int root) {
 
 static inline int cmpi_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
 
+// ZeRO-1's two halves: every rank contributes the whole gradient and receives the sum of its own
+// block; then every rank contributes its block of parameters and receives all of them.
+static inline int cmpi_reduce_scatter_block_sum_float(const float *send, float *receive, int block) {
+    return MPI_Reduce_scatter_block(send, receive, block, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
+}
+
+/// In place: rank r's block is already at buffer[r * block].
+static inline int cmpi_allgather_in_place_float(float *buffer, int block) {
+    return MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, block, MPI_FLOAT, MPI_COMM_WORLD);
+}
+
+/// Rank r's `block` floats land at full[r * block] on `root` (checkpoint saves of sharded state).
+static inline int cmpi_gather_float(const float *block_data, float *full, int block, int root) {
+    return MPI_Gather(block_data, block, MPI_FLOAT, full, block, MPI_FLOAT, root, MPI_COMM_WORLD);
+}
+
+/// full[r * block] on `root` lands in rank r's `block_data` (resuming sharded state).
+static inline int cmpi_scatter_float(const float *full, float *block_data, int block, int root) {
+    return MPI_Scatter(full, block, MPI_FLOAT, block_data, block, MPI_FLOAT, root, MPI_COMM_WORLD);
+}
+
+// Node-shared memory: the ranks of one node (MPI_COMM_TYPE_SHARED), ordered by world rank, and
+// one window per node that the node's first rank allocates and the others map.
+static inline int cmpi_split_node(MPI_Comm *node) {
+    int rank = 0;
+    MPI_Comm_rank(MPI_COMM_WORLD, &rank);
+    int rc = MPI_Comm_split_type(MPI_COMM_WORLD, MPI_COMM_TYPE_SHARED, rank, MPI_INFO_NULL, node);
+    if (rc != MPI_SUCCESS) return rc;
+    return MPI_Comm_set_errhandler(*node, MPI_ERRORS_RETURN);
+}
+
+static inline int cmpi_comm_rank(MPI_Comm comm, int *rank) { return MPI_Comm_rank(comm, rank); }
+static inline int cmpi_comm_size(MPI_Comm comm, int *size) { return MPI_Comm_size(comm, size); }
+static inline int cmpi_comm_free(MPI_Comm *comm) { return MPI_Comm_free(comm); }
+static inline int cmpi_comm_barrier(MPI_Comm comm) { return MPI_Barrier(comm); }
+static inline int cmpi_comm_broadcast_bytes(MPI_Comm comm, void *buffer, int count, int root) {
+    return MPI_Bcast(buffer, count, MPI_BYTE, root, comm);
+}
+
+/// Every rank of `node` calls this; only the one passing bytes > 0 allocates. `base` receives the
+/// address of the allocating rank's segment, mapped into this process.
+static inline int cmpi_shared_window(MPI_Comm node, long bytes, int owner, void **base, MPI_Win *window) {
+    void *own = NULL;
+    int rc = MPI_Win_allocate_shared((MPI_Aint)bytes, 1, MPI_INFO_NULL, node, &own, window);
+    if (rc != MPI_SUCCESS) return rc;
+    MPI_Aint size = 0;
+    int unit = 0;
+    return MPI_Win_shared_query(*window, owner, &size, &unit, base);
+}
+
+static inline int cmpi_window_free(MPI_Win *window) { return MPI_Win_free(window); }
+
 static inline int cmpi_abort(int code) { return MPI_Abort(MPI_COMM_WORLD, code); }
 
 static inline void cmpi_error_string(int code, char *text, int capacity) {

@@ -8,7 +8,7 @@ struct DDP: ParsableCommand {
         commandName: "ddp",
         abstract: "Data-parallel neural-network training over MPI and OpenBLAS, driven by YAML configs.",
         discussion: "Run on N processes with `mpirun -np N ddp train CONFIG` (or launch/train). See README.md.",
-        subcommands: [Train.self, Summary.self, Evaluate.self, Plot.self, Compare.self, Report.self]
+        subcommands: [Train.self, Summary.self, Evaluate.self, Plot.self, Compare.self, Report.self, Bench.self]
     )
 }
 
@@ -42,7 +42,9 @@ struct Train: ParsableCommand {
         let session = JobSession()
         session.execute {
             let config = try options.load(self.config)
-            let data = try RunData(config: config)
+            // A single process reads its data here; under MPI each node reads it once, into
+            // memory its ranks share, once MPI runs (below).
+            let localData = MPICommunicator.launchedByMPI ? nil : try RunData(config: config)
             // Errors every rank would hit alike, before any rank starts MPI: shapes, the initial
             // weights file, a directory that already holds a run.
             let network = try Network(config: config.model)
@@ -50,6 +52,7 @@ struct Train: ParsableCommand {
             let directory = runDir ?? Self.defaultRunDirectory(config: self.config)
             if !resume { try RunDirectory.prepareFresh(directory, overwrite: overwrite, remove: false) }
             try session.startCommunicator { communicator in
+                let data = try localData ?? NodeSharedData.load(config: config, communicator: communicator as! MPICommunicator)
                 var trainOptions = TrainOptions(runDirectory: directory)
                 trainOptions.resume = resume
                 trainOptions.quiet = quiet

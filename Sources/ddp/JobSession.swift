@@ -42,6 +42,14 @@ final class JobSession {
     }
 
     private func fail(_ error: Error) -> Never {
+        if let agreed = error as? AgreedFailure, let communicator = communicator as? MPICommunicator {
+            if agreed.printHere {
+                let who = communicator.rank == 0 ? "" : " on rank \(communicator.rank) of \(communicator.size)"
+                FileHandle.standardError.write(Data("ddp: error\(who): \(agreed.error.message)\n".utf8))
+            }
+            communicator.finalize()
+            exit(1)
+        }
         let message = (error as? DDPError)?.message ?? error.localizedDescription
         guard let communicator, communicator.size > 1 else {
             let rank = Self.launcherRank

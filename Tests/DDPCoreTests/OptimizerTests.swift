@@ -199,6 +199,62 @@ final class OptimizerTests: XCTestCase {
 
     // MARK: Clipping
 
+    // MARK: Slices of the flat buffer (the sharded update)
+
+    /// Optimizers over consecutive slices (cut inside a kernel, inside a bias, at a tensor
+    /// boundary) update every parameter exactly as one optimizer over the whole buffer: the
+    /// decay ranges are intersected with each slice, and each element's update depends on
+    /// that element alone.
+    func testOptimizersOverSlicesEqualOneOverTheWholeBuffer() throws {
+        for kind in OptimizerConfig.Kind.allCases {
+            let whole = try makeNetwork(inputs: 5, [Layers.dense(7), Layers.dense(3)], maxBatch: 1)
+            let split = try makeNetwork(inputs: 5, [Layers.dense(7), Layers.dense(3)], maxBatch: 1)
+            whole.initialize(seed: 3)
+            split.initialize(seed: 3)
+            var config = OptimizerConfig(kind: kind, learningRate: 0.05)
+            config.weightDecay = 0.1
+            config.momentum = kind == .sgd ? 0.9 : 0
+            let reference = Optimizer(config: config, network: whole)
+            let count = whole.parameterCount                        // 5·7 + 7 + 7·3 + 3 = 66
+            let cuts = [0, 17, 35, 40, 61, count]
+            let slices = zip(cuts, cuts.dropFirst()).map { Optimizer(config: config, network: split, range: $0..<$1, capacity: $1 - $0 + 5) }
+            for step in 0..<4 {
+                let gradients = (0..<count).map { Float(sin(Double($0 * 7 + step))) }
+                store(gradients, into: whole.gradients)
+                store(gradients, into: split.gradients)
+                reference.apply(parameters: whole.parameters, gradients: whole.gradients, lr: 0.05)
+                for slice in slices {
+                    slice.apply(parameters: UnsafeMutableBufferPointer(rebasing: split.parameters[slice.range]),
+                                gradients: UnsafeMutableBufferPointer(rebasing: split.gradients[slice.range]), lr: 0.05)
+                }
+            }
+            XCTAssertEqual(Array(whole.parameters), Array(split.parameters), "\(kind): sliced updates differ from the whole")
+            XCTAssertNotEqual(Array(whole.parameters), { let n = try! makeNetwork(inputs: 5, [Layers.dense(7), Layers.dense(3)], maxBatch: 1); n.initialize(seed: 3); return Array(n.parameters) }(),
+                              "\(kind): the updates changed nothing")
+            let moments = slices.flatMap { Array($0.firstMoment.prefix($0.count)) }
+            XCTAssertEqual(moments, Array(reference.firstMoment.prefix(count)), "\(kind): sliced first moments")
+        }
+    }
+
+    /// The penalty shares of consecutive slices add up to the whole penalty, gradients included.
+    func testWeightPenaltySharesSumToTheWhole() throws {
+        let layers = [Layers.dense(6, kernelRegularizer: Penalty(l1: 0.01, l2: 0.02), biasRegularizer: Penalty(l2: 0.5)),
+                      Layers.dense(2, kernelRegularizer: Penalty(l1: 0.03))]
+        let whole = try makeNetwork(inputs: 4, layers, maxBatch: 1)
+        whole.initialize(seed: 5)
+        whole.gradients.update(repeating: 0)
+        let total = whole.applyWeightPenalties()
+        let expected = Array(whole.gradients)
+        whole.gradients.update(repeating: 0)
+        var shares = 0.0
+        for range in [0..<10, 10..<27, 27..<whole.parameterCount] {
+            shares += whole.applyWeightPenalties(range: range, gradients: whole.gradients.baseAddress! + range.lowerBound)
+        }
+        XCTAssertEqual(shares, total, accuracy: 1e-6 * total)
+        XCTAssertEqual(Array(whole.gradients), expected)
+        XCTAssertGreaterThan(total, 0)
+    }
+
     func testClipByGlobalNorm() {
         var values: [Float] = [3, 0, -4]
         let norm = values.withUnsafeMutableBufferPointer { Optimizer.clipByGlobalNorm($0, maxNorm: 1) }

@@ -140,7 +140,8 @@ final class TensorBoardTests: XCTestCase {
         XCTAssertEqual(try eventFiles(run).count, 1)
         let scalars = try readWithTensorBoard(run)
         XCTAssertEqual(Set(scalars.keys), ["loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
-                                           "samples_per_second", "allreduce_seconds"])
+                                           "samples_per_second", "allreduce_seconds", "data_seconds", "compute_seconds",
+                                           "communication_seconds", "update_seconds"])
         for record in outcome.records {
             for (tag, value) in record.tensorBoardScalars {
                 let logged = try XCTUnwrap(scalars[tag]?.first { $0[0] == Double(record.epoch) }, "\(tag) at epoch \(record.epoch)")

@@ -9,11 +9,26 @@ public protocol Communicator: AnyObject {
     func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws
     /// In-place element-wise sum over all ranks.
     func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws
+    /// Sums `send` (size × `receive.count` floats, the same layout on every rank) over all ranks
+    /// and leaves block `rank` of the sum in `receive`: MPI_Reduce_scatter_block.
+    func reduceScatterSum(_ send: UnsafePointer<Float>, into receive: UnsafeMutableBufferPointer<Float>) throws
+    /// In place: rank r's `block` floats sit at `buffer[r·block]`; afterwards every rank has all
+    /// of them. `buffer` holds size × block floats: MPI_Allgather.
+    func allgather(_ buffer: UnsafeMutableBufferPointer<Float>, block: Int) throws
+    /// Rank r's `block` lands at `full[r·block]` on `root` (`full` is ignored elsewhere).
+    func gather(_ block: UnsafeBufferPointer<Float>, into full: UnsafeMutablePointer<Float>?, root: Int) throws
+    /// `full[r·block]` on `root` lands in rank r's `block` (`full` is ignored elsewhere).
+    func scatter(_ full: UnsafePointer<Float>?, into block: UnsafeMutableBufferPointer<Float>, root: Int) throws
     /// Copies `root`'s bytes into every other rank's buffer.
     func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws
     func barrier() throws
     /// Ends the whole job (every rank) with `code`. Used when one rank fails alone.
     func abort(code: Int32) -> Never
+    /// Wall time spent inside collectives since the start, for the step-time breakdown.
+    var collectiveTime: Duration { get }
+    /// Collective: when every rank runs on this node, `count` zeroed floats that every rank maps
+    /// (one MPI shared window); nil otherwise. Lives until MPI is finalized.
+    func nodeSharedFloats(_ count: Int) throws -> UnsafeMutablePointer<Float>?
 }
 
 extension Communicator {
@@ -40,6 +55,21 @@ public final class LocalCommunicator: Communicator {
     public var size: Int { 1 }
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {}
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {}
+    public func reduceScatterSum(_ send: UnsafePointer<Float>, into receive: UnsafeMutableBufferPointer<Float>) throws {
+        guard let base = receive.baseAddress, send != UnsafePointer(base) else { return }
+        base.update(from: send, count: receive.count)
+    }
+    public func allgather(_ buffer: UnsafeMutableBufferPointer<Float>, block: Int) throws {}
+    public func gather(_ block: UnsafeBufferPointer<Float>, into full: UnsafeMutablePointer<Float>?, root: Int) throws {
+        guard let full, let base = block.baseAddress, UnsafePointer(full) != base else { return }
+        full.update(from: base, count: block.count)
+    }
+    public func scatter(_ full: UnsafePointer<Float>?, into block: UnsafeMutableBufferPointer<Float>, root: Int) throws {
+        guard let full, let base = block.baseAddress, UnsafePointer(base) != full else { return }
+        base.update(from: full, count: block.count)
+    }
+    public var collectiveTime: Duration { .zero }
+    public func nodeSharedFloats(_ count: Int) throws -> UnsafeMutablePointer<Float>? { nil }
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {}
     public func barrier() throws {}
     public func abort(code: Int32) -> Never { exit(code) }

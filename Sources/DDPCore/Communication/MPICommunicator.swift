@@ -10,6 +10,7 @@ import Darwin
 public final class MPICommunicator: Communicator {
     public let rank: Int
     public let size: Int
+    public private(set) var collectiveTime = Duration.zero
 
     /// True when a launcher (mpirun, srun) started this process, so MPI_Init joins a job rather
     /// than becoming a singleton (which, as root, OpenMPI refuses without extra variables).
@@ -28,32 +29,91 @@ public final class MPICommunicator: Communicator {
         self.size = Int(size)
     }
 
-    /// Ends MPI. Safe to call more than once; every exit path of `ddp` goes through it.
+    private var node: NodeGroup?
+
+    /// The ranks of this node, split on first use (a collective: every rank calls it together).
+    public func nodeGroup() throws -> NodeGroup {
+        if let node { return node }
+        let group = try NodeGroup(worldRank: rank)
+        node = group
+        return group
+    }
+
+    public func nodeSharedFloats(_ count: Int) throws -> UnsafeMutablePointer<Float>? {
+        let node = try nodeGroup()
+        guard node.size == size, size > 1 else { return nil }
+        let base = try node.sharedSegment(bytes: count * MemoryLayout<Float>.stride).bindMemory(to: Float.self, capacity: count)
+        if node.rank == 0 { base.initialize(repeating: 0, count: count) }
+        try node.barrier()
+        return base
+    }
+
+    /// Ends MPI. Safe to call more than once; every exit path of `ddp` goes through it. Every
+    /// rank reaches it together on a normal exit, so the node's shared windows are freed here
+    /// (collectively) first.
     public func finalize() {
-        if cmpi_is_finalized() == 0 { _ = cmpi_finalize() }
+        guard cmpi_is_finalized() == 0 else { return }
+        node?.free()
+        node = nil
+        _ = cmpi_finalize()
     }
 
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
-        try Self.check(cmpi_allreduce_sum_float(base, try Self.count(buffer.count)),
-                       "MPI_Allreduce(\(buffer.count) floats)", rank: rank)
+        let count = try Self.count(buffer.count)
+        try timed(cmpi_allreduce_sum_float(base, count), "MPI_Allreduce(\(buffer.count) floats)")
     }
 
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
-        try Self.check(cmpi_allreduce_sum_double(base, try Self.count(buffer.count)),
-                       "MPI_Allreduce(\(buffer.count) doubles)", rank: rank)
+        let count = try Self.count(buffer.count)
+        try timed(cmpi_allreduce_sum_double(base, count), "MPI_Allreduce(\(buffer.count) doubles)")
+    }
+
+    public func reduceScatterSum(_ send: UnsafePointer<Float>, into receive: UnsafeMutableBufferPointer<Float>) throws {
+        guard let base = receive.baseAddress else { return }
+        guard size > 1 else { return try LocalCommunicator().reduceScatterSum(send, into: receive) }
+        let block = try Self.count(receive.count)
+        try timed(cmpi_reduce_scatter_block_sum_float(send, base, block), "MPI_Reduce_scatter_block(\(receive.count) floats per rank)")
+    }
+
+    public func allgather(_ buffer: UnsafeMutableBufferPointer<Float>, block: Int) throws {
+        guard size > 1, let base = buffer.baseAddress else { return }
+        precondition(buffer.count >= block * size, "allgather: \(buffer.count) floats cannot hold \(size) blocks of \(block)")
+        let count = try Self.count(block)
+        try timed(cmpi_allgather_in_place_float(base, count), "MPI_Allgather(\(block) floats per rank)")
+    }
+
+    public func gather(_ block: UnsafeBufferPointer<Float>, into full: UnsafeMutablePointer<Float>?, root: Int) throws {
+        guard size > 1 else { return try LocalCommunicator().gather(block, into: full, root: root) }
+        let count = try Self.count(block.count)
+        try timed(cmpi_gather_float(block.baseAddress, full, count, Int32(root)), "MPI_Gather(\(block.count) floats per rank)")
+    }
+
+    public func scatter(_ full: UnsafePointer<Float>?, into block: UnsafeMutableBufferPointer<Float>, root: Int) throws {
+        guard size > 1 else { return try LocalCommunicator().scatter(full, into: block, root: root) }
+        let count = try Self.count(block.count)
+        try timed(cmpi_scatter_float(full, block.baseAddress, count, Int32(root)), "MPI_Scatter(\(block.count) floats per rank)")
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
-        try Self.check(cmpi_broadcast_bytes(base, try Self.count(buffer.count), Int32(root)),
-                       "MPI_Bcast(\(buffer.count) bytes)", rank: rank)
+        let count = try Self.count(buffer.count)
+        try timed(cmpi_broadcast_bytes(base, count, Int32(root)), "MPI_Bcast(\(buffer.count) bytes)")
     }
 
     public func barrier() throws {
         guard size > 1 else { return }
-        try Self.check(cmpi_barrier(), "MPI_Barrier", rank: rank)
+        try timed(cmpi_barrier(), "MPI_Barrier")
+    }
+
+    /// Runs one blocking MPI call, adds its wall time to `collectiveTime` and checks its code.
+    @inline(__always)
+    private func timed(_ call: @autoclosure () -> Int32, _ name: @autoclosure () -> String) throws {
+        let start = ContinuousClock.now
+        let code = call()
+        collectiveTime += ContinuousClock.now - start
+        try Self.check(code, name(), rank: rank)
     }
 
     public func abort(code: Int32) -> Never {

@@ -36,6 +36,10 @@ public struct DistributedConfig: Sendable, Equatable {
     /// parameters are allgathered. `false`: every rank allreduces the whole gradient and
     /// repeats the whole update.
     public var shardedUpdate = true
+    /// With the sharded update, when every rank runs on one node: parameters and gradients in
+    /// node-shared windows, reduced by reading each other's memory (no reduce-scatter, no
+    /// allgather). `false`: MPI collectives even on one node.
+    public var sharedMemory = true
 }
 
 /// The config's `logging` section: what rank 0 writes besides metrics.jsonl and the console.
@@ -168,6 +172,7 @@ public struct TrainingConfig: Sendable, Equatable {
         }
         if var section = try top.section("distributed") {
             config.distributed.shardedUpdate = try section.bool("sharded_update", default: true)
+            config.distributed.sharedMemory = try section.bool("shared_memory", default: true)
             try section.finish()
         }
         if var section = try top.section("logging") {

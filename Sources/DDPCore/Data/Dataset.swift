@@ -7,6 +7,9 @@ public struct Dataset: Sendable {
     public enum Storage: Sendable {
         case bytes([UInt8])
         case floats([Float])
+        /// Bytes or floats in a node-shared MPI window: one copy per node, not per rank.
+        case sharedBytes(SharedFeatures)
+        case sharedFloats(SharedFeatures)
     }
 
     public let count: Int
@@ -23,6 +26,7 @@ public struct Dataset: Sendable {
         switch storage {
         case .bytes(let values): stored = values.count
         case .floats(let values): stored = values.count
+        case .sharedBytes(let values), .sharedFloats(let values): stored = values.count
         }
         precondition(count >= 0 && featureCount >= 0, "Dataset: negative shape")
         precondition(stored == count * featureCount, "Dataset: storage holds \(stored) values, shape needs \(count * featureCount)")
@@ -42,6 +46,8 @@ public struct Dataset: Sendable {
         switch storage {
         case .bytes(let all): part = .bytes(Array(all[values]))
         case .floats(let all): part = .floats(Array(all[values]))
+        case .sharedBytes(let all): part = .sharedBytes(all.slice(values, elementSize: 1))
+        case .sharedFloats(let all): part = .sharedFloats(all.slice(values, elementSize: 4))
         }
         return Dataset(count: range.count, featureCount: featureCount, storage: part,
                        labels: Array(labels[range]), origin: origin)
@@ -51,9 +57,27 @@ public struct Dataset: Sendable {
     public func feature(row: Int, column: Int) -> Float {
         precondition(row >= 0 && row < count && column >= 0 && column < featureCount,
                      "Dataset.feature: (\(row), \(column)) outside \(count)×\(featureCount)")
+        let index = row * featureCount + column
+        return withFeatures(bytes: { Float($0[index]) }, floats: { $0[index] })
+    }
+
+    /// Whether features are raw bytes (images), which `normalize: scale` divides by 255.
+    public var holdsBytes: Bool {
         switch storage {
-        case .bytes(let values): return Float(values[row * featureCount + column])
-        case .floats(let values): return values[row * featureCount + column]
+        case .bytes, .sharedBytes: return true
+        case .floats, .sharedFloats: return false
+        }
+    }
+
+    /// Runs `bytes` or `floats` on the features, wherever they are stored.
+    @inline(__always)
+    public func withFeatures<R>(bytes: (UnsafeBufferPointer<UInt8>) throws -> R,
+                                floats: (UnsafeBufferPointer<Float>) throws -> R) rethrows -> R {
+        switch storage {
+        case .bytes(let values): return try values.withUnsafeBufferPointer(bytes)
+        case .floats(let values): return try values.withUnsafeBufferPointer(floats)
+        case .sharedBytes(let values): return try bytes(values.buffer(of: UInt8.self))
+        case .sharedFloats(let values): return try floats(values.buffer(of: Float.self))
         }
     }
 
@@ -91,25 +115,44 @@ extension Dataset {
         transform.scale.withUnsafeBufferPointer { scaleBuffer in
             transform.shift.withUnsafeBufferPointer { shiftBuffer in
                 let scale = scaleBuffer.baseAddress!, shift = shiftBuffer.baseAddress!
-                switch storage {
-                case .bytes(let values):
-                    values.withUnsafeBufferPointer { buffer in
-                        let base = buffer.baseAddress!
-                        for i in 0..<rowCount {
-                            let from = base + Int(rows[i]) * width, to = inputs + i * width
-                            for f in 0..<width { to[f] = Float(from[f]) * scale[f] + shift[f] }
-                        }
+                withFeatures(bytes: { buffer in
+                    let base = buffer.baseAddress!
+                    for i in 0..<rowCount {
+                        let from = base + Int(rows[i]) * width, to = inputs + i * width
+                        for f in 0..<width { to[f] = Float(from[f]) * scale[f] + shift[f] }
                     }
-                case .floats(let values):
-                    values.withUnsafeBufferPointer { buffer in
-                        let base = buffer.baseAddress!
-                        for i in 0..<rowCount {
-                            let from = base + Int(rows[i]) * width, to = inputs + i * width
-                            for f in 0..<width { to[f] = from[f] * scale[f] + shift[f] }
-                        }
+                }, floats: { buffer in
+                    let base = buffer.baseAddress!
+                    for i in 0..<rowCount {
+                        let from = base + Int(rows[i]) * width, to = inputs + i * width
+                        for f in 0..<width { to[f] = from[f] * scale[f] + shift[f] }
                     }
-                }
+                })
             }
         }
+    }
+}
+
+/// A dataset's features inside memory that outlives it (a node-shared MPI window): the view and
+/// the object that keeps the memory mapped. Read-only once built, so safe to share.
+public struct SharedFeatures: @unchecked Sendable {
+    public let owner: AnyObject
+    public let base: UnsafeRawPointer
+    /// Elements (bytes or floats), not bytes.
+    public let count: Int
+
+    public init(owner: AnyObject, base: UnsafeRawPointer, count: Int) {
+        self.owner = owner
+        self.base = base
+        self.count = count
+    }
+
+    func buffer<T>(of type: T.Type) -> UnsafeBufferPointer<T> {
+        UnsafeBufferPointer(start: base.assumingMemoryBound(to: T.self), count: count)
+    }
+
+    /// Elements `range` as a view into the same memory (validation_split copies nothing).
+    func slice(_ range: Range<Int>, elementSize: Int) -> SharedFeatures {
+        SharedFeatures(owner: owner, base: base + range.lowerBound * elementSize, count: range.count)
     }
 }

@@ -31,7 +31,7 @@ public struct FeatureTransform: Sendable, Equatable {
         case .none:
             break
         case .scale:
-            if case .bytes = data.storage {
+            if data.holdsBytes {
                 transform.scale = Array(repeating: 1 / 255, count: width)
                 break
             }
@@ -82,10 +82,7 @@ private struct FeatureStatistics {
                 }
             }
         }
-        switch data.storage {
-        case .bytes(let values): values.withUnsafeBufferPointer { v in accumulate { Double(v[$0]) } }
-        case .floats(let values): values.withUnsafeBufferPointer { v in accumulate { Double(v[$0]) } }
-        }
+        data.withFeatures(bytes: { v in accumulate { Double(v[$0]) } }, floats: { v in accumulate { Double(v[$0]) } })
         let n = Double(rows)
         low = Array(acc[0..<width])
         high = Array(acc[width..<2 * width])

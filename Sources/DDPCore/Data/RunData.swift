@@ -7,12 +7,29 @@ public struct RunData: Sendable {
     /// Fitted on `train` only; applied to every split.
     public let transform: FeatureTransform
 
+    /// Reads every data file of the config in this process.
     public init(config: TrainingConfig) throws {
-        let full = try DataLoader.load(config.data.train)
+        try self.init(config: config, loaded: try Self.loadSources(config))
+    }
+
+    /// The config's data sources in order: train, then validation and test when configured.
+    public static func sources(_ config: TrainingConfig) -> [DataSource] {
+        [config.data.train] + [config.data.validation, config.data.test].compactMap { $0 }
+    }
+
+    static func loadSources(_ config: TrainingConfig) throws -> [Dataset] {
+        try sources(config).map(DataLoader.load)
+    }
+
+    /// Splits, checks and normalizes datasets already loaded (in this process, or in a node's
+    /// shared window) in the order of `sources(config)`.
+    public init(config: TrainingConfig, loaded: [Dataset]) throws {
+        precondition(loaded.count == Self.sources(config).count, "RunData: \(loaded.count) datasets for \(Self.sources(config).count) sources")
+        let full = loaded[0]
         var train = full
         var validation: Dataset?
-        if let source = config.data.validation {
-            validation = try DataLoader.load(source)
+        if config.data.validation != nil {
+            validation = loaded[1]
         } else if config.data.validationSplit > 0 {
             // Keras: split_at = floor(n·(1 − validation_split)); validation is the tail, unshuffled.
             let splitAt = Int((Double(full.count) * (1 - config.data.validationSplit)).rounded(.down))
@@ -22,7 +39,7 @@ public struct RunData: Sendable {
             train = full.slice(0..<splitAt)
             validation = full.slice(splitAt..<full.count)
         }
-        let test = try config.data.test.map { try DataLoader.load($0) }
+        let test = config.data.test == nil ? nil : loaded[loaded.count - 1]
         for (name, data) in [("data.train", train), ("data.validation", validation), ("data.test", test)] {
             guard let data else { continue }
             try Self.check(data, name: name, config: config)

@@ -93,7 +93,8 @@ public final class TensorBoardWriter {
     deinit { close(descriptor) }
 
     /// The epoch's scalars: loss, accuracy, val_loss, val_accuracy (those the run has), lr,
-    /// seconds, samples_per_second, allreduce_seconds.
+    /// seconds, samples_per_second, allreduce_seconds and the step-time breakdown (data_seconds,
+    /// compute_seconds, communication_seconds: all time in collectives, update_seconds).
     public func append(_ record: EpochRecord) throws {
         try write(scalars: record.tensorBoardScalars, step: record.epoch)
     }
@@ -136,7 +137,8 @@ extension EpochRecord {
         if let validationLoss { scalars.append(("val_loss", validationLoss)) }
         if let validationAccuracy { scalars.append(("val_accuracy", validationAccuracy)) }
         scalars += [("lr", learningRate), ("seconds", seconds), ("samples_per_second", samplesPerSecond),
-                    ("allreduce_seconds", allreduceSeconds)]
+                    ("allreduce_seconds", allreduceSeconds), ("data_seconds", dataSeconds), ("compute_seconds", computeSeconds),
+                    ("communication_seconds", communicationSeconds), ("update_seconds", updateSeconds)]
         return scalars
     }
 }

@@ -14,11 +14,12 @@ public struct TensorSlot: Sendable {
 
 /// A sequential network whose parameters, gradients and BatchNorm state each live in ONE flat
 /// allocation, made once. Layers hold pointers into them, so:
-/// - the optimizer is a single loop over `parameters`;
-/// - the gradient allreduce is a single collective over `reductionBuffer` (each rank's share
-///   of the global mean-loss gradient, so the sum is the gradient), which is the
-///   gradients followed by `reductionTail` slots for the step's loss sum, sample count,
-///   correct count and non-finite flag (so the ranks agree on them without a second collective);
+/// - the optimizer is a single loop over `parameters` (or over one rank's slice of it);
+/// - gradient synchronization is one collective over one buffer: `reductionBuffer` is the
+///   gradients followed by `reductionTail` slots for the step's loss sum, sample count, correct
+///   count and non-finite flag (the allreduce strategy sums it whole); the sharded strategy
+///   reduce-scatters `paddedGradients` and allgathers `paddedParameters`, both padded with zeros
+///   to `shards` equal blocks;
 /// - checkpoints, broadcasts and restore_best_weights copy two buffers.
 public final class Network {
     public static let reductionTail = 4
@@ -30,12 +31,26 @@ public final class Network {
     public let tensors: [TensorSlot]
     public let batchNorms: [BatchNorm]
     public let parameterCount: Int
-    public let parameters: UnsafeMutableBufferPointer<Float>
-    /// Gradients (parameterCount) then the reduction tail (reductionTail).
+    /// The parameter buffer split into this many equal blocks (1: no split, no padding).
+    public let shards: Int
+    /// Floats per block: ⌈parameterCount / shards⌉ rounded up to 16 (64-byte cache lines), so
+    /// no two ranks' slices share a cache line; `parameterCount` itself when `shards` is 1.
+    public let shardBlock: Int
+    /// `parameters` then zeros up to shards × shardBlock.
+    public let paddedParameters: UnsafeMutableBufferPointer<Float>
+    public var parameters: UnsafeMutableBufferPointer<Float> {
+        UnsafeMutableBufferPointer(rebasing: paddedParameters[0..<parameterCount])
+    }
+    /// Gradients (padded to shards × shardBlock) then the reduction tail (reductionTail).
     public let reductionBuffer: UnsafeMutableBufferPointer<Float>
     public var gradients: UnsafeMutableBufferPointer<Float> {
         UnsafeMutableBufferPointer(rebasing: reductionBuffer[0..<parameterCount])
     }
+    public var paddedGradients: UnsafeMutableBufferPointer<Float> {
+        UnsafeMutableBufferPointer(rebasing: reductionBuffer[0..<shards * shardBlock])
+    }
+    /// The step's loss sum, sample count, correct count and non-finite flag, after the gradients.
+    public var tail: UnsafeMutablePointer<Float> { reductionBuffer.baseAddress! + shards * shardBlock }
     public let state: UnsafeMutableBufferPointer<Float>
     /// Activity penalty of each expanded layer's output, if any.
     private let activityPenalties: [Penalty?]
@@ -48,8 +63,33 @@ public final class Network {
     private var outputs: [UnsafeMutableBufferPointer<Float>] = []
     private var gradientScratch: [UnsafeMutableBufferPointer<Float>] = []
 
-    public init(config: ModelConfig) throws {
+    /// Where the parameters and the reduction buffer live when the network does not own them:
+    /// in a node-shared window (see `ShardedSync`). Capacities as the owned buffers'.
+    public struct Storage {
+        public var parameters: UnsafeMutablePointer<Float>
+        public var reduction: UnsafeMutablePointer<Float>
+        public init(parameters: UnsafeMutablePointer<Float>, reduction: UnsafeMutablePointer<Float>) {
+            self.parameters = parameters
+            self.reduction = reduction
+        }
+    }
+    /// False when `storage` was given: the memory belongs to a shared window.
+    private let ownsStorage: Bool
+    /// Whether the parameters are node-shared memory that every rank computes with.
+    public var sharesParameters: Bool { !ownsStorage }
+
+    /// Floats of the padded parameter buffer for `shards` blocks, and of one reduction buffer.
+    public static func bufferSizes(parameterCount: Int, shards: Int) -> (block: Int, parameters: Int, reduction: Int) {
+        let block = shards == 1 ? parameterCount : ((parameterCount + shards - 1) / shards + 15) / 16 * 16
+        return (block, shards * block, shards * block + reductionTail)
+    }
+
+    /// `shards`: how many equal blocks the sharded update splits the parameters into (its rank
+    /// count). `storage`: memory for the parameters and the reduction buffer (else allocated).
+    public init(config: ModelConfig, shards: Int = 1, storage: Storage? = nil) throws {
+        precondition(shards >= 1, "Network: shards must be at least 1")
         self.config = config
+        self.shards = shards
         inputWidth = config.inputs
         guard config.inputs > 0 else { throw DDPError(.config, "model.inputs must be a positive integer, got \(config.inputs)") }
         guard !config.layers.isEmpty else { throw DDPError(.config, "model.layers is empty: expected at least one layer") }
@@ -106,23 +146,33 @@ public final class Network {
         tensors = slots
         weightPenalties = slots.compactMap { slot in slot.regularizer.map { (slot.offset, slot.count, $0) } }
         parameterCount = parameterOffset
-        parameters = .allocate(capacity: max(parameterOffset, 1))
-        parameters.initialize(repeating: 0)
-        reductionBuffer = .allocate(capacity: parameterOffset + Self.reductionTail)
-        reductionBuffer.initialize(repeating: 0)
+        let sizes = Self.bufferSizes(parameterCount: parameterOffset, shards: shards)
+        shardBlock = sizes.block
+        ownsStorage = storage == nil
+        if let storage {
+            paddedParameters = UnsafeMutableBufferPointer(start: storage.parameters, count: sizes.parameters)
+            reductionBuffer = UnsafeMutableBufferPointer(start: storage.reduction, count: sizes.reduction)
+        } else {
+            paddedParameters = .allocate(capacity: max(sizes.parameters, 1))
+            paddedParameters.initialize(repeating: 0)
+            reductionBuffer = .allocate(capacity: sizes.reduction)
+            reductionBuffer.initialize(repeating: 0)
+        }
         state = .allocate(capacity: max(stateOffset, 1))
         state.initialize(repeating: 0)
 
         for (layer, start) in zip(layers, layerStarts) {
-            layer.bind(parameters: parameters.baseAddress! + start.parameter,
+            layer.bind(parameters: paddedParameters.baseAddress! + start.parameter,
                        gradients: reductionBuffer.baseAddress! + start.parameter,
                        buffers: state.baseAddress! + start.state)
         }
     }
 
     deinit {
-        parameters.deallocate()
-        reductionBuffer.deallocate()
+        if ownsStorage {
+            paddedParameters.deallocate()
+            reductionBuffer.deallocate()
+        }
         state.deallocate()
         input.deallocate()
         outputs.forEach { $0.deallocate() }
@@ -226,10 +276,19 @@ public final class Network {
     /// gradient into `gradients` and returns their value. Runs after the allreduce, on the
     /// already-averaged gradient, so every rank adds it exactly once.
     public func applyWeightPenalties() -> Double {
+        applyWeightPenalties(range: 0..<parameterCount, gradients: reductionBuffer.baseAddress!)
+    }
+
+    /// The penalties of the parameters in `range` of the flat buffer only, whose gradients start
+    /// at `gradients` (this rank's reduced slice under the sharded update). Returns their share
+    /// of the penalty value; the shares of all ranks sum to the whole.
+    public func applyWeightPenalties(range: Range<Int>, gradients: UnsafeMutablePointer<Float>) -> Double {
         var total = 0.0
         for (offset, count, penalty) in weightPenalties {
-            total += penalty.apply(values: parameters.baseAddress! + offset,
-                                   gradients: reductionBuffer.baseAddress! + offset, count: count)
+            let lower = max(offset, range.lowerBound), upper = min(offset + count, range.upperBound)
+            guard lower < upper else { continue }
+            total += penalty.apply(values: paddedParameters.baseAddress! + lower,
+                                   gradients: gradients + (lower - range.lowerBound), count: upper - lower)
         }
         return total
     }

@@ -41,35 +41,51 @@ public struct OptimizerConfig: Sendable, Equatable {
 /// then, for both:             m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²
 ///                             p ← p − (lr/(1 − β₁ᵗ)) · m / (√v/√(1 − β₂ᵗ) + ε)
 ///
-/// It runs after the gradient allreduce, on the globally averaged gradient, so every rank
-/// applies the identical update. Moments are flat buffers like the parameters, so a
-/// checkpoint is two more tensors.
+/// It runs on the combined gradient (after the allreduce, or on this rank's slice after the
+/// reduce-scatter), so every rank's update of a parameter is the same. It owns one contiguous
+/// `range` of the network's flat parameter buffer (all of it, or this rank's shard under the
+/// sharded update) and moments for that range only, so a checkpoint is two more tensors that
+/// the gradient sync gathers over the ranks.
 public final class Optimizer {
     public let config: OptimizerConfig
+    /// The slice of the flat parameter buffer this optimizer updates.
+    public let range: Range<Int>
     public let count: Int
-    /// First moment (Adam) or momentum buffer (SGD).
+    /// First moment (Adam) or momentum buffer (SGD); `capacity` floats, the first `count` used.
     public let firstMoment: UnsafeMutableBufferPointer<Float>
     /// Second moment (Adam); unused by SGD.
     public let secondMoment: UnsafeMutableBufferPointer<Float>
     /// Steps taken so far (torch's `state['step']`).
     public var step: Int = 0
-    /// Ranges of the flat buffer that weight_decay applies to.
+    /// Ranges relative to `range.lowerBound` that weight_decay applies to.
     private let decayRanges: [Range<Int>]
 
-    public init(config: OptimizerConfig, network: Network) {
+    /// An optimizer over the whole parameter buffer.
+    public convenience init(config: OptimizerConfig, network: Network) {
+        self.init(config: config, network: network, range: 0..<network.parameterCount, capacity: network.parameterCount)
+    }
+
+    /// An optimizer over `range` of the flat parameter buffer, with moment buffers of `capacity`
+    /// (≥ range.count) floats: the sharded update gathers equal-sized blocks from every rank.
+    public init(config: OptimizerConfig, network: Network, range: Range<Int>, capacity: Int) {
+        precondition(capacity >= range.count, "Optimizer: capacity \(capacity) below the range's \(range.count) floats")
         self.config = config
-        count = network.parameterCount
-        firstMoment = .allocate(capacity: max(count, 1))
+        self.range = range
+        count = range.count
+        firstMoment = .allocate(capacity: max(capacity, 1))
         firstMoment.initialize(repeating: 0)
-        secondMoment = .allocate(capacity: max(count, 1))
+        secondMoment = .allocate(capacity: max(capacity, 1))
         secondMoment.initialize(repeating: 0)
         var ranges: [Range<Int>] = []
         for slot in network.tensors where slot.storage == .parameter {
             guard config.decay == .all || slot.role == .kernel else { continue }
-            if let last = ranges.last, last.upperBound == slot.offset {
-                ranges[ranges.count - 1] = last.lowerBound..<slot.offset + slot.count
+            let lower = max(slot.offset, range.lowerBound), upper = min(slot.offset + slot.count, range.upperBound)
+            guard lower < upper else { continue }
+            let local = (lower - range.lowerBound)..<(upper - range.lowerBound)
+            if let last = ranges.last, last.upperBound == local.lowerBound {
+                ranges[ranges.count - 1] = last.lowerBound..<local.upperBound
             } else {
-                ranges.append(slot.offset..<slot.offset + slot.count)
+                ranges.append(local)
             }
         }
         decayRanges = ranges
@@ -80,9 +96,14 @@ public final class Optimizer {
         secondMoment.deallocate()
     }
 
-    /// Applies one update with learning rate `lr` to `parameters` from `gradients` (which it may modify).
+    /// Applies one update with learning rate `lr` to `parameters` from `gradients` (which it may
+    /// modify): both hold at least `count` floats, the optimizer's range (the whole buffer, or
+    /// this rank's slice of the parameters and its reduced gradient).
     public func apply(parameters: UnsafeMutableBufferPointer<Float>, gradients: UnsafeMutableBufferPointer<Float>, lr: Float) {
+        precondition(parameters.count >= count && gradients.count >= count,
+                     "Optimizer.apply: \(parameters.count) parameters and \(gradients.count) gradients for a range of \(count)")
         step += 1
+        guard count > 0 else { return }
         let p = parameters.baseAddress!, g = gradients.baseAddress!
         let wd = config.weightDecay
         switch config.kind {
@@ -157,13 +178,22 @@ public final class Optimizer {
     /// Returns the norm before clipping.
     @discardableResult
     public static func clipByGlobalNorm(_ gradients: UnsafeMutableBufferPointer<Float>, maxNorm: Float) -> Float {
+        let norm = Float(sumOfSquares(UnsafeBufferPointer(gradients)).squareRoot())
+        scale(gradients, toNorm: maxNorm, from: norm)
+        return norm
+    }
+
+    /// Σg² in Double: one rank's share of the squared global norm under the sharded update.
+    public static func sumOfSquares(_ gradients: UnsafeBufferPointer<Float>) -> Double {
         var squares: Double = 0
         for value in gradients { squares += Double(value) * Double(value) }
-        let norm = Float(squares.squareRoot())
+        return squares
+    }
+
+    /// The scaling half of clip_grad_norm_, given the global norm.
+    public static func scale(_ gradients: UnsafeMutableBufferPointer<Float>, toNorm maxNorm: Float, from norm: Float) {
         let coefficient = maxNorm / (norm + 1e-6)
-        if coefficient < 1 {
-            for i in gradients.indices { gradients[i] *= coefficient }
-        }
-        return norm
+        guard coefficient < 1 else { return }
+        for i in gradients.indices { gradients[i] *= coefficient }
     }
 }

@@ -10,8 +10,16 @@ public struct EpochRecord: Sendable {
     public var learningRate: Double
     public var seconds: Double
     public var samplesPerSecond: Double
-    /// Time inside the fused gradient allreduce this epoch.
+    /// Time in the gradient sync's collectives this epoch (the fused allreduce, or the
+    /// reduce-scatter, totals allreduce and allgather of the sharded update).
     public var allreduceSeconds: Double
+    /// The step-time breakdown: gathering batches; forward, loss and backward; penalties,
+    /// clipping and the optimizer (each without time in collectives); and every collective
+    /// (SyncBatchNorm's included).
+    public var dataSeconds: Double = 0
+    public var computeSeconds: Double = 0
+    public var communicationSeconds: Double = 0
+    public var updateSeconds: Double = 0
 
     /// The value a monitor name refers to.
     public func value(of monitor: String) -> Double? {
@@ -129,9 +137,10 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
     public var lr: Double?
     public var seconds: Double?
     public var samplesPerSecond: Double?
-    /// Time inside the gradient allreduce.
+    /// Time in the gradient sync's collectives.
     public var allreduceSeconds: Double?
-    /// Where the epoch's time went, when measured: written only when present.
+    /// The step-time breakdown (see `EpochRecord`): written when present, which the trainer's
+    /// lines always are.
     public var dataSeconds: Double?
     public var computeSeconds: Double?
     public var communicationSeconds: Double?
@@ -154,6 +163,10 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
         self.init(epoch: record.epoch, loss: record.loss, accuracy: record.accuracy, valLoss: record.validationLoss,
                   valAccuracy: record.validationAccuracy, lr: record.learningRate, seconds: record.seconds,
                   samplesPerSecond: record.samplesPerSecond, allreduceSeconds: record.allreduceSeconds)
+        dataSeconds = record.dataSeconds
+        computeSeconds = record.computeSeconds
+        communicationSeconds = record.communicationSeconds
+        updateSeconds = record.updateSeconds
     }
 
     enum CodingKeys: String, CodingKey {

@@ -26,8 +26,8 @@ public struct TrainingOutcome: Sendable {
 /// The training loop every rank runs. One step:
 ///
 ///     gather this rank's rows → forward → loss (gradient scaled by 1/global batch) → backward
-///     → ONE allreduce of [gradients | loss sum, samples, correct, non-finite]: the mean gradient
-///     → weight penalties → clip → optimizer
+///     → gradient sync: the mean gradient (whole, or this rank's slice) and the step's totals
+///     → weight penalties → clip → optimizer (→ allgather of the slices)
 ///
 /// After each epoch: validation (sharded, one allreduce), then rank 0 decides early stopping
 /// and broadcasts the decision, so every rank leaves the loop after the same epoch. Rank 0
@@ -38,7 +38,9 @@ public final class Trainer {
     public let communicator: Communicator
     public let options: TrainOptions
     public let network: Network
-    public let optimizer: Optimizer
+    /// Allreduce, or the sharded update (ZeRO-1) whenever np > 1: see `GradientSync`.
+    public let sync: GradientSync
+    public var optimizer: Optimizer { sync.optimizer }
     public let plan: BatchPlan
     let context: StepContext
     let evaluator: Evaluator
@@ -61,7 +63,7 @@ public final class Trainer {
         self.data = data
         self.communicator = communicator
         self.options = options
-        network = try Network(config: config.model)
+        (network, sync) = try makeNetworkAndSync(config: config, communicator: communicator)
         plan = try BatchPlan(sampleCount: data.train.count, loop: config.training,
                              ranks: communicator.size, rank: communicator.rank)
         if network.hasBatchNorm {
@@ -74,7 +76,6 @@ public final class Trainer {
         context.seed = config.seed
         network.reserve(maxBatch: plan.maxLocalBatch)
         evaluator = Evaluator(network: network, loss: config.loss, context: context)
-        optimizer = Optimizer(config: config.optimizer, network: network)
         labels = .allocate(capacity: max(network.maxBatch, 1))
         labels.initialize(repeating: 0)
         order = .allocate(capacity: data.train.count)
@@ -146,13 +147,15 @@ public final class Trainer {
             records.append(record)
             let every = config.checkpoint.everyEpochs
             let checkpointDue = decision.improved || (every > 0 && (epoch + 1) % every == 0) || decision.stop || epoch + 1 == totalEpochs
+            // Collective: under the sharded update the moments live in slices on every rank.
+            let moments = checkpointDue ? try sync.gatherOptimizerState() : nil
             if communicator.isRoot {
                 console.endProgress()
                 console.line(record.consoleLine(totalEpochs: totalEpochs))
                 try metrics.append(record.json)
                 try tensorBoard?.append(record)
                 if decision.improved { try network.saveWeights(to: options.runDirectory + "/best.safetensors") }
-                if checkpointDue { try saveCheckpoint(epochsCompleted: epoch + 1) }
+                if checkpointDue, let moments { try saveCheckpoint(epochsCompleted: epoch + 1, moments: moments) }
             }
             // Every rank knows the path, so any rank's error message can name it.
             if checkpointDue { lastCheckpoint = checkpoints.statePath(epoch: epoch + 1) }
@@ -164,6 +167,8 @@ public final class Trainer {
             }
         }
         if let snapshot, monitor.hasSnapshot {
+            // Node-shared parameters: rank 0 may still be writing the last checkpoint from them.
+            if network.sharesParameters { try communicator.barrier() }
             snapshot.restore(into: network)
             console.line("Restoring model weights from the end of the best epoch: \(monitor.bestEpoch + 1).")
         }
@@ -197,15 +202,16 @@ public final class Trainer {
         context.training = true
         BatchPlan.fillOrder(order, seed: config.seed, epoch: epoch, shuffle: config.training.shuffle)
         let orderBase = UnsafePointer(order.baseAddress!)
-        let tail = network.reductionBuffer.baseAddress! + network.parameterCount
         var lossSum = 0.0, correct = 0.0, samples = 0.0
-        var allreduceTime = Duration.zero
+        var time = StepTimes(communicator)
         var lr = config.optimizer.learningRate
         var lastProgress = start
         for step in 0..<plan.stepsPerEpoch {
+            let stepStart = ContinuousClock.now
             let batch = plan.localRows(step: step, order: orderBase, into: context.sampleRows)
             data.train.gather(rows: context.sampleRows, count: batch, transform: data.transform,
                               inputs: network.input.baseAddress!, labels: labels.baseAddress!)
+            let computeStart = time.mark(stepStart, communicator, into: .data)
             network.zeroGradients()
             let activity = try network.forward(batch: batch, context: context)
             // Gradient of the global mean loss: the step's global sample count is known up front.
@@ -214,30 +220,20 @@ public final class Trainer {
                                               width: network.outputWidth, gradient: network.outputGradient,
                                               gradientScale: meanScale)
             try network.backward(batch: batch, context: context, gradientScale: meanScale)
+            let syncStart = time.mark(computeStart, communicator, into: .compute)
             let localLoss = result.lossSum + activity
-            tail[0] = Float(localLoss)
-            tail[1] = Float(batch)
-            tail[2] = Float(result.correct)
-            tail[3] = localLoss.isFinite ? 0 : 1
-            let reduceStart = ContinuousClock.now
-            try communicator.allreduceSum(network.reductionBuffer)
-            allreduceTime += ContinuousClock.now - reduceStart
-            let count = Double(tail[1])
-            guard tail[3] == 0, tail[0].isFinite else {
-                throw DDPError(.training, "the loss became non-finite at epoch \(epoch + 1), step \(step + 1) (global loss sum \(tail[0])); " +
+            let totals = try sync.reduce(lossSum: localLoss, samples: batch, correct: result.correct, nonFinite: !localLoss.isFinite)
+            guard !totals.nonFinite else {
+                throw DDPError(.training, "the loss became non-finite at epoch \(epoch + 1), step \(step + 1) (global loss sum \(totals.lossSum)); " +
                                (lastCheckpoint.map { "the last good checkpoint is \($0)" } ?? "no checkpoint was written yet") +
                                "; try a lower optimizer.lr or set optimizer.clip_norm")
             }
-            lossSum += Double(tail[0])
-            correct += Double(tail[2])
-            samples += count
-            let penalty = network.applyWeightPenalties()
-            lossSum += penalty * count
-            if let clip = config.optimizer.clipNorm {
-                Optimizer.clipByGlobalNorm(network.gradients, maxNorm: clip)
-            }
+            lossSum += totals.lossSum + totals.penalty * totals.samples
+            correct += totals.correct
+            samples += totals.samples
             lr = config.schedule.learningRate(base: config.optimizer.learningRate, epoch: epoch, globalStep: globalStep)
-            optimizer.apply(parameters: network.parameters, gradients: network.gradients, lr: lr)
+            try sync.update(lr: lr)
+            _ = time.mark(syncStart, communicator, into: .update, gradientSync: true)
             globalStep += 1
             if console.enabled, step % 16 == 0 {
                 let now = ContinuousClock.now
@@ -251,7 +247,9 @@ public final class Trainer {
         let elapsed = seconds(ContinuousClock.now - start)
         return EpochRecord(epoch: epoch + 1, loss: lossSum / samples, accuracy: config.loss.hasAccuracy ? correct / samples : nil,
                            validationLoss: nil, validationAccuracy: nil, learningRate: Double(lr), seconds: elapsed,
-                           samplesPerSecond: samples / elapsed, allreduceSeconds: seconds(allreduceTime))
+                           samplesPerSecond: samples / elapsed, allreduceSeconds: seconds(time.gradientSync),
+                           dataSeconds: seconds(time.data), computeSeconds: seconds(time.compute),
+                           communicationSeconds: seconds(time.communication), updateSeconds: seconds(time.update))
     }
 
     private func seconds(_ duration: Duration) -> Double {
@@ -278,23 +276,27 @@ public final class Trainer {
 
     private func initializeWeights() throws {
         network.initialize(seed: config.seed)
+        // Node-shared parameters: every rank wrote the same values; none may still be writing
+        // when rank 0 replaces them with init_weights.
+        if network.sharesParameters { try communicator.barrier() }
         if communicator.isRoot, let path = config.model.initWeights { try network.loadWeights(from: path) }
         try broadcastModel()
     }
 
     /// Makes every rank's parameters and BatchNorm state rank 0's.
     private func broadcastModel() throws {
-        try communicator.broadcast(network.parameters)
+        if !network.sharesParameters { try communicator.broadcast(network.parameters) }
         try communicator.broadcast(network.state)
         var counts = network.batchNorms.map(\.batchesTracked)
         try communicator.broadcast(&counts)
         for (norm, count) in zip(network.batchNorms, counts) { norm.batchesTracked = count }
     }
 
-    private func saveCheckpoint(epochsCompleted: Int) throws {
+    /// `moments`: the optimizer state over the whole parameter buffer, gathered from every rank.
+    private func saveCheckpoint(epochsCompleted: Int, moments: (first: [Float], second: [Float])) throws {
         var tensors = network.exportTensors()
-        tensors.append(StoredTensor(name: "optimizer.first_moment", shape: [optimizer.count], floats: UnsafeBufferPointer(optimizer.firstMoment)))
-        tensors.append(StoredTensor(name: "optimizer.second_moment", shape: [optimizer.count], floats: UnsafeBufferPointer(optimizer.secondMoment)))
+        tensors.append(StoredTensor(name: "optimizer.first_moment", shape: [moments.first.count], floats: moments.first))
+        tensors.append(StoredTensor(name: "optimizer.second_moment", shape: [moments.second.count], floats: moments.second))
         if let snapshot, monitor.hasSnapshot { tensors += snapshot.tensors() }
         let state = CheckpointState(epoch: epochsCompleted, globalStep: globalStep, optimizerStep: optimizer.step,
                                     seed: config.seed, ranks: communicator.size, globalBatch: plan.globalBatch,
@@ -308,6 +310,7 @@ public final class Trainer {
     /// file system and a run may resume on a different number of ranks.
     private func resumeFromCheckpoint() throws {
         var counters = [Double](repeating: 0, count: 8)
+        var moments: (first: [Float], second: [Float])?
         var failure: String?
         if communicator.isRoot {
             checkpoints.removeStaleTemporaries()
@@ -318,10 +321,14 @@ public final class Trainer {
                     try checkResumable(found.state, file: found.path)
                     try network.importTensors(found.tensors.filter { !$0.key.hasPrefix("optimizer.") && !$0.key.hasPrefix("best.") },
                                               file: found.path)
-                    for (name, buffer) in [("optimizer.first_moment", optimizer.firstMoment), ("optimizer.second_moment", optimizer.secondMoment)] {
+                    var loaded: [[Float]] = []
+                    for name in ["optimizer.first_moment", "optimizer.second_moment"] {
                         guard let tensor = found.tensors[name] else { throw DDPError(.weights, "\(found.path): missing tensor \(name)") }
-                        try tensor.copyFloats(into: buffer, file: found.path)
+                        var values = [Float](repeating: 0, count: network.parameterCount)
+                        try values.withUnsafeMutableBufferPointer { try tensor.copyFloats(into: $0, file: found.path) }
+                        loaded.append(values)
                     }
+                    moments = (loaded[0], loaded[1])
                     let state = found.state
                     if state.monitor.hasSnapshot, let snapshot { try snapshot.load(found.tensors, file: found.path) }
                     counters = [Double(state.epoch), Double(state.globalStep), Double(state.optimizerStep), Double(state.monitor.wait),
@@ -341,8 +348,7 @@ public final class Trainer {
         try communicator.broadcast(&failed)
         if failed[0] != 0 { throw DDPError(.weights, failure ?? "rank 0 could not load the checkpoint") }
         try broadcastModel()
-        try communicator.broadcast(optimizer.firstMoment)
-        try communicator.broadcast(optimizer.secondMoment)
+        try sync.scatterOptimizerState(moments)
         try communicator.broadcast(&counters)
         if let snapshot { try snapshot.broadcast(communicator) }
         startEpoch = Int(counters[0])
@@ -354,6 +360,39 @@ public final class Trainer {
         monitor.bestEpoch = Int(counters[5])
         monitor.stoppedEpoch = counters[6] < 0 ? nil : Int(counters[6])
         monitor.hasSnapshot = counters[7] != 0
+    }
+}
+
+/// Where an epoch's step time goes: data (gather), compute (forward, loss, backward), update
+/// (penalties, clipping, optimizer) each without the time inside collectives, which is
+/// `communication` (SyncBatchNorm's and the gradient sync's); `gradientSync` is the part of
+/// it spent combining gradients and parameters.
+struct StepTimes {
+    enum Phase { case data, compute, update }
+    var data = Duration.zero, compute = Duration.zero, update = Duration.zero
+    var communication = Duration.zero, gradientSync = Duration.zero
+    private var collectiveMark: Duration
+
+    init(_ communicator: Communicator) { collectiveMark = communicator.collectiveTime }
+
+    /// Ends a phase begun at `since`: its time outside collectives goes to `phase`, inside to
+    /// `communication`. Returns now, the next phase's start. Two clock reads, no allocation.
+    @inline(__always)
+    mutating func mark(_ since: ContinuousClock.Instant, _ communicator: Communicator,
+                       into phase: Phase, gradientSync: Bool = false) -> ContinuousClock.Instant {
+        let now = ContinuousClock.now
+        let collectives = communicator.collectiveTime
+        let inside = collectives - collectiveMark
+        collectiveMark = collectives
+        let outside = (now - since) - inside
+        switch phase {
+        case .data: data += outside
+        case .compute: compute += outside
+        case .update: update += outside
+        }
+        communication += inside
+        if gradientSync { self.gradientSync += inside }
+        return now
     }
 }
 

@@ -1,0 +1,114 @@
+/// What every rank agrees on after a step's gradient synchronization.
+public struct StepTotals: Sendable {
+    /// Σ per-sample losses (activity penalties included) over the global batch.
+    public var lossSum: Double
+    public var samples: Double
+    public var correct: Double
+    /// Some rank's loss was NaN or infinite: no update may be applied.
+    public var nonFinite: Bool
+    /// Kernel and bias penalty value (Keras regularizers) of the parameters before the update.
+    public var penalty: Double
+}
+
+/// How a step's gradients become one update that leaves every rank with identical parameters.
+/// The trainer calls, on every rank and in this order:
+///
+///     reduce(local figures)   the gradient of the global mean loss (all of it, or this rank's
+///                             slice), the penalties' gradient added, the step's totals agreed
+///     → stop here if totals.nonFinite
+///     update(lr)              clip by global norm, optimizer, and (sharded) allgather
+///
+/// Two strategies: `AllreduceSync` (one fused allreduce, every rank repeats the whole update)
+/// and `ShardedSync` (ZeRO stage 1: reduce-scatter, update a 1/N slice, allgather).
+public protocol GradientSync: AnyObject {
+    var optimizer: Optimizer { get }
+    /// `lossSum`, `samples`, `correct`: this rank's share of the step; `nonFinite`: its own loss.
+    func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool) throws -> StepTotals
+    func update(lr: Float) throws
+    /// Collective: the optimizer's moments over the whole parameter buffer (parameterCount
+    /// floats each), on rank 0; nil on the other ranks. Checkpoints stay independent of np.
+    func gatherOptimizerState() throws -> (first: [Float], second: [Float])?
+    /// Collective: rank 0's whole-buffer moments (nil elsewhere) become every rank's state.
+    func scatterOptimizerState(_ state: (first: [Float], second: [Float])?) throws
+}
+
+/// Whether a run shards its update: whenever there is more than one rank and
+/// `distributed.sharded_update` is on (the default). Its network is then made with `shards: ranks`.
+public func usesShardedUpdate(_ config: TrainingConfig, ranks: Int) -> Bool {
+    config.distributed.shardedUpdate && ranks > 1
+}
+
+/// The network of a run and the strategy that updates it, built together because the sharded
+/// update on one node puts the network's parameters and gradients in node-shared windows.
+/// Collective: every rank calls it with the same config.
+public func makeNetworkAndSync(config: TrainingConfig, communicator: Communicator) throws -> (Network, GradientSync) {
+    let size = communicator.size
+    guard usesShardedUpdate(config, ranks: size) else {
+        let network = try Network(config: config.model)
+        return (network, AllreduceSync(network: network, config: config.optimizer, communicator: communicator))
+    }
+    if config.distributed.sharedMemory {
+        let count = try Network(config: config.model).parameterCount
+        let sizes = Network.bufferSizes(parameterCount: count, shards: size)
+        let stride = (sizes.reduction + 15) / 16 * 16
+        if let parameters = try communicator.nodeSharedFloats(sizes.parameters),
+           let slots = try communicator.nodeSharedFloats(stride * size) {
+            let storage = Network.Storage(parameters: parameters, reduction: slots + communicator.rank * stride)
+            let network = try Network(config: config.model, shards: size, storage: storage)
+            return (network, ShardedSync(network: network, config: config.optimizer, communicator: communicator,
+                                         gradientSlots: (slots, stride)))
+        }
+    }
+    let network = try Network(config: config.model, shards: size)
+    return (network, ShardedSync(network: network, config: config.optimizer, communicator: communicator))
+}
+
+/// One MPI_Allreduce per step over [gradients | loss sum, samples, correct, non-finite]; every
+/// rank then applies the penalties, clipping and the optimizer to all parameters. Its one
+/// collective makes it the cheaper choice where latency dominates (tiny models, slow links).
+public final class AllreduceSync: GradientSync {
+    public let optimizer: Optimizer
+    private let network: Network
+    private let communicator: Communicator
+    private let clipNorm: Float?
+
+    public init(network: Network, config: OptimizerConfig, communicator: Communicator) {
+        self.network = network
+        self.communicator = communicator
+        clipNorm = config.clipNorm
+        optimizer = Optimizer(config: config, network: network)
+    }
+
+    public func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool) throws -> StepTotals {
+        let tail = network.tail
+        tail[0] = Float(lossSum)
+        tail[1] = Float(samples)
+        tail[2] = Float(correct)
+        tail[3] = nonFinite ? 1 : 0
+        try communicator.allreduceSum(network.reductionBuffer)
+        var totals = StepTotals(lossSum: Double(tail[0]), samples: Double(tail[1]), correct: Double(tail[2]),
+                                nonFinite: tail[3] != 0 || !tail[0].isFinite, penalty: 0)
+        if !totals.nonFinite { totals.penalty = network.applyWeightPenalties() }
+        return totals
+    }
+
+    public func update(lr: Float) throws {
+        if let clipNorm { Optimizer.clipByGlobalNorm(network.gradients, maxNorm: clipNorm) }
+        optimizer.apply(parameters: network.parameters, gradients: network.gradients, lr: lr)
+    }
+
+    public func gatherOptimizerState() throws -> (first: [Float], second: [Float])? {
+        guard communicator.isRoot else { return nil }
+        let count = optimizer.count
+        return (Array(optimizer.firstMoment.prefix(count)), Array(optimizer.secondMoment.prefix(count)))
+    }
+
+    public func scatterOptimizerState(_ state: (first: [Float], second: [Float])?) throws {
+        if let state {
+            _ = optimizer.firstMoment.update(fromContentsOf: state.first)
+            _ = optimizer.secondMoment.update(fromContentsOf: state.second)
+        }
+        try communicator.broadcast(optimizer.firstMoment)
+        try communicator.broadcast(optimizer.secondMoment)
+    }
+}

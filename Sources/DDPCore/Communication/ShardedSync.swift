@@ -1,0 +1,129 @@
+/// ZeRO stage 1 (Rajbhandari et al. 2020, "optimizer state partitioning"): the flat gradient
+/// buffer is reduce-scattered, so rank r receives the global sum of its block r only; rank r
+/// applies the penalties, clipping and the optimizer to that block, holding optimizer moments
+/// for it alone; then the parameters are allgathered. Per step and rank:
+///
+///     MPI_Reduce_scatter_block(gradients, P floats → P/N)        (P = padded parameter count)
+///     MPI_Allreduce([loss sum, samples, correct, non-finite, penalty share, Σg² share], 6 doubles)
+///     MPI_Allgather(parameters, P/N → P floats)
+///
+/// The two big collectives move the same bytes as one allreduce (ring: 2·(N−1)/N·P each way),
+/// but the memory-bound update runs over P/N parameters instead of P, and the moments take
+/// 2·P/N floats instead of 2·P. Clipping by global norm needs only the 6-double allreduce: each
+/// rank's share of Σg² rides it with the step's totals.
+public final class ShardedSync: GradientSync {
+    public let optimizer: Optimizer
+    private let network: Network
+    private let communicator: Communicator
+    private let clipNorm: Float?
+    /// This rank's block of the flat buffer, clipped to the real parameters (may be empty).
+    private let shard: Range<Int>
+    private let block: Int
+    /// The reduced gradient of this rank's block (block floats).
+    private let shardGradient: UnsafeMutableBufferPointer<Float>
+    /// [loss sum, samples, correct, non-finite, penalty share, Σg² share], summed over ranks.
+    private let totals: UnsafeMutableBufferPointer<Double>
+    /// Node-shared mode: every rank's reduction buffer, rank r's at `base + r·stride`.
+    private let gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)?
+
+    /// `gradientSlots`: given when the network's parameters and every rank's reduction buffer
+    /// live in node-shared windows (rank r's at base + r·stride).
+    public init(network: Network, config: OptimizerConfig, communicator: Communicator,
+                gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)? = nil) {
+        self.network = network
+        self.gradientSlots = gradientSlots
+        self.communicator = communicator
+        clipNorm = config.clipNorm
+        block = network.shardBlock
+        let lower = min(communicator.rank * block, network.parameterCount)
+        shard = lower..<min(lower + block, network.parameterCount)
+        optimizer = Optimizer(config: config, network: network, range: shard, capacity: block)
+        shardGradient = .allocate(capacity: max(block, 1))
+        shardGradient.initialize(repeating: 0)
+        totals = .allocate(capacity: 6)
+        totals.initialize(repeating: 0)
+    }
+
+    deinit {
+        shardGradient.deallocate()
+        totals.deallocate()
+    }
+
+    public func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool) throws -> StepTotals {
+        if let gradientSlots {
+            try communicator.barrier()
+            sumSlots(gradientSlots.base, stride: gradientSlots.stride)
+        } else {
+            try communicator.reduceScatterSum(UnsafePointer(network.paddedGradients.baseAddress!),
+                                              into: UnsafeMutableBufferPointer(rebasing: shardGradient[0..<block]))
+        }
+        let gradient = shardGradient.baseAddress!
+        totals[0] = lossSum
+        totals[1] = Double(samples)
+        totals[2] = correct
+        totals[3] = nonFinite ? 1 : 0
+        totals[4] = network.applyWeightPenalties(range: shard, gradients: gradient)
+        totals[5] = clipNorm == nil ? 0 : Optimizer.sumOfSquares(UnsafeBufferPointer(start: gradient, count: shard.count))
+        try communicator.allreduceSum(totals)
+        return StepTotals(lossSum: totals[0], samples: totals[1], correct: totals[2],
+                          nonFinite: totals[3] != 0 || !totals[0].isFinite, penalty: totals[4])
+    }
+
+    public func update(lr: Float) throws {
+        let gradient = UnsafeMutableBufferPointer(rebasing: shardGradient[0..<shard.count])
+        if let clipNorm {
+            Optimizer.scale(gradient, toNorm: clipNorm, from: Float(totals[5].squareRoot()))
+        }
+        optimizer.apply(parameters: UnsafeMutableBufferPointer(rebasing: network.paddedParameters[shard]),
+                        gradients: gradient, lr: lr)
+        if gradientSlots != nil {
+            try communicator.barrier()
+        } else {
+            try communicator.allgather(network.paddedParameters, block: block)
+        }
+    }
+
+    /// shardGradient = Σ_r slot_r[shard], r = 0, 1, …, N − 1, eight lanes at a time.
+    private func sumSlots(_ base: UnsafeMutablePointer<Float>, stride: Int) {
+        let out = shardGradient.baseAddress!, count = shard.count, lower = shard.lowerBound
+        guard count > 0 else { return }
+        out.update(from: base + lower, count: count)
+        let vectorEnd = count - count % 8
+        for rank in 1..<communicator.size {
+            let slot = UnsafePointer(base + rank * stride + lower)
+            var i = 0
+            while i < vectorEnd {
+                let sum = UnsafeRawPointer(out + i).loadUnaligned(as: SIMD8<Float>.self)
+                    + UnsafeRawPointer(slot + i).loadUnaligned(as: SIMD8<Float>.self)
+                UnsafeMutableRawPointer(out + i).storeBytes(of: sum, as: SIMD8<Float>.self)
+                i += 8
+            }
+            while i < count { out[i] += slot[i]; i += 1 }
+        }
+    }
+
+    public func gatherOptimizerState() throws -> (first: [Float], second: [Float])? {
+        let size = communicator.size, count = network.parameterCount
+        var first = [Float](repeating: 0, count: communicator.isRoot ? size * block : 0)
+        var second = first
+        try first.withUnsafeMutableBufferPointer { full in
+            try communicator.gather(UnsafeBufferPointer(rebasing: optimizer.firstMoment[0..<block]), into: full.baseAddress, root: 0)
+        }
+        try second.withUnsafeMutableBufferPointer { full in
+            try communicator.gather(UnsafeBufferPointer(rebasing: optimizer.secondMoment[0..<block]), into: full.baseAddress, root: 0)
+        }
+        guard communicator.isRoot else { return nil }
+        return (Array(first.prefix(count)), Array(second.prefix(count)))
+    }
+
+    public func scatterOptimizerState(_ state: (first: [Float], second: [Float])?) throws {
+        let size = communicator.size
+        for (index, moment) in [optimizer.firstMoment, optimizer.secondMoment].enumerated() {
+            var full = [Float](repeating: 0, count: communicator.isRoot ? size * block : 0)
+            if let state { full.replaceSubrange(0..<network.parameterCount, with: index == 0 ? state.first : state.second) }
+            try full.withUnsafeBufferPointer { full in
+                try communicator.scatter(full.baseAddress, into: UnsafeMutableBufferPointer(rebasing: moment[0..<block]), root: 0)
+            }
+        }
+    }
+}

@@ -1,0 +1,317 @@
+import ArgumentParser
+import DDPCore
+import Foundation
+
+/// `ddp bench`: the scaling benchmark users run on their own machines and clusters.
+///
+/// Every configuration is a real `ddp train` (under `mpirun` for more than one rank), run once
+/// per round, round after round, so that a machine whose speed drifts over minutes affects all
+/// of them alike; figures are medians over rounds, and every ratio is taken within a round.
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure throughput and scaling of a config: rank counts, strong and weak scaling, threads against ranks.",
+        discussion: """
+            Prints samples/s, speedup over one process, efficiency and the step-time breakdown (data, compute, \
+            communication, update) for each case, as medians over interleaved rounds; writes OUT/bench.json and \
+            OUT/speedup.svg. Example: ddp bench configs/fashion-mnist.yaml --ranks 1,2 --repeats 5
+            """)
+
+    @Argument(help: "The YAML config to train.") var config: String
+    @OptionGroup var options: ConfigOptions
+    @Option(help: "Rank counts, comma separated.") var ranks = "1,2,4"
+    @Option(help: "strong, weak, or strong,weak: weak keeps training.batch_size per rank.") var scaling = "strong,weak"
+    @Flag(inversion: .prefixedNo, help: "Also run one process with T BLAS threads for every rank count T > 1.")
+    var threadComparison = true
+    @Flag(help: "Also run every multi-rank case with distributed.sharded_update=false (one allreduce, full update on every rank).")
+    var allreduce = false
+    @Option(help: "Rounds; every case runs once per round.") var repeats = 4
+    @Option(help: "Epochs per run; figures are the median of epochs 2… (epoch 1 warms up).") var epochs = 3
+    @Option(help: "mpirun hostfile for multi-node runs.") var hostfile: String?
+    @Option(help: "Extra mpirun arguments, one string (e.g. \"--mca btl self,vader,tcp\").") var mpirunArgs = ""
+    @Option(help: "Output directory for bench.json, speedup.svg and the run directories.") var out = "bench"
+    @Option(help: "A Python with torch, numpy and mpi4py: also run the PyTorch peer (--peer-script) at each weak rank count.")
+    var peer: String?
+    @Option(help: "The PyTorch peer script (shared/peers/fmnist_torch.py).") var peerScript: String?
+    @Option(help: "sgemm_peak.py: measure the 8-GEMM step limit with --peer's Python each round.") var gemmScript: String?
+
+    func validate() throws {
+        if rankCounts.isEmpty { throw ValidationError("--ranks: expected positive integers, got '\(ranks)'") }
+        if scalings.isEmpty { throw ValidationError("--scaling: expected strong, weak or strong,weak, got '\(scaling)'") }
+        if repeats < 1 || epochs < 1 { throw ValidationError("--repeats and --epochs must be at least 1") }
+        if peer != nil && peerScript == nil { throw ValidationError("--peer needs --peer-script (shared/peers/fmnist_torch.py)") }
+    }
+
+    var rankCounts: [Int] {
+        let values = ranks.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        return values.allSatisfy { $0 > 0 } ? Array(Set(values + [1])).sorted() : []
+    }
+    var scalings: [String] {
+        let values = scaling.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }
+        return values.allSatisfy { $0 == "strong" || $0 == "weak" } ? values : []
+    }
+
+    struct Case: Codable {
+        var name: String
+        var ranks: Int
+        var threads: Int
+        var scaling: String
+        var sharded: Bool
+        var peer = false
+    }
+
+    struct Figures: Codable {
+        var samplesPerSecond: Double
+        /// Shares of epoch time: data, compute, communication, update.
+        var shares: [Double]
+    }
+
+    func run() throws {
+        let config = try options.load(self.config)
+        let batch = config.training.batchSizePerRank ?? config.training.batchSize
+        var cases = [Case(name: "np=1", ranks: 1, threads: 1, scaling: "-", sharded: false)]
+        for n in rankCounts where n > 1 {
+            if threadComparison { cases.append(Case(name: "1 process × \(n) threads", ranks: 1, threads: n, scaling: "-", sharded: false)) }
+            for mode in scalings {
+                cases.append(Case(name: "np=\(n) \(mode)", ranks: n, threads: 1, scaling: mode, sharded: true))
+                if allreduce { cases.append(Case(name: "np=\(n) \(mode) allreduce", ranks: n, threads: 1, scaling: mode, sharded: false)) }
+            }
+        }
+        if peer != nil {
+            for n in rankCounts { cases.append(Case(name: "torch peer np=\(n)", ranks: n, threads: 1, scaling: "weak", sharded: false, peer: true)) }
+        }
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        let binary = Compare.executablePath()
+        print("ddp bench: \(cases.count) cases × \(repeats) rounds, \(epochs) epochs each, batch \(batch)"
+              + (config.training.batchSizePerRank == nil ? " (global)" : " per rank") + "; \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        var rounds: [[String: Figures]] = []
+        var gemmLimits: [Double] = []
+        for round in 1...repeats {
+            var figures: [String: Figures] = [:]
+            for item in cases {
+                figures[item.name] = try item.peer ? runPeer(item) : runOurs(item, binary: binary, batch: batch, round: round)
+                print("  round \(round)  " + Self.padded(item.name, 28) + String(format: " %9.0f samples/s", figures[item.name]!.samplesPerSecond))
+            }
+            if let limit = try gemmLimit(batch: batch) {
+                gemmLimits.append(limit)
+                print("  round \(round)  " + Self.padded("8-GEMM limit (1 thread)", 28) + String(format: " %9.0f samples/s", limit))
+            }
+            rounds.append(figures)
+        }
+        let summary = report(cases: cases, rounds: rounds, gemmLimits: gemmLimits)
+        try write(cases: cases, rounds: rounds, gemmLimits: gemmLimits, summary: summary)
+    }
+
+    // MARK: Running
+
+    private func runOurs(_ item: Case, binary: String, batch: Int, round: Int) throws -> Figures {
+        let directory = "\(out)/runs/\(item.name.replacingOccurrences(of: " ", with: "_").replacingOccurrences(of: "×", with: "x"))-r\(round)"
+        var arguments = ["train", config, "--quiet", "--overwrite", "--run-dir", directory,
+                         "--set", "training.epochs=\(epochs)", "--set", "early_stopping=null", "--set", "data.test=null",
+                         "--set", "checkpoint.every_epochs=0", "--set", "distributed.sharded_update=\(item.sharded)"]
+        arguments += options.overrides.flatMap { ["--set", $0] }
+        if item.scaling == "weak" { arguments += ["--set", "training.batch_size_per_rank=\(batch)"] }
+        if item.scaling == "strong" { arguments += ["--set", "training.batch_size=\(batch)", "--set", "training.batch_size_per_rank=null"] }
+        let output: String
+        if item.ranks == 1 {
+            output = try Self.execute(binary, arguments, environment: ["OPENBLAS_NUM_THREADS": "\(item.threads)"], plain: true)
+        } else {
+            output = try Self.execute(try Self.mpirun(), mpirunFlags(item) + ["-x", "OPENBLAS_NUM_THREADS=\(item.threads)", binary] + arguments,
+                                      environment: [:], plain: false)
+        }
+        let records = (try? RunMetrics.load(path: directory + "/metrics.jsonl"))?.epochs ?? []
+        let timed = records.count > 1 ? Array(records.dropFirst()) : records
+        guard !timed.isEmpty else { throw DDPError(.training, "bench case \(item.name) wrote no epochs; its output:\n\(output)") }
+        let rates = timed.compactMap(\.samplesPerSecond).sorted()
+        guard !rates.isEmpty else { throw DDPError(.training, "bench case \(item.name) recorded no samples/s") }
+        func share(_ part: KeyPath<EpochMetrics, Double?>) -> Double {
+            let values = timed.compactMap { epoch -> Double? in
+                guard let part = epoch[keyPath: part], let total = epoch.seconds, total > 0 else { return nil }
+                return part / total
+            }
+            return values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count)
+        }
+        return Figures(samplesPerSecond: rates[rates.count / 2],
+                       shares: [\EpochMetrics.dataSeconds, \.computeSeconds, \.communicationSeconds, \.updateSeconds].map(share))
+    }
+
+    private func mpirunFlags(_ item: Case) -> [String] {
+        var flags = ["-np", "\(item.ranks)"]
+        if let hostfile { flags += ["--hostfile", hostfile] }
+        else if item.ranks * item.threads > ProcessInfo.processInfo.activeProcessorCount { flags.append("--oversubscribe") }
+        else { flags += ["--bind-to", "core"] }
+        return flags + mpirunArgs.split(separator: " ").map(String.init)
+    }
+
+    private func runPeer(_ item: Case) throws -> Figures {
+        guard let peer, let peerScript else { throw DDPError(.config, "--peer needs --peer-script") }
+        let arguments = [peerScript, "--threads", "1", "--max-steps", "300"]
+        let output = item.ranks == 1
+            ? try Self.execute(peer, arguments, environment: ["OMP_NUM_THREADS": "1"], plain: true)
+            : try Self.execute(try Self.mpirun(), mpirunFlags(item) + ["-x", "OMP_NUM_THREADS=1", peer] + arguments + ["--mpi"],
+                               environment: [:], plain: false)
+        guard let range = output.range(of: #"throughput=[0-9.]+"#, options: .regularExpression),
+              let rate = Double(output[range].dropFirst("throughput=".count)) else {
+            throw DDPError(.training, "the PyTorch peer printed no throughput; its output:\n\(output.suffix(2000))")
+        }
+        return Figures(samplesPerSecond: rate, shares: [])
+    }
+
+    /// The GEMM-bound limit of one single-threaded step as samples/s (sgemm_peak.py, openblas backend).
+    private func gemmLimit(batch: Int) throws -> Double? {
+        guard let peer, let gemmScript else { return nil }
+        let output = try Self.execute(peer, [gemmScript, "--backend", "openblas", "--threads", "1", "--batch", "\(batch)"],
+                                      environment: [:], plain: true)
+        guard let line = output.split(separator: "\n").first(where: { $0.contains("8 necessary GEMMs") }),
+              let range = line.range(of: #"\): [0-9.]+ ms"#, options: .regularExpression),
+              let milliseconds = Double(line[range].dropFirst(3).dropLast(3)) else {
+            throw DDPError(.training, "sgemm_peak.py printed no 8-GEMM limit; its output:\n\(output.suffix(2000))")
+        }
+        return Double(batch) / (milliseconds / 1000)
+    }
+
+    static func mpirun() throws -> String {
+        for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
+            let path = "\(directory)/mpirun"
+            if FileManager.default.isExecutableFile(atPath: path) { return path }
+        }
+        throw DDPError(.config, "mpirun was not found on PATH (install openmpi-bin)")
+    }
+
+    /// Runs a command to completion; its output (stdout and stderr) is returned, a failure throws with it.
+    static func execute(_ executable: String, _ arguments: [String], environment extra: [String: String], plain: Bool) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        var environment = ProcessInfo.processInfo.environment
+        if plain {
+            // A plain process must not believe a launcher started it (ddp bench may itself run under one).
+            for key in environment.keys where key.hasPrefix("OMPI_COMM_WORLD") || key.hasPrefix("PMIX_") || key.hasPrefix("PMI_") {
+                environment[key] = nil
+            }
+        }
+        if getuid() == 0 {
+            environment["OMPI_ALLOW_RUN_AS_ROOT"] = "1"
+            environment["OMPI_ALLOW_RUN_AS_ROOT_CONFIRM"] = "1"
+        }
+        environment.merge(extra) { $1 }
+        process.environment = environment
+        let log = FileManager.default.temporaryDirectory.appendingPathComponent("ddp-bench-\(UUID().uuidString).log")
+        FileManager.default.createFile(atPath: log.path, contents: nil)
+        defer { try? FileManager.default.removeItem(at: log) }
+        let handle = try FileHandle(forWritingTo: log)
+        process.standardOutput = handle
+        process.standardError = handle
+        process.standardInput = FileHandle.nullDevice
+        try process.run()
+        process.waitUntilExit()
+        try? handle.close()
+        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+        guard process.terminationStatus == 0 else {
+            throw DDPError(.training, "`\(([executable] + arguments).joined(separator: " "))` exited \(process.terminationStatus):\n\(output.suffix(3000))")
+        }
+        return output
+    }
+
+    // MARK: Reporting
+
+    struct Row: Codable {
+        var name: String, ranks: Int, threads: Int, scaling: String
+        var samplesPerSecond: Double, speedup: Double, efficiency: Double
+        var shares: [Double]
+    }
+
+    static func padded(_ text: String, _ width: Int) -> String {
+        text.count >= width ? text : text + String(repeating: " ", count: width - text.count)
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let sorted = values.sorted()
+        guard !sorted.isEmpty else { return .nan }
+        return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    }
+
+    /// Median over rounds of a ratio taken within each round.
+    static func ratio(_ rounds: [[String: Figures]], _ a: String, _ b: String) -> Double? {
+        let values = rounds.compactMap { round -> Double? in
+            guard let x = round[a]?.samplesPerSecond, let y = round[b]?.samplesPerSecond, y > 0 else { return nil }
+            return x / y
+        }
+        return values.isEmpty ? nil : median(values)
+    }
+
+    private func report(cases: [Case], rounds: [[String: Figures]], gemmLimits: [Double]) -> (rows: [Row], ratios: [String: Double]) {
+        var rows: [Row] = []
+        print("")
+        print("case                          ranks thr   samples/s  speedup  effic.   data compute   comm update   (median of \(rounds.count) rounds; shares of epoch time)")
+        for item in cases {
+            let rates = rounds.compactMap { $0[item.name]?.samplesPerSecond }
+            let speedup = Self.ratio(rounds, item.name, "np=1") ?? .nan
+            let workers = Double(item.ranks * item.threads)
+            let shares = (0..<4).map { k in Self.median(rounds.compactMap { $0[item.name]?.shares }.filter { $0.count == 4 }.map { $0[k] }) }
+            let row = Row(name: item.name, ranks: item.ranks, threads: item.threads, scaling: item.scaling,
+                          samplesPerSecond: Self.median(rates), speedup: speedup, efficiency: speedup / workers, shares: item.peer ? [] : shares)
+            rows.append(row)
+            let breakdown = item.peer ? "" : shares.map { String(format: " %5.1f%%", 100 * $0) }.joined()
+            print(Self.padded(item.name, 29) + String(format: " %5d %3d %11.0f %7.2fx %6.0f%% ", item.ranks, item.threads,
+                                                      row.samplesPerSecond, speedup, 100 * row.efficiency) + breakdown)
+        }
+        var ratios: [String: Double] = [:]
+        for n in rankCounts where n > 1 {
+            ratios["np=\(n) strong / 1 process × \(n) threads"] = Self.ratio(rounds, "np=\(n) strong", "1 process × \(n) threads")
+            ratios["np=\(n) strong / np=\(n) strong allreduce"] = Self.ratio(rounds, "np=\(n) strong", "np=\(n) strong allreduce")
+            ratios["np=\(n) weak / np=\(n) weak allreduce"] = Self.ratio(rounds, "np=\(n) weak", "np=\(n) weak allreduce")
+            ratios["np=\(n) weak / torch peer np=\(n)"] = Self.ratio(rounds, "np=\(n) weak", "torch peer np=\(n)")
+        }
+        ratios["np=1 / torch peer np=1"] = Self.ratio(rounds, "np=1", "torch peer np=1")
+        if gemmLimits.count == rounds.count {
+            let shares = zip(rounds, gemmLimits).compactMap { round, limit in round["np=1"].map { $0.samplesPerSecond / limit } }
+            ratios["np=1 / 8-GEMM limit"] = Self.median(shares)
+        }
+        let present = ratios.compactMapValues { $0 }
+        if !present.isEmpty {
+            print("")
+            print("ratios within a round (median):")
+            for key in present.keys.sorted() { print("  " + Self.padded(key, 45) + String(format: " %.2f", present[key]!)) }
+        }
+        return (rows, present)
+    }
+
+    private func write(cases: [Case], rounds: [[String: Figures]], gemmLimits: [Double], summary: (rows: [Row], ratios: [String: Double])) throws {
+        struct Document: Codable {
+            var command: String, date: String, cores: Int, repeats: Int, epochs: Int
+            var cases: [Case], rounds: [[String: Figures]], gemmLimitSamplesPerSecond: [Double]
+            var summary: [Row], ratios: [String: Double]
+        }
+        let document = Document(command: CommandLine.arguments.joined(separator: " "), date: ISO8601DateFormatter().string(from: Date()),
+                                cores: ProcessInfo.processInfo.activeProcessorCount, repeats: repeats, epochs: epochs,
+                                cases: cases, rounds: rounds, gemmLimitSamplesPerSecond: gemmLimits, summary: summary.rows, ratios: summary.ratios)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        try AtomicFile.write(Array(try encoder.encode(document)), to: "\(out)/bench.json")
+
+        let counts = rankCounts
+        var series: [LineChart.Series] = []
+        for (index, mode) in scalings.enumerated() {
+            let points = counts.compactMap { n -> (x: Double, y: Double)? in
+                let row = summary.rows.first { $0.name == (n == 1 ? "np=1" : "np=\(n) \(mode)") }
+                return row.flatMap { $0.speedup.isFinite ? (Double(n), $0.speedup) : nil }
+            }
+            series.append(.init(name: mode, label: "\(mode) scaling", color: Palette.color(index), points: points))
+        }
+        if threadComparison {
+            let points = counts.compactMap { n -> (x: Double, y: Double)? in
+                let row = summary.rows.first { $0.name == (n == 1 ? "np=1" : "1 process × \(n) threads") }
+                return row.flatMap { $0.speedup.isFinite ? (Double(n), $0.speedup) : nil }
+            }
+            series.append(.init(name: "threads", label: "1 process, T BLAS threads", color: Palette.color(3), points: points))
+        }
+        series.append(.init(name: "ideal", label: "ideal", color: RGB(hex: 0x888888), dashed: true,
+                            points: counts.map { (Double($0), Double($0)) }))
+        let chart = LineChart(title: "Speedup over one process", subtitle: "\(config), median of \(rounds.count) rounds",
+                              xTitle: "ranks (or threads)", yTitle: "speedup", series: series)
+        try AtomicFile.write(chart.svg(), to: "\(out)/speedup.svg")
+        print("")
+        print("ddp bench: wrote \(out)/bench.json and \(out)/speedup.svg")
+    }
+}
