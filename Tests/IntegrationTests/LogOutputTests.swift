@@ -5,12 +5,12 @@ import XCTest
 /// What a run prints where no terminal is watching (a batch job's log file): plain lines, no
 /// carriage-return redraws. (The terminal mode's redraws: ConsoleTests.)
 final class LogOutputTests: IntegrationTestCase {
-    /// One epoch of 512 steps of 1024-wide GEMMs: about 4 s on the 2-core development machine,
+    /// One epoch of 640 steps of 1024-wide GEMMs: about 5 s on the 2-core development machine,
     /// long enough for progress to show (it starts 2 s into an epoch).
     static let longEpochYAML = """
         seed: 1
         data:
-          train: {format: circles, samples: 32768}
+          train: {format: circles, samples: 40960}
           normalize: none
         model:
           inputs: 2
