@@ -128,16 +128,15 @@ struct Bench: ParsableCommand {
         guard !timed.isEmpty else { throw DDPError(.training, "bench case \(item.name) wrote no epochs; its output:\n\(output)") }
         let rates = timed.compactMap(\.samplesPerSecond).sorted()
         guard !rates.isEmpty else { throw DDPError(.training, "bench case \(item.name) recorded no samples/s") }
-        let lines = MetricsLog.readLines(directory + "/metrics.jsonl").compactMap(\.object).filter { $0["event"] == nil }.dropFirst(records.count > 1 ? 1 : 0)
-        func share(_ key: String) -> Double {
-            let values = lines.compactMap { line -> Double? in
-                guard let part = (line[key] as? NSNumber)?.doubleValue, let total = (line["seconds"] as? NSNumber)?.doubleValue, total > 0 else { return nil }
+        func share(_ part: KeyPath<EpochMetrics, Double?>) -> Double {
+            let values = timed.compactMap { epoch -> Double? in
+                guard let part = epoch[keyPath: part], let total = epoch.seconds, total > 0 else { return nil }
                 return part / total
             }
             return values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count)
         }
         return Figures(samplesPerSecond: rates[rates.count / 2],
-                       shares: ["data_seconds", "compute_seconds", "communication_seconds", "update_seconds"].map(share))
+                       shares: [\EpochMetrics.dataSeconds, \.computeSeconds, \.communicationSeconds, \.updateSeconds].map(share))
     }
 
     private func mpirunFlags(_ item: Case) -> [String] {

@@ -106,12 +106,25 @@ struct Evaluate: ParsableCommand {
             try network.loadWeights(from: weights)
             let context = StepContext(communicator: LocalCommunicator(), maxBatch: Evaluator.chunk)
             let result = try Evaluator(network: network, loss: config.loss, context: context).evaluate(dataset, transform: data.transform)
-            var line = JSONLine()
-            line.add("split", split)
-            line.add("samples", dataset.count)
-            line.add("loss", result.loss)
-            line.add("accuracy", result.accuracy)
-            print(line.text)
+            print(MetricsLog.encode(EvaluationLine(split: split, samples: dataset.count, loss: result.loss, accuracy: result.accuracy)))
         }
     }
+}
+
+/// What `ddp eval` prints: one JSON object; accuracy is null for mse.
+struct EvaluationLine: Encodable {
+    var split: String
+    var samples: Int
+    var loss: Double
+    var accuracy: Double?
+
+    func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(split, forKey: .split)
+        try container.encode(samples, forKey: .samples)
+        try container.encode(loss.isFinite ? loss : nil, forKey: .loss)
+        try container.encode(accuracy, forKey: .accuracy)
+    }
+
+    enum CodingKeys: String, CodingKey { case split, samples, loss, accuracy }
 }

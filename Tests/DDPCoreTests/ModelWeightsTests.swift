@@ -155,14 +155,7 @@ final class ModelWeightsTests: XCTestCase {
 
     // MARK: PyTorch equivalence
 
-    private func python() throws -> String {
-        let environment = ProcessInfo.processInfo.environment["DDP_TEST_PYTHON"]
-        let path = environment ?? "/work/.venv-peer/bin/python"
-        guard FileManager.default.isExecutableFile(atPath: path) else {
-            throw XCTSkip("no python at \(path) (set DDP_TEST_PYTHON to one with torch and safetensors)")
-        }
-        return path
-    }
+    private func python() throws -> String { try InteropPython.require(["torch", "safetensors.torch"]) }
 
     /// torch loads our file strictly into the matching nn.Sequential; its eval-mode output matches
     /// ours, and one train-mode batch moves its BatchNorm running statistics as ours does.
@@ -179,11 +172,7 @@ final class ModelWeightsTests: XCTestCase {
 
         let script = """
             import json, sys
-            try:
-                import torch, safetensors.torch
-            except ImportError as error:
-                print(error)
-                sys.exit(77)
+            import torch, safetensors.torch
             path, x, batch = sys.argv[1], json.loads(sys.argv[2]), json.loads(sys.argv[3])
             model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.BatchNorm1d(5), torch.nn.ReLU(),
                                         torch.nn.Dropout(0.3), torch.nn.Linear(5, 2))
@@ -200,7 +189,6 @@ final class ModelWeightsTests: XCTestCase {
             """
         func json(_ values: [Float]) -> String { "[" + values.map { "\($0)" }.joined(separator: ",") + "]" }
         let (status, output) = try runPython(python, ["-c", script, path, json(x), json(trainBatch)])
-        if status == 77 { throw XCTSkip("python at \(python) lacks torch or safetensors: \(output)") }
         XCTAssertEqual(status, 0, output)
         let line = try XCTUnwrap(output.split(separator: "\n").last, output)
         let result = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], output)
@@ -220,5 +208,43 @@ final class ModelWeightsTests: XCTestCase {
         }
         XCTAssertEqual(result["tracked_after"] as? Int, 4)
         XCTAssertEqual(network.batchNorms[0].batchesTracked, 4)
+    }
+
+    /// The other direction: torch trains its BatchNorm a little, saves the state_dict with
+    /// safetensors.torch.save_file, and our network loads it strictly and predicts what torch does.
+    func testWeightsTorchWroteLoadAndAgree() throws {
+        let python = try python()
+        let path = directory + "/torch.safetensors"
+        var random = TestRandom(seed: 11)
+        let x = random.array(4 * 3, -2, 2)
+        let script = """
+            import json, sys
+            import torch, safetensors.torch
+            path, x = sys.argv[1], json.loads(sys.argv[2])
+            torch.manual_seed(5)
+            model = torch.nn.Sequential(torch.nn.Linear(3, 5), torch.nn.BatchNorm1d(5), torch.nn.ReLU(),
+                                        torch.nn.Dropout(0.3), torch.nn.Linear(5, 2))
+            with torch.no_grad():
+                model[1].weight.uniform_(0.5, 1.5)
+                model[1].bias.uniform_(-0.5, 0.5)
+                for _ in range(3):
+                    model(torch.randn(8, 3) * 2 + 1)
+            model.eval()
+            safetensors.torch.save_file(model.state_dict(), path)
+            with torch.no_grad():
+                out = model(torch.tensor(x, dtype=torch.float32).reshape(-1, 3))
+            print(json.dumps(out.reshape(-1).tolist()))
+            """
+        let (status, output) = try runPython(python, ["-c", script, path, "[" + x.map { "\($0)" }.joined(separator: ",") + "]"])
+        XCTAssertEqual(status, 0, output)
+        let line = try XCTUnwrap(output.split(separator: "\n").last, output)
+        let theirs = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [Double], output)
+
+        let network = try makeNetwork(inputs: 3, layers, maxBatch: 8, seed: 99)
+        try network.loadWeights(from: path)
+        XCTAssertEqual(network.batchNorms[0].batchesTracked, 3, "num_batches_tracked comes from torch's file")
+        let ours = try inference(network, x)
+        XCTAssertEqual(ours.count, theirs.count)
+        for (a, b) in zip(ours, theirs) { XCTAssertEqual(Double(a), b, accuracy: 1e-5, "\(ours) vs \(theirs)") }
     }
 }

@@ -316,20 +316,7 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(decoded.tensors["weight"]?.floats(), [1.5, -2, 0.25, 3e-8])
     }
 
-    /// A Python that can `import safetensors.numpy`, or nil (the interop tests then skip).
-    private static let python: String? = {
-        let candidates = [ProcessInfo.processInfo.environment["DDP_TEST_PYTHON"], "/work/.venv-peer/bin/python",
-                          "/usr/bin/python3", "/usr/local/bin/python3"]
-        return candidates.compactMap { $0 }.first { path in
-            FileManager.default.isExecutableFile(atPath: path)
-                && (try? runPython(path, ["-c", "import numpy, safetensors.numpy"]))?.status == 0
-        }
-    }()
-
-    private func requirePython() throws -> String {
-        guard let python = Self.python else { throw XCTSkip("no python with safetensors and numpy") }
-        return python
-    }
+    private func requirePython() throws -> String { try InteropPython.require(["numpy", "safetensors.numpy"]) }
 
     func testPythonLoadsOurFile() throws {
         let python = try requirePython()

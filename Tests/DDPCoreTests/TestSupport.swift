@@ -219,6 +219,43 @@ func assertDDPError(_ kind: DDPError.Kind, containing parts: [String], file: Sta
     }
 }
 
+/// The Python the interop tests run (torch, safetensors, numpy, tensorboard): `$DDP_PYTHON`,
+/// which .ci/run exports, else the environment .ci/run keeps (/var/cache/ddp-python or
+/// ~/.cache/ddp-python), else `python3` on PATH. Locally a test whose modules are missing skips
+/// and says so; when DDP_PYTHON is set (CI), they must be there, so CI never skips silently.
+enum InteropPython {
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var checked: [String: Bool] = [:]
+
+    static func require(_ modules: [String], file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let explicit = ProcessInfo.processInfo.environment["DDP_PYTHON"].flatMap { $0.isEmpty ? nil : $0 }
+        let home = ProcessInfo.processInfo.environment["HOME"] ?? "/root"
+        let candidates = explicit.map { [$0] }
+            ?? ["/var/cache/ddp-python/bin/python", "\(home)/.cache/ddp-python/bin/python", "/usr/bin/python3", "/usr/local/bin/python3"]
+        let imports = "import " + modules.joined(separator: ", ")
+        for python in candidates where FileManager.default.isExecutableFile(atPath: python) {
+            if canRun(python, imports) { return python }
+        }
+        let wanted = modules.joined(separator: ", ")
+        if let explicit {
+            XCTFail("DDP_PYTHON=\(explicit) cannot `\(imports)`; the interop tests need \(wanted)", file: file, line: line)
+            throw XCTSkip("DDP_PYTHON lacks \(wanted) (reported as a failure)")
+        }
+        throw XCTSkip("interop test skipped: no Python with \(wanted) (looked at \(candidates.joined(separator: ", "))); "
+                      + "set DDP_PYTHON, or run .ci/run once to create /var/cache/ddp-python")
+    }
+
+    private static func canRun(_ python: String, _ imports: String) -> Bool {
+        let key = python + "\u{0}" + imports
+        lock.lock()
+        defer { lock.unlock() }
+        if let known = checked[key] { return known }
+        let works = (try? runPython(python, ["-c", imports]))?.status == 0
+        checked[key] = works
+        return works
+    }
+}
+
 /// Runs a Python interpreter with `arguments`; stdout and stderr together.
 func runPython(_ python: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
     let process = Process()

@@ -25,4 +25,27 @@ final class CheckpointOrderTests: XCTestCase {
         let left = try FileManager.default.contentsOfDirectory(atPath: store.directory).filter { $0.hasSuffix(".json") }.sorted()
         XCTAssertEqual(left, ["epoch-10000.json", "epoch-9999.json"], "keep: 2 must keep the two newest")
     }
+
+    /// A checkpoint's JSON names its tensors file; one that points outside the directory (here
+    /// at /dev/zero, which would be read forever) is skipped, not followed.
+    func testTensorsFileOutsideTheDirectoryIsNotRead() throws {
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("ddp-integration-order-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        let store = CheckpointStore(runDirectory: run)
+        let state = try JSONDecoder().decode(CheckpointState.self, from: Data("""
+            {"format": "ddp-checkpoint-1", "epoch": 1, "globalStep": 1, "optimizerStep": 1, "seed": 1, "ranks": 1, "globalBatch": 32,
+             "monitor": {"wait": 0, "best": 0.5, "bestEpoch": 0, "hasSnapshot": false},
+             "tensorsFile": "", "tensorsBytes": 0, "tensorsChecksum": ""}
+            """.utf8))
+        _ = try store.save(tensors: [StoredTensor(name: "w", shape: [1], floats: [1])], state: state, keep: 3)
+        let hostile = """
+            {"format": "ddp-checkpoint-1", "epoch": 2, "globalStep": 2, "optimizerStep": 2, "seed": 1, "ranks": 1, "globalBatch": 32,
+             "monitor": {"wait": 0, "best": 0.5, "bestEpoch": 0, "hasSnapshot": false},
+             "tensorsFile": "../../../../../../dev/zero", "tensorsBytes": 8, "tensorsChecksum": "0"}
+            """
+        try hostile.write(toFile: store.directory + "/epoch-0002.json", atomically: true, encoding: .utf8)
+        let search = store.newestValid()
+        XCTAssertEqual(search.checkpoint?.state.epoch, 1)
+        XCTAssertTrue(search.skipped.contains { $0.contains("epoch-0002.json") && $0.contains("not a file name") }, "\(search.skipped)")
+    }
 }

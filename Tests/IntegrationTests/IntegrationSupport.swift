@@ -211,24 +211,26 @@ class IntegrationTestCase: XCTestCase {
     }
 
     /// Starts `ddp ARGS`: a plain process when `np` is nil, else under `mpirun --oversubscribe -np N`.
-    func start(np: Int?, _ arguments: [String], label: String) throws -> Job {
+    /// `environment` adds to (or, with nil values, removes from) the job's environment.
+    func start(np: Int?, _ arguments: [String], label: String, environment: [String: String?] = [:]) throws -> Job {
         let ddp = try Integration.ddpBinary()
+        var jobEnvironment = Integration.environment(underMPI: np != nil)
+        for (key, value) in environment { jobEnvironment[key] = value }
         if let np {
             return try Job(executable: try Integration.mpirun(),
                            arguments: ["--oversubscribe", "-np", "\(np)", ddp] + arguments,
-                           environment: Integration.environment(underMPI: true), logDirectory: directory, label: label)
+                           environment: jobEnvironment, logDirectory: directory, label: label)
         }
-        return try Job(executable: ddp, arguments: arguments, environment: Integration.environment(underMPI: false),
-                       logDirectory: directory, label: label)
+        return try Job(executable: ddp, arguments: arguments, environment: jobEnvironment, logDirectory: directory, label: label)
     }
 
     /// Runs `ddp ARGS` to completion under a hard timeout. On a hang the job is killed and the
     /// test fails; the (partial) result is returned either way.
     @discardableResult
     func runDDP(np: Int?, _ arguments: [String], timeout: Double = IntegrationTestCase.defaultTimeout,
-                file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
+                environment: [String: String?] = [:], file: StaticString = #filePath, line: UInt = #line) throws -> ProcessResult {
         let label = "np\(np.map(String.init) ?? "plain")"
-        let job = try start(np: np, arguments, label: label)
+        let job = try start(np: np, arguments, label: label, environment: environment)
         if !job.wait(timeout: timeout) {
             job.killTree()
             let result = job.result()
@@ -259,7 +261,9 @@ struct Metrics {
     var end: [String: Any]?
 
     init(runDirectory: String) {
-        let objects = MetricsLog.readLines(runDirectory + "/metrics.jsonl").compactMap(\.object)
+        // Read here with JSONSerialization, independently of the records that wrote the file.
+        let text = (try? String(contentsOfFile: runDirectory + "/metrics.jsonl", encoding: .utf8)) ?? ""
+        let objects = text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         epochs = objects.filter { $0["epoch"] != nil && $0["event"] == nil }
         end = objects.last { ($0["event"] as? String) == "end" }
     }

@@ -46,5 +46,17 @@ final class ShippedConfigTests: IntegrationTestCase {
         let widestGap = try variants.max { try value("gap", $0) < value("gap", $1) }
         XCTAssertEqual(sparsest, "circles-l1")
         XCTAssertEqual(widestGap, "circles")
+
+        // Each variant is a TensorBoard run of its own: one event file per variant directory,
+        // its first record the file version, then one Summary per epoch.
+        for variant in variants {
+            let run = "\(out)/\(variant)"
+            let files = try FileManager.default.contentsOfDirectory(atPath: run).filter(TensorBoardWriter.isEventFile)
+            XCTAssertEqual(files.count, 1, "\(variant): \(files)")
+            guard let file = files.first else { continue }
+            let records = try TFRecord.records(Array(try Data(contentsOf: URL(fileURLWithPath: "\(run)/\(file)"))), file: file)
+            XCTAssertEqual(records.count, Metrics(runDirectory: run).epochs.count + 1, variant)
+            XCTAssertEqual(records.first.map { Array($0.suffix(13)) }, Array("brain.Event:2".utf8), variant)
+        }
     }
 }

@@ -69,13 +69,24 @@ public struct CheckpointStore {
         for json in stems().reversed().map({ "\(directory)/\($0).json" }) {
             let decoder = JSONDecoder()
             decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-            guard let data = FileManager.default.contents(atPath: json),
-                  let state = try? decoder.decode(CheckpointState.self, from: data) else {
+            // FileBytes, not FileManager.contents(atPath:): that leaks a 4 KB buffer on an empty file
+            // (swift-foundation, found by launch/fuzz checkpoint).
+            guard let bytes = try? FileBytes.read(json, what: "checkpoint state", kind: .weights),
+                  let state = try? decoder.decode(CheckpointState.self, from: Data(bytes)) else {
                 skipped.append("\(json): not a readable checkpoint state")
                 continue
             }
-            let tensorsPath = "\(directory)/\(state.tensorsFile)"
-            guard let bytes = FileManager.default.contents(atPath: tensorsPath).map([UInt8].init),
+            // The JSON names a file beside it; anything else (a path to /dev/zero, say) is not ours to read.
+            let name = state.tensorsFile
+            guard !name.isEmpty, !name.contains("/"), name != ".", name != ".." else {
+                skipped.append("\(json): its tensors file '\(name)' is not a file name in \(directory)")
+                continue
+            }
+            let tensorsPath = "\(directory)/\(name)"
+            let attributes = try? FileManager.default.attributesOfItem(atPath: tensorsPath)
+            guard attributes?[.type] as? FileAttributeType == .typeRegular,
+                  (attributes?[.size] as? NSNumber)?.intValue == state.tensorsBytes,
+                  let bytes = try? FileBytes.read(tensorsPath, what: "checkpoint tensors", kind: .weights),
                   bytes.count == state.tensorsBytes, Self.checksum(bytes) == state.tensorsChecksum else {
                 skipped.append("\(tensorsPath): missing, truncated or checksum mismatch")
                 continue

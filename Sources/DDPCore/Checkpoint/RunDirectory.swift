@@ -4,7 +4,8 @@ import Foundation
 /// be pruned against the old epochs and a later `--resume` would load the old run. So a fresh
 /// run refuses a directory that already holds a run, unless told to overwrite it.
 public enum RunDirectory {
-    /// What a run writes; a fresh run with overwrite removes these and nothing else.
+    /// What a run writes; a fresh run with overwrite removes these, its TensorBoard event files
+    /// and nothing else.
     static let runFiles = ["metrics.jsonl", "model.safetensors", "best.safetensors", "checkpoints",
                            "plots", "report.html", "config.yaml"]
 
@@ -22,7 +23,8 @@ public enum RunDirectory {
             throw DDPError(.config, "run directory \(path) already holds a run; continue it with --resume, replace it with --overwrite, or choose another --run-dir")
         }
         guard remove else { return }
-        for name in runFiles where FileManager.default.fileExists(atPath: "\(path)/\(name)") {
+        let eventFiles = ((try? FileManager.default.contentsOfDirectory(atPath: path)) ?? []).filter(TensorBoardWriter.isEventFile)
+        for name in runFiles + eventFiles where FileManager.default.fileExists(atPath: "\(path)/\(name)") {
             do {
                 try FileManager.default.removeItem(atPath: "\(path)/\(name)")
             } catch {

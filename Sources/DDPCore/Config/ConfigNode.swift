@@ -133,6 +133,10 @@ enum ConfigOverride {
         let path = assignment[..<equals].split(separator: ".").map(String.init)
         let text = String(assignment[assignment.index(after: equals)...])
         guard !path.isEmpty else { throw DDPError(.config, "--set '\(assignment)': the key is empty") }
+        guard path.count <= YAMLLimits.maximumDepth else {
+            throw DDPError(.config, "--set: the key has \(path.count) parts; a config nests at most \(YAMLLimits.maximumDepth) levels")
+        }
+        try YAMLLimits.checkNesting(text, source: "--set \(path.joined(separator: "."))")
         let value: Node
         do {
             value = try Yams.compose(yaml: text) ?? Node("null")

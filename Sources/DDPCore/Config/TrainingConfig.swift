@@ -48,6 +48,15 @@ public struct DistributedConfig: Sendable, Equatable {
     public init() {}
 }
 
+/// The config's `logging` section: what rank 0 writes besides metrics.jsonl and the console.
+public struct LoggingConfig: Sendable, Equatable {
+    /// A TensorBoard event file in the run directory (`tensorboard --logdir runs/`).
+    public var tensorboard = true
+    /// Where stderr is not a terminal (a batch job's log): seconds between plain progress lines
+    /// within an epoch.
+    public var progressSeconds = 30.0
+}
+
 /// A whole training config, parsed and validated. See README.md for every key.
 public struct TrainingConfig: Sendable, Equatable {
     public var seed: UInt64 = 0
@@ -60,6 +69,7 @@ public struct TrainingConfig: Sendable, Equatable {
     public var earlyStopping: EarlyStoppingConfig?
     public var checkpoint = CheckpointConfig()
     public var distributed = DistributedConfig()
+    public var logging = LoggingConfig()
     /// The resolved YAML (after overrides), saved into the run directory.
     public var resolvedYAML = ""
 
@@ -77,12 +87,14 @@ public struct TrainingConfig: Sendable, Equatable {
 
     public static func parse(yaml text: String, source: String = "config", overrides: [String] = []) throws -> TrainingConfig {
         var root: Node
+        try YAMLLimits.checkNesting(text, source: source)
         do {
             root = try Yams.compose(yaml: text) ?? Node.mapping(Node.Mapping([]))
         } catch {
             throw DDPError(.config, "\(source) is not valid YAML: \(error)")
         }
         for assignment in overrides { try ConfigOverride.apply(assignment, to: &root) }
+        try YAMLLimits.checkSize(root, source: source)
         do {
             var config = try parse(root: root)
             config.resolvedYAML = (try? Yams.serialize(node: root)) ?? text
@@ -171,7 +183,14 @@ public struct TrainingConfig: Sendable, Equatable {
                                                                    in: 1...604_800)
             try section.finish()
         }
+        if var section = try top.section("logging") {
+            config.logging.tensorboard = try section.bool("tensorboard", default: true)
+            config.logging.progressSeconds = try section.double("progress_seconds", default: 30, in: 0.1...86_400)
+            try section.finish()
+        }
         try top.finish()
+        try MemoryCheck.checkModel(config.model, batch: config.training.batchSizePerRank ?? config.training.batchSize,
+                                   batchKey: config.training.batchSizePerRank == nil ? "training.batch_size" : "training.batch_size_per_rank")
         return config
     }
 

@@ -51,13 +51,14 @@ enum DataFile {
     }
 
     /// Inflates every gzip member in `compressed` (windowBits 15+32: zlib parses the gzip header).
-    static func gunzip(_ compressed: [UInt8], path: String) throws -> [UInt8] {
+    /// More than `limit` bytes of output (a quarter of the machine's memory) is an error, not a trap.
+    static func gunzip(_ compressed: [UInt8], path: String, limit: Int = MemoryCheck.physicalBytes / 4) throws -> [UInt8] {
         // The trailer's ISIZE (size mod 2^32, little-endian) sizes the output; deflate never
         // exceeds ~1032:1, which bounds a corrupt trailer.
         let n = compressed.count
         let isize = n >= 4 ? Int(compressed[n - 4]) | Int(compressed[n - 3]) << 8
                              | Int(compressed[n - 2]) << 16 | Int(compressed[n - 1]) << 24 : 0
-        var output = [UInt8](repeating: 0, count: max(1 << 16, min(isize, n * 1040)))
+        var output = [UInt8](repeating: 0, count: max(1 << 16, min(isize, n * 1040, limit)))
         var produced = 0
         var stream = z_stream()
         guard inflateInit2_(&stream, 15 + 32, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
@@ -68,6 +69,11 @@ enum DataFile {
             var consumed = 0
             while true {
                 if produced == output.count {
+                    // Doubling would not fit: a file that inflates this far is no training data.
+                    guard output.count < limit else {
+                        throw DDPError(.data, "\(path) decompresses to more than \(MemoryCheck.describe(output.count)), "
+                                       + "more than a quarter of this machine's \(MemoryCheck.describe(MemoryCheck.physicalBytes)) of memory")
+                    }
                     output.append(contentsOf: repeatElement(0, count: output.count))
                 }
                 let feed = min(n - consumed, Int(UInt32.max))

@@ -211,24 +211,30 @@ public enum Comparison {
         return full.hasPrefix(base + "/") ? String(full.dropFirst(base.count + 1)) : full
     }
 
+    /// results.json: one object per variant, one per line.
     static func resultsJSON(_ rows: [ComparisonRow]) -> String {
-        let lines = rows.map { row -> String in
-            var line = JSONLine()
-            line.add("variant", row.variant)
-            line.add("run_directory", row.runDirectory)
-            line.add("epochs_run", row.epochsRun)
-            if let best = row.bestEpoch { line.add("best_epoch", best) } else { line.add("best_epoch", nil as Double?) }
-            line.add("final_loss", row.finalLoss)
-            line.add("best_val_loss", row.bestValLoss)
-            line.add("gap", row.gap)
-            line.add("val_accuracy", row.valAccuracy)
-            line.add("test_accuracy", row.testAccuracy)
-            line.add("test_loss", row.testLoss)
-            line.add("weight_l2_norm", row.l2Norm)
-            line.add("near_zero_share", row.nearZeroShare)
-            line.add("seconds", row.seconds)
-            return "  " + line.text
-        }
-        return "[\n" + lines.joined(separator: ",\n") + "\n]\n"
+        "[\n" + rows.map { "  " + MetricsLog.encode($0) }.joined(separator: ",\n") + "\n]\n"
+    }
+}
+
+extension ComparisonRow: Encodable {
+    enum CodingKeys: String, CodingKey {
+        case variant, gap, seconds
+        case runDirectory = "run_directory", epochsRun = "epochs_run", bestEpoch = "best_epoch", finalLoss = "final_loss"
+        case bestValLoss = "best_val_loss", valAccuracy = "val_accuracy", testAccuracy = "test_accuracy", testLoss = "test_loss"
+        case l2Norm = "weight_l2_norm", nearZeroShare = "near_zero_share"
+    }
+
+    /// Every key present; a missing or non-finite figure is null.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(variant, forKey: .variant)
+        try container.encode(runDirectory, forKey: .runDirectory)
+        try container.encode(epochsRun, forKey: .epochsRun)
+        try container.encode(bestEpoch, forKey: .bestEpoch)
+        let figures: [(CodingKeys, Double?)] = [(.finalLoss, finalLoss), (.bestValLoss, bestValLoss), (.gap, gap),
+                                                (.valAccuracy, valAccuracy), (.testAccuracy, testAccuracy), (.testLoss, testLoss),
+                                                (.l2Norm, l2Norm), (.nearZeroShare, nearZeroShare), (.seconds, seconds)]
+        for (key, value) in figures { try container.encode(value.flatMap { $0.isFinite ? $0 : nil }, forKey: key) }
     }
 }

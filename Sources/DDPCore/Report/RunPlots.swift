@@ -4,30 +4,8 @@ import Foundation
 
 /// A run's metrics.jsonl: one entry per epoch, and the "end" line if the run finished.
 public struct RunMetrics: Sendable {
-    public struct Epoch: Sendable {
-        public var epoch: Int
-        public var loss: Double?
-        public var accuracy: Double?
-        public var valLoss: Double?
-        public var valAccuracy: Double?
-        public var lr: Double?
-        public var seconds: Double?
-        public var samplesPerSecond: Double?
-        public var allreduceSeconds: Double?
-    }
-
-    public struct End: Sendable {
-        public var reason: String
-        public var epochsRun: Int
-        public var bestEpoch: Int
-        public var monitor: String
-        public var bestValue: Double?
-        public var testLoss: Double?
-        public var testAccuracy: Double?
-        public var ranks: Int
-        public var globalBatch: Int
-        public var seconds: Double?
-    }
+    public typealias Epoch = EpochMetrics
+    public typealias End = EndMetrics
 
     public var epochs: [Epoch]
     public var end: End?
@@ -43,45 +21,13 @@ public struct RunMetrics: Sendable {
         }
         var epochs: [Epoch] = []
         var end: End?
-        for (index, line) in MetricsLog.readLines(path).enumerated() {
-            guard let object = line.object else {
-                if line.text.trimmingCharacters(in: .whitespaces).isEmpty { continue }
-                throw DDPError(.data, "\(path):\(index + 1): not a JSON object")
-            }
-            if object["event"] as? String == "end" {
-                end = End(reason: object["reason"] as? String ?? "completed",
-                          epochsRun: int(object["epochs_run"]) ?? epochs.count,
-                          bestEpoch: int(object["best_epoch"]) ?? 0,
-                          monitor: object["monitor"] as? String ?? "val_loss",
-                          bestValue: double(object["best_value"]), testLoss: double(object["test_loss"]),
-                          testAccuracy: double(object["test_accuracy"]), ranks: int(object["ranks"]) ?? 1,
-                          globalBatch: int(object["global_batch"]) ?? 0, seconds: double(object["seconds"]))
-            } else if let epoch = int(object["epoch"]) {
-                epochs.append(Epoch(epoch: epoch, loss: double(object["loss"]), accuracy: double(object["accuracy"]),
-                                    valLoss: double(object["val_loss"]), valAccuracy: double(object["val_accuracy"]),
-                                    lr: double(object["lr"]), seconds: double(object["seconds"]),
-                                    samplesPerSecond: double(object["samples_per_second"]),
-                                    allreduceSeconds: double(object["allreduce_seconds"])))
+        for line in try MetricsLog.read(path) {
+            switch line {
+            case .epoch(let epoch): epochs.append(epoch)
+            case .end(let last): end = last
             }
         }
         return RunMetrics(epochs: epochs, end: end)
-    }
-
-    static func double(_ value: Any?) -> Double? {
-        switch value {
-        case let number as NSNumber: return number.doubleValue.isFinite ? number.doubleValue : nil
-        case let number as Double: return number
-        case let number as Int: return Double(number)
-        default: return nil
-        }
-    }
-
-    static func int(_ value: Any?) -> Int? {
-        switch value {
-        case let number as NSNumber: return number.intValue
-        case let number as Int: return number
-        default: return nil
-        }
     }
 
     public var last: Epoch? { epochs.last }

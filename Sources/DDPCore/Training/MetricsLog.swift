@@ -1,22 +1,5 @@
 import Foundation
 
-/// A flat JSON object with keys in insertion order, for `metrics.jsonl` lines.
-/// Non-finite numbers are written as null (JSON has no NaN).
-public struct JSONLine {
-    private var fields: [String] = []
-    public init() {}
-
-    public mutating func add(_ key: String, _ value: Double?) {
-        fields.append("\"\(key)\": " + (value.map { $0.isFinite ? "\($0)" : "null" } ?? "null"))
-    }
-    public mutating func add(_ key: String, _ value: Int) { fields.append("\"\(key)\": \(value)") }
-    public mutating func add(_ key: String, _ value: String) {
-        let escaped = value.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\"")
-        fields.append("\"\(key)\": \"\(escaped)\"")
-    }
-    public var text: String { "{" + fields.joined(separator: ", ") + "}" }
-}
-
 /// One epoch's figures, as written to metrics.jsonl and printed in the Keras-like epoch line.
 public struct EpochRecord: Sendable {
     public var epoch: Int            // 1-based, as Keras prints
@@ -49,23 +32,8 @@ public struct EpochRecord: Sendable {
         }
     }
 
-    public var json: String {
-        var line = JSONLine()
-        line.add("epoch", epoch)
-        line.add("loss", loss)
-        line.add("accuracy", accuracy)
-        line.add("val_loss", validationLoss)
-        line.add("val_accuracy", validationAccuracy)
-        line.add("lr", learningRate)
-        line.add("seconds", seconds)
-        line.add("samples_per_second", samplesPerSecond)
-        line.add("allreduce_seconds", allreduceSeconds)
-        line.add("data_seconds", dataSeconds)
-        line.add("compute_seconds", computeSeconds)
-        line.add("communication_seconds", communicationSeconds)
-        line.add("update_seconds", updateSeconds)
-        return line.text
-    }
+    /// The metrics.jsonl line.
+    public var json: String { MetricsLog.encode(EpochMetrics(self)) }
 
     /// "Epoch 3/50 - 2.1s - loss: 0.4321 - accuracy: 0.8456 - val_loss: … - lr: 1.0e-03 - 31,200 samples/s"
     public func consoleLine(totalEpochs: Int) -> String {
@@ -85,13 +53,15 @@ public final class MetricsLog {
 
     public init(path: String) { self.path = path }
 
-    /// Keeps only the epoch lines up to `epoch` (used on resume), dropping any "end" line.
+    /// Keeps only the epoch lines up to `epoch` (used on resume), dropping any "end" line and
+    /// any line that does not parse (a write cut short by a crash).
     public func truncate(toEpoch epoch: Int) throws {
-        let kept = Self.readLines(path).filter { line in
-            guard let object = line.object, let number = object["epoch"] as? Int, object["event"] == nil else { return false }
-            return number <= epoch
+        let text = (try? String(contentsOfFile: path, encoding: .utf8)) ?? ""
+        let kept = text.split(separator: "\n").filter { line in
+            guard case let .epoch(record)? = try? Self.decode(line) else { return false }
+            return record.epoch <= epoch
         }
-        try AtomicFile.write(kept.map { $0.text + "\n" }.joined(), to: path)
+        try AtomicFile.write(kept.map { $0 + "\n" }.joined(), to: path)
     }
 
     public func append(_ line: String) throws {
@@ -108,12 +78,182 @@ public final class MetricsLog {
         }
     }
 
-    /// Parsed lines of a metrics.jsonl file (missing file → none).
-    public static func readLines(_ path: String) -> [(text: String, object: [String: Any]?)] {
-        guard let text = try? String(contentsOfFile: path, encoding: .utf8) else { return [] }
-        return text.split(separator: "\n").map { line in
-            let object = try? JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
-            return (String(line), object)
+    /// The lines of a metrics.jsonl file, blank lines skipped. A line that is not one of the two
+    /// records is an error naming the file and line.
+    public static func read(_ path: String) throws -> [MetricsLine] {
+        let text: String
+        do {
+            text = try String(contentsOfFile: path, encoding: .utf8)
+        } catch {
+            throw DDPError(.io, "cannot read \(path): \(error.localizedDescription)")
         }
+        var lines: [MetricsLine] = []
+        for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+            where !line.trimmingCharacters(in: .whitespaces).isEmpty {
+            do {
+                lines.append(try decode(line))
+            } catch {
+                throw DDPError(.data, "\(path):\(index + 1): not a metrics record: \(error)")
+            }
+        }
+        return lines
+    }
+
+    static func decode(_ line: Substring) throws -> MetricsLine {
+        let data = Data(line.utf8)
+        let decoder = JSONDecoder()
+        if (try? decoder.decode(EventProbe.self, from: data))?.event == "end" {
+            return .end(try decoder.decode(EndMetrics.self, from: data))
+        }
+        return .epoch(try decoder.decode(EpochMetrics.self, from: data))
+    }
+
+    private struct EventProbe: Decodable { var event: String? }
+
+    /// One line of JSON: keys sorted, so the same record always gives the same bytes.
+    public static func encode<Record: Encodable>(_ record: Record) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        // The records write non-finite numbers as null themselves, so this cannot fail.
+        return String(decoding: (try? encoder.encode(record)) ?? Data("{}".utf8), as: UTF8.self)
     }
 }
+
+/// A line of metrics.jsonl: an epoch, or the "end" line.
+public enum MetricsLine: Sendable, Equatable {
+    case epoch(EpochMetrics)
+    case end(EndMetrics)
+}
+
+/// The metrics.jsonl schema, in one place: the trainer writes these records and the reports
+/// read them back through the same Codable types. Keys are snake_case as Keras logs name them;
+/// a missing or non-finite number is null (JSON has no NaN).
+public struct EpochMetrics: Codable, Sendable, Equatable {
+    public var epoch: Int
+    public var loss: Double?
+    public var accuracy: Double?
+    public var valLoss: Double?
+    public var valAccuracy: Double?
+    public var lr: Double?
+    public var seconds: Double?
+    public var samplesPerSecond: Double?
+    /// Time in the gradient sync's collectives.
+    public var allreduceSeconds: Double?
+    /// The step-time breakdown (see `EpochRecord`): written when present, which the trainer's
+    /// lines always are.
+    public var dataSeconds: Double?
+    public var computeSeconds: Double?
+    public var communicationSeconds: Double?
+    public var updateSeconds: Double?
+
+    public init(epoch: Int, loss: Double? = nil, accuracy: Double? = nil, valLoss: Double? = nil, valAccuracy: Double? = nil,
+                lr: Double? = nil, seconds: Double? = nil, samplesPerSecond: Double? = nil, allreduceSeconds: Double? = nil) {
+        self.epoch = epoch
+        self.loss = loss
+        self.accuracy = accuracy
+        self.valLoss = valLoss
+        self.valAccuracy = valAccuracy
+        self.lr = lr
+        self.seconds = seconds
+        self.samplesPerSecond = samplesPerSecond
+        self.allreduceSeconds = allreduceSeconds
+    }
+
+    public init(_ record: EpochRecord) {
+        self.init(epoch: record.epoch, loss: record.loss, accuracy: record.accuracy, valLoss: record.validationLoss,
+                  valAccuracy: record.validationAccuracy, lr: record.learningRate, seconds: record.seconds,
+                  samplesPerSecond: record.samplesPerSecond, allreduceSeconds: record.allreduceSeconds)
+        dataSeconds = record.dataSeconds
+        computeSeconds = record.computeSeconds
+        communicationSeconds = record.communicationSeconds
+        updateSeconds = record.updateSeconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case epoch, loss, accuracy, lr, seconds
+        case valLoss = "val_loss", valAccuracy = "val_accuracy", samplesPerSecond = "samples_per_second"
+        case allreduceSeconds = "allreduce_seconds", dataSeconds = "data_seconds", computeSeconds = "compute_seconds"
+        case communicationSeconds = "communication_seconds", updateSeconds = "update_seconds"
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(epoch, forKey: .epoch)
+        let always: [(CodingKeys, Double?)] = [(.loss, loss), (.accuracy, accuracy), (.valLoss, valLoss), (.valAccuracy, valAccuracy),
+                                               (.lr, lr), (.seconds, seconds), (.samplesPerSecond, samplesPerSecond),
+                                               (.allreduceSeconds, allreduceSeconds)]
+        for (key, value) in always { try container.encode(value.flatMap(finite), forKey: key) }
+        let measured: [(CodingKeys, Double?)] = [(.dataSeconds, dataSeconds), (.computeSeconds, computeSeconds),
+                                                 (.communicationSeconds, communicationSeconds), (.updateSeconds, updateSeconds)]
+        for (key, value) in measured where value != nil { try container.encode(value.flatMap(finite), forKey: key) }
+    }
+}
+
+/// The last line of metrics.jsonl: how the run ended. Keys missing from an older file read as
+/// the defaults below.
+public struct EndMetrics: Codable, Sendable, Equatable {
+    public var event = "end"
+    public var reason: String
+    public var epochsRun: Int
+    /// 1-based; 0 when unknown.
+    public var bestEpoch: Int
+    public var monitor: String
+    public var bestValue: Double?
+    public var testLoss: Double?
+    public var testAccuracy: Double?
+    public var ranks: Int
+    public var globalBatch: Int
+    public var seconds: Double?
+
+    public init(reason: String, epochsRun: Int, bestEpoch: Int, monitor: String, bestValue: Double?, testLoss: Double?,
+                testAccuracy: Double?, ranks: Int, globalBatch: Int, seconds: Double?) {
+        self.reason = reason
+        self.epochsRun = epochsRun
+        self.bestEpoch = bestEpoch
+        self.monitor = monitor
+        self.bestValue = bestValue
+        self.testLoss = testLoss
+        self.testAccuracy = testAccuracy
+        self.ranks = ranks
+        self.globalBatch = globalBatch
+        self.seconds = seconds
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case event, reason, monitor, ranks, seconds
+        case epochsRun = "epochs_run", bestEpoch = "best_epoch", bestValue = "best_value", testLoss = "test_loss"
+        case testAccuracy = "test_accuracy", globalBatch = "global_batch"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        reason = try container.decodeIfPresent(String.self, forKey: .reason) ?? "completed"
+        epochsRun = try container.decodeIfPresent(Int.self, forKey: .epochsRun) ?? 0
+        bestEpoch = try container.decodeIfPresent(Int.self, forKey: .bestEpoch) ?? 0
+        monitor = try container.decodeIfPresent(String.self, forKey: .monitor) ?? "val_loss"
+        bestValue = try container.decodeIfPresent(Double.self, forKey: .bestValue)
+        testLoss = try container.decodeIfPresent(Double.self, forKey: .testLoss)
+        testAccuracy = try container.decodeIfPresent(Double.self, forKey: .testAccuracy)
+        ranks = try container.decodeIfPresent(Int.self, forKey: .ranks) ?? 1
+        globalBatch = try container.decodeIfPresent(Int.self, forKey: .globalBatch) ?? 0
+        seconds = try container.decodeIfPresent(Double.self, forKey: .seconds)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(event, forKey: .event)
+        try container.encode(reason, forKey: .reason)
+        try container.encode(epochsRun, forKey: .epochsRun)
+        try container.encode(bestEpoch, forKey: .bestEpoch)
+        try container.encode(monitor, forKey: .monitor)
+        try container.encode(bestValue.flatMap(finite), forKey: .bestValue)
+        try container.encode(testLoss.flatMap(finite), forKey: .testLoss)
+        try container.encode(testAccuracy.flatMap(finite), forKey: .testAccuracy)
+        try container.encode(ranks, forKey: .ranks)
+        try container.encode(globalBatch, forKey: .globalBatch)
+        try container.encode(seconds.flatMap(finite), forKey: .seconds)
+    }
+}
+
+/// The value if finite, else nil (written as null).
+private func finite(_ value: Double) -> Double? { value.isFinite ? value : nil }

@@ -56,6 +56,7 @@ public final class Trainer {
     private let metrics: MetricsLog
     private var lastCheckpoint: String?
     private let console: Console
+    private var tensorBoard: TensorBoardWriter?
 
     public init(config: TrainingConfig, data: RunData, communicator: Communicator, options: TrainOptions) throws {
         self.config = config
@@ -92,7 +93,7 @@ public final class Trainer {
         snapshot = monitor.config.restoreBestWeights ? WeightsSnapshot(network: network) : nil
         checkpoints = CheckpointStore(runDirectory: options.runDirectory)
         metrics = MetricsLog(path: options.runDirectory + "/metrics.jsonl")
-        console = Console(enabled: communicator.isRoot && !options.quiet)
+        console = Console(enabled: communicator.isRoot && !options.quiet, plainProgressSeconds: config.logging.progressSeconds)
     }
 
     deinit {
@@ -118,6 +119,9 @@ public final class Trainer {
         } else {
             try initializeWeights()
             if communicator.isRoot { try AtomicFile.write("", to: metrics.path) }
+        }
+        if communicator.isRoot && config.logging.tensorboard {
+            tensorBoard = try TensorBoardWriter(directory: options.runDirectory, resumingAfterEpoch: options.resume ? startEpoch : nil)
         }
         let totalEpochs = config.training.epochs
         var records: [EpochRecord] = []
@@ -149,6 +153,7 @@ public final class Trainer {
                 console.endProgress()
                 console.line(record.consoleLine(totalEpochs: totalEpochs))
                 try metrics.append(record.json)
+                try tensorBoard?.append(record)
                 if decision.improved { try network.saveWeights(to: options.runDirectory + "/best.safetensors") }
                 if checkpointDue, let moments { try saveCheckpoint(epochsCompleted: epoch + 1, moments: moments) }
             }
@@ -177,19 +182,10 @@ public final class Trainer {
         }
         if communicator.isRoot {
             try network.saveWeights(to: options.runDirectory + "/model.safetensors")
-            var end = JSONLine()
-            end.add("event", "end")
-            end.add("reason", reason)
-            end.add("epochs_run", epoch)
-            end.add("best_epoch", outcome.bestEpoch)
-            end.add("monitor", outcome.monitor)
-            end.add("best_value", outcome.bestValue)
-            end.add("test_loss", outcome.testLoss)
-            end.add("test_accuracy", outcome.testAccuracy)
-            end.add("ranks", communicator.size)
-            end.add("global_batch", plan.globalBatch)
-            end.add("seconds", Date().timeIntervalSince(runStart))
-            try metrics.append(end.text)
+            let end = EndMetrics(reason: reason, epochsRun: epoch, bestEpoch: outcome.bestEpoch, monitor: outcome.monitor,
+                                 bestValue: outcome.bestValue, testLoss: outcome.testLoss, testAccuracy: outcome.testAccuracy,
+                                 ranks: communicator.size, globalBatch: plan.globalBatch, seconds: Date().timeIntervalSince(runStart))
+            try metrics.append(MetricsLog.encode(end))
             if let loss = outcome.testLoss {
                 console.line(String(format: "test_loss: %.4f", loss) + (outcome.testAccuracy.map { String(format: " - test_accuracy: %.4f", $0) } ?? ""))
             }
@@ -467,36 +463,5 @@ final class WeightsSnapshot {
         try communicator.broadcast(parameters)
         try communicator.broadcast(state)
         try communicator.broadcast(&batchesTracked)
-    }
-}
-
-/// Rank 0's terminal output: Keras-like epoch lines on stdout, a one-line progress display on stderr.
-public struct Console {
-    public let enabled: Bool
-    public init(enabled: Bool) { self.enabled = enabled }
-    private static let progressWidth = 100
-
-    public func line(_ text: String) {
-        guard enabled else { return }
-        FileHandle.standardOutput.write(Data((text + "\n").utf8))
-    }
-
-    func progress(epoch: Int, of epochs: Int, step: Int, of steps: Int, loss: Double, rate: Double) {
-        guard enabled else { return }
-        let text = String(format: "Epoch %d/%d  step %d/%d  loss: %.4f  %.0f samples/s", epoch, epochs, step, steps, loss, rate)
-        FileHandle.standardError.write(Data(("\r" + text.padding(toLength: Self.progressWidth, withPad: " ", startingAt: 0)).utf8))
-        progressShown = true
-    }
-
-    func endProgress() {
-        guard enabled, progressShown else { return }
-        FileHandle.standardError.write(Data(("\r" + String(repeating: " ", count: Self.progressWidth) + "\r").utf8))
-        progressShown = false
-    }
-
-    private nonisolated(unsafe) static var shown = false
-    private var progressShown: Bool {
-        get { Self.shown }
-        nonmutating set { Self.shown = newValue }
     }
 }

@@ -1,0 +1,74 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// Sizes checked against the machine's memory before anything is allocated: an allocation that
+/// cannot succeed traps in Swift ("failed to allocate"), which the user would read as a crash.
+/// The estimates are lower bounds, so a model that passes may still be too large, but one that
+/// fails can never fit.
+enum MemoryCheck {
+    /// Physical memory (what a single process could at most get), in bytes.
+    static let physicalBytes: Int = {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), size = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, size > 0 else { return Int.max }
+        return pages.multipliedReportingOverflow(by: size).overflow ? Int.max : pages * size
+    }()
+
+    /// "48000000000 bytes (44.7 GiB)".
+    static func describe(_ bytes: Int) -> String {
+        "\(bytes) bytes (" + String(format: "%.1f GiB", Double(bytes) / 1_073_741_824) + ")"
+    }
+
+    /// The floats a model needs at the least: its parameters and their gradients, and one output
+    /// buffer per layer plus two gradient scratch buffers of the widest layer, for `rows` rows
+    /// (the network reserves max(batch, the evaluator's 1024-row chunk)). The error names the key
+    /// that makes it too large: a dense layer's units, model.inputs or the batch size.
+    static func checkModel(_ model: ModelConfig, batch: Int, batchKey: String) throws {
+        let rows = max(batch, Evaluator.chunk)
+        var width = model.inputs, widest = model.inputs
+        var parameters = 0, activations = model.inputs
+        var culprit = (key: "model.inputs", floats: -1)
+        var overflow = false
+        func add(_ a: Int, _ b: Int) -> Int {
+            let (sum, over) = a.addingReportingOverflow(b)
+            overflow = overflow || over
+            return over ? Int.max : sum
+        }
+        func multiply(_ a: Int, _ b: Int) -> Int {
+            let (product, over) = a.multipliedReportingOverflow(by: b)
+            overflow = overflow || over
+            return over ? Int.max : product
+        }
+        for (index, layer) in model.layers.enumerated() {
+            guard case let .dense(units, _, useBias, _, _, _, _) = layer.kind else {
+                activations = add(activations, width)
+                continue
+            }
+            let weights = add(multiply(width, units), useBias ? units : 0)
+            let floats = add(multiply(2, weights), multiply(rows, units))
+            if floats > culprit.floats {
+                // A first layer made large by its inputs is the inputs' doing.
+                let byInputs = width == model.inputs && width > units && !model.layers[..<index].contains {
+                    if case .dense = $0.kind { true } else { false }
+                }
+                culprit = (byInputs ? "model.inputs" : "model.layers[\(index)].units", floats)
+            }
+            parameters = add(parameters, weights)
+            width = units
+            widest = max(widest, units)
+            activations = add(activations, units)
+        }
+        let activationFloats = multiply(rows, add(activations, multiply(2, widest)))
+        let bytes = multiply(4, add(multiply(2, parameters), activationFloats))
+        guard overflow || bytes > physicalBytes else { return }
+        if rows > Evaluator.chunk && activationFloats / 2 > parameters { culprit.key = batchKey }
+        throw DDPError(.config, "\(culprit.key): the model needs " + (bytes == Int.max ? "more than 2^63 bytes " : "at least \(describe(bytes)) ")
+                       + "(\(parameters == Int.max ? "more than 2^63" : String(parameters)) parameters and their gradients, "
+                       + "activations for \(rows) rows); this machine has \(describe(physicalBytes)) of memory")
+    }
+}

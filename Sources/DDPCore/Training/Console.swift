@@ -1,0 +1,79 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Foundation
+
+/// Rank 0's output: Keras-like epoch lines on stdout, progress within an epoch on stderr.
+///
+/// On a terminal the progress is one line redrawn in place with carriage returns. Anywhere else
+/// (a batch job's log file, a pipe) redraws would pile up in the file, so progress is a plain
+/// line every `plainProgressSeconds` instead, and only in epochs that run that long.
+/// `DDP_PROGRESS=terminal` or `plain` overrides the check: under mpirun a rank's stderr is a
+/// pipe whatever mpirun's own is, so launch/train passes `terminal` when it runs in one.
+public final class Console {
+    public enum Mode: String, Sendable {
+        case terminal, plain
+    }
+
+    public let enabled: Bool
+    public let mode: Mode
+    public let plainProgressSeconds: Double
+    private let output: FileHandle
+    private let errors: FileHandle
+    private static let progressWidth = 100
+    private var progressShown = false
+    private var plainEpoch = -1
+    private var lastPlainLine = ContinuousClock.now
+
+    public init(enabled: Bool, plainProgressSeconds: Double = 30, mode: Mode = Console.detectedMode(),
+                output: FileHandle = .standardOutput, errors: FileHandle = .standardError) {
+        self.enabled = enabled
+        self.mode = mode
+        self.plainProgressSeconds = plainProgressSeconds
+        self.output = output
+        self.errors = errors
+    }
+
+    /// `DDP_PROGRESS` when set to terminal or plain, else whether stderr is a terminal.
+    public static func detectedMode() -> Mode {
+        if let setting = ProcessInfo.processInfo.environment["DDP_PROGRESS"], let mode = Mode(rawValue: setting) { return mode }
+        return isatty(STDERR_FILENO) == 1 ? .terminal : .plain
+    }
+
+    public func line(_ text: String) {
+        guard enabled else { return }
+        output.write(Data((text + "\n").utf8))
+    }
+
+    /// Called every half second or so during an epoch (the trainer throttles).
+    func progress(epoch: Int, of epochs: Int, step: Int, of steps: Int, loss: Double, rate: Double) {
+        guard enabled else { return }
+        let text = String(format: "Epoch %d/%d  step %d/%d  loss: %.4f  %.0f samples/s", epoch, epochs, step, steps, loss, rate)
+        switch mode {
+        case .terminal:
+            errors.write(Data(("\r" + text.padding(toLength: Self.progressWidth, withPad: " ", startingAt: 0)).utf8))
+            progressShown = true
+        case .plain:
+            let now = ContinuousClock.now
+            if epoch != plainEpoch {
+                // The first call of an epoch comes a little after its start; count from here.
+                plainEpoch = epoch
+                lastPlainLine = now
+            } else if now - lastPlainLine >= .milliseconds(Int64(plainProgressSeconds * 1000)) {
+                lastPlainLine = now
+                errors.write(Data((text + "\n").utf8))
+            }
+        }
+    }
+
+    /// Clears the terminal's progress line before the epoch line is printed.
+    func endProgress() {
+        guard enabled, progressShown else { return }
+        errors.write(Data(("\r" + String(repeating: " ", count: Self.progressWidth) + "\r").utf8))
+        progressShown = false
+    }
+}
