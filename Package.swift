@@ -17,13 +17,13 @@ let package = Package(
         .executableTarget(
             name: "ddp",
             dependencies: [
-                "DDPCore",
+                "DDPCore", "_CPreemption",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .target(
             name: "DDPCore",
-            dependencies: ["_CMPI", "_CWatchdog", "CBLAS", "CZlib", "Yams"]
+            dependencies: ["_CMPI", "_CWatchdog", "_CPreemption", "CBLAS", "CZlib", "Yams"]
         ),
 
         // MARK: Implementation details: thin C shims over system libraries.
@@ -36,6 +36,8 @@ let package = Package(
         // The collective watchdog: a pthread and atomics, state once per process (so not
         // static inline in a header), MPI-free (the abort is passed in).
         .target(name: "_CWatchdog"),
+        // Preemption: signal handlers that set a flag the trainer reads once per step.
+        .target(name: "_CPreemption"),
 
         // MARK: Tests
         .testTarget(name: "DDPCoreTests", dependencies: ["DDPCore"]),

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DDPCore
+import _CPreemption
 import Foundation
 
 @main
@@ -40,7 +41,11 @@ struct Train: ParsableCommand {
 
     func run() throws {
         let session = JobSession()
+        var preempted = false
         session.execute {
+            // SIGTERM, SIGUSR1, SIGINT: finish the step, checkpoint it, exit 75 (see Trainer.preempt).
+            let installed = ddp_preemption_install()
+            guard installed == 0 else { throw DDPError(.training, "cannot install the preemption signal handlers (errno \(installed))") }
             let config = try options.load(self.config)
             // A single process reads its data here; under MPI each node reads it once, into
             // memory its ranks share, once MPI runs (below).
@@ -59,12 +64,13 @@ struct Train: ParsableCommand {
                 trainOptions.overwrite = overwrite
                 let trainer = try Trainer(config: config, data: data, communicator: communicator, options: trainOptions)
                 Console(enabled: communicator.isRoot && !quiet).line("ddp: \(communicator.size) rank(s), global batch \(trainer.plan.globalBatch), \(trainer.plan.stepsPerEpoch) steps/epoch, \(data.train.count) training samples; run directory \(directory)")
-                _ = try trainer.run()
-                if plot && communicator.isRoot {
+                preempted = try trainer.run().reason == "preempted"
+                if plot && communicator.isRoot && !preempted {
                     try PlotWriter.write(runDirectory: directory, console: Console(enabled: !quiet))
                 }
             }
         }
+        if preempted { Foundation.exit(DDP_PREEMPTED_EXIT_CODE) }
     }
 
     static func defaultRunDirectory(config: String) -> String {

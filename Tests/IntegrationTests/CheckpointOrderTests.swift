@@ -1,4 +1,4 @@
-import DDPCore
+@testable import DDPCore
 import Foundation
 import XCTest
 
@@ -47,5 +47,30 @@ final class CheckpointOrderTests: XCTestCase {
         let search = store.newestValid()
         XCTAssertEqual(search.checkpoint?.state.epoch, 1)
         XCTAssertTrue(search.skipped.contains { $0.contains("epoch-0002.json") && $0.contains("not a file name") }, "\(search.skipped)")
+    }
+
+    /// A preemption checkpoint ("epoch-0003-step-000010": 10 steps into the 4th epoch) sorts
+    /// after its epoch's and before the next epoch's.
+    func testStepCheckpointsSortBetweenEpochs() throws {
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("ddp-integration-order-\(UUID().uuidString.prefix(8))").path
+        defer { try? FileManager.default.removeItem(atPath: run) }
+        let store = CheckpointStore(runDirectory: run)
+        func save(epoch: Int, step: Int?) throws {
+            let partial = step.map { #", "partialEpoch": {"steps": \#($0), "lossSum": 1, "correct": 1, "samples": 10, "seconds": 0.1}"# } ?? ""
+            let json = """
+                {"format": "ddp-checkpoint-1", "epoch": \(epoch), "globalStep": 1, "optimizerStep": 1, "seed": 1, "ranks": 1, "globalBatch": 32,
+                 "monitor": {"wait": 0, "best": 0.5, "bestEpoch": 0, "hasSnapshot": false},
+                 "tensorsFile": "", "tensorsBytes": 0, "tensorsChecksum": ""\(partial)}
+                """
+            let state = try JSONDecoder().decode(CheckpointState.self, from: Data(json.utf8))
+            _ = try store.save(tensors: [StoredTensor(name: "w", shape: [1], floats: [Float(epoch * 1000 + (step ?? 0))])], state: state, keep: 10)
+        }
+        try save(epoch: 3, step: nil)
+        try save(epoch: 3, step: 10)
+        XCTAssertEqual(try XCTUnwrap(store.newestValid().checkpoint).state.partialEpoch?.steps, 10)
+        try save(epoch: 3, step: 9)     // older stop, written later: order is by numbers, not by time
+        try save(epoch: 4, step: nil)
+        XCTAssertEqual(store.stems(), ["epoch-0003", "epoch-0003-step-000009", "epoch-0003-step-000010", "epoch-0004"])
+        XCTAssertEqual(try XCTUnwrap(store.newestValid().checkpoint).tensors["w"]?.floats(), [4000])
     }
 }

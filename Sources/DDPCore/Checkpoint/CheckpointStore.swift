@@ -24,6 +24,19 @@ public struct CheckpointState: Codable, Sendable, Equatable {
     public var tensorsFile: String
     public var tensorsBytes: Int
     public var tensorsChecksum: String
+    /// Set when the run stopped inside epoch `epoch` (0-based: the one after the completed
+    /// ones) on a preemption signal: how far it got, so `--resume` continues at the next step.
+    public var partialEpoch: PartialEpoch?
+
+    /// The steps of an epoch already taken and their running sums (the epoch's metrics line is
+    /// written when it completes, after the resume).
+    public struct PartialEpoch: Codable, Sendable, Equatable {
+        public var steps: Int
+        public var lossSum: Double
+        public var correct: Double
+        public var samples: Double
+        public var seconds: Double
+    }
 }
 
 /// Checkpoints in RUN_DIR/checkpoints, written by rank 0 only:
@@ -39,15 +52,19 @@ public struct CheckpointStore {
         directory = runDirectory + "/checkpoints"
     }
 
-    static func stem(epoch: Int) -> String { String(format: "epoch-%04d", epoch) }
+    /// "epoch-0003" after 3 epochs; "epoch-0003-step-000120" 120 steps into the 4th (preempted).
+    static func stem(epoch: Int, step: Int? = nil) -> String {
+        String(format: "epoch-%04d", epoch) + (step.map { String(format: "-step-%06d", $0) } ?? "")
+    }
 
-    /// The state file of the checkpoint after `epoch` epochs (whether or not it exists).
-    public func statePath(epoch: Int) -> String { "\(directory)/\(Self.stem(epoch: epoch)).json" }
+    /// The state file of the checkpoint after `epoch` epochs and `step` steps of the next
+    /// (whether or not it exists).
+    public func statePath(epoch: Int, step: Int? = nil) -> String { "\(directory)/\(Self.stem(epoch: epoch, step: step)).json" }
 
     @discardableResult
     public func save(tensors: [StoredTensor], state: CheckpointState, keep: Int) throws -> String {
         try RunDirectory.create(directory)
-        let stem = Self.stem(epoch: state.epoch)
+        let stem = Self.stem(epoch: state.epoch, step: state.partialEpoch?.steps)
         let bytes = SafeTensors.encode(tensors, metadata: ["format": state.format])
         try AtomicFile.write(bytes, to: "\(directory)/\(stem).safetensors")
         var state = state
@@ -59,7 +76,7 @@ public struct CheckpointStore {
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         try AtomicFile.write(String(decoding: try encoder.encode(state), as: UTF8.self), to: "\(directory)/\(stem).json")
         try prune(keep: keep, keeping: stem)
-        return statePath(epoch: state.epoch)
+        return statePath(epoch: state.epoch, step: state.partialEpoch?.steps)
     }
 
     /// The newest checkpoint whose tensors file is whole (size and checksum match). Damaged
@@ -101,12 +118,19 @@ public struct CheckpointStore {
         return (nil, skipped)
     }
 
-    /// Checkpoint stems ("epoch-0003") present, oldest first. Ordered by epoch number, not by
-    /// name: past epoch 9999 the name grows a digit ("epoch-10000" sorts before "epoch-9999").
+    /// Checkpoint stems ("epoch-0003", "epoch-0003-step-000120") present, oldest first. Ordered
+    /// by (epoch, step) numbers, not by name: past epoch 9999 the name grows a digit
+    /// ("epoch-10000" sorts before "epoch-9999").
     func stems() -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
+        func key(_ stem: String) -> (Int, Int, String) {
+            let parts = stem.split(separator: "-")
+            let epoch = parts.count > 1 ? Int(parts[1]) ?? -1 : -1
+            let step = parts.count == 4 && parts[2] == "step" ? Int(parts[3]) ?? -1 : 0
+            return (epoch, step, stem)
+        }
         return names.filter { $0.hasPrefix("epoch-") && $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }
-            .sorted { (Int($0.dropFirst(6)) ?? -1, $0) < (Int($1.dropFirst(6)) ?? -1, $1) }
+            .sorted { key($0) < key($1) }
     }
 
     /// Removes temporary files a killed writer left behind ("….tmp-<pid>"). Called on resume,

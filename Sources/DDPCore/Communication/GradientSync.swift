@@ -8,6 +8,8 @@ public struct StepTotals: Sendable {
     public var nonFinite: Bool
     /// Kernel and bias penalty value (Keras regularizers) of the parameters before the update.
     public var penalty: Double
+    /// Some rank received a preemption signal: every rank stops after this step's update.
+    public var stop: Bool
 }
 
 /// How a step's gradients become one update that leaves every rank with identical parameters.
@@ -22,8 +24,9 @@ public struct StepTotals: Sendable {
 /// and `ShardedSync` (ZeRO stage 1: reduce-scatter, update a 1/N slice, allgather).
 public protocol GradientSync: AnyObject {
     var optimizer: Optimizer { get }
-    /// `lossSum`, `samples`, `correct`: this rank's share of the step; `nonFinite`: its own loss.
-    func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool) throws -> StepTotals
+    /// `lossSum`, `samples`, `correct`: this rank's share of the step; `nonFinite`: its own loss;
+    /// `stop`: this rank received a preemption signal.
+    func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals
     func update(lr: Float) throws
     /// Collective: the optimizer's moments over the whole parameter buffer (parameterCount
     /// floats each), on rank 0; nil on the other ranks. Checkpoints stay independent of np.
@@ -63,7 +66,7 @@ public func makeNetworkAndSync(config: TrainingConfig, communicator: Communicato
     return (network, ShardedSync(network: network, config: config.optimizer, communicator: communicator))
 }
 
-/// One MPI_Allreduce per step over [gradients | loss sum, samples, correct, non-finite]; every
+/// One MPI_Allreduce per step over [gradients | loss sum, samples, correct, non-finite, stop]; every
 /// rank then applies the penalties, clipping and the optimizer to all parameters. Its one
 /// collective makes it the cheaper choice where latency dominates (tiny models, slow links).
 public final class AllreduceSync: GradientSync {
@@ -79,15 +82,16 @@ public final class AllreduceSync: GradientSync {
         optimizer = Optimizer(config: config, network: network)
     }
 
-    public func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool) throws -> StepTotals {
+    public func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals {
         let tail = network.tail
         tail[0] = Float(lossSum)
         tail[1] = Float(samples)
         tail[2] = Float(correct)
         tail[3] = nonFinite ? 1 : 0
+        tail[4] = stop ? 1 : 0
         try communicator.allreduceSum(network.reductionBuffer)
         var totals = StepTotals(lossSum: Double(tail[0]), samples: Double(tail[1]), correct: Double(tail[2]),
-                                nonFinite: tail[3] != 0 || !tail[0].isFinite, penalty: 0)
+                                nonFinite: tail[3] != 0 || !tail[0].isFinite, penalty: 0, stop: tail[4] != 0)
         if !totals.nonFinite { totals.penalty = network.applyWeightPenalties() }
         return totals
     }

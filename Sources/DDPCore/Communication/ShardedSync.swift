@@ -4,13 +4,13 @@
 /// for it alone; then the parameters are allgathered. Per step and rank:
 ///
 ///     MPI_Reduce_scatter_block(gradients, P floats → P/N)        (P = padded parameter count)
-///     MPI_Allreduce([loss sum, samples, correct, non-finite, penalty share, Σg² share], 6 doubles)
+///     MPI_Allreduce([loss sum, samples, correct, non-finite, penalty share, Σg² share, stop], 7 doubles)
 ///     MPI_Allgather(parameters, P/N → P floats)
 ///
 /// The two big collectives move the same bytes as one allreduce (ring: 2·(N−1)/N·P each way),
 /// but the memory-bound update runs over P/N parameters instead of P, and the moments take
 /// 2·P/N floats instead of 2·P. Clipping by global norm needs only the 6-double allreduce: each
-/// rank's share of Σg² rides it with the step's totals.
+/// rank's share of Σg² rides it with the step's totals, and so does a preemption request.
 public final class ShardedSync: GradientSync {
     public let optimizer: Optimizer
     private let network: Network
@@ -21,7 +21,7 @@ public final class ShardedSync: GradientSync {
     private let block: Int
     /// The reduced gradient of this rank's block (block floats).
     private let shardGradient: UnsafeMutableBufferPointer<Float>
-    /// [loss sum, samples, correct, non-finite, penalty share, Σg² share], summed over ranks.
+    /// [loss sum, samples, correct, non-finite, penalty share, Σg² share, stop], summed over ranks.
     private let totals: UnsafeMutableBufferPointer<Double>
     /// Node-shared mode: every rank's reduction buffer, rank r's at `base + r·stride`.
     private let gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)?
@@ -40,7 +40,7 @@ public final class ShardedSync: GradientSync {
         optimizer = Optimizer(config: config, network: network, range: shard, capacity: block)
         shardGradient = .allocate(capacity: max(block, 1))
         shardGradient.initialize(repeating: 0)
-        totals = .allocate(capacity: 6)
+        totals = .allocate(capacity: 7)
         totals.initialize(repeating: 0)
     }
 
@@ -49,7 +49,7 @@ public final class ShardedSync: GradientSync {
         totals.deallocate()
     }
 
-    public func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool) throws -> StepTotals {
+    public func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals {
         if let gradientSlots {
             try communicator.barrier()
             sumSlots(gradientSlots.base, stride: gradientSlots.stride)
@@ -64,9 +64,10 @@ public final class ShardedSync: GradientSync {
         totals[3] = nonFinite ? 1 : 0
         totals[4] = network.applyWeightPenalties(range: shard, gradients: gradient)
         totals[5] = clipNorm == nil ? 0 : Optimizer.sumOfSquares(UnsafeBufferPointer(start: gradient, count: shard.count))
+        totals[6] = stop ? 1 : 0
         try communicator.allreduceSum(totals)
         return StepTotals(lossSum: totals[0], samples: totals[1], correct: totals[2],
-                          nonFinite: totals[3] != 0 || !totals[0].isFinite, penalty: totals[4])
+                          nonFinite: totals[3] != 0 || !totals[0].isFinite, penalty: totals[4], stop: totals[6] != 0)
     }
 
     public func update(lr: Float) throws {

@@ -17,12 +17,12 @@ public struct TensorSlot: Sendable {
 /// - the optimizer is a single loop over `parameters` (or over one rank's slice of it);
 /// - gradient synchronization is one collective over one buffer: `reductionBuffer` is the
 ///   gradients followed by `reductionTail` slots for the step's loss sum, sample count, correct
-///   count and non-finite flag (the allreduce strategy sums it whole); the sharded strategy
+///   count, non-finite flag and preemption flag (the allreduce strategy sums it whole); the sharded strategy
 ///   reduce-scatters `paddedGradients` and allgathers `paddedParameters`, both padded with zeros
 ///   to `shards` equal blocks;
 /// - checkpoints, broadcasts and restore_best_weights copy two buffers.
 public final class Network {
-    public static let reductionTail = 4
+    public static let reductionTail = 5
 
     public let inputWidth: Int
     public let outputWidth: Int
@@ -49,7 +49,7 @@ public final class Network {
     public var paddedGradients: UnsafeMutableBufferPointer<Float> {
         UnsafeMutableBufferPointer(rebasing: reductionBuffer[0..<shards * shardBlock])
     }
-    /// The step's loss sum, sample count, correct count and non-finite flag, after the gradients.
+    /// The step's loss sum, sample count, correct count, non-finite flag and stop flag, after the gradients.
     public var tail: UnsafeMutablePointer<Float> { reductionBuffer.baseAddress! + shards * shardBlock }
     public let state: UnsafeMutableBufferPointer<Float>
     /// Activity penalty of each expanded layer's output, if any.

@@ -1,4 +1,5 @@
 import Foundation
+import _CPreemption
 
 /// Where a run writes, and how it talks.
 public struct TrainOptions: Sendable {
@@ -51,6 +52,8 @@ public final class Trainer {
     private let earlyStoppingEnabled: Bool
     private let snapshot: WeightsSnapshot?
     private var startEpoch = 0
+    /// Set by a resume from a checkpoint written mid-epoch (on a preemption signal).
+    private var resumePartial: CheckpointState.PartialEpoch?
     private var globalStep = 0
     private let checkpoints: CheckpointStore
     private let metrics: MetricsLog
@@ -136,13 +139,20 @@ public final class Trainer {
         }
         while epoch < totalEpochs {
             let epochStart = Date()
-            var record = try trainEpoch(epoch)
+            let continuing = resumePartial
+            resumePartial = nil
+            var record: EpochRecord
+            switch try trainEpoch(epoch, continuing: continuing) {
+            case .completed(let completed): record = completed
+            case .preempted(let partial):
+                return try preempt(epoch: epoch, partial: partial, records: records)
+            }
             if let validation = data.validation {
                 let result = try evaluator.evaluate(validation, transform: data.transform)
                 record.validationLoss = result.loss
                 record.validationAccuracy = result.accuracy
             }
-            record.seconds = Date().timeIntervalSince(epochStart)
+            record.seconds = Date().timeIntervalSince(epochStart) + (continuing?.seconds ?? 0)
             let decision = try decide(epoch: epoch, record: record)
             records.append(record)
             let every = config.checkpoint.everyEpochs
@@ -196,17 +206,24 @@ public final class Trainer {
 
     // MARK: One epoch
 
-    private func trainEpoch(_ epoch: Int) throws -> EpochRecord {
+    enum EpochResult {
+        case completed(EpochRecord)
+        /// A preemption signal reached some rank: every rank stopped after this many steps.
+        case preempted(CheckpointState.PartialEpoch)
+    }
+
+    /// Trains epoch `epoch` from its first step, or from where `continuing` left it.
+    private func trainEpoch(_ epoch: Int, continuing: CheckpointState.PartialEpoch?) throws -> EpochResult {
         let start = ContinuousClock.now
         context.epoch = epoch
         context.training = true
         BatchPlan.fillOrder(order, seed: config.seed, epoch: epoch, shuffle: config.training.shuffle)
         let orderBase = UnsafePointer(order.baseAddress!)
-        var lossSum = 0.0, correct = 0.0, samples = 0.0
+        var lossSum = continuing?.lossSum ?? 0, correct = continuing?.correct ?? 0, samples = continuing?.samples ?? 0
         var time = StepTimes(communicator)
         var lr = config.optimizer.learningRate
         var lastProgress = start
-        for step in 0..<plan.stepsPerEpoch {
+        for step in (continuing?.steps ?? 0)..<plan.stepsPerEpoch {
             CollectiveWatchdog.mark(epoch: epoch + 1, step: step + 1)
             let stepStart = ContinuousClock.now
             let batch = plan.localRows(step: step, order: orderBase, into: context.sampleRows)
@@ -223,7 +240,8 @@ public final class Trainer {
             try network.backward(batch: batch, context: context, gradientScale: meanScale)
             let syncStart = time.mark(computeStart, communicator, into: .compute)
             let localLoss = result.lossSum + activity
-            let totals = try sync.reduce(lossSum: localLoss, samples: batch, correct: result.correct, nonFinite: !localLoss.isFinite)
+            let totals = try sync.reduce(lossSum: localLoss, samples: batch, correct: result.correct, nonFinite: !localLoss.isFinite,
+                                         stop: ddp_preemption_signal() != 0)
             guard !totals.nonFinite else {
                 throw DDPError(.training, "the loss became non-finite at epoch \(epoch + 1), step \(step + 1) (global loss sum \(totals.lossSum)); " +
                                (lastCheckpoint.map { "the last good checkpoint is \($0)" } ?? "no checkpoint was written yet") +
@@ -236,6 +254,10 @@ public final class Trainer {
             try sync.update(lr: lr)
             _ = time.mark(syncStart, communicator, into: .update, gradientSync: true)
             globalStep += 1
+            if totals.stop {
+                return .preempted(.init(steps: step + 1, lossSum: lossSum, correct: correct, samples: samples,
+                                        seconds: (continuing?.seconds ?? 0) + seconds(ContinuousClock.now - start)))
+            }
             if console.enabled, step % 16 == 0 {
                 let now = ContinuousClock.now
                 if now - start > .seconds(2), now - lastProgress > .milliseconds(500) {
@@ -245,12 +267,33 @@ public final class Trainer {
                 }
             }
         }
-        let elapsed = seconds(ContinuousClock.now - start)
-        return EpochRecord(epoch: epoch + 1, loss: lossSum / samples, accuracy: config.loss.hasAccuracy ? correct / samples : nil,
+        let elapsed = seconds(ContinuousClock.now - start) + (continuing?.seconds ?? 0)
+        return .completed(EpochRecord(epoch: epoch + 1, loss: lossSum / samples, accuracy: config.loss.hasAccuracy ? correct / samples : nil,
                            validationLoss: nil, validationAccuracy: nil, learningRate: Double(lr), seconds: elapsed,
                            samplesPerSecond: samples / elapsed, allreduceSeconds: seconds(time.gradientSync),
                            dataSeconds: seconds(time.data), computeSeconds: seconds(time.compute),
-                           communicationSeconds: seconds(time.communication), updateSeconds: seconds(time.update))
+                           communicationSeconds: seconds(time.communication), updateSeconds: seconds(time.update)))
+    }
+
+    /// Every rank stopped after the same step: rank 0 writes a checkpoint of the step (moments
+    /// gathered from every rank), all wait until it is on disk, and the run ends "preempted"
+    /// (the CLI exits 75). A signal during the write only sets the flag again: the write goes
+    /// on, and the previous checkpoint stays intact until the new one is whole.
+    private func preempt(epoch: Int, partial: CheckpointState.PartialEpoch, records: [EpochRecord]) throws -> TrainingOutcome {
+        let start = ContinuousClock.now
+        let moments = try sync.gatherOptimizerState()
+        if communicator.isRoot, let moments {
+            console.endProgress()
+            let path = try saveCheckpoint(epochsCompleted: epoch, moments: moments, partial: partial)
+            let signal = ddp_preemption_signal()
+            let cause = signal == 0 ? "another rank's signal" : "signal \(signal)"
+            console.line("Preempted by \(cause) at epoch \(epoch + 1), step \(partial.steps) of \(plan.stepsPerEpoch): wrote \(path) in "
+                         + String(format: "%.2f s", seconds(ContinuousClock.now - start)) + "; continue with --resume")
+        }
+        try communicator.barrier()
+        return TrainingOutcome(epochsRun: epoch, reason: "preempted", monitor: monitor.config.monitor,
+                               bestEpoch: monitor.bestEpoch + 1, bestValue: monitor.best,
+                               testLoss: nil, testAccuracy: nil, records: records)
     }
 
     private func seconds(_ duration: Duration) -> Double {
@@ -294,7 +337,9 @@ public final class Trainer {
     }
 
     /// `moments`: the optimizer state over the whole parameter buffer, gathered from every rank.
-    private func saveCheckpoint(epochsCompleted: Int, moments: (first: [Float], second: [Float])) throws {
+    @discardableResult
+    private func saveCheckpoint(epochsCompleted: Int, moments: (first: [Float], second: [Float]),
+                                partial: CheckpointState.PartialEpoch? = nil) throws -> String {
         var tensors = network.exportTensors()
         tensors.append(StoredTensor(name: "optimizer.first_moment", shape: [moments.first.count], floats: moments.first))
         tensors.append(StoredTensor(name: "optimizer.second_moment", shape: [moments.second.count], floats: moments.second))
@@ -303,14 +348,14 @@ public final class Trainer {
                                     seed: config.seed, ranks: communicator.size, globalBatch: plan.globalBatch,
                                     monitor: .init(wait: monitor.wait, best: monitor.best, bestEpoch: monitor.bestEpoch,
                                                    stoppedEpoch: monitor.stoppedEpoch, hasSnapshot: monitor.hasSnapshot),
-                                    tensorsFile: "", tensorsBytes: 0, tensorsChecksum: "")
-        try checkpoints.save(tensors: tensors, state: state, keep: config.checkpoint.keep)
+                                    tensorsFile: "", tensorsBytes: 0, tensorsChecksum: "", partialEpoch: partial)
+        return try checkpoints.save(tensors: tensors, state: state, keep: config.checkpoint.keep)
     }
 
     /// Rank 0 reads the newest valid checkpoint and broadcasts it, so ranks need no shared
     /// file system and a run may resume on a different number of ranks.
     private func resumeFromCheckpoint() throws {
-        var counters = [Double](repeating: 0, count: 8)
+        var counters = [Double](repeating: 0, count: 14)
         var moments: (first: [Float], second: [Float])?
         var failure: String?
         if communicator.isRoot {
@@ -335,8 +380,14 @@ public final class Trainer {
                     counters = [Double(state.epoch), Double(state.globalStep), Double(state.optimizerStep), Double(state.monitor.wait),
                                 state.monitor.best, Double(state.monitor.bestEpoch), Double(state.monitor.stoppedEpoch ?? -1),
                                 state.monitor.hasSnapshot ? 1 : 0]
+                    if let partial = state.partialEpoch {
+                        counters += [1, Double(partial.steps), partial.lossSum, partial.correct, partial.samples, partial.seconds]
+                    } else {
+                        counters += [0, 0, 0, 0, 0, 0]
+                    }
                     try metrics.truncate(toEpoch: state.epoch)
-                    console.line("Resuming from \(found.path) (epoch \(state.epoch) done, step \(state.globalStep))")
+                    let within = state.partialEpoch.map { ", then \($0.steps) step(s) of epoch \(state.epoch + 1)" } ?? ""
+                    console.line("Resuming from \(found.path) (epoch \(state.epoch) done\(within); step \(state.globalStep))")
                 } catch let error as DDPError {
                     failure = error.message
                 }
@@ -353,7 +404,11 @@ public final class Trainer {
         try communicator.broadcast(&counters)
         if let snapshot { try snapshot.broadcast(communicator) }
         startEpoch = Int(counters[0])
-        lastCheckpoint = checkpoints.statePath(epoch: startEpoch)
+        if counters[8] != 0 {
+            resumePartial = .init(steps: Int(counters[9]), lossSum: counters[10], correct: counters[11],
+                                  samples: counters[12], seconds: counters[13])
+        }
+        lastCheckpoint = checkpoints.statePath(epoch: startEpoch, step: resumePartial?.steps)
         globalStep = Int(counters[1])
         optimizer.step = Int(counters[2])
         monitor.wait = Int(counters[3])
