@@ -58,6 +58,11 @@ static inline int cmpi_gather_float(const float *block_data, float *full, int bl
     return MPI_Gather(block_data, block, MPI_FLOAT, full, block, MPI_FLOAT, root, MPI_COMM_WORLD);
 }
 
+/// Rank r's `count` bytes land at full[r * count] on `root` (the trace's per-epoch events).
+static inline int cmpi_gather_bytes(const void *block_data, void *full, int count, int root) {
+    return MPI_Gather(block_data, count, MPI_BYTE, full, count, MPI_BYTE, root, MPI_COMM_WORLD);
+}
+
 /// full[r * block] on `root` lands in rank r's `block_data` (resuming sharded state).
 static inline int cmpi_scatter_float(const float *full, float *block_data, int block, int root) {
     return MPI_Scatter(full, block, MPI_FLOAT, block_data, block, MPI_FLOAT, root, MPI_COMM_WORLD);

@@ -33,6 +33,7 @@ struct Train: ParsableCommand {
     @Flag(help: "No per-epoch lines or progress display.") var quiet = false
     @Flag(help: "Replace an earlier run in --run-dir (a fresh run otherwise refuses a directory that holds one).") var overwrite = false
     @Flag(help: "At the end, write SVG plots into the run directory's plots/ (rank 0 only; see ddp plot).") var plot = false
+    @Flag(help: "Write RUN_DIR/trace.json: every rank's step timeline as Chrome trace events (open in Perfetto or chrome://tracing).") var trace = false
 
     func validate() throws {
         if resume && runDir == nil { throw ValidationError("--resume needs --run-dir: the run directory to continue") }
@@ -62,6 +63,7 @@ struct Train: ParsableCommand {
                 trainOptions.resume = resume
                 trainOptions.quiet = quiet
                 trainOptions.overwrite = overwrite
+                trainOptions.trace = trace
                 let trainer = try Trainer(config: config, data: data, communicator: communicator, options: trainOptions)
                 Console(enabled: communicator.isRoot && !quiet).line("ddp: \(communicator.size) rank(s), global batch \(trainer.plan.globalBatch), \(trainer.plan.stepsPerEpoch) steps/epoch, \(data.train.count) training samples; run directory \(directory)")
                 preempted = try trainer.run().reason == "preempted"

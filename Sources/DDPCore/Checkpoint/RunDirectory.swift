@@ -6,7 +6,7 @@ import Foundation
 public enum RunDirectory {
     /// What a run writes; a fresh run with overwrite removes these, its TensorBoard event files
     /// and nothing else.
-    static let runFiles = ["metrics.jsonl", "model.safetensors", "best.safetensors", "checkpoints",
+    static let runFiles = ["trace.json", "metrics.jsonl", "model.safetensors", "best.safetensors", "checkpoints",
                            "plots", "report.html", "config.yaml"]
 
     /// Whether `path` holds (part of) an earlier run.

@@ -17,6 +17,8 @@ public protocol Communicator: AnyObject {
     func allgather(_ buffer: UnsafeMutableBufferPointer<Float>, block: Int) throws
     /// Rank r's `block` lands at `full[r·block]` on `root` (`full` is ignored elsewhere).
     func gather(_ block: UnsafeBufferPointer<Float>, into full: UnsafeMutablePointer<Float>?, root: Int) throws
+    /// Rank r's bytes land at `full[r·block.count]` on `root` (`full` is ignored elsewhere).
+    func gather(bytes block: UnsafeRawBufferPointer, into full: UnsafeMutableRawPointer?, root: Int) throws
     /// `full[r·block]` on `root` lands in rank r's `block` (`full` is ignored elsewhere).
     func scatter(_ full: UnsafePointer<Float>?, into block: UnsafeMutableBufferPointer<Float>, root: Int) throws
     /// Copies `root`'s bytes into every other rank's buffer.
@@ -63,6 +65,10 @@ public final class LocalCommunicator: Communicator {
     public func gather(_ block: UnsafeBufferPointer<Float>, into full: UnsafeMutablePointer<Float>?, root: Int) throws {
         guard let full, let base = block.baseAddress, UnsafePointer(full) != base else { return }
         full.update(from: base, count: block.count)
+    }
+    public func gather(bytes block: UnsafeRawBufferPointer, into full: UnsafeMutableRawPointer?, root: Int) throws {
+        guard let full, let base = block.baseAddress, UnsafeRawPointer(full) != base else { return }
+        full.copyMemory(from: base, byteCount: block.count)
     }
     public func scatter(_ full: UnsafePointer<Float>?, into block: UnsafeMutableBufferPointer<Float>, root: Int) throws {
         guard let full, let base = block.baseAddress, UnsafePointer(base) != full else { return }

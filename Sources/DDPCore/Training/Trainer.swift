@@ -9,6 +9,8 @@ public struct TrainOptions: Sendable {
     public var quiet = false
     /// A fresh run may replace an earlier run in the same directory (else it refuses).
     public var overwrite = false
+    /// Write RUN_DIR/trace.json: every rank's step timeline (see `TraceRecorder`).
+    public var trace = false
     public init(runDirectory: String) { self.runDirectory = runDirectory }
 }
 
@@ -59,6 +61,8 @@ public final class Trainer {
     private let metrics: MetricsLog
     private var lastCheckpoint: String?
     private let console: Console
+    /// Set with `TrainOptions.trace`; every hook below is a nil check otherwise.
+    private var trace: TraceRecorder?
     private var tensorBoard: TensorBoardWriter?
 
     public init(config: TrainingConfig, data: RunData, communicator: Communicator, options: TrainOptions) throws {
@@ -123,6 +127,10 @@ public final class Trainer {
             try initializeWeights()
             if communicator.isRoot { try AtomicFile.write("", to: metrics.path) }
         }
+        if options.trace {
+            trace = TraceRecorder(path: options.runDirectory + "/trace.json", spansPerEpoch: plan.stepsPerEpoch * 32 + 256)
+            (communicator as? MPICommunicator)?.trace = trace
+        }
         if communicator.isRoot && config.logging.tensorboard {
             tensorBoard = try TensorBoardWriter(directory: options.runDirectory, resumingAfterEpoch: options.resume ? startEpoch : nil)
         }
@@ -148,9 +156,11 @@ public final class Trainer {
                 return try preempt(epoch: epoch, partial: partial, records: records)
             }
             if let validation = data.validation {
+                let validationStart = trace?.now() ?? 0
                 let result = try evaluator.evaluate(validation, transform: data.transform)
                 record.validationLoss = result.loss
                 record.validationAccuracy = result.accuracy
+                trace?.record(.validation, since: validationStart)
             }
             record.seconds = Date().timeIntervalSince(epochStart) + (continuing?.seconds ?? 0)
             let decision = try decide(epoch: epoch, record: record)
@@ -158,6 +168,7 @@ public final class Trainer {
             let every = config.checkpoint.everyEpochs
             let checkpointDue = decision.improved || (every > 0 && (epoch + 1) % every == 0) || decision.stop || epoch + 1 == totalEpochs
             // Collective: under the sharded update the moments live in slices on every rank.
+            let checkpointStart = trace?.now() ?? 0
             let moments = checkpointDue ? try sync.gatherOptimizerState() : nil
             if communicator.isRoot {
                 console.endProgress()
@@ -167,6 +178,8 @@ public final class Trainer {
                 if decision.improved { try network.saveWeights(to: options.runDirectory + "/best.safetensors") }
                 if checkpointDue, let moments { try saveCheckpoint(epochsCompleted: epoch + 1, moments: moments) }
             }
+            if checkpointDue { trace?.record(.checkpoint, since: checkpointStart) }
+            try trace?.flush(communicator)
             // Every rank knows the path, so any rank's error message can name it.
             if checkpointDue { lastCheckpoint = checkpoints.statePath(epoch: epoch + 1) }
             epoch += 1
@@ -200,6 +213,7 @@ public final class Trainer {
                 console.line(String(format: "test_loss: %.4f", loss) + (outcome.testAccuracy.map { String(format: " - test_accuracy: %.4f", $0) } ?? ""))
             }
         }
+        try trace?.close(communicator)
         try communicator.barrier()
         return outcome
     }
@@ -226,10 +240,12 @@ public final class Trainer {
         for step in (continuing?.steps ?? 0)..<plan.stepsPerEpoch {
             CollectiveWatchdog.mark(epoch: epoch + 1, step: step + 1)
             let stepStart = ContinuousClock.now
+            var traceStart = trace?.now() ?? 0
             let batch = plan.localRows(step: step, order: orderBase, into: context.sampleRows)
             data.train.gather(rows: context.sampleRows, count: batch, transform: data.transform,
                               inputs: network.input.baseAddress!, labels: labels.baseAddress!)
             let computeStart = time.mark(stepStart, communicator, into: .data)
+            if let trace { trace.record(.data, since: traceStart); traceStart = trace.now() }
             network.zeroGradients()
             let activity = try network.forward(batch: batch, context: context)
             // Gradient of the global mean loss: the step's global sample count is known up front.
@@ -237,8 +253,10 @@ public final class Trainer {
             let result = config.loss.evaluate(output: network.output, labels: labels.baseAddress!, batch: batch,
                                               width: network.outputWidth, gradient: network.outputGradient,
                                               gradientScale: meanScale)
+            if let trace { trace.record(.forward, since: traceStart); traceStart = trace.now() }
             try network.backward(batch: batch, context: context, gradientScale: meanScale)
             let syncStart = time.mark(computeStart, communicator, into: .compute)
+            if let trace { trace.record(.backward, since: traceStart); traceStart = trace.now() }
             let localLoss = result.lossSum + activity
             let totals = try sync.reduce(lossSum: localLoss, samples: batch, correct: result.correct, nonFinite: !localLoss.isFinite,
                                          stop: ddp_preemption_signal() != 0)
@@ -253,6 +271,7 @@ public final class Trainer {
             lr = config.schedule.learningRate(base: config.optimizer.learningRate, epoch: epoch, globalStep: globalStep)
             try sync.update(lr: lr)
             _ = time.mark(syncStart, communicator, into: .update, gradientSync: true)
+            trace?.record(.update, since: traceStart)
             globalStep += 1
             if totals.stop {
                 return .preempted(.init(steps: step + 1, lossSum: lossSum, correct: correct, samples: samples,
@@ -281,6 +300,7 @@ public final class Trainer {
     /// on, and the previous checkpoint stays intact until the new one is whole.
     private func preempt(epoch: Int, partial: CheckpointState.PartialEpoch, records: [EpochRecord]) throws -> TrainingOutcome {
         let start = ContinuousClock.now
+        let checkpointStart = trace?.now() ?? 0
         let moments = try sync.gatherOptimizerState()
         if communicator.isRoot, let moments {
             console.endProgress()
@@ -290,6 +310,8 @@ public final class Trainer {
             console.line("Preempted by \(cause) at epoch \(epoch + 1), step \(partial.steps) of \(plan.stepsPerEpoch): wrote \(path) in "
                          + String(format: "%.2f s", seconds(ContinuousClock.now - start)) + "; continue with --resume")
         }
+        trace?.record(.checkpoint, since: checkpointStart)
+        try trace?.close(communicator)
         try communicator.barrier()
         return TrainingOutcome(epochsRun: epoch, reason: "preempted", monitor: monitor.config.monitor,
                                bestEpoch: monitor.bestEpoch + 1, bestValue: monitor.best,
