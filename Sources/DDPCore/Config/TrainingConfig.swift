@@ -183,6 +183,10 @@ public struct TrainingConfig: Sendable, Equatable {
                 label = .index(-1)
             }
             source = .csv(path: file, label: label, header: header)
+        case "npy":
+            guard let features = try section.string("features") else { throw DDPError(.config, "missing key '\(path).features'") }
+            guard let labels = try section.string("labels") else { throw DDPError(.config, "missing key '\(path).labels'") }
+            source = .npy(features: features, labels: labels)
         case "moons":
             source = .moons(samples: try section.int("samples", default: 100, min: 2),
                             noise: try section.double("noise", default: 0.25, in: 0...10),
@@ -192,7 +196,7 @@ public struct TrainingConfig: Sendable, Equatable {
                               radiusSquared: try section.double("radius_squared", default: 5, in: 1e-9...1e9),
                               seed: UInt64(try section.int("seed", default: Int(truncatingIfNeeded: seed), min: 0)))
         default:
-            throw DDPError(.config, "\(path).format: '\(format)' is not one of idx, csv, moons, circles")
+            throw DDPError(.config, "\(path).format: '\(format)' is not one of idx, csv, npy, moons, circles")
         }
         try section.finish()
         return source
