@@ -2,9 +2,57 @@ import DDPCore
 import Foundation
 import XCTest
 
-/// End-to-end checks of the input-side features: NumPy inputs train exactly as the same data
-/// read from CSV.
+/// End-to-end checks of the input and weight regularizers: NumPy inputs train exactly as the
+/// same data read from CSV; weight noise and augmentation train the same model on 1, 2 and 4
+/// ranks (their draws are keyed by step or sample, never by rank).
 final class InputRegularizationTests: IntegrationTestCase {
+    static let tolerance = 1e-5
+
+    /// Trains `yaml` on np = 1 (plain), 2 and 4 and checks the weights and losses agree; returns
+    /// the np=1 run directory.
+    @discardableResult
+    private func assertSameOnOneTwoAndFourRanks(_ yaml: String, _ name: String,
+                                                file: StaticString = #filePath, line: UInt = #line) throws -> String {
+        let config = try writeConfig("\(name).yaml", yaml)
+        for np in [1, 2, 4] {
+            try train(np: np == 1 ? nil : np, config: config, runDirectory: path("\(name)-np\(np)"), file: file, line: line)
+        }
+        let reference = try readTensors(path("\(name)-np1/model.safetensors"))
+        let referenceMetrics = Metrics(runDirectory: path("\(name)-np1"))
+        for np in [2, 4] {
+            assertTensorsClose(reference, try readTensors(path("\(name)-np\(np)/model.safetensors")), tolerance: Self.tolerance,
+                               "\(name): np=\(np) vs np=1", file: file, line: line)
+            let metrics = Metrics(runDirectory: path("\(name)-np\(np)"))
+            assertSeriesClose(referenceMetrics.values("loss"), metrics.values("loss"), tolerance: Self.tolerance,
+                              "\(name): loss np=\(np) vs np=1", file: file, line: line)
+        }
+        return path("\(name)-np1")
+    }
+
+    func testWeightNoiseSameOnOneTwoAndFourRanks() throws {
+        let yaml = """
+            seed: 5
+            data:
+              train: {format: moons, samples: 150, noise: 0.2}
+              normalize: standardize
+            model:
+              inputs: 2
+              layers:
+                - {type: dense, units: 16, activation: tanh, weight_noise: 0.2}
+                - {type: dense, units: 2, weight_noise: 0.1}
+            optimizer: {type: adam, lr: 0.01}
+            training: {epochs: 3, batch_size: 25}
+            """
+        let noisy = try assertSameOnOneTwoAndFourRanks(yaml, "weight-noise")
+        // Not vacuous: without the noise the run ends elsewhere.
+        let plain = try writeConfig("plain.yaml", yaml.replacingOccurrences(of: ", weight_noise: 0.2", with: "")
+                                                      .replacingOccurrences(of: ", weight_noise: 0.1", with: ""))
+        try train(np: nil, config: plain, runDirectory: path("plain"))
+        let difference = relativeDifference(try readTensors(path("plain/model.safetensors"))["0.weight"]!.floats()!,
+                                            try readTensors(noisy + "/model.safetensors")["0.weight"]!.floats()!)
+        XCTAssertGreaterThan(difference, 1e-3, "weight noise changed nothing")
+    }
+
     /// 240 samples of 5 features, values k/16 (exact in float32, float64 and decimal text),
     /// 3 classes. Written as float64 .npy + int64 labels, and as CSV.
     private func writeNumpyAndCSV() throws -> (features: String, labels: String, csv: String) {

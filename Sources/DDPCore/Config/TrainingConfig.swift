@@ -220,6 +220,7 @@ public struct TrainingConfig: Sendable, Equatable {
             var layer = try ConfigSection(node, path: "model.layers[\(index)]")
             let type = try layer.string("type") ?? ""
             let kind: LayerConfig.Kind
+            var weightNoise: Float = 0
             switch type {
             case "dense":
                 kind = .dense(units: try layer.int("units") ?? { throw DDPError(.config, "missing key 'model.layers[\(index)].units'") }(),
@@ -232,6 +233,7 @@ public struct TrainingConfig: Sendable, Equatable {
                 if case let .dense(units, _, _, _, _, _, _) = kind, units < 1 {
                     throw DDPError(.config, "model.layers[\(index)].units: expected an integer ≥ 1, got \(units)")
                 }
+                weightNoise = try layer.float("weight_noise", default: 0, in: 0...1e6)
             case "batchnorm":
                 kind = .batchNorm(momentum: try layer.float("momentum", default: 0.1, in: 0...1),
                                   epsilon: try layer.float("epsilon", default: 1e-5, in: 1e-12...1))
@@ -246,7 +248,7 @@ public struct TrainingConfig: Sendable, Equatable {
             }
             let activity = try penalty(&layer, "activity_regularizer")
             try layer.finish()
-            layers.append(LayerConfig(kind, activityRegularizer: activity))
+            layers.append(LayerConfig(kind, activityRegularizer: activity, weightNoise: weightNoise))
         }
         return ModelConfig(inputs: inputs, layers: layers, initWeights: initWeights)
     }

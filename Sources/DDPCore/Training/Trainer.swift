@@ -217,6 +217,7 @@ public final class Trainer {
                               inputs: network.input.baseAddress!, labels: labels.baseAddress!)
             let computeStart = time.mark(stepStart, communicator, into: .data)
             network.zeroGradients()
+            context.globalStep = globalStep
             let activity = try network.forward(batch: batch, context: context)
             // Gradient of the global mean loss: the step's global sample count is known up front.
             let meanScale = 1 / Float(plan.globalCount(step: step))
