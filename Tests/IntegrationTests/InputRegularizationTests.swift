@@ -29,6 +29,64 @@ final class InputRegularizationTests: IntegrationTestCase {
         return path("\(name)-np1")
     }
 
+    /// 8×8 uint8 images as .npy: class 1 has a bright 3×3 blob in the left half, class 0 in the right.
+    private func writeImages(count: Int) throws -> (features: String, labels: String) {
+        var pixels = [UInt8](repeating: 0, count: count * 64), labels = [Int64](repeating: 0, count: count)
+        var state: UInt64 = 99
+        func next(_ n: Int) -> Int {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Int(state >> 33) % n
+        }
+        for i in 0..<count {
+            labels[i] = Int64(i % 2)
+            let (top, left) = (next(6), labels[i] == 1 ? next(2) : 3 + next(3))
+            for p in 0..<64 { pixels[i * 64 + p] = UInt8(next(40)) }
+            for y in top..<top + 3 { for x in left..<left + 3 { pixels[i * 64 + y * 8 + x] = UInt8(200 + next(56)) } }
+        }
+        try Data(NPYFile.encode(descr: "|u1", shape: [count, 64], values: pixels)).write(to: URL(fileURLWithPath: path("images.npy")))
+        try Data(NPYFile.encode(descr: "<i8", shape: [count], values: labels.withUnsafeBytes { Array($0) }))
+            .write(to: URL(fileURLWithPath: path("labels.npy")))
+        return (path("images.npy"), path("labels.npy"))
+    }
+
+    func testAugmentationSameOnOneTwoAndFourRanks() throws {
+        let files = try writeImages(count: 150)
+        let yaml = """
+            seed: 11
+            data:
+              train: {format: npy, features: \(files.features), labels: \(files.labels)}
+              image_shape: [8, 8, 1]
+              validation_split: 0.2
+              augment:
+                - {type: random_flip, mode: vertical}
+                - {type: random_translation, height_factor: 0.1, width_factor: 0.1, fill_mode: reflect}
+                - {type: random_rotation, factor: 0.05}
+                - {type: random_zoom, height_factor: 0.1}
+                - {type: random_crop, padding: 1}
+                - {type: random_erasing, probability: 0.5, value: random}
+                - {type: gaussian_noise, stddev: 0.05}
+            model:
+              inputs: 64
+              layers:
+                - {type: dense, units: 16, activation: relu}
+                - {type: dense, units: 2}
+            optimizer: {type: adam, lr: 0.01}
+            training: {epochs: 3, batch_size: 20}
+            """
+        let augmented = try assertSameOnOneTwoAndFourRanks(yaml, "augment")
+        // Not vacuous: without augmentation the training losses differ; validation is never augmented,
+        // so the model still learns the task.
+        let plain = try writeConfig("plain.yaml", yaml.components(separatedBy: "  augment:\n")[0] + "model:" + yaml.components(separatedBy: "model:")[1])
+        try train(np: nil, config: plain, runDirectory: path("plain"))
+        let withAugment = Metrics(runDirectory: augmented).values("loss"), without = Metrics(runDirectory: path("plain")).values("loss")
+        XCTAssertNotEqual(withAugment, without, "augmentation changed nothing")
+        XCTAssertGreaterThan(Metrics(runDirectory: augmented).values("val_accuracy").last.flatMap { $0 } ?? 0, 0.6)
+        // ddp summary shows the input's image shape.
+        let summary = try runDDP(np: nil, ["summary", path("augment.yaml")])
+        XCTAssertEqual(summary.status, 0, summary.tail)
+        XCTAssertTrue(summary.stdout.contains("Input shape: (None, 8, 8, 1)"), summary.stdout)
+    }
+
     func testWeightNoiseSameOnOneTwoAndFourRanks() throws {
         let yaml = """
             seed: 5

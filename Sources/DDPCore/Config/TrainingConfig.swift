@@ -9,6 +9,10 @@ public struct DataConfig: Sendable, Equatable {
     public var validationSplit: Double = 0
     public var test: DataSource?
     public var normalize = Normalization.scale
+    /// The shape of one sample as an image; IDX files carry their own.
+    public var imageShape: ImageShape?
+    /// Transforms applied in order to training batches only.
+    public var augment: [AugmentTransform] = []
 }
 
 /// The config's `training` section.
@@ -97,6 +101,8 @@ public struct TrainingConfig: Sendable, Equatable {
         }
         data.validationSplit = try dataSection.double("validation_split", default: 0, in: 0...0.99)
         data.normalize = try dataSection.choice("normalize", default: Normalization.scale)
+        data.imageShape = try ImageShape.parse(&dataSection, "image_shape")
+        data.augment = try AugmentTransform.parseList(dataSection.node("augment"), path: "data.augment")
         if data.validation != nil && data.validationSplit > 0 {
             throw DDPError(.config, "data.validation and data.validation_split are both set; use one")
         }
@@ -105,6 +111,9 @@ public struct TrainingConfig: Sendable, Equatable {
         guard var modelSection = try top.section("model") else { throw DDPError(.config, "missing key 'model'") }
         let model = try modelConfig(&modelSection)
         try modelSection.finish()
+        if let shape = data.imageShape, shape.featureCount != model.inputs {
+            throw DDPError(.config, "data.image_shape \(shape) holds \(shape.featureCount) values per sample but model.inputs is \(model.inputs)")
+        }
 
         let loss = try lossConfig(top.node("loss"))
         guard var optimizerSection = try top.section("optimizer") else { throw DDPError(.config, "missing key 'optimizer'") }

@@ -44,6 +44,8 @@ public final class Trainer {
     public let plan: BatchPlan
     let context: StepContext
     let evaluator: Evaluator
+    /// `data.augment`, applied to each gathered training batch; nil without one.
+    private let augmentation: Augmentation?
     private let labels: UnsafeMutableBufferPointer<Float>
     private let order: UnsafeMutableBufferPointer<Int32>
     /// Decides improvements (and stopping, when `early_stopping` is configured).
@@ -77,6 +79,7 @@ public final class Trainer {
         network.reserve(maxBatch: plan.maxLocalBatch)
         evaluator = Evaluator(network: network, loss: config.loss, context: context)
         sync = makeGradientSync(config: config, network: network, communicator: communicator)
+        augmentation = try Augmentation(config: config, data: data)
         labels = .allocate(capacity: max(network.maxBatch, 1))
         labels.initialize(repeating: 0)
         order = .allocate(capacity: data.train.count)
@@ -215,6 +218,7 @@ public final class Trainer {
             let batch = plan.localRows(step: step, order: orderBase, into: context.sampleRows)
             data.train.gather(rows: context.sampleRows, count: batch, transform: data.transform,
                               inputs: network.input.baseAddress!, labels: labels.baseAddress!)
+            augmentation?.apply(rows: context.sampleRows, count: batch, epoch: epoch, inputs: network.input.baseAddress!)
             let computeStart = time.mark(stepStart, communicator, into: .data)
             network.zeroGradients()
             context.globalStep = globalStep
