@@ -79,6 +79,18 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(data.feature(row: 1, column: 2), 8)
         XCTAssertEqual(data.labels, [4, 1])
         XCTAssertEqual(data.classCount, 5)
+        // The images keep their shape, (rows, columns, 1), also in a slice (validation_split).
+        XCTAssertEqual(data.imageShape, ImageShape(height: 2, width: 3, channels: 1))
+        XCTAssertEqual(data.slice(1..<2).imageShape, ImageShape(height: 2, width: 3, channels: 1))
+        XCTAssertEqual(try IDXFile.imageShape(images), ImageShape(height: 2, width: 3))
+        // data.image_shape must agree with the file's own.
+        let yaml = "data: {train: {format: idx, images: \(images), labels: \(labels)}, image_shape: SHAPE}\n"
+            + "model: {inputs: 6, layers: [{type: dense, units: 5}]}\noptimizer: {type: sgd}"
+        XCTAssertEqual(try RunData(config: TrainingConfig.parse(yaml: yaml.replacingOccurrences(of: "SHAPE", with: "[2, 3, 1]"))).imageShape,
+                       ImageShape(height: 2, width: 3))
+        assertDDPError(.config, containing: ["data.image_shape is (3, 2, 1)", "data.train", "(2, 3, 1)"]) {
+            try RunData(config: TrainingConfig.parse(yaml: yaml.replacingOccurrences(of: "SHAPE", with: "[3, 2, 1]")))
+        }
     }
 
     func testIDXErrors() throws {
