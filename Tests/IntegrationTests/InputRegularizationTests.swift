@@ -29,7 +29,9 @@ final class InputRegularizationTests: IntegrationTestCase {
         return path("\(name)-np1")
     }
 
-    /// 8×8 uint8 images as .npy: class 1 has a bright 3×3 blob in the left half, class 0 in the right.
+    /// 8×8 uint8 images as IDX files: class 1 has a bright 3×3 blob in the left half, class 0 in
+    /// the right. IDX records the image shape itself, which must reach every rank through the
+    /// node-shared data window.
     private func writeImages(count: Int) throws -> (features: String, labels: String) {
         var pixels = [UInt8](repeating: 0, count: count * 64), labels = [Int64](repeating: 0, count: count)
         var state: UInt64 = 99
@@ -43,10 +45,10 @@ final class InputRegularizationTests: IntegrationTestCase {
             for p in 0..<64 { pixels[i * 64 + p] = UInt8(next(40)) }
             for y in top..<top + 3 { for x in left..<left + 3 { pixels[i * 64 + y * 8 + x] = UInt8(200 + next(56)) } }
         }
-        try Data(NPYFile.encode(descr: "|u1", shape: [count, 64], values: pixels)).write(to: URL(fileURLWithPath: path("images.npy")))
-        try Data(NPYFile.encode(descr: "<i8", shape: [count], values: labels.withUnsafeBytes { Array($0) }))
-            .write(to: URL(fileURLWithPath: path("labels.npy")))
-        return (path("images.npy"), path("labels.npy"))
+        func word(_ v: Int) -> [UInt8] { [UInt8(v >> 24 & 255), UInt8(v >> 16 & 255), UInt8(v >> 8 & 255), UInt8(v & 255)] }
+        try Data(word(0x0803) + word(count) + word(8) + word(8) + pixels).write(to: URL(fileURLWithPath: path("images.idx")))
+        try Data(word(0x0801) + word(count) + labels.map { UInt8($0) }).write(to: URL(fileURLWithPath: path("labels.idx")))
+        return (path("images.idx"), path("labels.idx"))
     }
 
     func testAugmentationSameOnOneTwoAndFourRanks() throws {
@@ -54,8 +56,7 @@ final class InputRegularizationTests: IntegrationTestCase {
         let yaml = """
             seed: 11
             data:
-              train: {format: npy, features: \(files.features), labels: \(files.labels)}
-              image_shape: [8, 8, 1]
+              train: {format: idx, images: \(files.features), labels: \(files.labels)}
               validation_split: 0.2
               augment:
                 - {type: random_flip, mode: vertical}
