@@ -91,8 +91,9 @@ struct Summary: ParsableCommand {
 
     func run() throws {
         JobSession().execute {
-            let network = try Network(config: try options.load(config).model)
-            print(ModelSummary(network: network).text)
+            let config = try options.load(config)
+            let network = try Network(config: config.model)
+            print(ModelSummary(network: network, inputShape: try RunData.inputShape(config: config)).text)
         }
     }
 }

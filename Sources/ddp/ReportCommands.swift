@@ -35,8 +35,9 @@ struct Plot: ParsableCommand {
         abstract: "Write SVG plots of a run into RUN_DIR/plots.",
         discussion: """
             loss.svg and accuracy.svg (per epoch, best and early-stopping epochs marked), weights-<layer>.svg \
-            (a histogram of each dense kernel with its share of |w| < 1e-3) and, for a model with 2 inputs, \
-            decision-regions.svg (the prediction over the data's range, training points on top).
+            (a histogram of each dense kernel with its share of |w| < 1e-3), for a model with 2 inputs, \
+            decision-regions.svg (the prediction over the data's range, training points on top) and, for images \
+            with data.augment, augmentation.svg (training images beside their augmented versions).
             """)
 
     @Argument(help: "A run directory written by `ddp train`.") var runDir: String

@@ -209,6 +209,17 @@ final class ConfigTests: XCTestCase {
         XCTAssertNil(try TrainingConfig.parse(yaml: base, overrides: ["early_stopping=null"]).earlyStopping)
     }
 
+    func testWeightNoiseKey() throws {
+        let yaml = "data: {train: {format: moons}}\nmodel: {inputs: 2, layers: [{type: dense, units: 2, weight_noise: 0.05}]}\noptimizer: {type: sgd}"
+        XCTAssertEqual(try TrainingConfig.parse(yaml: yaml).model.layers[0].weightNoise, 0.05)
+        assertDDPError(.config, containing: ["model.layers[0].weight_noise", "-0.1"]) {
+            try TrainingConfig.parse(yaml: yaml.replacingOccurrences(of: "0.05", with: "-0.1"))
+        }
+        assertDDPError(.config, containing: ["weight_noise"]) {
+            try TrainingConfig.parse(yaml: yaml.replacingOccurrences(of: "dense, units: 2", with: "dropout, rate: 0.1"))
+        }
+    }
+
     func testOverrideErrors() {
         assertDDPError(.config, containing: ["model.layers.9.rate", "'9'", "4 entries"]) {
             try TrainingConfig.parse(yaml: self.base, overrides: ["model.layers.9.rate=0.1"])

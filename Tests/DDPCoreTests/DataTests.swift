@@ -79,6 +79,18 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(data.feature(row: 1, column: 2), 8)
         XCTAssertEqual(data.labels, [4, 1])
         XCTAssertEqual(data.classCount, 5)
+        // The images keep their shape, (rows, columns, 1), also in a slice (validation_split).
+        XCTAssertEqual(data.imageShape, ImageShape(height: 2, width: 3, channels: 1))
+        XCTAssertEqual(data.slice(1..<2).imageShape, ImageShape(height: 2, width: 3, channels: 1))
+        XCTAssertEqual(try IDXFile.imageShape(images), ImageShape(height: 2, width: 3))
+        // data.image_shape must agree with the file's own.
+        let yaml = "data: {train: {format: idx, images: \(images), labels: \(labels)}, image_shape: SHAPE}\n"
+            + "model: {inputs: 6, layers: [{type: dense, units: 5}]}\noptimizer: {type: sgd}"
+        XCTAssertEqual(try RunData(config: TrainingConfig.parse(yaml: yaml.replacingOccurrences(of: "SHAPE", with: "[2, 3, 1]"))).imageShape,
+                       ImageShape(height: 2, width: 3))
+        assertDDPError(.config, containing: ["data.image_shape is (3, 2, 1)", "data.train", "(2, 3, 1)"]) {
+            try RunData(config: TrainingConfig.parse(yaml: yaml.replacingOccurrences(of: "SHAPE", with: "[3, 2, 1]")))
+        }
     }
 
     func testIDXErrors() throws {
@@ -291,5 +303,73 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(last.feature(row: 1, column: 0), 6)
         XCTAssertEqual(tiny.slice(0..<0).count, 0)
         XCTAssertNil(tiny.slice(0..<0).classCount)
+    }
+}
+
+// MARK: NumPy .npy
+
+extension DataTests {
+    func npy<T>(_ descr: String, _ shape: [Int], _ values: [T]) -> [UInt8] {
+        NPYFile.encode(descr: descr, shape: shape, values: values.withUnsafeBytes { Array($0) })
+    }
+
+    func testNPYFloatAndByteFeatures() throws {
+        let labels = try write("y.npy", npy("<i8", [3], [Int64(2), 0, 1]))
+        let floats = try write("x32.npy", npy("<f4", [3, 2], [Float(0.5), -1, 2, 3.25, 4, 5]))
+        let data = try DataLoader.load(.npy(features: floats, labels: labels))
+        XCTAssertEqual(data.count, 3)
+        XCTAssertEqual(data.featureCount, 2)
+        XCTAssertEqual(data.labels, [2, 0, 1])
+        XCTAssertEqual(data.feature(row: 1, column: 1), 3.25)
+
+        let doubles = try write("x64.npy", npy("<f8", [3, 2], [0.5, -1, 2, 3.25, 4, 5]))
+        guard case .floats(let fromDoubles) = try DataLoader.load(.npy(features: doubles, labels: labels)).storage,
+              case .floats(let fromFloats) = data.storage else { return XCTFail("float features should be floats") }
+        XCTAssertEqual(fromDoubles, fromFloats)
+
+        let bytes = try write("x8.npy", npy("|u1", [3, 2], [UInt8(0), 255, 7, 8, 9, 10]))
+        let byteData = try DataLoader.load(.npy(features: bytes, labels: labels))
+        guard case .bytes(let pixels) = byteData.storage else { return XCTFail("uint8 features should stay bytes, as IDX") }
+        XCTAssertEqual(pixels, [0, 255, 7, 8, 9, 10])
+        XCTAssertEqual(FeatureTransform.fit(.scale, on: byteData).scale, [1 / 255, 1 / 255])
+
+        // 1-D features: one per sample; float labels of shape (N, 1); big-endian values.
+        let oneD = try write("x1.npy", npy(">f4", [3], [Float(1), 2, 3].map { $0.bitPattern.bigEndian }))
+        let floatLabels = try write("yf.npy", npy("<f4", [3, 1], [Float(0.25), 1, 0]))
+        let column = try DataLoader.load(.npy(features: oneD, labels: floatLabels))
+        XCTAssertEqual(column.featureCount, 1)
+        XCTAssertEqual(column.feature(row: 2, column: 0), 3)
+        XCTAssertEqual(column.labels, [0.25, 1, 0])
+    }
+
+    func testNPYErrors() throws {
+        let labels = try write("y.npy", npy("<i4", [2], [Int32(0), 1]))
+        let good = npy("<f4", [2, 2], [Float(1), 2, 3, 4])
+        func load(_ features: [UInt8], labels labelsPath: String? = nil) throws -> Dataset {
+            try DataLoader.load(.npy(features: try write("x.npy", features), labels: labelsPath ?? labels))
+        }
+        let fortran = NPYFile.encode(descr: "<f4", shape: [2, 2], fortranOrder: true, values: Array(good[64...]))
+        assertDDPError(.data, containing: ["x.npy", "Fortran", "ascontiguousarray"]) { try load(fortran) }
+        assertDDPError(.data, containing: ["x.npy", "object array", "pickled"]) {
+            try load(NPYFile.encode(descr: "|O", shape: [2, 2], values: [0x80, 0x04]))
+        }
+        assertDDPError(.data, containing: ["x.npy", "Python pickle"]) { try load([0x80, 0x04, 0x95, 0, 0]) }
+        assertDDPError(.data, containing: ["x.npy", "zip archive"]) { try load([0x50, 0x4B, 3, 4]) }
+        assertDDPError(.data, containing: ["x.npy", "truncated", "(2, 2)", "16 bytes, found 12"]) { try load(Array(good.dropLast(4))) }
+        assertDDPError(.data, containing: ["x.npy", "truncated", "header"]) { try load(Array(good.prefix(40))) }
+        assertDDPError(.data, containing: ["x.npy", "not an .npy file"]) { try load(Array("a,b\n1,2\n".utf8)) }
+        assertDDPError(.data, containing: ["x.npy", "'<i4'", "float32, float64 or uint8"]) {
+            try load(npy("<i4", [2, 2], [Int32(1), 2, 3, 4]))
+        }
+        assertDDPError(.data, containing: ["x.npy", "(2, 2, 1)", "data.image_shape"]) {
+            try load(npy("<f4", [2, 2, 1], [Float(1), 2, 3, 4]))
+        }
+        let threeLabels = try write("y3.npy", npy("<i4", [3], [Int32(0), 1, 0]))
+        assertDDPError(.data, containing: ["x.npy", "2 samples", "y3.npy", "3 labels"]) { try load(good, labels: threeLabels) }
+        let wideLabels = try write("y2.npy", npy("<i4", [2, 2], [Int32(0), 1, 0, 1]))
+        assertDDPError(.data, containing: ["y2.npy", "(2, 2)", "(N,) or (N, 1)"]) { try load(good, labels: wideLabels) }
+        assertDDPError(.config, containing: ["data.train.labels"]) {
+            try TrainingConfig.parse(yaml: "data: {train: {format: npy, features: x.npy}}\nmodel: {inputs: 2, layers: [{type: dense, units: 2}]}\noptimizer: {type: sgd}")
+        }
     }
 }

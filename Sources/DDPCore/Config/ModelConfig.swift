@@ -13,10 +13,13 @@ public struct LayerConfig: Sendable, Equatable {
     /// Keras activity_regularizer: a penalty on this layer's output, summed over units and
     /// averaged over the batch.
     public var activityRegularizer: Penalty?
+    /// Dense layers only: σ of the additive Gaussian noise on the kernel in training (0 = none).
+    public var weightNoise: Float
 
-    public init(_ kind: Kind, activityRegularizer: Penalty? = nil) {
+    public init(_ kind: Kind, activityRegularizer: Penalty? = nil, weightNoise: Float = 0) {
         self.kind = kind
         self.activityRegularizer = activityRegularizer
+        self.weightNoise = weightNoise
     }
 }
 

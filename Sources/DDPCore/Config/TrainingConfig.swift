@@ -9,6 +9,10 @@ public struct DataConfig: Sendable, Equatable {
     public var validationSplit: Double = 0
     public var test: DataSource?
     public var normalize = Normalization.scale
+    /// The shape of one sample as an image; IDX files carry their own.
+    public var imageShape: ImageShape?
+    /// Transforms applied in order to training batches only.
+    public var augment: [AugmentTransform] = []
 }
 
 /// The config's `training` section.
@@ -119,6 +123,8 @@ public struct TrainingConfig: Sendable, Equatable {
         }
         data.validationSplit = try dataSection.double("validation_split", default: 0, in: 0...0.99)
         data.normalize = try dataSection.choice("normalize", default: Normalization.scale)
+        data.imageShape = try ImageShape.parse(&dataSection, "image_shape")
+        data.augment = try AugmentTransform.parseList(dataSection.node("augment"), path: "data.augment")
         if data.validation != nil && data.validationSplit > 0 {
             throw DDPError(.config, "data.validation and data.validation_split are both set; use one")
         }
@@ -127,6 +133,9 @@ public struct TrainingConfig: Sendable, Equatable {
         guard var modelSection = try top.section("model") else { throw DDPError(.config, "missing key 'model'") }
         let model = try modelConfig(&modelSection)
         try modelSection.finish()
+        if let shape = data.imageShape, shape.featureCount != model.inputs {
+            throw DDPError(.config, "data.image_shape \(shape) holds \(shape.featureCount) values per sample but model.inputs is \(model.inputs)")
+        }
 
         let loss = try lossConfig(top.node("loss"))
         guard var optimizerSection = try top.section("optimizer") else { throw DDPError(.config, "missing key 'optimizer'") }
@@ -215,6 +224,10 @@ public struct TrainingConfig: Sendable, Equatable {
                 label = .index(-1)
             }
             source = .csv(path: file, label: label, header: header)
+        case "npy":
+            guard let features = try section.string("features") else { throw DDPError(.config, "missing key '\(path).features'") }
+            guard let labels = try section.string("labels") else { throw DDPError(.config, "missing key '\(path).labels'") }
+            source = .npy(features: features, labels: labels)
         case "moons":
             source = .moons(samples: try section.int("samples", default: 100, min: 2),
                             noise: try section.double("noise", default: 0.25, in: 0...10),
@@ -224,7 +237,7 @@ public struct TrainingConfig: Sendable, Equatable {
                               radiusSquared: try section.double("radius_squared", default: 5, in: 1e-9...1e9),
                               seed: UInt64(try section.int("seed", default: Int(truncatingIfNeeded: seed), min: 0)))
         default:
-            throw DDPError(.config, "\(path).format: '\(format)' is not one of idx, csv, moons, circles")
+            throw DDPError(.config, "\(path).format: '\(format)' is not one of idx, csv, npy, moons, circles")
         }
         try section.finish()
         return source
@@ -248,6 +261,7 @@ public struct TrainingConfig: Sendable, Equatable {
             var layer = try ConfigSection(node, path: "model.layers[\(index)]")
             let type = try layer.string("type") ?? ""
             let kind: LayerConfig.Kind
+            var weightNoise: Float = 0
             switch type {
             case "dense":
                 kind = .dense(units: try layer.int("units") ?? { throw DDPError(.config, "missing key 'model.layers[\(index)].units'") }(),
@@ -260,6 +274,7 @@ public struct TrainingConfig: Sendable, Equatable {
                 if case let .dense(units, _, _, _, _, _, _) = kind, units < 1 {
                     throw DDPError(.config, "model.layers[\(index)].units: expected an integer ≥ 1, got \(units)")
                 }
+                weightNoise = try layer.float("weight_noise", default: 0, in: 0...1e6)
             case "batchnorm":
                 kind = .batchNorm(momentum: try layer.float("momentum", default: 0.1, in: 0...1),
                                   epsilon: try layer.float("epsilon", default: 1e-5, in: 1e-12...1))
@@ -274,7 +289,7 @@ public struct TrainingConfig: Sendable, Equatable {
             }
             let activity = try penalty(&layer, "activity_regularizer")
             try layer.finish()
-            layers.append(LayerConfig(kind, activityRegularizer: activity))
+            layers.append(LayerConfig(kind, activityRegularizer: activity, weightNoise: weightNoise))
         }
         return ModelConfig(inputs: inputs, layers: layers, initWeights: initWeights)
     }

@@ -11,6 +11,8 @@ public enum DataSource: Sendable, Equatable {
     case idx(images: String, labels: String)
     /// Numeric features; the label column by name (needs header) or 0-based index (negative = from end, -1 = last).
     case csv(path: String, label: CSVLabel, header: Bool)
+    /// NumPy .npy arrays: features (N,) or (N, F) of float32/float64/uint8, labels (N,) or (N, 1).
+    case npy(features: String, labels: String)
     /// sklearn's make_moons: two interleaving half circles, labels 0 and 1.
     case moons(samples: Int, noise: Double, seed: UInt64)
     /// Points uniform in [-2, 2]², label 1 outside the circle x₁² + x₂² = radiusSquared.
@@ -29,6 +31,8 @@ public enum DataLoader {
             return try IDXFile.load(images: images, labels: labels)
         case let .csv(path, label, header):
             return try CSVFile.load(path: path, label: label, header: header)
+        case let .npy(features, labels):
+            return try NPYFile.load(features: features, labels: labels)
         case let .moons(samples, noise, seed):
             return try SyntheticData.moons(samples: samples, noise: noise, seed: seed)
         case let .circles(samples, radiusSquared, seed):

@@ -20,6 +20,8 @@ public struct Dataset: Sendable {
     public let labels: [Float]
     /// Where the samples came from (a file path, or a generator call), for messages.
     public let origin: String
+    /// Set for images whose file records their shape (IDX); `data.image_shape` gives it otherwise.
+    public var imageShape: ImageShape?
 
     public init(count: Int, featureCount: Int, storage: Storage, labels: [Float], origin: String) {
         let stored: Int
@@ -49,8 +51,10 @@ public struct Dataset: Sendable {
         case .sharedBytes(let all): part = .sharedBytes(all.slice(values, elementSize: 1))
         case .sharedFloats(let all): part = .sharedFloats(all.slice(values, elementSize: 4))
         }
-        return Dataset(count: range.count, featureCount: featureCount, storage: part,
-                       labels: Array(labels[range]), origin: origin)
+        var sliced = Dataset(count: range.count, featureCount: featureCount, storage: part,
+                             labels: Array(labels[range]), origin: origin)
+        sliced.imageShape = imageShape
+        return sliced
     }
 
     /// Raw (un-normalized) feature value as Float.

@@ -27,8 +27,16 @@ enum IDXFile {
         guard count <= Int(Int32.max) else {     // training addresses rows with Int32
             throw DDPError(.data, "\(imagesPath) holds \(count) images; at most \(Int32.max) are supported")
         }
-        return Dataset(count: count, featureCount: features, storage: .bytes(Array(images[16...])),
-                       labels: labels[8...].map { Float($0) }, origin: imagesPath)
+        var data = Dataset(count: count, featureCount: features, storage: .bytes(Array(images[16...])),
+                           labels: labels[8...].map { Float($0) }, origin: imagesPath)
+        data.imageShape = ImageShape(height: rows, width: columns)
+        return data
+    }
+
+    /// (rows, columns) of the images in `path`, from its header.
+    static func imageShape(_ path: String) throws -> ImageShape {
+        let header = try parseHeader(DataFile.contents(of: path, what: "IDX images file"), path: path, dimensions: 3)
+        return ImageShape(height: header[1], width: header[2])
     }
 
     /// The big-endian sizes after a checked magic.

@@ -45,8 +45,10 @@ public enum NodeSharedData {
         let datasets = layout.sets.map { entry -> Dataset in
             let features = SharedFeatures(owner: node, base: UnsafeRawPointer(base + entry.featureOffset), count: entry.count * entry.featureCount)
             let labels = Array(UnsafeBufferPointer(start: (base + entry.labelOffset).assumingMemoryBound(to: Float.self), count: entry.count))
-            return Dataset(count: entry.count, featureCount: entry.featureCount,
-                           storage: entry.bytes ? .sharedBytes(features) : .sharedFloats(features), labels: labels, origin: entry.origin)
+            var dataset = Dataset(count: entry.count, featureCount: entry.featureCount,
+                                  storage: entry.bytes ? .sharedBytes(features) : .sharedFloats(features), labels: labels, origin: entry.origin)
+            dataset.imageShape = entry.imageShape
+            return dataset
         }
         // The checks below see the same bytes on every rank, so they fail alike everywhere.
         do {
@@ -69,6 +71,7 @@ public enum NodeSharedData {
 
     struct Entry: Codable {
         var count: Int, featureCount: Int, bytes: Bool, origin: String, featureOffset: Int, labelOffset: Int
+        var imageShape: ImageShape?
     }
 
     struct Layout: Codable {
@@ -93,7 +96,8 @@ public enum NodeSharedData {
                 let elements = dataset.count * dataset.featureCount
                 let featureOffset = take(dataset.holdsBytes ? elements : 4 * elements)
                 return Entry(count: dataset.count, featureCount: dataset.featureCount, bytes: dataset.holdsBytes,
-                             origin: dataset.origin, featureOffset: featureOffset, labelOffset: take(4 * dataset.count))
+                             origin: dataset.origin, featureOffset: featureOffset, labelOffset: take(4 * dataset.count),
+                             imageShape: dataset.imageShape)
             }
             totalBytes = offset
         }

@@ -6,6 +6,8 @@ public struct RunData: Sendable {
     public let test: Dataset?
     /// Fitted on `train` only; applied to every split.
     public let transform: FeatureTransform
+    /// One sample's shape as an image: `data.image_shape`, else the training file's own (IDX).
+    public let imageShape: ImageShape?
 
     /// Reads every data file of the config in this process.
     public init(config: TrainingConfig) throws {
@@ -48,6 +50,29 @@ public struct RunData: Sendable {
         self.validation = validation
         self.test = test
         transform = FeatureTransform.fit(config.data.normalize, on: train)
+        imageShape = try Self.imageShape(config, datasets: [("data.train", train), ("data.validation", validation), ("data.test", test)])
+        try Augmentation.check(config.data.augment, imageShape: imageShape, transform: transform)
+    }
+
+    /// The configured image shape, which every file that records its own must agree with.
+    static func imageShape(_ config: TrainingConfig, datasets: [(String, Dataset?)]) throws -> ImageShape? {
+        var shape = config.data.imageShape
+        for case let (name, data?) in datasets {
+            guard let own = data.imageShape else { continue }
+            if let configured = config.data.imageShape, configured.featureCount == own.featureCount, configured != own {
+                throw DDPError(.config, "data.image_shape is \(configured) but \(name) (\(data.origin)) holds images of \(own)")
+            }
+            shape = shape ?? own
+        }
+        return shape
+    }
+
+    /// The input's image shape without loading the data (for `ddp summary`): `data.image_shape`,
+    /// else the IDX training file's header; nil for data that is not images.
+    public static func inputShape(config: TrainingConfig) throws -> ImageShape? {
+        if let shape = config.data.imageShape { return shape }
+        if case let .idx(images, _) = config.data.train { return try IDXFile.imageShape(images) }
+        return nil
     }
 
     public func split(_ name: String) throws -> Dataset {

@@ -14,6 +14,8 @@ public enum CounterRandom {
         case dropout = 3
         case noise = 4
         case data = 5
+        case weightNoise = 6
+        case augmentation = 7
     }
 
     @inline(__always)

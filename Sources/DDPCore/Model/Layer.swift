@@ -29,6 +29,9 @@ public final class StepContext {
     public var training = false
     public var seed: UInt64 = 0
     public var epoch = 0
+    /// Optimizer steps taken before this one (the trainer's global step): keys weight noise,
+    /// which is the same for every sample of a step.
+    public var globalStep = 0
     /// Dataset row of each local batch row: keys dropout masks and noise to the sample, not to
     /// the batch position or rank.
     public var sampleRows: UnsafeMutablePointer<Int32>

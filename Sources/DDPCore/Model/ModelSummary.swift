@@ -4,7 +4,8 @@
 public struct ModelSummary {
     public let text: String
 
-    public init(network: Network) {
+    /// `inputShape`: the sample's image shape, shown beside the flat input width.
+    public init(network: Network, inputShape: ImageShape? = nil) {
         var rows: [(String, String, Int)] = []
         for layer in network.layers {
             let parameters = layer.parameterSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
@@ -19,6 +20,7 @@ public struct ModelSummary {
         var lines: [String] = []
         let rule = String(repeating: "━", count: width + 40)
         lines.append("Model: \"sequential\" (inputs: \(network.inputWidth))")
+        lines.append("Input shape: (None, \(inputShape.map { "\($0.height), \($0.width), \($0.channels)" } ?? String(network.inputWidth)))")
         lines.append(rule)
         lines.append(pad("Layer (index: type)", width) + pad("Output Shape", 24) + "Param #")
         lines.append(rule)

@@ -101,7 +101,7 @@ public final class Network {
             case let .dense(units, activation, useBias, kernelInit, biasInit, kernelReg, biasReg):
                 layers.append(Dense(configIndex: index, inputs: width, units: units, useBias: useBias,
                                     kernelInitializer: kernelInit, biasInitializer: biasInit,
-                                    kernelRegularizer: kernelReg, biasRegularizer: biasReg))
+                                    kernelRegularizer: kernelReg, biasRegularizer: biasReg, weightNoise: entry.weightNoise))
                 width = units
                 if activation != .linear {
                     penalties.append(nil)

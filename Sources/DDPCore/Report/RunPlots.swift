@@ -322,6 +322,15 @@ public enum RunPlots {
         }
         try save("loss.svg", lossChart(run), "Loss per epoch")
         if let chart = accuracyChart(run) { try save("accuracy.svg", chart, "Accuracy per epoch") }
+        if !run.config.data.augment.isEmpty {
+            let data = try RunData(config: run.config)
+            if data.imageShape != nil, let augmentation = try Augmentation(config: run.config, data: data) {
+                let rows = Array(0..<min(8, data.train.count))
+                let grid = try AugmentationGrid(data: data, augmentation: augmentation, rows: rows, epochs: Array(0..<5),
+                                                title: "What the model sees: data.augment of \(run.name)")
+                try save("augmentation.svg", grid.svg(), "Training images and their augmented versions")
+            }
+        }
         if let network = run.network {
             if network.inputWidth == 2 {
                 let data = try RunData(config: run.config)

@@ -47,6 +47,8 @@ public final class Trainer {
     public let plan: BatchPlan
     let context: StepContext
     let evaluator: Evaluator
+    /// `data.augment`, applied to each gathered training batch; nil without one.
+    private let augmentation: Augmentation?
     private let labels: UnsafeMutableBufferPointer<Float>
     private let order: UnsafeMutableBufferPointer<Int32>
     /// Decides improvements (and stopping, when `early_stopping` is configured).
@@ -83,6 +85,7 @@ public final class Trainer {
         context.seed = config.seed
         network.reserve(maxBatch: plan.maxLocalBatch)
         evaluator = Evaluator(network: network, loss: config.loss, context: context)
+        augmentation = try Augmentation(config: config, data: data)
         labels = .allocate(capacity: max(network.maxBatch, 1))
         labels.initialize(repeating: 0)
         order = .allocate(capacity: data.train.count)
@@ -244,9 +247,11 @@ public final class Trainer {
             let batch = plan.localRows(step: step, order: orderBase, into: context.sampleRows)
             data.train.gather(rows: context.sampleRows, count: batch, transform: data.transform,
                               inputs: network.input.baseAddress!, labels: labels.baseAddress!)
+            augmentation?.apply(rows: context.sampleRows, count: batch, epoch: epoch, inputs: network.input.baseAddress!)
             let computeStart = time.mark(stepStart, communicator, into: .data)
             if let trace { trace.record(.data, since: traceStart); traceStart = trace.now() }
             network.zeroGradients()
+            context.globalStep = globalStep
             let activity = try network.forward(batch: batch, context: context)
             // Gradient of the global mean loss: the step's global sample count is known up front.
             let meanScale = 1 / Float(plan.globalCount(step: step))
