@@ -53,12 +53,8 @@ static inline int cmpi_allgather_in_place_float(float *buffer, int block) {
     return MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, block, MPI_FLOAT, MPI_COMM_WORLD);
 }
 
-/// Rank r's `block` floats land at full[r * block] on `root` (checkpoint saves of sharded state).
-static inline int cmpi_gather_float(const float *block_data, float *full, int block, int root) {
-    return MPI_Gather(block_data, block, MPI_FLOAT, full, block, MPI_FLOAT, root, MPI_COMM_WORLD);
-}
-
-/// Rank r's `count` bytes land at full[r * count] on `root` (the trace's per-epoch events).
+/// Rank r's `count` bytes land at full[r * count] on `root` (sharded optimizer state on a
+/// checkpoint save, the trace's per-epoch events).
 static inline int cmpi_gather_bytes(const void *block_data, void *full, int count, int root) {
     return MPI_Gather(block_data, count, MPI_BYTE, full, count, MPI_BYTE, root, MPI_COMM_WORLD);
 }

@@ -39,6 +39,23 @@ public struct CheckpointState: Codable, Sendable, Equatable {
     }
 }
 
+extension CheckpointState {
+    /// The JSON a checkpoint's state file holds, and what resume broadcasts to every rank
+    /// (sorted keys; a best value of ±∞ before the first epoch as a string).
+    public func encoded() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return try encoder.encode(self)
+    }
+
+    public static func decoded(from data: Data) throws -> CheckpointState {
+        let decoder = JSONDecoder()
+        decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return try decoder.decode(CheckpointState.self, from: data)
+    }
+}
+
 /// Checkpoints in RUN_DIR/checkpoints, written by rank 0 only:
 /// `epoch-0003.safetensors` (model tensors under state_dict names, `optimizer.first_moment`,
 /// `optimizer.second_moment`, and `best.*` copies for restore_best_weights) and then
@@ -71,10 +88,7 @@ public struct CheckpointStore {
         state.tensorsFile = "\(stem).safetensors"
         state.tensorsBytes = bytes.count
         state.tensorsChecksum = Self.checksum(bytes)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
-        try AtomicFile.write(String(decoding: try encoder.encode(state), as: UTF8.self), to: "\(directory)/\(stem).json")
+        try AtomicFile.write(Array(try state.encoded()), to: "\(directory)/\(stem).json")
         try prune(keep: keep, keeping: stem)
         return statePath(epoch: state.epoch, step: state.partialEpoch?.steps)
     }
@@ -84,12 +98,10 @@ public struct CheckpointStore {
     public func newestValid() -> (checkpoint: (state: CheckpointState, tensors: [String: StoredTensor], path: String)?, skipped: [String]) {
         var skipped: [String] = []
         for json in stems().reversed().map({ "\(directory)/\($0).json" }) {
-            let decoder = JSONDecoder()
-            decoder.nonConformingFloatDecodingStrategy = .convertFromString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
             // FileBytes, not FileManager.contents(atPath:): that leaks a 4 KB buffer on an empty file
             // (swift-foundation, found by launch/fuzz checkpoint).
             guard let bytes = try? FileBytes.read(json, what: "checkpoint state", kind: .weights),
-                  let state = try? decoder.decode(CheckpointState.self, from: Data(bytes)) else {
+                  let state = try? CheckpointState.decoded(from: Data(bytes)) else {
                 skipped.append("\(json): not a readable checkpoint state")
                 continue
             }

@@ -15,8 +15,6 @@ public protocol Communicator: AnyObject {
     /// In place: rank r's `block` floats sit at `buffer[r·block]`; afterwards every rank has all
     /// of them. `buffer` holds size × block floats: MPI_Allgather.
     func allgather(_ buffer: UnsafeMutableBufferPointer<Float>, block: Int) throws
-    /// Rank r's `block` lands at `full[r·block]` on `root` (`full` is ignored elsewhere).
-    func gather(_ block: UnsafeBufferPointer<Float>, into full: UnsafeMutablePointer<Float>?, root: Int) throws
     /// Rank r's bytes land at `full[r·block.count]` on `root` (`full` is ignored elsewhere).
     func gather(bytes block: UnsafeRawBufferPointer, into full: UnsafeMutableRawPointer?, root: Int) throws
     /// `full[r·block]` on `root` lands in rank r's `block` (`full` is ignored elsewhere).
@@ -42,6 +40,21 @@ extension Communicator {
         try values.withUnsafeMutableBytes { try broadcast($0, root: root) }
     }
 
+    /// Copies `root`'s bytes, whatever their count, into every other rank's array (the count
+    /// first, then the bytes): records that serialize themselves, such as a checkpoint's state.
+    public func broadcast(bytes: inout [UInt8], root: Int = 0) throws {
+        if size == 1 { return }
+        var count = [Int64(bytes.count)]
+        try broadcast(&count, root: root)
+        if rank != root { bytes = [UInt8](repeating: 0, count: Int(count[0])) }
+        try broadcast(&bytes, root: root)
+    }
+
+    /// Rank r's `block` lands at `full[r·block]` on `root` (`full` is ignored elsewhere).
+    public func gather(_ block: UnsafeBufferPointer<Float>, into full: UnsafeMutablePointer<Float>?, root: Int) throws {
+        try gather(bytes: UnsafeRawBufferPointer(block), into: full.map(UnsafeMutableRawPointer.init), root: root)
+    }
+
     /// Broadcasts a float buffer in place from `root`.
     public func broadcast(_ buffer: UnsafeMutableBufferPointer<Float>, root: Int = 0) throws {
         if size == 1 { return }
@@ -62,10 +75,6 @@ public final class LocalCommunicator: Communicator {
         base.update(from: send, count: receive.count)
     }
     public func allgather(_ buffer: UnsafeMutableBufferPointer<Float>, block: Int) throws {}
-    public func gather(_ block: UnsafeBufferPointer<Float>, into full: UnsafeMutablePointer<Float>?, root: Int) throws {
-        guard let full, let base = block.baseAddress, UnsafePointer(full) != base else { return }
-        full.update(from: base, count: block.count)
-    }
     public func gather(bytes block: UnsafeRawBufferPointer, into full: UnsafeMutableRawPointer?, root: Int) throws {
         guard let full, let base = block.baseAddress, UnsafeRawPointer(full) != base else { return }
         full.copyMemory(from: base, byteCount: block.count)

@@ -63,70 +63,64 @@ public final class MPICommunicator: Communicator {
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
         let count = try Self.count(buffer.count)
-        try timed("MPI_Allreduce", buffer.count, "floats", .allreduce, bytes: 4 * buffer.count) { cmpi_allreduce_sum_float(base, count) }
+        try timed(.allreduce, buffer.count, "floats", bytes: 4 * buffer.count) { cmpi_allreduce_sum_float(base, count) }
     }
 
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
         let count = try Self.count(buffer.count)
-        try timed("MPI_Allreduce", buffer.count, "doubles", .allreduce, bytes: 8 * buffer.count) { cmpi_allreduce_sum_double(base, count) }
+        try timed(.allreduce, buffer.count, "doubles", bytes: 8 * buffer.count) { cmpi_allreduce_sum_double(base, count) }
     }
 
     public func reduceScatterSum(_ send: UnsafePointer<Float>, into receive: UnsafeMutableBufferPointer<Float>) throws {
         guard let base = receive.baseAddress else { return }
         guard size > 1 else { return try LocalCommunicator().reduceScatterSum(send, into: receive) }
         let block = try Self.count(receive.count)
-        try timed("MPI_Reduce_scatter_block", receive.count, "floats per rank", .reduceScatter, bytes: 4 * receive.count * size) { cmpi_reduce_scatter_block_sum_float(send, base, block) }
+        try timed(.reduceScatter, receive.count, "floats per rank", bytes: 4 * receive.count * size) { cmpi_reduce_scatter_block_sum_float(send, base, block) }
     }
 
     public func allgather(_ buffer: UnsafeMutableBufferPointer<Float>, block: Int) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
         precondition(buffer.count >= block * size, "allgather: \(buffer.count) floats cannot hold \(size) blocks of \(block)")
         let count = try Self.count(block)
-        try timed("MPI_Allgather", block, "floats per rank", .allgather, bytes: 4 * block * size) { cmpi_allgather_in_place_float(base, count) }
-    }
-
-    public func gather(_ block: UnsafeBufferPointer<Float>, into full: UnsafeMutablePointer<Float>?, root: Int) throws {
-        guard size > 1 else { return try LocalCommunicator().gather(block, into: full, root: root) }
-        let count = try Self.count(block.count)
-        try timed("MPI_Gather", block.count, "floats per rank", .gather, bytes: 4 * block.count) { cmpi_gather_float(block.baseAddress, full, count, Int32(root)) }
+        try timed(.allgather, block, "floats per rank", bytes: 4 * block * size) { cmpi_allgather_in_place_float(base, count) }
     }
 
     public func gather(bytes block: UnsafeRawBufferPointer, into full: UnsafeMutableRawPointer?, root: Int) throws {
         guard size > 1 else { return try LocalCommunicator().gather(bytes: block, into: full, root: root) }
         let count = try Self.count(block.count)
-        try timed("MPI_Gather", block.count, "bytes", .gather, bytes: block.count) { cmpi_gather_bytes(block.baseAddress, full, count, Int32(root)) }
+        try timed(.gather, block.count, "bytes", bytes: block.count) { cmpi_gather_bytes(block.baseAddress, full, count, Int32(root)) }
     }
 
     public func scatter(_ full: UnsafePointer<Float>?, into block: UnsafeMutableBufferPointer<Float>, root: Int) throws {
         guard size > 1 else { return try LocalCommunicator().scatter(full, into: block, root: root) }
         let count = try Self.count(block.count)
-        try timed("MPI_Scatter", block.count, "floats per rank", .scatter, bytes: 4 * block.count) { cmpi_scatter_float(full, block.baseAddress, count, Int32(root)) }
+        try timed(.scatter, block.count, "floats per rank", bytes: 4 * block.count) { cmpi_scatter_float(full, block.baseAddress, count, Int32(root)) }
     }
 
     public func broadcast(_ buffer: UnsafeMutableRawBufferPointer, root: Int) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
         let count = try Self.count(buffer.count)
-        try timed("MPI_Bcast", buffer.count, "bytes", .broadcast, bytes: buffer.count) { cmpi_broadcast_bytes(base, count, Int32(root)) }
+        try timed(.broadcast, buffer.count, "bytes", bytes: buffer.count) { cmpi_broadcast_bytes(base, count, Int32(root)) }
     }
 
     public func barrier() throws {
         guard size > 1 else { return }
-        try timed("MPI_Barrier", 0, "", .barrier, bytes: 0) { cmpi_barrier() }
+        try timed(.barrier, 0, "", bytes: 0) { cmpi_barrier() }
     }
 
     /// Runs one blocking MPI call under the watchdog, adds its wall time to `collectiveTime`,
     /// records it in the trace when one is on, and checks its code (the error names the call,
     /// the count and the unit).
     @inline(__always)
-    private func timed(_ call: StaticString, _ count: Int, _ unit: StaticString, _ span: TraceRecorder.Span,
+    private func timed(_ span: TraceRecorder.Span, _ count: Int, _ unit: StaticString,
                        bytes: Int, _ body: () -> Int32) throws {
         let start = ContinuousClock.now
         let traceStart = trace?.now() ?? 0
-        let code = watched(call, count, unit, body)
+        let code = watched(span.name, count, unit, body)
         collectiveTime += ContinuousClock.now - start
         trace?.record(span, since: traceStart, bytes: bytes)
-        try Self.check(code, count == 0 ? "\(call)" : "\(call)(\(count) \(unit))", rank: rank)
+        try Self.check(code, count == 0 ? "\(span.name)" : "\(span.name)(\(count) \(unit))", rank: rank)
     }
 
     public func abort(code: Int32) -> Never {

@@ -19,7 +19,8 @@ public final class TraceRecorder {
         case data, forward, backward, update, validation, checkpoint
         case allreduce, reduceScatter, allgather, broadcast, barrier, gather, scatter
 
-        var name: String {
+        /// The span's name in the trace; for a collective, the MPI call the watchdog names too.
+        var name: StaticString {
             switch self {
             case .data: "data"
             case .forward: "forward"

@@ -382,7 +382,7 @@ public final class Trainer {
     /// Rank 0 reads the newest valid checkpoint and broadcasts it, so ranks need no shared
     /// file system and a run may resume on a different number of ranks.
     private func resumeFromCheckpoint() throws {
-        var counters = [Double](repeating: 0, count: 14)
+        var stateBytes: [UInt8] = []
         var moments: (first: [Float], second: [Float])?
         var failure: String?
         if communicator.isRoot {
@@ -404,14 +404,7 @@ public final class Trainer {
                     moments = (loaded[0], loaded[1])
                     let state = found.state
                     if state.monitor.hasSnapshot, let snapshot { try snapshot.load(found.tensors, file: found.path) }
-                    counters = [Double(state.epoch), Double(state.globalStep), Double(state.optimizerStep), Double(state.monitor.wait),
-                                state.monitor.best, Double(state.monitor.bestEpoch), Double(state.monitor.stoppedEpoch ?? -1),
-                                state.monitor.hasSnapshot ? 1 : 0]
-                    if let partial = state.partialEpoch {
-                        counters += [1, Double(partial.steps), partial.lossSum, partial.correct, partial.samples, partial.seconds]
-                    } else {
-                        counters += [0, 0, 0, 0, 0, 0]
-                    }
+                    stateBytes = Array(try state.encoded())
                     try metrics.truncate(toEpoch: state.epoch)
                     let within = state.partialEpoch.map { ", then \($0.steps) step(s) of epoch \(state.epoch + 1)" } ?? ""
                     console.line("Resuming from \(found.path) (epoch \(state.epoch) done\(within); step \(state.globalStep))")
@@ -428,21 +421,19 @@ public final class Trainer {
         if failed[0] != 0 { throw DDPError(.weights, failure ?? "rank 0 could not load the checkpoint") }
         try broadcastModel()
         try sync.scatterOptimizerState(moments)
-        try communicator.broadcast(&counters)
+        try communicator.broadcast(bytes: &stateBytes)
         if let snapshot { try snapshot.broadcast(communicator) }
-        startEpoch = Int(counters[0])
-        if counters[8] != 0 {
-            resumePartial = .init(steps: Int(counters[9]), lossSum: counters[10], correct: counters[11],
-                                  samples: counters[12], seconds: counters[13])
-        }
+        let state = try CheckpointState.decoded(from: Data(stateBytes))
+        startEpoch = state.epoch
+        resumePartial = state.partialEpoch
         lastCheckpoint = checkpoints.statePath(epoch: startEpoch, step: resumePartial?.steps)
-        globalStep = Int(counters[1])
-        optimizer.step = Int(counters[2])
-        monitor.wait = Int(counters[3])
-        monitor.best = counters[4]
-        monitor.bestEpoch = Int(counters[5])
-        monitor.stoppedEpoch = counters[6] < 0 ? nil : Int(counters[6])
-        monitor.hasSnapshot = counters[7] != 0
+        globalStep = state.globalStep
+        optimizer.step = state.optimizerStep
+        monitor.wait = state.monitor.wait
+        monitor.best = state.monitor.best
+        monitor.bestEpoch = state.monitor.bestEpoch
+        monitor.stoppedEpoch = state.monitor.stoppedEpoch
+        monitor.hasSnapshot = state.monitor.hasSnapshot
     }
 }
 
