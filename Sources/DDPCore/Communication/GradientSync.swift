@@ -18,10 +18,12 @@ public struct StepTotals: Sendable {
 ///     reduce(local figures)   the gradient of the global mean loss (all of it, or this rank's
 ///                             slice), the penalties' gradient added, the step's totals agreed
 ///     → stop here if totals.nonFinite
-///     update(lr)              clip by global norm, optimizer, and (sharded) allgather
+///     update(lr)              clip by global norm, optimizer, and (sharded) allgather, or on
+///                             one node a barrier
 ///
 /// Two strategies: `AllreduceSync` (one fused allreduce, every rank repeats the whole update)
-/// and `ShardedSync` (ZeRO stage 1: reduce-scatter, update a 1/N slice, allgather).
+/// and `ShardedSync` (ZeRO stage 1: reduce-scatter, update a 1/N slice, allgather; on one node
+/// through shared memory).
 public protocol GradientSync: AnyObject {
     var optimizer: Optimizer { get }
     /// `lossSum`, `samples`, `correct`: this rank's share of the step; `nonFinite`: its own loss;
@@ -35,18 +37,13 @@ public protocol GradientSync: AnyObject {
     func scatterOptimizerState(_ state: (first: [Float], second: [Float])?) throws
 }
 
-/// Whether a run shards its update: whenever there is more than one rank and
-/// `distributed.sharded_update` is on (the default). Its network is then made with `shards: ranks`.
-public func usesShardedUpdate(_ config: TrainingConfig, ranks: Int) -> Bool {
-    config.distributed.shardedUpdate && ranks > 1
-}
-
 /// The network of a run and the strategy that updates it, built together because the sharded
 /// update on one node puts the network's parameters and gradients in node-shared windows.
-/// Collective: every rank calls it with the same config.
+/// The update is sharded whenever there is more than one rank and `distributed.sharded_update`
+/// is on (the default). Collective: every rank calls it with the same config.
 public func makeNetworkAndSync(config: TrainingConfig, communicator: Communicator) throws -> (Network, GradientSync) {
     let size = communicator.size
-    guard usesShardedUpdate(config, ranks: size) else {
+    guard config.distributed.shardedUpdate && size > 1 else {
         let network = try Network(config: config.model)
         return (network, AllreduceSync(network: network, config: config.optimizer, communicator: communicator))
     }
