@@ -43,10 +43,13 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.data.validationSplit, 0.25)
         XCTAssertEqual(config.model.inputs, 2)
         XCTAssertEqual(config.model.layers.count, 4)
-        XCTAssertEqual(config.model.layers[0].kind, .dense(units: 8, activation: .relu, useBias: true, kernelInitializer: .glorotUniform,
-                                                           biasInitializer: .zeros, kernelRegularizer: Penalty(l2: 0.01), biasRegularizer: nil))
-        XCTAssertEqual(config.model.layers[1].kind, .batchNorm(momentum: 0.1, epsilon: 1e-5))
-        XCTAssertEqual(config.model.layers[2].kind, .dropout(rate: 0.2))
+        var dense = DenseSpec(units: 8, activation: .relu)
+        dense.kernelRegularizer = Penalty(l2: 0.01)
+        XCTAssertEqual(config.model.layers[0], LayerConfig(dense))
+        XCTAssertEqual(config.model.layers[1], LayerConfig(BatchNormSpec(momentum: 0.1, epsilon: 1e-5)))
+        XCTAssertEqual(config.model.layers[2], LayerConfig(DropoutSpec(rate: 0.2)))
+        XCTAssertNotEqual(config.model.layers[2], LayerConfig(DropoutSpec(rate: 0.3)))
+        XCTAssertNotEqual(config.model.layers[1], LayerConfig(DropoutSpec(rate: 0.2)))
         XCTAssertEqual(config.loss, .crossEntropy)
         XCTAssertEqual(config.optimizer.kind, .sgd)
         XCTAssertEqual(config.optimizer.learningRate, 0.05)
@@ -193,16 +196,16 @@ final class ConfigTests: XCTestCase {
         XCTAssertEqual(config.optimizer.kind, .adamw)
         XCTAssertEqual(config.optimizer.learningRate, 0.002)
         XCTAssertEqual(config.optimizer.momentum, 0.9)
-        XCTAssertEqual(config.model.layers[2].kind, .dropout(rate: 0.4))
-        XCTAssertEqual(config.model.layers[0].kind, .dense(units: 16, activation: .relu, useBias: true, kernelInitializer: .glorotUniform,
-                                                           biasInitializer: .zeros, kernelRegularizer: Penalty(l1: 0.001, l2: 0.01),
-                                                           biasRegularizer: nil))
+        XCTAssertEqual(config.model.layers[2], LayerConfig(DropoutSpec(rate: 0.4)))
+        var dense = DenseSpec(units: 16, activation: .relu)
+        dense.kernelRegularizer = Penalty(l1: 0.001, l2: 0.01)
+        XCTAssertEqual(config.model.layers[0], LayerConfig(dense))
         XCTAssertEqual(config.earlyStopping?.patience, 7)
         XCTAssertEqual(config.schedule, LearningRateSchedule(kind: .constant, warmupSteps: 3))
         // The resolved YAML records the overridden values.
         let reparsed = try TrainingConfig.parse(yaml: config.resolvedYAML)
         XCTAssertEqual(reparsed.training.epochs, 5)
-        XCTAssertEqual(reparsed.model.layers[2].kind, .dropout(rate: 0.4))
+        XCTAssertEqual(reparsed.model.layers[2], LayerConfig(DropoutSpec(rate: 0.4)))
         // Later overrides win.
         XCTAssertEqual(try TrainingConfig.parse(yaml: base, overrides: ["training.epochs=5", "training.epochs=9"]).training.epochs, 9)
         // null clears an optional key.
@@ -211,7 +214,7 @@ final class ConfigTests: XCTestCase {
 
     func testWeightNoiseKey() throws {
         let yaml = "data: {train: {format: moons}}\nmodel: {inputs: 2, layers: [{type: dense, units: 2, weight_noise: 0.05}]}\noptimizer: {type: sgd}"
-        XCTAssertEqual(try TrainingConfig.parse(yaml: yaml).model.layers[0].weightNoise, 0.05)
+        XCTAssertEqual((try TrainingConfig.parse(yaml: yaml).model.layers[0].spec as? DenseSpec)?.weightNoise, 0.05)
         assertDDPError(.config, containing: ["model.layers[0].weight_noise", "-0.1"]) {
             try TrainingConfig.parse(yaml: yaml.replacingOccurrences(of: "0.05", with: "-0.1"))
         }

@@ -6,8 +6,10 @@ import XCTest
 /// fan_out = units) and torch's nn.Linear default.
 final class InitializerTests: XCTestCase {
     private func denseNetwork(inputs: Int, units: Int, kernel: Initializer, bias: Initializer = .zeros, seed: UInt64 = 1) throws -> Network {
-        let layer = LayerConfig(.dense(units: units, activation: .linear, useBias: true, kernelInitializer: kernel,
-                                       biasInitializer: bias, kernelRegularizer: nil, biasRegularizer: nil))
+        var dense = DenseSpec(units: units)
+        dense.kernelInitializer = kernel
+        dense.biasInitializer = bias
+        let layer = LayerConfig(dense)
         return try makeNetwork(inputs: inputs, [layer], maxBatch: 1, seed: seed)
     }
 

@@ -42,22 +42,25 @@ struct TestRandom {
 enum Layers {
     static func dense(_ units: Int, _ activation: ActivationFunction = .linear, useBias: Bool = true,
                       kernelRegularizer: Penalty? = nil, biasRegularizer: Penalty? = nil,
-                      activity: Penalty? = nil) -> LayerConfig {
-        LayerConfig(.dense(units: units, activation: activation, useBias: useBias,
-                           kernelInitializer: .glorotUniform, biasInitializer: .zeros,
-                           kernelRegularizer: kernelRegularizer, biasRegularizer: biasRegularizer),
-                    activityRegularizer: activity)
+                      activity: Penalty? = nil, kernelConstraint: WeightConstraint? = nil,
+                      biasConstraint: WeightConstraint? = nil, trainable: Bool = true) -> LayerConfig {
+        var spec = DenseSpec(units: units, activation: activation, useBias: useBias)
+        spec.kernelRegularizer = kernelRegularizer
+        spec.biasRegularizer = biasRegularizer
+        spec.kernelConstraint = kernelConstraint
+        spec.biasConstraint = biasConstraint
+        return LayerConfig(spec, activityRegularizer: activity, trainable: trainable)
     }
 
-    static func batchNorm(momentum: Float = 0.1, epsilon: Float = 1e-5) -> LayerConfig {
-        LayerConfig(.batchNorm(momentum: momentum, epsilon: epsilon))
+    static func batchNorm(momentum: Float = 0.1, epsilon: Float = 1e-5, trainable: Bool = true) -> LayerConfig {
+        LayerConfig(BatchNormSpec(momentum: momentum, epsilon: epsilon), trainable: trainable)
     }
 
-    static func dropout(_ rate: Float) -> LayerConfig { LayerConfig(.dropout(rate: rate)) }
+    static func dropout(_ rate: Float) -> LayerConfig { LayerConfig(DropoutSpec(rate: rate)) }
     static func activation(_ function: ActivationFunction, activity: Penalty? = nil) -> LayerConfig {
-        LayerConfig(.activation(function), activityRegularizer: activity)
+        LayerConfig(ActivationSpec(function), activityRegularizer: activity)
     }
-    static func noise(_ stddev: Float) -> LayerConfig { LayerConfig(.gaussianNoise(stddev: stddev)) }
+    static func noise(_ stddev: Float) -> LayerConfig { LayerConfig(GaussianNoiseSpec(stddev: stddev)) }
 }
 
 /// A network ready to run: reserved for `maxBatch` rows and initialized from `seed`.

@@ -19,7 +19,7 @@ public struct StepTotals: Sendable {
 ///                             slice), the penalties' gradient added, the step's totals agreed
 ///     → stop here if totals.nonFinite
 ///     update(lr)              clip by global norm, optimizer, and (sharded) allgather, or on
-///                             one node a barrier
+///                             one node a barrier; then the weight constraints
 ///
 /// Two strategies: `AllreduceSync` (one fused allreduce, every rank repeats the whole update)
 /// and `ShardedSync` (ZeRO stage 1: reduce-scatter, update a 1/N slice, allgather; on one node
@@ -30,7 +30,7 @@ public protocol GradientSync: AnyObject {
     /// `stop`: this rank received a preemption signal.
     func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals
     func update(lr: Float) throws
-    /// Collective: the optimizer's moments over the whole parameter buffer (parameterCount
+    /// Collective: the optimizer's moments over the whole trainable buffer (trainableCount
     /// floats each), on rank 0; nil on the other ranks. Checkpoints stay independent of np.
     func gatherOptimizerState() throws -> (first: [Float], second: [Float])?
     /// Collective: rank 0's whole-buffer moments (nil elsewhere) become every rank's state.
@@ -48,8 +48,7 @@ public func makeNetworkAndSync(config: TrainingConfig, communicator: Communicato
         return (network, AllreduceSync(network: network, config: config.optimizer, communicator: communicator))
     }
     if config.distributed.sharedMemory {
-        let count = try Network(config: config.model).parameterCount
-        let sizes = Network.bufferSizes(parameterCount: count, shards: size)
+        let sizes = Network.bufferSizes(config: config.model, shards: size)
         let stride = (sizes.reduction + 15) / 16 * 16
         if let parameters = try communicator.nodeSharedFloats(sizes.parameters),
            let slots = try communicator.nodeSharedFloats(stride * size) {
@@ -96,6 +95,7 @@ public final class AllreduceSync: GradientSync {
     public func update(lr: Float) throws {
         if let clipNorm { Optimizer.clipByGlobalNorm(network.gradients, maxNorm: clipNorm) }
         optimizer.apply(parameters: network.parameters, gradients: network.gradients, lr: lr)
+        if network.hasConstraints { network.applyConstraints() }
     }
 
     public func gatherOptimizerState() throws -> (first: [Float], second: [Float])? {

@@ -60,8 +60,8 @@ public final class ShardedSync: GradientSync {
         self.communicator = communicator
         clipNorm = config.clipNorm
         block = network.shardBlock
-        let lower = min(communicator.rank * block, network.parameterCount)
-        shard = lower..<min(lower + block, network.parameterCount)
+        let lower = min(communicator.rank * block, network.trainableCount)
+        shard = lower..<min(lower + block, network.trainableCount)
         optimizer = Optimizer(config: config, network: network, range: shard, capacity: block)
         shardGradient = .allocate(capacity: max(block, 1))
         shardGradient.initialize(repeating: 0)
@@ -104,8 +104,15 @@ public final class ShardedSync: GradientSync {
                         gradients: gradient, lr: lr)
         if gradientSlots != nil {
             try communicator.barrier()
+            // Constraints act on whole rows, which may cross blocks: after every block is
+            // updated, each rank projects its share of the rows, then all wait for the rest.
+            if network.hasConstraints {
+                network.applyConstraints(part: communicator.rank, of: communicator.size)
+                try communicator.barrier()
+            }
         } else {
             try communicator.allgather(network.paddedParameters, block: block)
+            if network.hasConstraints { network.applyConstraints() }
         }
     }
 
@@ -129,7 +136,7 @@ public final class ShardedSync: GradientSync {
     }
 
     public func gatherOptimizerState() throws -> (first: [Float], second: [Float])? {
-        let size = communicator.size, count = network.parameterCount
+        let size = communicator.size, count = network.trainableCount
         var first = [Float](repeating: 0, count: communicator.isRoot ? size * block : 0)
         var second = first
         try first.withUnsafeMutableBufferPointer { full in
@@ -146,7 +153,7 @@ public final class ShardedSync: GradientSync {
         let size = communicator.size
         for (index, moment) in [optimizer.firstMoment, optimizer.secondMoment].enumerated() {
             var full = [Float](repeating: 0, count: communicator.isRoot ? size * block : 0)
-            if let state { full.replaceSubrange(0..<network.parameterCount, with: index == 0 ? state.first : state.second) }
+            if let state { full.replaceSubrange(0..<network.trainableCount, with: index == 0 ? state.first : state.second) }
             try full.withUnsafeBufferPointer { full in
                 try communicator.scatter(full.baseAddress, into: UnsafeMutableBufferPointer(rebasing: moment[0..<block]), root: 0)
             }

@@ -45,23 +45,20 @@ enum MemoryCheck {
             return over ? Int.max : product
         }
         for (index, layer) in model.layers.enumerated() {
-            guard case let .dense(units, _, useBias, _, _, _, _) = layer.kind else {
-                activations = add(activations, width)
-                continue
-            }
-            let weights = add(multiply(width, units), useBias ? units : 0)
-            let floats = add(multiply(2, weights), multiply(rows, units))
-            if floats > culprit.floats {
-                // A first layer made large by its inputs is the inputs' doing.
-                let byInputs = width == model.inputs && width > units && !model.layers[..<index].contains {
-                    if case .dense = $0.kind { true } else { false }
+            let output = layer.spec.outputWidth(inputWidth: width)
+            let weights = layer.spec.parameterCount(inputWidth: width)
+            if let sizeKey = layer.spec.sizeKey {
+                let floats = add(multiply(2, weights), multiply(rows, output))
+                if floats > culprit.floats {
+                    // A first layer made large by its inputs is the inputs' doing.
+                    let byInputs = width == model.inputs && width > output && !model.layers[..<index].contains { $0.spec.sizeKey != nil }
+                    culprit = (byInputs ? "model.inputs" : "model.layers[\(index)].\(sizeKey)", floats)
                 }
-                culprit = (byInputs ? "model.inputs" : "model.layers[\(index)].units", floats)
             }
             parameters = add(parameters, weights)
-            width = units
-            widest = max(widest, units)
-            activations = add(activations, units)
+            width = output
+            widest = max(widest, output)
+            activations = add(activations, output)
         }
         let activationFloats = multiply(rows, add(activations, multiply(2, widest)))
         let bytes = multiply(4, add(multiply(2, parameters), activationFloats))

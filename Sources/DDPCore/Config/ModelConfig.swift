@@ -1,25 +1,22 @@
-/// One entry of the config's `model.layers`, already validated.
+/// One entry of the config's `model.layers`, already validated: its kind (see `LayerRegistry`)
+/// and the keys every entry may have.
 public struct LayerConfig: Sendable, Equatable {
-    public enum Kind: Sendable, Equatable {
-        case dense(units: Int, activation: ActivationFunction, useBias: Bool,
-                   kernelInitializer: Initializer, biasInitializer: Initializer,
-                   kernelRegularizer: Penalty?, biasRegularizer: Penalty?)
-        case batchNorm(momentum: Float, epsilon: Float)
-        case dropout(rate: Float)
-        case activation(ActivationFunction)
-        case gaussianNoise(stddev: Float)
-    }
-    public var kind: Kind
+    public var spec: any LayerSpec
     /// Keras activity_regularizer: a penalty on this layer's output, summed over units and
     /// averaged over the batch.
     public var activityRegularizer: Penalty?
-    /// Dense layers only: σ of the additive Gaussian noise on the kernel in training (0 = none).
-    public var weightNoise: Float
+    /// Keras `layer.trainable`: false freezes the layer's parameters (no update, no weight
+    /// decay, no penalty, no gradient sync); a frozen BatchNorm also runs in inference mode.
+    public var trainable: Bool
 
-    public init(_ kind: Kind, activityRegularizer: Penalty? = nil, weightNoise: Float = 0) {
-        self.kind = kind
+    public init(_ spec: any LayerSpec, activityRegularizer: Penalty? = nil, trainable: Bool = true) {
+        self.spec = spec
         self.activityRegularizer = activityRegularizer
-        self.weightNoise = weightNoise
+        self.trainable = trainable
+    }
+
+    public static func == (a: LayerConfig, b: LayerConfig) -> Bool {
+        a.spec.isEqual(to: b.spec) && a.activityRegularizer == b.activityRegularizer && a.trainable == b.trainable
     }
 }
 
@@ -34,5 +31,10 @@ public struct ModelConfig: Sendable, Equatable {
         self.inputs = inputs
         self.layers = layers
         self.initWeights = initWeights
+    }
+
+    /// The width of the model's output, from the config alone.
+    public var outputWidth: Int {
+        layers.reduce(inputs) { $1.spec.outputWidth(inputWidth: $0) }
     }
 }

@@ -256,41 +256,7 @@ public struct TrainingConfig: Sendable, Equatable {
         guard let list = section.node("layers")?.sequence else {
             throw DDPError(.config, "model.layers: expected a list of layers")
         }
-        var layers: [LayerConfig] = []
-        for (index, node) in list.enumerated() {
-            var layer = try ConfigSection(node, path: "model.layers[\(index)]")
-            let type = try layer.string("type") ?? ""
-            let kind: LayerConfig.Kind
-            var weightNoise: Float = 0
-            switch type {
-            case "dense":
-                kind = .dense(units: try layer.int("units") ?? { throw DDPError(.config, "missing key 'model.layers[\(index)].units'") }(),
-                              activation: try layer.choice("activation", default: ActivationFunction.linear),
-                              useBias: try layer.bool("use_bias", default: true),
-                              kernelInitializer: try layer.choice("kernel_initializer", default: Initializer.glorotUniform),
-                              biasInitializer: try layer.choice("bias_initializer", default: Initializer.zeros),
-                              kernelRegularizer: try penalty(&layer, "kernel_regularizer"),
-                              biasRegularizer: try penalty(&layer, "bias_regularizer"))
-                if case let .dense(units, _, _, _, _, _, _) = kind, units < 1 {
-                    throw DDPError(.config, "model.layers[\(index)].units: expected an integer ≥ 1, got \(units)")
-                }
-                weightNoise = try layer.float("weight_noise", default: 0, in: 0...1e6)
-            case "batchnorm":
-                kind = .batchNorm(momentum: try layer.float("momentum", default: 0.1, in: 0...1),
-                                  epsilon: try layer.float("epsilon", default: 1e-5, in: 1e-12...1))
-            case "dropout":
-                kind = .dropout(rate: try layer.float("rate", default: 0.5, in: 0...0.999_999))
-            case "activation":
-                kind = .activation(try layer.choice("fn", default: ActivationFunction.relu))
-            case "gaussian_noise":
-                kind = .gaussianNoise(stddev: try layer.float("stddev", default: 0.1, in: 0...1e6))
-            default:
-                throw DDPError(.config, "model.layers[\(index)].type: '\(type)' is not one of dense, batchnorm, dropout, activation, gaussian_noise")
-            }
-            let activity = try penalty(&layer, "activity_regularizer")
-            try layer.finish()
-            layers.append(LayerConfig(kind, activityRegularizer: activity, weightNoise: weightNoise))
-        }
+        let layers = try list.enumerated().map { try LayerRegistry.parse($1, index: $0) }
         return ModelConfig(inputs: inputs, layers: layers, initWeights: initWeights)
     }
 

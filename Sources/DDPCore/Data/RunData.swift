@@ -93,7 +93,7 @@ public struct RunData: Sendable {
             throw DDPError(.config, "\(name) (\(data.origin)) has \(data.featureCount) features per sample but model.inputs is \(config.model.inputs)")
         }
         guard data.count > 0 else { throw DDPError(.data, "\(name) (\(data.origin)) has no samples") }
-        let outputs = Self.outputWidth(config.model)
+        let outputs = config.model.outputWidth
         if config.loss != .crossEntropy && outputs != 1 {
             throw DDPError(.config, "loss \(config.loss == .meanSquaredError ? "mse" : "binary_crossentropy") takes one label per sample, so the last dense layer needs units: 1, not \(outputs)")
         }
@@ -111,14 +111,5 @@ public struct RunData: Sendable {
                 guard label.isFinite else { throw DDPError(.data, "\(name) (\(data.origin)): label of sample \(row) is not a finite number") }
             }
         }
-    }
-
-    /// The width of the model's output, from the config alone.
-    static func outputWidth(_ model: ModelConfig) -> Int {
-        var width = model.inputs
-        for layer in model.layers {
-            if case let .dense(units, _, _, _, _, _, _) = layer.kind { width = units }
-        }
-        return width
     }
 }

@@ -135,3 +135,21 @@ public final class Activation: Layer {
         for j in 0..<width { y[j] *= inverse }
     }
 }
+
+/// `type: activation` (`fn`, default relu).
+public struct ActivationSpec: ParsableLayerSpec, Equatable {
+    static let typeName = "activation"
+    public var function: ActivationFunction
+
+    public init(_ function: ActivationFunction) { self.function = function }
+
+    static func parse(_ entry: inout ConfigSection) throws -> ActivationSpec {
+        ActivationSpec(try entry.choice("fn", default: ActivationFunction.relu))
+    }
+
+    public func outputWidth(inputWidth: Int) -> Int { inputWidth }
+    public func parameterCount(inputWidth: Int) -> Int { 0 }
+    public func makeLayers(configIndex: Int, inputWidth: Int, frozen: Bool) -> [Layer] {
+        [Activation(configIndex: configIndex, function: function, width: inputWidth)]
+    }
+}

@@ -14,6 +14,10 @@
 /// allreduces (Σdy, Σdy·x̂) in one. So N ranks normalize exactly as one process with the
 /// global batch. The parameter gradients dγ = Σdy·x̂ and dβ = Σdy stay local sums: the
 /// fused gradient allreduce sums them.
+///
+/// Frozen (`trainable: false`): Keras's rule for BatchNormalization with trainable = False, it
+/// runs in inference mode in training too: it normalizes with the running statistics, does not
+/// update them, and backward is dx = dy·γ/√(running_var + ε) with no dγ, dβ and no collective.
 public final class BatchNorm: Layer {
     public let configIndex: Int
     public let inputWidth: Int
@@ -21,6 +25,7 @@ public final class BatchNorm: Layer {
     public var displayName: String { "BatchNorm" }
     public let momentum: Float
     public let epsilon: Float
+    public let trainable: Bool
 
     public var parameterSpecs: [ParameterSpec] {
         [ParameterSpec(name: "weight", shape: [inputWidth], role: .gamma, initializer: .ones, regularizer: nil,
@@ -38,8 +43,8 @@ public final class BatchNorm: Layer {
 
     private var gamma: UnsafeMutablePointer<Float>!
     private var beta: UnsafeMutablePointer<Float>!
-    private var gammaGradient: UnsafeMutablePointer<Float>!
-    private var betaGradient: UnsafeMutablePointer<Float>!
+    private var gammaGradient: UnsafeMutablePointer<Float>?
+    private var betaGradient: UnsafeMutablePointer<Float>?
     private var runningMean: UnsafeMutablePointer<Float>!
     private var runningVariance: UnsafeMutablePointer<Float>!
 
@@ -57,8 +62,9 @@ public final class BatchNorm: Layer {
     private let featureShift: UnsafeMutableBufferPointer<Float>
     private let featureExtra: UnsafeMutableBufferPointer<Float>
 
-    public init(configIndex: Int, width: Int, momentum: Float, epsilon: Float) {
+    public init(configIndex: Int, width: Int, momentum: Float, epsilon: Float, trainable: Bool = true) {
         self.configIndex = configIndex
+        self.trainable = trainable
         inputWidth = width
         self.momentum = momentum
         self.epsilon = epsilon
@@ -83,12 +89,12 @@ public final class BatchNorm: Layer {
         featureExtra.deallocate()
     }
 
-    public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+    public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>?,
                      buffers: UnsafeMutablePointer<Float>) {
         gamma = parameters
         beta = parameters + inputWidth
-        gammaGradient = gradients
-        betaGradient = gradients + inputWidth
+        gammaGradient = trainable ? gradients : nil
+        betaGradient = trainable ? gradients.map { $0 + inputWidth } : nil
         runningMean = buffers
         runningVariance = buffers + inputWidth
     }
@@ -103,7 +109,7 @@ public final class BatchNorm: Layer {
                         batch: Int, context: StepContext) throws {
         let width = inputWidth
         let scale = featureScale.baseAddress!, shift = featureShift.baseAddress!
-        guard context.training else {
+        guard context.training && trainable else {
             for j in 0..<width {
                 scale[j] = gamma[j] / (runningVariance[j] + epsilon).squareRoot()
                 shift[j] = beta[j] - runningMean[j] * scale[j]
@@ -160,6 +166,16 @@ public final class BatchNorm: Layer {
                          outputGradient dy: UnsafeMutablePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>?,
                          batch: Int, context: StepContext) throws {
         let width = inputWidth
+        guard let gammaGradient, let betaGradient else {
+            guard let dx else { return }
+            let scale = featureScale.baseAddress!
+            for j in 0..<width { scale[j] = gamma[j] / (runningVariance[j] + epsilon).squareRoot() }
+            for row in 0..<batch {
+                let o = row * width
+                for j in 0..<width { dx[o + j] = dy[o + j] * scale[j] }
+            }
+            return
+        }
         let sums = reduction.baseAddress!
         let xHat = normalized.baseAddress!
         for j in 0..<2 * width { sums[j] = 0 }
@@ -192,5 +208,28 @@ public final class BatchNorm: Layer {
                 dx[o + j] = scale[j] * (dy[o + j] - meanDy[j] - xHat[o + j] * meanDyXHat[j])
             }
         }
+    }
+}
+
+/// `type: batchnorm`: torch BatchNorm1d semantics (momentum is torch's, 1 − Keras's).
+public struct BatchNormSpec: ParsableLayerSpec, Equatable {
+    static let typeName = "batchnorm"
+    public var momentum: Float = 0.1
+    public var epsilon: Float = 1e-5
+
+    public init(momentum: Float = 0.1, epsilon: Float = 1e-5) {
+        self.momentum = momentum
+        self.epsilon = epsilon
+    }
+
+    static func parse(_ entry: inout ConfigSection) throws -> BatchNormSpec {
+        BatchNormSpec(momentum: try entry.float("momentum", default: 0.1, in: 0...1),
+                      epsilon: try entry.float("epsilon", default: 1e-5, in: 1e-12...1))
+    }
+
+    public func outputWidth(inputWidth: Int) -> Int { inputWidth }
+    public func parameterCount(inputWidth: Int) -> Int { inputWidth > Int.max / 2 ? .max : 2 * inputWidth }
+    public func makeLayers(configIndex: Int, inputWidth: Int, frozen: Bool) -> [Layer] {
+        [BatchNorm(configIndex: configIndex, width: inputWidth, momentum: momentum, epsilon: epsilon, trainable: !frozen)]
     }
 }

@@ -10,6 +10,9 @@ import CBLAS
 /// index), so every rank draws the same W̃ and no rank or batch position enters. Since
 /// ∂W̃/∂W = I, dL/dW = dL/dW̃ = dYᵀ·X accumulates into the noiseless kernel's gradient and the
 /// optimizer updates W; dX = dY·W̃. Inference uses W. The bias gets no noise.
+///
+/// Frozen (`trainable: false`, as Keras's `layer.trainable = False` or torch's
+/// `requires_grad_(False)`): backward skips the dW and db products and only passes dX on.
 public final class Dense: Layer {
     public let configIndex: Int
     public let inputWidth: Int
@@ -17,9 +20,10 @@ public final class Dense: Layer {
     public let useBias: Bool
     public var displayName: String { "Dense" }
     public let parameterSpecs: [ParameterSpec]
+    public let trainable: Bool
 
     private var weight: UnsafeMutablePointer<Float>!
-    private var weightGradient: UnsafeMutablePointer<Float>!
+    private var weightGradient: UnsafeMutablePointer<Float>?
     private var bias: UnsafeMutablePointer<Float>?
     private var biasGradient: UnsafeMutablePointer<Float>?
     /// σ of the kernel noise; 0 = none.
@@ -29,30 +33,32 @@ public final class Dense: Layer {
 
     public init(configIndex: Int, inputs: Int, units: Int, useBias: Bool,
                 kernelInitializer: Initializer, biasInitializer: Initializer,
-                kernelRegularizer: Penalty?, biasRegularizer: Penalty?, weightNoise: Float = 0) {
+                kernelRegularizer: Penalty?, biasRegularizer: Penalty?, weightNoise: Float = 0,
+                kernelConstraint: WeightConstraint? = nil, biasConstraint: WeightConstraint? = nil, trainable: Bool = true) {
         self.configIndex = configIndex
+        self.trainable = trainable
         self.weightNoise = weightNoise
         inputWidth = inputs
         outputWidth = units
         self.useBias = useBias
         var specs = [ParameterSpec(name: "weight", shape: [units, inputs], role: .kernel,
                                    initializer: kernelInitializer, regularizer: kernelRegularizer,
-                                   fanIn: inputs, fanOut: units)]
+                                   constraint: kernelConstraint, fanIn: inputs, fanOut: units)]
         if useBias {
             specs.append(ParameterSpec(name: "bias", shape: [units], role: .bias,
                                        initializer: biasInitializer, regularizer: biasRegularizer,
-                                       fanIn: inputs, fanOut: units))
+                                       constraint: biasConstraint, fanIn: inputs, fanOut: units))
         }
         parameterSpecs = specs
     }
 
-    public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+    public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>?,
                      buffers: UnsafeMutablePointer<Float>) {
         weight = parameters
-        weightGradient = gradients
+        weightGradient = trainable ? gradients : nil
         if useBias {
             bias = parameters + inputWidth * outputWidth
-            biasGradient = gradients + inputWidth * outputWidth
+            biasGradient = weightGradient.map { $0 + inputWidth * outputWidth }
         }
     }
 
@@ -102,8 +108,10 @@ public final class Dense: Layer {
                          batch: Int, context: StepContext) throws {
         guard batch > 0 else { return }
         let n = outputWidth, k = inputWidth
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(n), Int32(k), Int32(batch),
-                    1, outputGradient, Int32(n), input, Int32(k), 1, weightGradient, Int32(k))
+        if let weightGradient {
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(n), Int32(k), Int32(batch),
+                        1, outputGradient, Int32(n), input, Int32(k), 1, weightGradient, Int32(k))
+        }
         if let biasGradient {
             for row in 0..<batch {
                 let dy = outputGradient + row * n
@@ -114,5 +122,63 @@ public final class Dense: Layer {
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(batch), Int32(k), Int32(n),
                         1, outputGradient, Int32(n), stepKernel(context, draw: false), Int32(k), 0, inputGradient, Int32(k))
         }
+    }
+}
+
+/// `type: dense`: a torch nn.Linear / Keras Dense, with an optional inline activation.
+public struct DenseSpec: ParsableLayerSpec, Equatable {
+    static let typeName = "dense"
+    public var units: Int
+    public var activation: ActivationFunction = .linear
+    public var useBias = true
+    public var kernelInitializer = Initializer.glorotUniform
+    public var biasInitializer = Initializer.zeros
+    public var kernelRegularizer: Penalty?
+    public var biasRegularizer: Penalty?
+    public var kernelConstraint: WeightConstraint?
+    public var biasConstraint: WeightConstraint?
+    /// σ of the additive Gaussian kernel noise in training (0 = none).
+    public var weightNoise: Float = 0
+
+    public init(units: Int, activation: ActivationFunction = .linear, useBias: Bool = true) {
+        self.units = units
+        self.activation = activation
+        self.useBias = useBias
+    }
+
+    static func parse(_ entry: inout ConfigSection) throws -> DenseSpec {
+        guard let units = try entry.int("units") else { throw DDPError(.config, "missing key '\(entry.key("units"))'") }
+        guard units >= 1 else { throw DDPError(.config, "\(entry.key("units")): expected an integer ≥ 1, got \(units)") }
+        var spec = DenseSpec(units: units, activation: try entry.choice("activation", default: ActivationFunction.linear),
+                             useBias: try entry.bool("use_bias", default: true))
+        spec.kernelInitializer = try entry.choice("kernel_initializer", default: Initializer.glorotUniform)
+        spec.biasInitializer = try entry.choice("bias_initializer", default: Initializer.zeros)
+        spec.kernelRegularizer = try TrainingConfig.penalty(&entry, "kernel_regularizer")
+        spec.biasRegularizer = try TrainingConfig.penalty(&entry, "bias_regularizer")
+        spec.kernelConstraint = try WeightConstraint.parse(&entry, "kernel_constraint")
+        spec.biasConstraint = try WeightConstraint.parse(&entry, "bias_constraint")
+        if spec.biasConstraint != nil && !spec.useBias {
+            throw DDPError(.config, "\(entry.key("bias_constraint")): the layer has use_bias: false, so there is no bias to constrain")
+        }
+        spec.weightNoise = try entry.float("weight_noise", default: 0, in: 0...1e6)
+        return spec
+    }
+
+    public var sizeKey: String? { "units" }
+    public func outputWidth(inputWidth: Int) -> Int { units }
+    /// Saturates at Int.max, so the memory check can name an absurd size instead of trapping.
+    public func parameterCount(inputWidth: Int) -> Int {
+        let (kernel, overflow) = inputWidth.multipliedReportingOverflow(by: units)
+        let (total, overflowAgain) = kernel.addingReportingOverflow(useBias ? units : 0)
+        return overflow || overflowAgain ? .max : total
+    }
+
+    public func makeLayers(configIndex: Int, inputWidth: Int, frozen: Bool) -> [Layer] {
+        let dense = Dense(configIndex: configIndex, inputs: inputWidth, units: units, useBias: useBias,
+                          kernelInitializer: kernelInitializer, biasInitializer: biasInitializer,
+                          kernelRegularizer: kernelRegularizer, biasRegularizer: biasRegularizer, weightNoise: weightNoise,
+                          kernelConstraint: kernelConstraint, biasConstraint: biasConstraint, trainable: !frozen)
+        guard activation != .linear else { return [dense] }
+        return [dense, Activation(configIndex: configIndex, function: activation, width: units)]
     }
 }

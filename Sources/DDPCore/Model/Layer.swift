@@ -10,6 +10,8 @@ public struct ParameterSpec: Sendable {
     public var role: ParameterRole
     public var initializer: Initializer
     public var regularizer: Penalty?
+    /// Projected after every update (Keras kernel_constraint / bias_constraint).
+    public var constraint: WeightConstraint? = nil
     /// The layer's fans, which the initializer formulas use (for a bias too: torch draws
     /// nn.Linear's bias from U(±1/√fan_in) with the layer's input width).
     public var fanIn: Int
@@ -59,8 +61,12 @@ public protocol Layer: AnyObject {
     var outputWidth: Int { get }
     var parameterSpecs: [ParameterSpec] { get }
     var bufferSpecs: [BufferSpec] { get }
-    /// Gives the layer its views into the flat parameter, gradient and state buffers (in spec order).
-    func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+    /// False for a layer the config freezes (`trainable: false`): it gets no gradient views and
+    /// computes no parameter gradients.
+    var trainable: Bool { get }
+    /// Gives the layer its views into the flat parameter, gradient and state buffers (in spec
+    /// order); `gradients` is nil for a frozen layer.
+    func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>?,
               buffers: UnsafeMutablePointer<Float>)
     /// Allocates any per-batch workspace once, before training.
     func reserve(maxBatch: Int)
@@ -74,7 +80,8 @@ public protocol Layer: AnyObject {
 extension Layer {
     public var parameterSpecs: [ParameterSpec] { [] }
     public var bufferSpecs: [BufferSpec] { [] }
-    public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>,
+    public var trainable: Bool { true }
+    public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>?,
                      buffers: UnsafeMutablePointer<Float>) {}
     public func reserve(maxBatch: Int) {}
 }

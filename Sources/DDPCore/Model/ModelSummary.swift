@@ -13,8 +13,9 @@ public struct ModelSummary {
             let name = "\(layer.configIndex): \(layer.displayName)"
             rows.append((name, "(None, \(layer.outputWidth))", parameters + buffers))
         }
-        let trainable = network.parameterCount
-        let nonTrainable = network.tensors.filter { $0.storage == .state }.reduce(0) { $0 + $1.count }
+        // As Keras: frozen layers' parameters and BatchNorm's running statistics are non-trainable.
+        let trainable = network.trainableCount
+        let nonTrainable = network.tensors.filter { !($0.storage == .parameter && $0.trainable) }.reduce(0) { $0 + $1.count }
         let width = max(32, (rows.map(\.0.count).max() ?? 0) + 2)
         func pad(_ s: String, _ n: Int) -> String { s.count >= n ? s + " " : s + String(repeating: " ", count: n - s.count) }
         var lines: [String] = []

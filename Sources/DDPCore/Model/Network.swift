@@ -10,6 +10,8 @@ public struct TensorSlot: Sendable {
     /// Role for parameters (decides default weight decay); nil for state.
     public var role: ParameterRole?
     public var regularizer: Penalty?
+    /// False for the parameters of a frozen layer, which sit after every trainable one.
+    public var trainable = true
 }
 
 /// A sequential network whose parameters, gradients and BatchNorm state each live in ONE flat
@@ -21,6 +23,13 @@ public struct TensorSlot: Sendable {
 ///   reduce-scatters `paddedGradients` and allgathers `paddedParameters`, both padded with zeros
 ///   to `shards` equal blocks;
 /// - checkpoints, broadcasts and restore_best_weights copy two buffers.
+///
+/// Frozen layers' parameters (`trainable: false`) sit after all trainable ones, so everything
+/// the step synchronizes and updates is the prefix `0..<trainableCount`: frozen tensors have no
+/// gradients, no gradient sync, no optimizer state and no penalty, as torch's DDP skips
+/// parameters without requires_grad. Under the sharded update the padding of the trainable
+/// blocks may overlap the frozen tensors; no rank's slice reaches past `trainableCount`, and the
+/// allgather only copies values every rank already holds.
 public final class Network {
     public static let reductionTail = 5
 
@@ -30,21 +39,26 @@ public final class Network {
     public let config: ModelConfig
     public let tensors: [TensorSlot]
     public let batchNorms: [BatchNorm]
+    /// Every parameter, trainable and frozen.
     public let parameterCount: Int
-    /// The parameter buffer split into this many equal blocks (1: no split, no padding).
+    /// The trainable parameters: the prefix of the flat buffer that gradients, gradient sync,
+    /// penalties and the optimizer cover.
+    public let trainableCount: Int
+    /// The trainable prefix split into this many equal blocks (1: no split, no padding).
     public let shards: Int
-    /// Floats per block: ⌈parameterCount / shards⌉ rounded up to 16 (64-byte cache lines), so
-    /// no two ranks' slices share a cache line; `parameterCount` itself when `shards` is 1.
+    /// Floats per block: ⌈trainableCount / shards⌉ rounded up to 16 (64-byte cache lines), so
+    /// no two ranks' slices share a cache line; `trainableCount` itself when `shards` is 1.
     public let shardBlock: Int
-    /// `parameters` then zeros up to shards × shardBlock.
+    /// `parameters`, then zeros up to shards × shardBlock where that is longer.
     public let paddedParameters: UnsafeMutableBufferPointer<Float>
     public var parameters: UnsafeMutableBufferPointer<Float> {
         UnsafeMutableBufferPointer(rebasing: paddedParameters[0..<parameterCount])
     }
     /// Gradients (padded to shards × shardBlock) then the reduction tail (reductionTail).
     public let reductionBuffer: UnsafeMutableBufferPointer<Float>
+    /// The trainable parameters' gradients.
     public var gradients: UnsafeMutableBufferPointer<Float> {
-        UnsafeMutableBufferPointer(rebasing: reductionBuffer[0..<parameterCount])
+        UnsafeMutableBufferPointer(rebasing: reductionBuffer[0..<trainableCount])
     }
     public var paddedGradients: UnsafeMutableBufferPointer<Float> {
         UnsafeMutableBufferPointer(rebasing: reductionBuffer[0..<shards * shardBlock])
@@ -56,6 +70,8 @@ public final class Network {
     private let activityPenalties: [Penalty?]
     /// Kernel and bias penalties as (offset, count, penalty), for the per-step loop.
     private let weightPenalties: [(offset: Int, count: Int, penalty: Penalty)]
+    /// Constrained tensors as rows (see `WeightConstraint`), for the after-update pass.
+    private let constraints: [(offset: Int, rows: Int, rowLength: Int, constraint: WeightConstraint)]
 
     public private(set) var maxBatch = 0
     /// Network input, (maxBatch, inputWidth); the trainer gathers batches into it.
@@ -78,10 +94,23 @@ public final class Network {
     /// Whether the parameters are node-shared memory that every rank computes with.
     public var sharesParameters: Bool { !ownsStorage }
 
-    /// Floats of the padded parameter buffer for `shards` blocks, and of one reduction buffer.
-    public static func bufferSizes(parameterCount: Int, shards: Int) -> (block: Int, parameters: Int, reduction: Int) {
-        let block = shards == 1 ? parameterCount : ((parameterCount + shards - 1) / shards + 15) / 16 * 16
-        return (block, shards * block, shards * block + reductionTail)
+    /// Floats of one shard's block, of the padded parameter buffer and of one reduction buffer,
+    /// for `trainable` of `total` parameters split into `shards` blocks.
+    public static func bufferSizes(trainable: Int, total: Int, shards: Int) -> (block: Int, parameters: Int, reduction: Int) {
+        let block = shards == 1 ? trainable : ((trainable + shards - 1) / shards + 15) / 16 * 16
+        return (block, max(shards * block, total), shards * block + reductionTail)
+    }
+
+    /// `bufferSizes` of the network `config` builds.
+    public static func bufferSizes(config: ModelConfig, shards: Int) -> (block: Int, parameters: Int, reduction: Int) {
+        var width = config.inputs, trainable = 0, total = 0
+        for entry in config.layers {
+            let count = entry.spec.parameterCount(inputWidth: width)
+            total += count
+            if entry.trainable { trainable += count }
+            width = entry.spec.outputWidth(inputWidth: width)
+        }
+        return bufferSizes(trainable: trainable, total: total, shards: shards)
     }
 
     /// `shards`: how many equal blocks the sharded update splits the parameters into (its rank
@@ -97,26 +126,11 @@ public final class Network {
         var penalties: [Penalty?] = []
         var width = config.inputs
         for (index, entry) in config.layers.enumerated() {
-            switch entry.kind {
-            case let .dense(units, activation, useBias, kernelInit, biasInit, kernelReg, biasReg):
-                layers.append(Dense(configIndex: index, inputs: width, units: units, useBias: useBias,
-                                    kernelInitializer: kernelInit, biasInitializer: biasInit,
-                                    kernelRegularizer: kernelReg, biasRegularizer: biasReg, weightNoise: entry.weightNoise))
-                width = units
-                if activation != .linear {
-                    penalties.append(nil)
-                    layers.append(Activation(configIndex: index, function: activation, width: width))
-                }
-            case let .batchNorm(momentum, epsilon):
-                layers.append(BatchNorm(configIndex: index, width: width, momentum: momentum, epsilon: epsilon))
-            case let .dropout(rate):
-                layers.append(Dropout(configIndex: index, width: width, rate: rate))
-            case let .activation(function):
-                layers.append(Activation(configIndex: index, function: function, width: width))
-            case let .gaussianNoise(stddev):
-                layers.append(GaussianNoise(configIndex: index, width: width, stddev: stddev))
-            }
+            let built = entry.spec.makeLayers(configIndex: index, inputWidth: width, frozen: !entry.trainable)
+            layers += built
+            penalties += Array(repeating: nil, count: built.count - 1)
             penalties.append(entry.activityRegularizer.flatMap { $0.isZero ? nil : $0 })
+            width = entry.spec.outputWidth(inputWidth: width)
         }
         self.layers = layers
         activityPenalties = penalties
@@ -124,18 +138,32 @@ public final class Network {
         batchNorms = layers.compactMap { $0 as? BatchNorm }
 
         // The one walk over the layers' specs: every offset below comes from this table.
+        // Trainable parameters first, then frozen ones; `tensors` stays in layer order.
+        let trainableCount = layers.filter(\.trainable).reduce(0) { total, layer in
+            layer.parameterSpecs.reduce(total) { $0 + $1.shape.reduce(1, *) }
+        }
         var slots: [TensorSlot] = []
         var layerStarts: [(parameter: Int, state: Int)] = []
-        var parameterOffset = 0, stateOffset = 0
+        var trainableOffset = 0, frozenOffset = trainableCount, stateOffset = 0
+        var constraints: [(offset: Int, rows: Int, rowLength: Int, constraint: WeightConstraint)] = []
         for layer in layers {
-            layerStarts.append((parameterOffset, stateOffset))
+            let start = layer.trainable ? trainableOffset : frozenOffset
+            layerStarts.append((start, stateOffset))
+            var offset = start
             for spec in layer.parameterSpecs {
                 let count = spec.shape.reduce(1, *)
                 slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: spec.shape, storage: .parameter,
-                                        offset: parameterOffset, count: count, role: spec.role,
-                                        regularizer: spec.regularizer.flatMap { $0.isZero ? nil : $0 }))
-                parameterOffset += count
+                                        offset: offset, count: count, role: spec.role,
+                                        regularizer: layer.trainable ? spec.regularizer.flatMap { $0.isZero ? nil : $0 } : nil,
+                                        trainable: layer.trainable))
+                if let constraint = spec.constraint, layer.trainable {
+                    // Keras axis 0: one row per unit of a (units, inputs) kernel; a bias is one row.
+                    let rows = spec.shape.count == 2 ? spec.shape[0] : 1
+                    constraints.append((offset, rows, count / rows, constraint))
+                }
+                offset += count
             }
+            if layer.trainable { trainableOffset = offset } else { frozenOffset = offset }
             for spec in layer.bufferSpecs {
                 let count = spec.shape.reduce(1, *)
                 slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: spec.shape, storage: .state,
@@ -143,10 +171,15 @@ public final class Network {
                 stateOffset += count
             }
         }
+        if trainableCount == 0 && frozenOffset > 0 {
+            throw DDPError(.config, "model.layers: every layer with parameters has trainable: false, so there is nothing to train")
+        }
         tensors = slots
         weightPenalties = slots.compactMap { slot in slot.regularizer.map { (slot.offset, slot.count, $0) } }
-        parameterCount = parameterOffset
-        let sizes = Self.bufferSizes(parameterCount: parameterOffset, shards: shards)
+        self.constraints = constraints
+        self.trainableCount = trainableCount
+        parameterCount = frozenOffset
+        let sizes = Self.bufferSizes(trainable: trainableCount, total: frozenOffset, shards: shards)
         shardBlock = sizes.block
         ownsStorage = storage == nil
         if let storage {
@@ -163,7 +196,7 @@ public final class Network {
 
         for (layer, start) in zip(layers, layerStarts) {
             layer.bind(parameters: paddedParameters.baseAddress! + start.parameter,
-                       gradients: reductionBuffer.baseAddress! + start.parameter,
+                       gradients: layer.trainable ? reductionBuffer.baseAddress! + start.parameter : nil,
                        buffers: state.baseAddress! + start.state)
         }
     }
@@ -276,7 +309,7 @@ public final class Network {
     /// gradient into `gradients` and returns their value. Runs after the allreduce, on the
     /// already-averaged gradient, so every rank adds it exactly once.
     public func applyWeightPenalties() -> Double {
-        applyWeightPenalties(range: 0..<parameterCount, gradients: reductionBuffer.baseAddress!)
+        applyWeightPenalties(range: 0..<trainableCount, gradients: reductionBuffer.baseAddress!)
     }
 
     /// The penalties of the parameters in `range` of the flat buffer only, whose gradients start
@@ -303,4 +336,23 @@ public final class Network {
     }
 
     public var hasBatchNorm: Bool { !batchNorms.isEmpty }
+
+    public var hasConstraints: Bool { !constraints.isEmpty }
+
+    /// Projects the constrained tensors (Keras kernel_constraint / bias_constraint) after an
+    /// update. Their rows are split into `parts` contiguous runs and only run `part` is done, so
+    /// ranks sharing one parameter window each take their own rows; a rank with its own copy
+    /// of every parameter does all of them (`part` 0 of 1).
+    public func applyConstraints(part: Int = 0, of parts: Int = 1) {
+        let total = constraints.reduce(0) { $0 + $1.rows }
+        let lower = total * part / parts, upper = total * (part + 1) / parts
+        var first = 0
+        for (offset, rows, rowLength, constraint) in constraints {
+            let from = max(lower, first) - first, to = min(upper, first + rows) - first
+            if from < to {
+                constraint.apply(paddedParameters.baseAddress! + offset + from * rowLength, rows: to - from, rowLength: rowLength)
+            }
+            first += rows
+        }
+    }
 }

@@ -60,9 +60,9 @@ public final class Optimizer {
     /// Ranges relative to `range.lowerBound` that weight_decay applies to.
     private let decayRanges: [Range<Int>]
 
-    /// An optimizer over the whole parameter buffer.
+    /// An optimizer over every trainable parameter.
     public convenience init(config: OptimizerConfig, network: Network) {
-        self.init(config: config, network: network, range: 0..<network.parameterCount, capacity: network.parameterCount)
+        self.init(config: config, network: network, range: 0..<network.trainableCount, capacity: network.trainableCount)
     }
 
     /// An optimizer over `range` of the flat parameter buffer, with moment buffers of `capacity`
@@ -77,7 +77,7 @@ public final class Optimizer {
         secondMoment = .allocate(capacity: max(capacity, 1))
         secondMoment.initialize(repeating: 0)
         var ranges: [Range<Int>] = []
-        for slot in network.tensors where slot.storage == .parameter {
+        for slot in network.tensors where slot.storage == .parameter && slot.trainable {
             guard config.decay == .all || slot.role == .kernel else { continue }
             let lower = max(slot.offset, range.lowerBound), upper = min(slot.offset + slot.count, range.upperBound)
             guard lower < upper else { continue }

@@ -397,7 +397,7 @@ public final class Trainer {
                     var loaded: [[Float]] = []
                     for name in ["optimizer.first_moment", "optimizer.second_moment"] {
                         guard let tensor = found.tensors[name] else { throw DDPError(.weights, "\(found.path): missing tensor \(name)") }
-                        var values = [Float](repeating: 0, count: network.parameterCount)
+                        var values = [Float](repeating: 0, count: network.trainableCount)
                         try values.withUnsafeMutableBufferPointer { try tensor.copyFloats(into: $0, file: found.path) }
                         loaded.append(values)
                     }
