@@ -295,6 +295,7 @@ struct Bench: ParsableCommand {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         try AtomicFile.write(Array(try encoder.encode(document)), to: "\(out)/bench.json")
+        try AtomicFile.write(Array(Self.markdown(summary).utf8), to: "\(out)/table.md")
 
         let counts = rankCounts
         var series: [LineChart.Series] = []
@@ -318,6 +319,30 @@ struct Bench: ParsableCommand {
                               xTitle: "ranks (or threads)", yTitle: "speedup", series: series)
         try AtomicFile.write(chart.svg(), to: "\(out)/speedup.svg")
         print("")
-        print("ddp bench: wrote \(out)/bench.json and \(out)/speedup.svg")
+        print("ddp bench: wrote \(out)/bench.json, \(out)/table.md and \(out)/speedup.svg")
+    }
+
+    /// The summary as the markdown table README's Scaling section shows (launch/docs --timing).
+    static func markdown(_ summary: (rows: [Row], ratios: [String: Double])) -> String {
+        func grouped(_ value: Double) -> String {
+            let formatter = NumberFormatter()
+            formatter.numberStyle = .decimal
+            formatter.maximumFractionDigits = 0
+            formatter.locale = Locale(identifier: "en_US")
+            return formatter.string(from: NSNumber(value: value.rounded())) ?? String(format: "%.0f", value)
+        }
+        var lines = ["| case | ranks | BLAS threads | samples/s | speedup | efficiency | data | compute | comm | update |",
+                     "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|"]
+        for row in summary.rows {
+            let shares = row.shares.count == 4 ? row.shares.map { String(format: "%.1f %%", 100 * $0) } : ["", "", "", ""]
+            lines.append("| \(row.name) | \(row.ranks) | \(row.threads) | \(grouped(row.samplesPerSecond)) | "
+                         + String(format: "%.2f× | %.0f %%", row.speedup, 100 * row.efficiency) + " | " + shares.joined(separator: " | ") + " |")
+        }
+        if !summary.ratios.isEmpty {
+            lines.append("")
+            lines.append("Ratios within a round (median): "
+                         + summary.ratios.keys.sorted().map { "\($0) **" + String(format: "%.2f", summary.ratios[$0]!) + "**" }.joined(separator: "; ") + ".")
+        }
+        return lines.joined(separator: "\n") + "\n"
     }
 }
