@@ -62,6 +62,13 @@ final class TrainingControlsTests: IntegrationTestCase {
         for name in ["shared-memory", "mpi", "allreduce"] {
             assertTensorsClose(finals["np1"]!, finals[name]!, tolerance: 1e-5, "np=2 \(name) vs np=1")
         }
+
+        // Stopped after 2 epochs and resumed: the moments of the trainable prefix come back,
+        // and the run ends bit-identical to the straight one.
+        let resumed = path("finetune-resumed")
+        try train(np: 2, config: config, runDirectory: resumed, ["--set", "training.epochs=2"])
+        try train(np: 2, config: config, runDirectory: resumed, ["--resume"])
+        XCTAssertEqual(try readTensors(resumed + "/model.safetensors"), finals["shared-memory"]!, "2 + 1 epochs vs 3 with frozen layers")
     }
 
     func testSummaryCountsFrozenParametersAsNonTrainable() throws {
