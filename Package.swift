@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "ddp", targets: ["ddp"]),
         .library(name: "DDPCore", targets: ["DDPCore"]),
+        .library(name: "DDPReport", targets: ["DDPReport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -17,7 +18,7 @@ let package = Package(
         .executableTarget(
             name: "ddp",
             dependencies: [
-                "DDPCore", "_CPreemption",
+                "DDPCore", "DDPReport", "_CPreemption",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -25,6 +26,9 @@ let package = Package(
             name: "DDPCore",
             dependencies: ["_CMPI", "_CWatchdog", "_CPreemption", "CBLAS", "CZlib", "Yams"]
         ),
+        // Plots, HTML reports and comparison tables, read from finished runs: the trainer
+        // (DDPCore) never links them.
+        .target(name: "DDPReport", dependencies: ["DDPCore"]),
 
         // MARK: Implementation details: thin C shims over system libraries.
         // MPI handles are macros Swift cannot import, so `_CMPI` wraps the few calls we need.
@@ -41,6 +45,7 @@ let package = Package(
 
         // MARK: Tests
         .testTarget(name: "DDPCoreTests", dependencies: ["DDPCore"]),
+        .testTarget(name: "DDPReportTests", dependencies: ["DDPReport", "DDPCore"]),
         .testTarget(name: "IntegrationTests", dependencies: ["DDPCore"]),
     ]
 )

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DDPCore
+import DDPReport
 import Foundation
 
 /// `ddp bench`: the scaling benchmark users run on their own machines and clusters.

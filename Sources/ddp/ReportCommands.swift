@@ -1,5 +1,6 @@
 import ArgumentParser
 import DDPCore
+import DDPReport
 import Foundation
 
 /// Options of the commands that draw a run's plots.

@@ -342,6 +342,72 @@ extension DataTests {
         XCTAssertEqual(column.labels, [0.25, 1, 0])
     }
 
+    // MARK: Files numpy wrote. The tests above build files with NPYFile.encode, ddp's own
+    // writer, so a mistake shared by writer and reader would pass them; these bytes come from
+    // numpy itself.
+
+    /// Transcribed from `numpy.save` (numpy 2.4.6): the preamble, the header dict as numpy
+    /// wrote it (padded with spaces and a newline to 128 bytes), then the values.
+    enum NumpyWrote {
+        /// np.save(f, np.array([[1.5, -2, 0.25], [3e-8, -0.0, 7]], dtype=np.float32))
+        static let float32: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0, 118, 0]
+            + Array("{'descr': '<f4', 'fortran_order': False, 'shape': (2, 3), }".utf8) + [UInt8](repeating: 0x20, count: 58) + [0x0A]
+            + [0x00, 0x00, 0xc0, 0x3f, 0x00, 0x00, 0x00, 0xc0, 0x00, 0x00, 0x80, 0x3e,
+               0x59, 0xd9, 0x00, 0x33, 0x00, 0x00, 0x00, 0x80, 0x00, 0x00, 0xe0, 0x40]
+        /// np.lib.format.write_array(f, np.array([[1.5, -2], [0.25, 4]], dtype=">f8"), version=(2, 0))
+        static let bigEndianFloat64Version2: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 2, 0, 116, 0, 0, 0]
+            + Array("{'descr': '>f8', 'fortran_order': False, 'shape': (2, 2), }".utf8) + [UInt8](repeating: 0x20, count: 56) + [0x0A]
+            + [0x3f, 0xf8, 0, 0, 0, 0, 0, 0, 0xc0, 0x00, 0, 0, 0, 0, 0, 0,
+               0x3f, 0xd0, 0, 0, 0, 0, 0, 0, 0x40, 0x10, 0, 0, 0, 0, 0, 0]
+        /// np.save(f, np.array([2, 0], dtype=np.int64))
+        static let int64Labels: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0, 118, 0]
+            + Array("{'descr': '<i8', 'fortran_order': False, 'shape': (2,), }".utf8) + [UInt8](repeating: 0x20, count: 60) + [0x0A]
+            + [0x02, 0, 0, 0, 0, 0, 0, 0, 0x00, 0, 0, 0, 0, 0, 0, 0]
+    }
+
+    func testNPYReadsFilesNumpyWrote() throws {
+        XCTAssertEqual([NumpyWrote.float32.count, NumpyWrote.bigEndianFloat64Version2.count, NumpyWrote.int64Labels.count], [152, 160, 144])
+        let x = try write("numpy-x.npy", NumpyWrote.float32), y = try write("numpy-y.npy", NumpyWrote.int64Labels)
+        let data = try DataLoader.load(.npy(features: x, labels: y))
+        XCTAssertEqual(data.count, 2)
+        XCTAssertEqual(data.featureCount, 3)
+        XCTAssertEqual(data.labels, [2, 0])
+        guard case .floats(let values) = data.storage else { return XCTFail("float32 features should be floats") }
+        XCTAssertEqual(values.map(\.bitPattern), ([1.5, -2, 0.25, 3e-8, -0.0, 7] as [Float]).map(\.bitPattern))
+
+        let v2 = try write("numpy-v2.npy", NumpyWrote.bigEndianFloat64Version2)
+        let wide = try DataLoader.load(.npy(features: v2, labels: y))
+        XCTAssertEqual(wide.featureCount, 2)
+        XCTAssertEqual((0..<2).flatMap { row in (0..<2).map { wide.feature(row: row, column: $0) } }, [1.5, -2, 0.25, 4])
+    }
+
+    /// numpy loads what NPYFile.encode writes (the tests' and the fuzz seeds' writer), values
+    /// and all, and ddp reads what numpy writes now, in every type ddp accepts.
+    func testNumpyAndDDPReadEachOthersFiles() throws {
+        let python = try InteropPython.require(["numpy"])
+        let ours = try write("ours.npy", npy("<f4", [2, 3], [Float(1.5), -2, 0.25, 3e-8, -0.0, 7]))
+        let theirs = directory.path
+        let script = """
+            import sys, numpy as np
+            a = np.load(sys.argv[1])
+            assert a.dtype == np.float32 and a.shape == (2, 3), (a.dtype, a.shape)
+            assert a.tobytes() == np.array([[1.5, -2, 0.25], [3e-8, -0.0, 7]], dtype=np.float32).tobytes(), a
+            for descr in ["<f4", ">f4", "<f8", ">f8", "|u1"]:
+                values = [[0, 255, 3], [255, 0, 7]] if descr == "|u1" else [[0.5, -1.25, 3], [255, 0, 7]]
+                np.save(f"{sys.argv[2]}/x{descr[1:]}{'be' if descr[0] == '>' else ''}.npy", np.array(values, dtype=descr))
+            np.save(sys.argv[2] + "/y.npy", np.array([[1], [0]], dtype=np.int32))
+            print("ok")
+            """
+        let (status, output) = try runPython(python, ["-c", script, ours, theirs])
+        XCTAssertEqual(status, 0, output)
+        for name in ["f4", "f4be", "f8", "f8be", "u1"] {
+            let data = try DataLoader.load(.npy(features: theirs + "/x\(name).npy", labels: theirs + "/y.npy"))
+            XCTAssertEqual(data.labels, [1, 0], name)
+            let read = (0..<2).flatMap { row in (0..<3).map { data.feature(row: row, column: $0) } }
+            XCTAssertEqual(read, name == "u1" ? [0, 255, 3, 255, 0, 7] : [0.5, -1.25, 3, 255, 0, 7], name)
+        }
+    }
+
     func testNPYErrors() throws {
         let labels = try write("y.npy", npy("<i4", [2], [Int32(0), 1]))
         let good = npy("<f4", [2, 2], [Float(1), 2, 3, 4])

@@ -69,7 +69,7 @@ final class TensorBoardTests: XCTestCase {
         XCTAssertEqual(TensorBoardWriter.fileName(time: time, host: "node7"), "events.out.tfevents.1700000123.node7")
         let writer = try TensorBoardWriter(directory: directory, now: time)
         try writer.write(scalars: [("loss", 0.5)], step: 1, wallTime: 1_700_000_124)
-        let second = try TensorBoardWriter(directory: directory, resumingAfterEpoch: 1, now: time)
+        let second = try TensorBoardWriter(directory: directory, resumingAfter: 1, now: time)
         XCTAssertNotEqual(writer.path, second.path, "a second file in the same second gets its own name")
         XCTAssertTrue(TensorBoardWriter.isEventFile(URL(fileURLWithPath: second.path).lastPathComponent))
 
@@ -174,6 +174,84 @@ final class TensorBoardTests: XCTestCase {
         let config = try TrainingConfig.parse(yaml: Self.runYAML, overrides: ["training.epochs=2"])
         _ = try Trainer(config: config, data: try RunData(config: config), communicator: LocalCommunicator(), options: options).run()
         XCTAssertEqual(try eventFiles(run).count, 1, "--overwrite removes the old run's event files")
+    }
+
+    // MARK: Per-step scalars (logging.tensorboard_every_steps)
+
+    /// The step writer's records, byte for byte, are what the general encoder (checked against
+    /// TensorBoard's own bytes above) makes of the same scalars: 90 training samples in batches
+    /// of 30 are 3 steps an epoch, 12 in 4 epochs, every 5th written.
+    func testStepEventsAreTheGeneralEncodersBytes() throws {
+        let run = directory + "/run"
+        _ = try train(run, overrides: ["logging.tensorboard_every_steps=5"])
+        let files = try eventFiles(run + "/steps")
+        XCTAssertEqual(files.count, 1)
+        let path = run + "/steps/" + files[0]
+        let records = try TFRecord.records(Array(try Data(contentsOf: URL(fileURLWithPath: path))), file: path)
+        XCTAssertEqual(records.count, 1 + 2, "the file version, then steps 5 and 10")
+        for (record, step) in zip(records.dropFirst(), [5, 10]) {
+            let wallTime = Double(bitPattern: record[1..<9].reversed().reduce(UInt64(0)) { $0 << 8 | UInt64($1) })
+            XCTAssertEqual(abs(wallTime - Date().timeIntervalSince1970), 0, accuracy: 600)
+            func float(_ offset: Int) -> Float {
+                Float(bitPattern: record[offset..<offset + 4].reversed().reduce(UInt32(0)) { $0 << 8 | UInt32($1) })
+            }
+            // … batch_loss's float | 10, 15, 10, 8, "batch_lr", 21 (13 bytes) | batch_lr's float.
+            let loss = float(record.count - 4 - 13 - 4), lr = float(record.count - 4)
+            XCTAssertEqual(record, TensorBoardEvent.scalars([("batch_loss", loss), ("batch_lr", lr)], step: step, wallTime: wallTime))
+            XCTAssertEqual(lr, 0.01)
+        }
+    }
+
+    /// Read back by TensorBoard: every step's `batch_loss` and `batch_lr`, at step = optimizer
+    /// steps taken. Independent checks: the steps of an epoch (equal batches) average to the
+    /// epoch's `loss`, which the trainer sums separately, and the learning rate is warmup's
+    /// formula lr·min(1, (s + 1)/W) at 0-based step s.
+    func testTensorBoardReadsEveryStepsLossAndLearningRate() throws {
+        let run = directory + "/run"
+        let outcome = try train(run, overrides: ["logging.tensorboard_every_steps=1", "schedule={type: warmup, warmup_steps: 8}"])
+        let steps = try readWithTensorBoard(run + "/steps")
+        XCTAssertEqual(Set(steps.keys), ["batch_loss", "batch_lr"])
+        let losses = try XCTUnwrap(steps["batch_loss"]), rates = try XCTUnwrap(steps["batch_lr"])
+        XCTAssertEqual(losses.map { $0[0] }, (1...12).map(Double.init))
+        XCTAssertEqual(rates.count, 12)
+        for (s, rate) in rates.enumerated() {
+            XCTAssertEqual(rate[1], 0.01 * min(1, Double(s + 1) / 8), accuracy: 1e-9, "step \(s + 1)")   // float32 rounding
+        }
+        for record in outcome.records {
+            let epoch = losses[(record.epoch - 1) * 3..<record.epoch * 3].map { $0[1] }
+            XCTAssertEqual(epoch.reduce(0, +) / 3, record.loss, accuracy: 1e-6 * record.loss, "epoch \(record.epoch)")
+        }
+        XCTAssertFalse(try readWithTensorBoard(run).keys.contains("batch_loss"), "the epoch run has only the epoch scalars")
+    }
+
+    /// Stopped after 3 epochs, resumed from epoch 2's checkpoint: TensorBoard shows steps 1…12
+    /// once each, and the resumed steps are the uninterrupted run's.
+    func testResumedRunShowsEachStepOnce() throws {
+        let run = directory + "/run"
+        _ = try train(run, overrides: ["logging.tensorboard_every_steps=1"])
+        let full = try readWithTensorBoard(run + "/steps")
+        try FileManager.default.removeItem(atPath: run)
+
+        _ = try train(run, overrides: ["training.epochs=3", "logging.tensorboard_every_steps=1"])
+        try FileManager.default.removeItem(atPath: run + "/checkpoints/epoch-0003.json")
+        _ = try train(run, resume: true, overrides: ["logging.tensorboard_every_steps=1"])
+        XCTAssertEqual(try eventFiles(run + "/steps").count, 2)
+        let resumed = try readWithTensorBoard(run + "/steps")
+        XCTAssertEqual(resumed["batch_loss"]?.map { $0[0] }, (1...12).map(Double.init), "steps 7–9 of the first attempt are purged")
+        XCTAssertEqual(resumed["batch_loss"]?.map { $0[1] }, full["batch_loss"]?.map { $0[1] })
+    }
+
+    func testStepScalarsConfig() throws {
+        XCTAssertEqual(try TrainingConfig.parse(yaml: Self.runYAML).logging.tensorboardEverySteps, 0, "off by default")
+        assertDDPError(.config, containing: ["logging.tensorboard_every_steps", "≥ 0"]) {
+            try TrainingConfig.parse(yaml: Self.runYAML, overrides: ["logging.tensorboard_every_steps=-1"])
+        }
+        assertDDPError(.config, containing: ["logging.tensorboard_every_steps", "logging.tensorboard is false"]) {
+            try TrainingConfig.parse(yaml: Self.runYAML, overrides: ["logging.tensorboard=false", "logging.tensorboard_every_steps=10"])
+        }
+        let run = directory + "/run"
+        _ = try train(run, overrides: ["training.epochs=1"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: run + "/steps"), "no steps/ unless asked for")
     }
 
     func testTurnedOffByConfig() throws {

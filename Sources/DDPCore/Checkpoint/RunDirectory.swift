@@ -7,7 +7,7 @@ public enum RunDirectory {
     /// What a run writes; a fresh run with overwrite removes these, its TensorBoard event files
     /// and nothing else.
     static let runFiles = ["trace.json", "metrics.jsonl", "model.safetensors", "best.safetensors", "checkpoints",
-                           "plots", "report.html", "config.yaml"]
+                           "plots", "report.html", "config.yaml", TensorBoardStepWriter.directoryName]
 
     /// Whether `path` holds (part of) an earlier run.
     public static func holdsRun(_ path: String) -> Bool {

@@ -56,6 +56,9 @@ public struct DistributedConfig: Sendable, Equatable {
 public struct LoggingConfig: Sendable, Equatable {
     /// A TensorBoard event file in the run directory (`tensorboard --logdir runs/`).
     public var tensorboard = true
+    /// Every N optimizer steps, the step's loss and learning rate as TensorBoard scalars
+    /// (`TensorBoardStepWriter`); 0 = only the per-epoch ones.
+    public var tensorboardEverySteps = 0
     /// Where stderr is not a terminal (a batch job's log): seconds between plain progress lines
     /// within an epoch.
     public var progressSeconds = 30.0
@@ -195,6 +198,10 @@ public struct TrainingConfig: Sendable, Equatable {
         if var section = try top.section("logging") {
             config.logging.tensorboard = try section.bool("tensorboard", default: true)
             config.logging.progressSeconds = try section.double("progress_seconds", default: 30, in: 0.1...86_400)
+            config.logging.tensorboardEverySteps = try section.int("tensorboard_every_steps", default: config.logging.tensorboardEverySteps, min: 0)
+            if config.logging.tensorboardEverySteps > 0 && !config.logging.tensorboard {
+                throw DDPError(.config, "logging.tensorboard_every_steps is \(config.logging.tensorboardEverySteps) but logging.tensorboard is false; set tensorboard: true or tensorboard_every_steps: 0")
+            }
             try section.finish()
         }
         try top.finish()

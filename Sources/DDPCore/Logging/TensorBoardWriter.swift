@@ -30,15 +30,20 @@ public enum TensorBoardEvent {
         var event = ProtobufWriter()
         event.double(1, wallTime)
         if step != 0 { event.int64(2, Int64(step)) }
-        event.message(5) { summary in
-            for (tag, value) in values {
-                summary.message(1) { entry in
-                    entry.string(1, tag)
-                    entry.float(2, value)
-                }
+        event.bytes(5, summary(values))
+        return event.bytes
+    }
+
+    /// The Summary message alone: one `Value { tag, simple_value }` per scalar.
+    static func summary(_ values: [(tag: String, value: Float)]) -> [UInt8] {
+        var summary = ProtobufWriter()
+        for (tag, value) in values {
+            summary.message(1) { entry in
+                entry.string(1, tag)
+                entry.float(2, value)
             }
         }
-        return event.bytes
+        return summary.bytes
     }
 
     /// SessionLog START at `step`: TensorBoard then drops what earlier files logged at `step`
@@ -69,9 +74,10 @@ public final class TensorBoardWriter {
     /// Whether `name` is an event file (what `ddp train --overwrite` removes).
     public static func isEventFile(_ name: String) -> Bool { name.hasPrefix("events.out.tfevents.") }
 
-    /// Starts a new event file in `directory`. `resumingAfterEpoch`: the epochs a resumed run
-    /// had completed; TensorBoard forgets what older files logged after them.
-    public init(directory: String, resumingAfterEpoch: Int? = nil, now: Date = Date()) throws {
+    /// Starts a new event file in `directory`. `resumingAfter`: the last step a resumed run had
+    /// logged (the epochs it had completed, for the epoch file); TensorBoard forgets what older
+    /// files logged after it.
+    public init(directory: String, resumingAfter: Int? = nil, now: Date = Date()) throws {
         let stem = directory + "/" + Self.fileName(time: now, host: Self.hostName())
         var candidate = stem, attempt = 1, opened: Int32 = -1
         while true {
@@ -87,7 +93,7 @@ public final class TensorBoardWriter {
         descriptor = opened
         let wallTime = now.timeIntervalSince1970
         try write(TensorBoardEvent.fileVersion(wallTime: wallTime))
-        if let epochs = resumingAfterEpoch { try write(TensorBoardEvent.sessionStart(step: epochs + 1, wallTime: wallTime)) }
+        if let step = resumingAfter { try write(TensorBoardEvent.sessionStart(step: step + 1, wallTime: wallTime)) }
     }
 
     deinit { close(descriptor) }
@@ -104,10 +110,14 @@ public final class TensorBoardWriter {
     }
 
     private func write(_ event: [UInt8]) throws {
-        let record = TFRecord.frame(event)
+        try TFRecord.frame(event).withUnsafeBytes { try write(framed: $0) }
+    }
+
+    /// Appends one whole TFRecord (the step writer frames its own, in a buffer it reuses).
+    func write(framed record: UnsafeRawBufferPointer) throws {
         var written = 0
         while written < record.count {
-            let count = record.withUnsafeBytes { writeBytes(descriptor, $0.baseAddress! + written, $0.count - written) }
+            let count = writeBytes(descriptor, record.baseAddress! + written, record.count - written)
             if count < 0 {
                 if errno == EINTR { continue }
                 throw DDPError(.io, "cannot write the TensorBoard event file \(path): \(String(cString: strerror(errno)))")

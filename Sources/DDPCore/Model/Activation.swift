@@ -118,7 +118,7 @@ public final class Activation: Layer {
 
     /// Numerically stable logistic: never evaluates exp of a large positive number.
     @inline(__always)
-    static func sigmoid(_ x: Float) -> Float {
+    public static func sigmoid(_ x: Float) -> Float {
         if x >= 0 { return 1 / (1 + expf(-x)) }
         let e = expf(x)
         return e / (1 + e)

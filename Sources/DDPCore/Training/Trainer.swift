@@ -66,6 +66,8 @@ public final class Trainer {
     /// Set with `TrainOptions.trace`; every hook below is a nil check otherwise.
     private var trace: TraceRecorder?
     private var tensorBoard: TensorBoardWriter?
+    /// `logging.tensorboard_every_steps` > 0, on rank 0.
+    private var stepScalars: TensorBoardStepWriter?
 
     public init(config: TrainingConfig, data: RunData, communicator: Communicator, options: TrainOptions) throws {
         self.config = config
@@ -135,7 +137,11 @@ public final class Trainer {
             (communicator as? MPICommunicator)?.trace = trace
         }
         if communicator.isRoot && config.logging.tensorboard {
-            tensorBoard = try TensorBoardWriter(directory: options.runDirectory, resumingAfterEpoch: options.resume ? startEpoch : nil)
+            tensorBoard = try TensorBoardWriter(directory: options.runDirectory, resumingAfter: options.resume ? startEpoch : nil)
+            if config.logging.tensorboardEverySteps > 0 {
+                stepScalars = try TensorBoardStepWriter(runDirectory: options.runDirectory, everySteps: config.logging.tensorboardEverySteps,
+                                                        resumingAfterStep: options.resume ? globalStep : nil)
+            }
         }
         let totalEpochs = config.training.epochs
         var records: [EpochRecord] = []
@@ -278,6 +284,7 @@ public final class Trainer {
             _ = time.mark(syncStart, communicator, into: .update, gradientSync: true)
             trace?.record(.update, since: traceStart)
             globalStep += 1
+            try stepScalars?.stepEnded(globalStep, loss: totals.lossSum / totals.samples + totals.penalty, lr: lr)
             if totals.stop {
                 return .preempted(.init(steps: step + 1, lossSum: lossSum, correct: correct, samples: samples,
                                         seconds: (continuing?.seconds ?? 0) + seconds(ContinuousClock.now - start)))

@@ -8,12 +8,13 @@ import Foundation
 ///     config       YAML; after a NUL byte, one `--set key=value` per line
 ///     gzip         the bytes as a gzip file
 ///     idx          2-byte little-endian length L, then L bytes of images file, the rest the labels file
+///     npy          2-byte little-endian length L, then L bytes of .npy features file, the rest the labels file
 ///     csv          first byte: bit 0 header on/off, bit 1 label by name "label" or by index -1; the rest the file
 ///     safetensors  the bytes as a safetensors file, its float tensors read out
 ///     checkpoint   the bytes as a checkpoint's JSON state, beside a valid tensors file, then resume's search
 enum Harness {
     static let target = ProcessInfo.processInfo.environment["DDP_FUZZ_TARGET"] ?? ""
-    static let targets = ["config", "gzip", "idx", "csv", "safetensors", "checkpoint"]
+    static let targets = ["config", "gzip", "idx", "npy", "csv", "safetensors", "checkpoint"]
     static let scratch: String = {
         let path = "/dev/shm/ddp-fuzz-\(getpid())"
         try? FileManager.default.createDirectory(atPath: path + "/checkpoints", withIntermediateDirectories: true)
@@ -25,6 +26,7 @@ enum Harness {
         case "config": config(bytes)
         case "gzip": _ = try? DataFile.gunzip(bytes, path: "fuzz.gz")
         case "idx": idx(bytes)
+        case "npy": npy(bytes)
         case "csv": csv(bytes)
         case "safetensors": safetensors(bytes)
         case "checkpoint": checkpoint(bytes)
@@ -48,6 +50,18 @@ enum Harness {
         _ = FileManager.default.createFile(atPath: images, contents: Data(bytes[2..<2 + length]))
         _ = FileManager.default.createFile(atPath: labels, contents: Data(bytes[(2 + length)...]))
         _ = try? DataLoader.load(.idx(images: images, labels: labels))
+    }
+
+    /// The pair of files `data: {format: npy}` names, loaded as the trainer loads them.
+    static func npy(_ bytes: [UInt8]) {
+        guard bytes.count >= 2 else { return }
+        let length = min(Int(bytes[0]) | Int(bytes[1]) << 8, bytes.count - 2)
+        let features = scratch + "/features.npy", labels = scratch + "/labels.npy"
+        _ = FileManager.default.createFile(atPath: features, contents: Data(bytes[2..<2 + length]))
+        _ = FileManager.default.createFile(atPath: labels, contents: Data(bytes[(2 + length)...]))
+        guard let data = try? DataLoader.load(.npy(features: features, labels: labels)) else { return }
+        _ = data.classCount
+        _ = data.feature(row: data.count - 1, column: data.featureCount - 1)
     }
 
     static func csv(_ bytes: [UInt8]) {

@@ -1,3 +1,4 @@
+import DDPCore
 import Foundation
 
 /// One configuration of a comparison: a config file, the `--set` overrides shared by all

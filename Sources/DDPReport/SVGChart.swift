@@ -1,3 +1,4 @@
+import DDPCore
 import Foundation
 
 // A small SVG chart writer: line charts, histograms and decision-region maps with axes, "nice"

@@ -1,3 +1,5 @@
+import DDPCore
+
 /// What the model sees under `data.augment`: a few training images (one per row), each
 /// followed by its augmented versions in the first epochs, exactly as the trainer transforms
 /// them (the same keyed draws: dataset row, epoch, transform). Drawn as SVG rects, one per run

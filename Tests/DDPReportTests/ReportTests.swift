@@ -4,6 +4,7 @@ import FoundationXML
 #endif
 import XCTest
 @testable import DDPCore
+@testable import DDPReport
 
 /// The plots, reports and comparisons of runs: every SVG is parsed as XML and checked for what
 /// it must show (axes, one polyline per series with a point per epoch, markers at the right

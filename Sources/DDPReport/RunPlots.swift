@@ -1,3 +1,4 @@
+import DDPCore
 import Foundation
 
 // MARK: metrics.jsonl, read back

@@ -1,3 +1,4 @@
+import DDPCore
 import Foundation
 
 /// A small HTML page builder with one shared stylesheet.
