@@ -17,9 +17,9 @@ public struct MeanAndDeviation: Sendable, Equatable, Encodable {
         count = finite.count
     }
 
-    /// "0.1234 ± 0.0056"
+    /// "0.1234 ± 0.0056" (a `+` flag in `format` signs the mean alone).
     public func text(_ format: String = "%.4f") -> String {
-        String(format: format, mean) + " ± " + String(format: format, std)
+        String(format: format, mean) + " ± " + String(format: format.replacingOccurrences(of: "+", with: ""), std)
     }
 }
 
