@@ -45,6 +45,41 @@ final class CrossValidationTests: IntegrationTestCase {
         return (mean, (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count)).squareRoot())
     }
 
+    /// TensorBoard's own view of `--logdir directory`: {run: val_loss per epoch}, or nil (and
+    /// the test says why) without a Python that has tensorboard: `$DDP_PYTHON` (CI sets it, so
+    /// CI never skips), else the one .ci/run keeps in /var/cache/ddp-python.
+    static func tensorBoardRuns(_ directory: String, file: StaticString = #filePath, line: UInt = #line) throws -> [String: [Double]]? {
+        let explicit = ProcessInfo.processInfo.environment["DDP_PYTHON"].flatMap { $0.isEmpty ? nil : $0 }
+        let python = explicit ?? "/var/cache/ddp-python/bin/python"
+        guard FileManager.default.isExecutableFile(atPath: python) else {
+            if explicit != nil { XCTFail("DDP_PYTHON=\(python) is not executable", file: file, line: line) }
+            print("TensorBoard check skipped: no Python with tensorboard (set DDP_PYTHON, or run launch/python-env)")
+            return nil
+        }
+        let script = """
+            import json, sys
+            from tensorboard.backend.event_processing.event_multiplexer import EventMultiplexer
+            runs = EventMultiplexer().AddRunsFromDirectory(sys.argv[1]).Reload()
+            print(json.dumps({run: [event.value for event in runs.Scalars(run, "val_loss")] for run in runs.Runs()}))
+            """
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: python)
+        process.arguments = ["-c", script, directory]
+        let pipe = Pipe(), errors = Pipe()
+        process.standardOutput = pipe
+        process.standardError = errors
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        let stderr = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        if process.terminationStatus != 0 && explicit == nil && stderr.contains("No module named") {
+            print("TensorBoard check skipped: \(python) has no tensorboard")
+            return nil
+        }
+        XCTAssertEqual(process.terminationStatus, 0, stderr, file: file, line: line)
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: output) as? [String: [Double]], stderr, file: file, line: line)
+    }
+
     func testThreeFoldsWriteARunEachAndTheTableMeansTheirMetrics() throws {
         let config = try moonsConfig()
         let out = path("cv")
@@ -142,6 +177,20 @@ final class CrossValidationTests: IntegrationTestCase {
             XCTAssertEqual(row[1], "4", "\(variant): 2 folds × 2 seeds")
             XCTAssertEqual(try Self.meanAndStd(row[3]).0, means[variant]!, accuracy: 5e-5, "\(variant): \(row)")
         }
+        // TensorBoard itself sees every fold of every variant and seed as a run of its own, with its epochs.
+        if let runs = try Self.tensorBoardRuns(out) {
+            var expected: [String: [Float]] = [:]
+            for variant in ["moons-lr=0.05", "moons-lr=0.0005"] {
+                for seed in [5, 6] {
+                    for fold in 1...2 {
+                        let run = "\(variant)/seed-\(seed)/fold-\(fold)"
+                        expected[run] = Metrics(runDirectory: "\(out)/\(run)").values("val_loss").map { Float($0 ?? .nan) }
+                    }
+                }
+            }
+            // Summary values are float32: what TensorBoard read is metrics.jsonl's value as a Float.
+            XCTAssertEqual(runs.mapValues { $0.map(Float.init) }, expected)
+        }
         let best = means.min { $0.value < $1.value }!.key
         XCTAssertNotNil(Self.tableRow(result.stdout, startingWith: "* \(best) "), "the best variant \(best) is starred:\n\(result.stdout)")
         XCTAssertEqual(result.stdout.split(separator: "\n").filter { $0.hasPrefix("* moons") }.count, 1, result.stdout)
@@ -187,6 +236,9 @@ final class CompareRepeatsTests: IntegrationTestCase {
             testAccuracies.append(try XCTUnwrap((metrics.end?["test_accuracy"] as? NSNumber)?.doubleValue))
             XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: run).filter(TensorBoardWriter.isEventFile).count, 1,
                            "\(run) is a TensorBoard run of its own")
+        }
+        if let runs = try CrossValidationTests.tensorBoardRuns(out) {
+            XCTAssertEqual(Set(runs.keys), ["moons/seed-5", "moons/seed-6", "moons/seed-7"])
         }
         // Two different seeds give two different runs.
         XCTAssertNotEqual(bestValLosses[0], bestValLosses[1])
