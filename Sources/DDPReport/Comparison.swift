@@ -166,7 +166,7 @@ public enum Comparison {
     public static func writeIndex(directory: String, rows: [ComparisonRow], runs: [LoadedRun], plots: [String: [RunPlots.Plot]],
                                   command: String? = nil, wallSeconds: Double? = nil) throws -> String {
         try RunDirectory.create(directory)
-        let chart = validationChart(runs.map { ($0.name, $0.metrics) })
+        let chart = validationChart(zip(rows, runs).map { ($0.variant, $1.metrics) })
         try AtomicFile.write(chart, to: directory + "/val_loss.svg")
         try AtomicFile.write(markdownTable(rows) + "\n", to: directory + "/table.md")
         try AtomicFile.write(resultsJSON(rows), to: directory + "/results.json")

@@ -76,7 +76,10 @@ struct Compare: ParsableCommand {
             Prints a table (epochs, best epoch, train loss, best val_loss, generalization gap, val/test accuracy, \
             dense-kernel L2 norm, share of |w| < 1e-3, time) and writes OUT/index.html with every variant's val_loss \
             curve and plots. Variants train in turn in this process; with --jobs N, N at a time as `ddp train` \
-            processes; under mpirun, in turn, each on all ranks. Example: ddp compare configs/circles*.yaml
+            processes; under mpirun, in turn, each on all ranks. With --repeats R each variant trains with seeds \
+            seed … seed+R−1 into OUT/<variant>/seed-<s>, and the table shows one row per variant: means over the \
+            seeds, the loss and accuracy figures as mean ± std (population std, as np.std). \
+            Example: ddp compare configs/circles*.yaml
             """)
 
     @Argument(help: "YAML configs, one variant each.") var configs: [String]
@@ -87,17 +90,20 @@ struct Compare: ParsableCommand {
     var sweeps: [String] = []
     @Option(help: "Output directory: a run directory per variant, index.html, table.md, results.json.") var out = "compare"
     @Option(help: "Variants trained at once, each as a `ddp train` process (1: in turn, in this process).") var jobs = 1
+    @Option(help: "Train each variant with seeds seed, seed+1, …, seed+R−1 and show mean ± std over them.") var repeats = 1
     @OptionGroup var plot: PlotOptions
 
     func validate() throws {
         if configs.isEmpty { throw ValidationError("give at least one config file") }
         if jobs < 1 { throw ValidationError("--jobs must be at least 1") }
+        if repeats < 1 { throw ValidationError("--repeats must be at least 1, got \(repeats)") }
     }
 
     func run() throws {
         let session = JobSession()
         session.execute {
-            let variants = try Comparison.variants(configs: configs, overrides: options.overrides, sweeps: sweeps)
+            let variants = try RepeatedComparison.expand(Comparison.variants(configs: configs, overrides: options.overrides, sweeps: sweeps),
+                                                         repeats: repeats)
             let start = Date()
             let console = Console(enabled: JobSession.launcherRank == 0)
             console.line("ddp compare: \(variants.count) variant\(variants.count == 1 ? "" : "s") into \(out)/: "
@@ -152,9 +158,18 @@ struct Compare: ParsableCommand {
         let wall = Date().timeIntervalSince(start)
         var command = "ddp compare " + configs.joined(separator: " ")
         command += options.overrides.map { " --set \($0)" }.joined() + sweeps.map { " --sweep \($0)" }.joined()
+        if repeats > 1 { command += " --repeats \(repeats)" }
         let index = try Comparison.writeIndex(directory: out, rows: rows, runs: runs, plots: plots, command: command, wallSeconds: wall)
         print("")
-        print(Comparison.table(rows))
+        if repeats > 1 {
+            // One row per variant over its seeds; table.md and results.json keep every run.
+            let summary = RepeatedComparison.table(rows)
+            try AtomicFile.write(summary + "\n", to: out + "/repeats.txt")
+            print(summary)
+            print("means over \(repeats) seeds (± population std, as np.std); every run: \(out)/table.md")
+        } else {
+            print(Comparison.table(rows))
+        }
         print("")
         print("ddp compare: \(variants.count) variant\(variants.count == 1 ? "" : "s") in " + String(format: "%.1f s", wall) + "; wrote \(index)")
     }

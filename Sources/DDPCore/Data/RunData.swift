@@ -41,7 +41,13 @@ public struct RunData: Sendable {
             train = full.slice(0..<splitAt)
             validation = full.slice(splitAt..<full.count)
         }
-        let test = config.data.test == nil ? nil : loaded[loaded.count - 1]
+        try self.init(config: config, train: train, validation: validation,
+                      test: config.data.test == nil ? nil : loaded[loaded.count - 1])
+    }
+
+    /// The splits as given (a cross-validation fold's, say): checked against the model, the
+    /// normalization fitted on `train`.
+    public init(config: TrainingConfig, train: Dataset, validation: Dataset?, test: Dataset?) throws {
         for (name, data) in [("data.train", train), ("data.validation", validation), ("data.test", test)] {
             guard let data else { continue }
             try Self.check(data, name: name, config: config)

@@ -1,0 +1,53 @@
+import DDPCore
+import Foundation
+
+/// `ddp compare --repeats R`: every variant trained with seeds seed, seed + 1, …, seed + R − 1,
+/// summarized as one row per variant: the comparison table's columns, each figure the mean over
+/// the seeds and the headline figures (train loss, best val_loss, gap, val and test accuracy)
+/// as mean ± population std (np.std).
+public enum RepeatedComparison {
+    /// `variant` once per seed, each loaded with `--set seed=S` after its other overrides (so a
+    /// generated data set without its own seed follows the seed too, as it would by hand) and
+    /// named `<variant>/seed-S`: a directory of its own under the variant's, a TensorBoard run of its own.
+    public static func expand(_ variants: [ComparisonVariant], repeats: Int) throws -> [ComparisonVariant] {
+        guard repeats > 1 else { return variants }
+        var result: [ComparisonVariant] = []
+        for variant in variants {
+            for index in 0..<repeats {
+                let seed = variant.config.seed &+ UInt64(index)
+                var repeated = variant
+                repeated.name = variant.name + "/seed-\(seed)"
+                repeated.overrides = variant.overrides + ["seed=\(seed)"]
+                repeated.config = index == 0 ? variant.config : try TrainingConfig.load(path: variant.configPath, overrides: repeated.overrides)
+                result.append(repeated)
+            }
+        }
+        return result
+    }
+
+    /// The variant a repeated run belongs to: its name before `/seed-`.
+    public static func variantName(_ run: String) -> String {
+        run.range(of: "/seed-", options: .backwards).map { String(run[..<$0.lowerBound]) } ?? run
+    }
+
+    public static let columns = ["variant", "seeds", "epochs", "best epoch", "train loss", "best val_loss", "gap",
+                                 "val acc", "test acc", "L2 norm", "near-zero", "time"]
+
+    /// One row per variant (in first-seen order) over its runs' rows.
+    public static func table(_ rows: [ComparisonRow]) -> String {
+        var names: [String] = []
+        for row in rows where !names.contains(variantName(row.variant)) { names.append(variantName(row.variant)) }
+        let body = names.map { name -> [String] in
+            let runs = rows.filter { variantName($0.variant) == name }
+            func mean(_ values: [Double?], _ format: String, scale: Double = 1) -> String {
+                MeanAndDeviation(values.map { $0.map { $0 * scale } }).map { String(format: format, $0.mean) } ?? "—"
+            }
+            func spread(_ values: [Double?], _ format: String) -> String { MeanAndDeviation(values)?.text(format) ?? "—" }
+            return [name, String(runs.count), mean(runs.map { Double($0.epochsRun) }, "%.1f"), mean(runs.map { $0.bestEpoch.map(Double.init) }, "%.1f"),
+                    spread(runs.map(\.finalLoss), "%.4f"), spread(runs.map(\.bestValLoss), "%.4f"), spread(runs.map(\.gap), "%+.4f"),
+                    spread(runs.map(\.valAccuracy), "%.4f"), spread(runs.map(\.testAccuracy), "%.4f"),
+                    mean(runs.map(\.l2Norm), "%.2f"), mean(runs.map(\.nearZeroShare), "%.1f%%", scale: 100), mean(runs.map(\.seconds), "%.2f s")]
+        }
+        return CrossValidationTable.aligned(header: columns, rows: body, footer: nil)
+    }
+}
