@@ -7,8 +7,8 @@ import XCTest
 /// the same epochs.
 final class ReduceLROnPlateauTrainingTests: IntegrationTestCase {
     /// The training loss falls by less than min_delta = 0.02 an epoch within a few epochs, so
-    /// the lr halves (patience 1), with one epoch of cooldown after each reduction, down to
-    /// min_lr. 160 training samples, batch 32: 5 steps an epoch.
+    /// the lr halves (patience 1) every other epoch (cooldown 2: Keras counts the epoch whose
+    /// start ends the cooldown), down to min_lr. 160 training samples, batch 32: 5 steps an epoch.
     static let yaml = """
         seed: 5
         data:
@@ -23,7 +23,7 @@ final class ReduceLROnPlateauTrainingTests: IntegrationTestCase {
             - {type: dense, units: 2}
         loss: cross_entropy
         optimizer: {type: adam, lr: 0.02}
-        schedule: {type: reduce_on_plateau, monitor: loss, factor: 0.5, patience: 1, min_delta: 0.02, cooldown: 1, min_lr: 0.002}
+        schedule: {type: reduce_on_plateau, monitor: loss, factor: 0.5, patience: 1, min_delta: 0.02, cooldown: 2, min_lr: 0.002}
         training: {epochs: 12, batch_size: 32}
         checkpoint: {every_epochs: 1, keep: 20}
         """
@@ -31,13 +31,13 @@ final class ReduceLROnPlateauTrainingTests: IntegrationTestCase {
     /// The lr each epoch trained with, as metrics.jsonl logs it, replayed from the logged losses
     /// through the rule (checked against Keras in ReduceLROnPlateauTests): epoch e + 1 trains
     /// with the lr decided at the end of epoch e.
-    private func expectedLearningRates(losses: [Double?]) throws -> [Double] {
+    private func expectedLearningRates(losses: [Double?]) throws -> [Float] {
         let parsed = try TrainingConfig.parse(yaml: Self.yaml)
         guard case let .reduceOnPlateau(config) = parsed.schedule.kind else { throw XCTSkip("not a plateau schedule") }
         var plateau = ReduceLROnPlateau(config: config, learningRate: parsed.optimizer.learningRate)
-        var rates: [Double] = []
+        var rates: [Float] = []
         for loss in losses {
-            rates.append(Double(plateau.learningRate))
+            rates.append(plateau.learningRate)
             _ = plateau.update(value: try XCTUnwrap(loss))
         }
         return rates
@@ -53,11 +53,12 @@ final class ReduceLROnPlateauTrainingTests: IntegrationTestCase {
         try train(np: nil, config: config, runDirectory: one)
         try train(np: 2, config: config, runDirectory: two)
         let metricsOne = Metrics(runDirectory: one), metricsTwo = Metrics(runDirectory: two)
-        let rates = metricsTwo.values("lr").compactMap { $0 }
+        // Each Float lr as a Double, read back by JSONSerialization (which may miss its last digit): back to Float it is exact.
+        let rates = metricsTwo.values("lr").compactMap { $0.map(Float.init) }
         XCTAssertEqual(rates.count, 12)
-        XCTAssertEqual(rates.first, Double(Float(0.02)))
+        XCTAssertEqual(rates.first, 0.02)
         XCTAssertGreaterThanOrEqual(Set(rates).count, 3, "the lr should drop at least twice: \(rates)")
-        XCTAssertEqual(rates.last, Double(Float(0.002)), "the lr should reach min_lr: \(rates)")
+        XCTAssertEqual(rates.last, 0.002, "the lr should reach min_lr: \(rates)")
         XCTAssertEqual(rates, try expectedLearningRates(losses: metricsTwo.values("loss")), "np=2 lr against the rule on its losses")
         XCTAssertEqual(metricsOne.values("lr"), metricsTwo.values("lr"), "np=1 and np=2 reduced on different epochs")
         assertTensorsClose(try readTensors(one + "/model.safetensors"), try readTensors(two + "/model.safetensors"),
@@ -80,8 +81,8 @@ final class ReduceLROnPlateauTrainingTests: IntegrationTestCase {
         let stateData = try XCTUnwrap(FileManager.default.contents(atPath: interrupted + String(format: "/checkpoints/epoch-%04d.json", firstReduction)))
         let state = try CheckpointState.decoded(from: stateData)
         let saved = try XCTUnwrap(state.plateau, "the checkpoint holds no plateau state")
-        XCTAssertEqual(saved.learningRate, rates[firstReduction], "the checkpoint's lr is the next epoch's")
-        XCTAssertEqual(saved.cooldownCounter, 1, "the checkpoint was written inside the cooldown")
+        XCTAssertEqual(Float(saved.learningRate), Float(rates[firstReduction]), "the checkpoint's lr is the next epoch's")
+        XCTAssertEqual(saved.cooldownCounter, 2, "the checkpoint was written at the start of a cooldown")
 
         try train(np: 2, config: config, runDirectory: interrupted, ["--resume", "--set", "training.epochs=12"])
         let resumedMetrics = Metrics(runDirectory: interrupted)
