@@ -107,13 +107,4 @@ final class CrossValidationFoldsTests: XCTestCase {
         let mean = rows.map { Double(data.train.feature(row: $0, column: 0)) }.reduce(0, +) / Double(rows.count)
         XCTAssertEqual(Double(fold.transform.shift[0]), -mean * Double(fold.transform.scale[0]), accuracy: 1e-5)
     }
-
-    func testMeanAndPopulationDeviationAsNumPy() throws {
-        // np.mean([1, 2, 3, 4]) = 2.5, np.std([1, 2, 3, 4]) = sqrt(1.25).
-        let summary = try XCTUnwrap(MeanAndDeviation([1, 2, 3, 4, nil, .infinity]))
-        XCTAssertEqual(summary.mean, 2.5)
-        XCTAssertEqual(summary.std, 1.25.squareRoot(), accuracy: 1e-15)
-        XCTAssertEqual(summary.count, 4)
-        XCTAssertNil(MeanAndDeviation([nil]))
-    }
 }

@@ -27,6 +27,9 @@ public struct CheckpointState: Codable, Sendable, Equatable {
     /// Set when the run stopped inside epoch `epoch` (0-based: the one after the completed
     /// ones) on a preemption signal: how far it got, so `--resume` continues at the next step.
     public var partialEpoch: PartialEpoch?
+    /// reduce_on_plateau's state after the last completed epoch; nil for other schedules (and in
+    /// checkpoints written before it existed: a resume then starts the plateau afresh).
+    public var plateau: Plateau? = nil
 
     /// The steps of an epoch already taken and their running sums (the epoch's metrics line is
     /// written when it completes, after the resume).
@@ -36,6 +39,14 @@ public struct CheckpointState: Codable, Sendable, Equatable {
         public var correct: Double
         public var samples: Double
         public var seconds: Double
+    }
+
+    /// `ReduceLROnPlateau`'s counters; the lr (a Float) as a Double, which JSON round-trips exactly.
+    public struct Plateau: Codable, Sendable, Equatable {
+        public var learningRate: Double
+        public var best: Double
+        public var wait: Int
+        public var cooldownCounter: Int
     }
 }
 

@@ -160,13 +160,14 @@ public struct TrainingConfig: Sendable, Equatable {
         if var section = try top.section("schedule") {
             config.schedule = try scheduleConfig(&section, epochs: config.training.epochs)
             try section.finish()
+            if case let .reduceOnPlateau(plateau) = config.schedule.kind {
+                try checkMonitor(plateau.monitor, key: "schedule.monitor", data: data, loss: loss)
+            }
         }
         if var section = try top.section("early_stopping") {
             var early = EarlyStoppingConfig()
             early.monitor = try section.string("monitor", default: "val_loss")
-            guard ["loss", "accuracy", "val_loss", "val_accuracy"].contains(early.monitor) else {
-                throw DDPError(.config, "early_stopping.monitor: '\(early.monitor)' is not one of loss, accuracy, val_loss, val_accuracy")
-            }
+            try checkMonitor(early.monitor, key: "early_stopping.monitor", data: data, loss: loss)
             early.minDelta = try section.double("min_delta", default: 0)
             early.patience = try section.int("patience", default: 0, min: 0)
             early.mode = try section.choice("mode", default: EarlyStoppingConfig.Mode.auto)
@@ -175,12 +176,6 @@ public struct TrainingConfig: Sendable, Equatable {
             early.startFromEpoch = try section.int("start_from_epoch", default: 0, min: 0)
             try section.finish()
             _ = try early.minimizes()
-            if early.monitor.hasPrefix("val_") && data.validation == nil && data.validationSplit == 0 {
-                throw DDPError(.config, "early_stopping.monitor is \(early.monitor) but there is no validation data; set data.validation or data.validation_split")
-            }
-            if early.monitor.hasSuffix("accuracy") && !loss.hasAccuracy {
-                throw DDPError(.config, "early_stopping.monitor is \(early.monitor) but loss mse has no accuracy")
-            }
             config.earlyStopping = early
         }
         if var section = try top.section("checkpoint") {
@@ -324,8 +319,40 @@ public struct TrainingConfig: Sendable, Equatable {
             return LearningRateSchedule(kind: .cosine(tMax: try section.int("t_max", default: epochs, min: 1),
                                                       minimum: try section.float("eta_min", default: 0, in: 0...1e3)),
                                         warmupSteps: warmup)
+        case "reduce_on_plateau":
+            var plateau = ReduceLROnPlateauConfig()
+            plateau.monitor = try section.string("monitor", default: plateau.monitor)
+            plateau.factor = try section.double("factor", default: plateau.factor)
+            guard plateau.factor < 1 else {
+                throw DDPError(.config, "schedule.factor: reduce_on_plateau does not support a factor ≥ 1 (Keras refuses it too), got \(plateau.factor)")
+            }
+            guard plateau.factor >= 0 else {
+                throw DDPError(.config, "schedule.factor: expected a number in [0, 1), got \(plateau.factor)")
+            }
+            plateau.patience = try section.int("patience", default: plateau.patience, min: 0)
+            plateau.mode = try section.choice("mode", default: plateau.mode)
+            plateau.minDelta = try section.double("min_delta", default: plateau.minDelta)
+            plateau.cooldown = try section.int("cooldown", default: plateau.cooldown, min: 0)
+            plateau.minLearningRate = try section.double("min_lr", default: plateau.minLearningRate)
+            for (key, value) in [("min_delta", plateau.minDelta), ("min_lr", plateau.minLearningRate)] where value < 0 {
+                throw DDPError(.config, "schedule.\(key): expected a number ≥ 0, got \(value)")
+            }
+            return LearningRateSchedule(kind: .reduceOnPlateau(plateau), warmupSteps: warmup)
         default:
-            throw DDPError(.config, "schedule.type: '\(type)' is not one of constant, warmup, step, cosine")
+            throw DDPError(.config, "schedule.type: '\(type)' is not one of constant, warmup, step, cosine, reduce_on_plateau")
+        }
+    }
+
+    /// A monitor (early_stopping's or reduce_on_plateau's) must name an epoch figure this config produces.
+    static func checkMonitor(_ monitor: String, key: String, data: DataConfig, loss: Loss) throws {
+        guard ["loss", "accuracy", "val_loss", "val_accuracy"].contains(monitor) else {
+            throw DDPError(.config, "\(key): '\(monitor)' is not one of loss, accuracy, val_loss, val_accuracy")
+        }
+        if monitor.hasPrefix("val_") && data.validation == nil && data.validationSplit == 0 {
+            throw DDPError(.config, "\(key) is \(monitor) but there is no validation data; set data.validation or data.validation_split")
+        }
+        if monitor.hasSuffix("accuracy") && !loss.hasAccuracy {
+            throw DDPError(.config, "\(key) is \(monitor) but loss mse has no accuracy")
         }
     }
 }

@@ -5,19 +5,25 @@ import Darwin
 #endif
 
 /// Learning-rate schedules as pure functions of (epoch, global step), so a resumed run needs no
-/// schedule state beyond the step counter it already checkpoints.
+/// schedule state beyond the step counter it already checkpoints; reduce_on_plateau is the
+/// exception, its lr decided at epoch ends from the monitored value (`ReduceLROnPlateau`,
+/// whose state the checkpoint keeps).
 ///
 /// - constant: lr₀
 /// - step:   lr₀·γ^⌊epoch/step_size⌋                (torch StepLR stepped once per epoch)
 /// - cosine: η_min + (lr₀ − η_min)(1 + cos(π·epoch/T_max))/2   (torch CosineAnnealingLR per epoch),
 ///           held at η_min after T_max (torch would climb back up: it is periodic)
+/// - reduce_on_plateau: the lr `ReduceLROnPlateau` holds, passed in as `base`
 /// Any of them may add a linear warmup over the first `warmup_steps` optimizer steps:
-/// lr·min(1, (step + 1)/warmup_steps); `type: warmup` is warmup followed by constant.
+/// lr·min(1, (step + 1)/warmup_steps); `type: warmup` is warmup followed by constant. With
+/// reduce_on_plateau the warmup climbs to the plateau's lr, and a reduction decided during
+/// the warmup lowers what it climbs to.
 public struct LearningRateSchedule: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
         case constant
         case step(stepSize: Int, gamma: Float)
         case cosine(tMax: Int, minimum: Float)
+        case reduceOnPlateau(ReduceLROnPlateauConfig)
     }
     public var kind: Kind
     public var warmupSteps: Int
@@ -31,7 +37,7 @@ public struct LearningRateSchedule: Sendable, Equatable {
     public func learningRate(base: Float, epoch: Int, globalStep: Int) -> Float {
         var lr: Float
         switch kind {
-        case .constant: lr = base
+        case .constant, .reduceOnPlateau: lr = base
         case let .step(stepSize, gamma): lr = base * powf(gamma, Float(epoch / max(stepSize, 1)))
         case let .cosine(tMax, minimum):
             let progress = Double(min(epoch, tMax)) / Double(max(tMax, 1))

@@ -33,7 +33,8 @@ public struct TrainingOutcome: Sendable {
 ///     → weight penalties → clip → optimizer (→ allgather of the slices)
 ///
 /// After each epoch: validation (sharded, one allreduce), then rank 0 decides early stopping
-/// and broadcasts the decision, so every rank leaves the loop after the same epoch. Rank 0
+/// (and reduce_on_plateau's next lr) and broadcasts the decision, so every rank leaves the loop
+/// after the same epoch and trains the next with the same lr. Rank 0
 /// alone writes metrics, weights and checkpoints.
 public final class Trainer {
     public let config: TrainingConfig
@@ -54,6 +55,8 @@ public final class Trainer {
     /// Decides improvements (and stopping, when `early_stopping` is configured).
     private var monitor: EarlyStopping
     private let earlyStoppingEnabled: Bool
+    /// `schedule: {type: reduce_on_plateau}`: holds the lr each epoch trains with; nil otherwise.
+    private var plateau: ReduceLROnPlateau?
     private let snapshot: WeightsSnapshot?
     private var startEpoch = 0
     /// Set by a resume from a checkpoint written mid-epoch (on a preemption signal).
@@ -101,6 +104,9 @@ public final class Trainer {
             tracker.patience = Int.max
             monitor = try EarlyStopping(config: tracker)
             earlyStoppingEnabled = false
+        }
+        if case let .reduceOnPlateau(plateauConfig) = config.schedule.kind {
+            plateau = ReduceLROnPlateau(config: plateauConfig, learningRate: config.optimizer.learningRate)
         }
         snapshot = monitor.config.restoreBestWeights ? WeightsSnapshot(network: network) : nil
         checkpoints = CheckpointStore(runDirectory: options.runDirectory)
@@ -172,7 +178,7 @@ public final class Trainer {
                 trace?.record(.validation, since: validationStart)
             }
             record.seconds = Date().timeIntervalSince(epochStart) + (continuing?.seconds ?? 0)
-            let decision = try decide(epoch: epoch, record: record)
+            let (decision, reducedLearningRate) = try decide(epoch: epoch, record: record)
             records.append(record)
             let every = config.checkpoint.everyEpochs
             let checkpointDue = decision.improved || (every > 0 && (epoch + 1) % every == 0) || decision.stop || epoch + 1 == totalEpochs
@@ -182,6 +188,9 @@ public final class Trainer {
             if communicator.isRoot {
                 console.endProgress()
                 console.line(record.consoleLine(totalEpochs: totalEpochs))
+                if let reducedLearningRate {
+                    console.line("Epoch \(epoch + 1): ReduceLROnPlateau reducing learning rate to \(reducedLearningRate).")
+                }
                 try metrics.append(record.json)
                 try tensorBoard?.append(record)
                 if decision.improved { try network.saveWeights(to: options.runDirectory + "/best.safetensors") }
@@ -244,7 +253,9 @@ public final class Trainer {
         let orderBase = UnsafePointer(order.baseAddress!)
         var lossSum = continuing?.lossSum ?? 0, correct = continuing?.correct ?? 0, samples = continuing?.samples ?? 0
         var time = StepTimes(communicator)
-        var lr = config.optimizer.learningRate
+        // Fixed for the epoch, unless reduce_on_plateau lowered it at the last epoch's end.
+        let baseLearningRate = plateau?.learningRate ?? config.optimizer.learningRate
+        var lr = baseLearningRate
         var lastProgress = start
         for step in (continuing?.steps ?? 0)..<plan.stepsPerEpoch {
             CollectiveWatchdog.mark(epoch: epoch + 1, step: step + 1)
@@ -279,7 +290,7 @@ public final class Trainer {
             lossSum += totals.lossSum + totals.penalty * totals.samples
             correct += totals.correct
             samples += totals.samples
-            lr = config.schedule.learningRate(base: config.optimizer.learningRate, epoch: epoch, globalStep: globalStep)
+            lr = config.schedule.learningRate(base: baseLearningRate, epoch: epoch, globalStep: globalStep)
             try sync.update(lr: lr)
             _ = time.mark(syncStart, communicator, into: .update, gradientSync: true)
             trace?.record(.update, since: traceStart)
@@ -335,19 +346,31 @@ public final class Trainer {
         return Double(parts.seconds) + Double(parts.attoseconds) * 1e-18
     }
 
-    /// Rank 0 runs the monitor and broadcasts its decision; every rank adopts it, so all leave
-    /// the loop after the same epoch even if their floating-point views ever differed.
-    private func decide(epoch: Int, record: EpochRecord) throws -> EarlyStopping.Decision {
+    /// Rank 0 runs the monitor (and reduce_on_plateau) and broadcasts its decision and the next
+    /// epoch's lr in one message; every rank adopts them, so all leave the loop after the same
+    /// epoch and train with the same lr even if their floating-point views ever differed.
+    /// Returns the new lr when reduce_on_plateau lowered it.
+    private func decide(epoch: Int, record: EpochRecord) throws -> (EarlyStopping.Decision, reducedLearningRate: Float?) {
         guard let value = record.value(of: monitor.config.monitor) else {
             throw DDPError(.config, "early_stopping.monitor \(monitor.config.monitor) has no value in epoch \(epoch + 1)")
         }
         var decision = monitor.update(epoch: epoch, value: value)
         if !earlyStoppingEnabled { decision.stop = false }
-        var flags: [Int32] = [decision.snapshot ? 1 : 0, decision.improved ? 1 : 0, decision.stop ? 1 : 0]
+        var reduced: Float?
+        if let name = plateau?.config.monitor {
+            guard let plateauValue = record.value(of: name) else {
+                throw DDPError(.config, "schedule.monitor \(name) has no value in epoch \(epoch + 1)")
+            }
+            reduced = plateau?.update(value: plateauValue)
+        }
+        let learningRate = plateau?.learningRate ?? 0
+        var flags: [Int32] = [decision.snapshot ? 1 : 0, decision.improved ? 1 : 0, decision.stop ? 1 : 0,
+                              Int32(bitPattern: learningRate.bitPattern)]
         try communicator.broadcast(&flags, root: 0)
         decision = EarlyStopping.Decision(snapshot: flags[0] != 0, improved: flags[1] != 0, stop: flags[2] != 0)
+        plateau?.learningRate = Float(bitPattern: UInt32(bitPattern: flags[3]))
         if decision.snapshot { snapshot?.take(from: network) }
-        return decision
+        return (decision, reduced)
     }
 
     // MARK: Start: fresh or resumed
@@ -382,7 +405,8 @@ public final class Trainer {
                                     seed: config.seed, ranks: communicator.size, globalBatch: plan.globalBatch,
                                     monitor: .init(wait: monitor.wait, best: monitor.best, bestEpoch: monitor.bestEpoch,
                                                    stoppedEpoch: monitor.stoppedEpoch, hasSnapshot: monitor.hasSnapshot),
-                                    tensorsFile: "", tensorsBytes: 0, tensorsChecksum: "", partialEpoch: partial)
+                                    tensorsFile: "", tensorsBytes: 0, tensorsChecksum: "", partialEpoch: partial,
+                                    plateau: plateau?.state)
         return try checkpoints.save(tensors: tensors, state: state, keep: config.checkpoint.keep)
     }
 
@@ -441,6 +465,7 @@ public final class Trainer {
         monitor.bestEpoch = state.monitor.bestEpoch
         monitor.stoppedEpoch = state.monitor.stoppedEpoch
         monitor.hasSnapshot = state.monitor.hasSnapshot
+        if let saved = state.plateau { plateau?.restore(saved) }
     }
 }
 
