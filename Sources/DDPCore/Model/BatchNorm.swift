@@ -190,13 +190,11 @@ public final class BatchNorm: Layer {
         }
         batchesTracked += 1
         globalCount = n
-        return trainingAffine
+        return TrainingAffine(mean: batchMean.baseAddress!, inverseStd: inverseStd.baseAddress!, gamma: gamma, beta: beta)
     }
 
-    /// The last training forward's formulas (backward recomputes x̂ with them in the fused pass).
-    var trainingAffine: TrainingAffine {
-        TrainingAffine(mean: batchMean.baseAddress!, inverseStd: inverseStd.baseAddress!, gamma: gamma, beta: beta)
-    }
+    /// x̂ of the last training forward, (batch, features), which the fused pass writes too.
+    var normalizedRows: UnsafeMutablePointer<Float> { normalized.baseAddress! }
 
     /// dx = γ/√(σ²+ε) · (dy − Σdy/n − x̂·Σ(dy·x̂)/n), sums over the global batch.
     public func backward(input: UnsafePointer<Float>, output: UnsafePointer<Float>,

@@ -5,17 +5,19 @@
 /// and `ddp summary` still show the separate layers, whose parameters and state it uses.
 ///
 /// Separately each layer is its own pass over (batch × width) floats with its own output
-/// buffer; fused, each row goes:
+/// buffer; fused, each row goes through L1 once:
 ///
-///     forward:  v = γ·x̂ + β (BatchNorm's formula, into one row of scratch that stays in L1),
-///               y = relu(v)·keep, keep = 0 or 1/(1 − rate) from the Dropout layer's mask draw;
+///     forward:  x̂ = (x − μ)/√(σ² + ε) (kept for backward, as BatchNorm keeps it),
+///               v = γ·x̂ + β into one row of scratch,
+///               y = relu(v)·keep, keep = 0 or 1/(1 − rate) from the Dropout layer's mask draw,
 ///               m = −1 where v ≤ 0 (ReLU passes no gradient), else keep, stored per element
 ///     backward: g = 0 where m < 0, else dy·m (Dropout's then ReLU's backward), written over dy
-///               in the loop that sums BatchNorm's Σg and Σg·x̂; then the dx loop
+///               row by row in the loop that sums BatchNorm's Σg and Σg·x̂; then the dx loop
 ///
-/// x̂ is not stored: backward recomputes (x − μ)·(1/√(σ² + ε)) from the BatchNorm's input,
-/// which the network keeps. Every element goes through the same float operations in the same
-/// order as in the separate layers (BatchNorm's own `TrainingAffine`, `GradientSums` and
+/// The ReLU and mask stages are SIMD selects, not branches: the sign of v is a coin flip that a
+/// branch predictor loses (a first, branching version made backward 3× slower than the separate
+/// layers). Every element goes through the same float operations in the same order as in the
+/// separate layers (BatchNorm's own `TrainingAffine`, `GradientSums` and
 /// `InputGradientFormula`), the mask comes from the same `CounterRandom` draw keyed by the
 /// Dropout layer's config index, and the BatchNorm runs the same two collectives (forward
 /// Σx, Σx², n; backward Σg, Σg·x̂), so fused and separate layers give bit-identical outputs,
@@ -33,8 +35,10 @@ final class FusedNormActivation {
     /// −1 where the pre-activation was ≤ 0, else the dropout factor (1 without dropout in
     /// training), per element of the last forward, (batch, width).
     private var mask = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
-    /// One row of BatchNorm output between the two halves of the row loop.
+    /// One row of BatchNorm output, and one of dropout factors, between the stages of the row
+    /// loop (they stay in L1).
     private let row: UnsafeMutableBufferPointer<Float>
+    private let keepRow: UnsafeMutableBufferPointer<Float>
 
     private init(first: Int, last: Int, width: Int, norm: BatchNorm?, dropout: Dropout?) {
         self.first = first
@@ -44,11 +48,14 @@ final class FusedNormActivation {
         self.dropout = dropout
         row = .allocate(capacity: width)
         row.initialize(repeating: 0)
+        keepRow = .allocate(capacity: width)
+        keepRow.initialize(repeating: 1)
     }
 
     deinit {
         mask.deallocate()
         row.deallocate()
+        keepRow.deallocate()
     }
 
     /// The fused run that starts at `layers[index]`, if one does: [BatchNorm] → ReLU →
@@ -83,7 +90,7 @@ final class FusedNormActivation {
     /// input: the first layer's input, output: the last layer's output, both (batch, width).
     func forward(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
                  batch: Int, context: StepContext) throws {
-        let width = self.width, mask = self.mask.baseAddress!, preActivation = row.baseAddress!
+        let width = self.width, mask = self.mask.baseAddress!, preActivation = row.baseAddress!, keep = keepRow.baseAddress!
         var training: BatchNorm.TrainingAffine?, inference: BatchNorm.InferenceAffine?
         if let norm {
             if context.training {
@@ -96,11 +103,17 @@ final class FusedNormActivation {
         let dropping = context.training && rate > 0
         let keepScale: Float = rate >= 1 ? 0 : 1 / (1 - rate)
         let seed = context.seed, epoch = UInt64(context.epoch), layer = UInt64(dropout?.configIndex ?? 0)
+        if !dropping { keepRow.update(repeating: 1) }
         for row in 0..<batch {
-            let x = input + row * width, y = output + row * width, m = mask + row * width
+            let x = input + row * width
             var v = x
-            if let training {
-                for j in 0..<width { preActivation[j] = training.scaleAndShift(training.normalize(x[j], j), j) }
+            if let training, let norm {
+                let h = norm.normalizedRows + row * width
+                for j in 0..<width {
+                    let normalizedValue = training.normalize(x[j], j)
+                    h[j] = normalizedValue
+                    preActivation[j] = training.scaleAndShift(normalizedValue, j)
+                }
                 v = UnsafePointer(preActivation)
             } else if let inference {
                 for j in 0..<width { preActivation[j] = inference.apply(x[j], j) }
@@ -108,18 +121,46 @@ final class FusedNormActivation {
             }
             if dropping {
                 let rowKey = CounterRandom.bits(seed, .dropout, epoch, UInt64(context.sampleRows[row]), layer)
-                for j in 0..<width {
-                    let keep: Float = CounterRandom.uniform(rowKey: rowKey, unit: j) < rate ? 0 : keepScale
-                    y[j] = (v[j] <= 0 ? 0 : v[j]) * keep
-                    m[j] = v[j] <= 0 ? -1 : keep
-                }
-            } else {
-                for j in 0..<width {
-                    y[j] = v[j] <= 0 ? 0 : v[j]
-                    m[j] = v[j] <= 0 ? -1 : 1
-                }
+                for j in 0..<width { keep[j] = CounterRandom.uniform(rowKey: rowKey, unit: j) < rate ? 0 : keepScale }
             }
+            Self.reluTimesKeep(v, keep, output + row * width, mask + row * width, width)
         }
+    }
+
+    /// y = relu(v)·keep and m = (v ≤ 0 ? −1 : keep), eight lanes at a time: selects, not
+    /// branches (the sign of v is a coin flip a branch predictor loses).
+    private static func reluTimesKeep(_ v: UnsafePointer<Float>, _ keep: UnsafePointer<Float>,
+                                      _ y: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Float>, _ count: Int) {
+        let end = count - count % 8
+        var i = 0
+        while i < end {
+            let value = UnsafeRawPointer(v + i).loadUnaligned(as: SIMD8<Float>.self)
+            let factor = UnsafeRawPointer(keep + i).loadUnaligned(as: SIMD8<Float>.self)
+            let cut = value .<= 0
+            UnsafeMutableRawPointer(y + i).storeBytes(of: value.replacing(with: 0, where: cut) * factor, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(m + i).storeBytes(of: factor.replacing(with: -1, where: cut), as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < count {
+            y[i] = (v[i] <= 0 ? 0 : v[i]) * keep[i]
+            m[i] = v[i] <= 0 ? -1 : keep[i]
+            i += 1
+        }
+    }
+
+    /// g = 0 where m < 0, else dy·m (Dropout's then ReLU's backward), eight lanes at a time.
+    private static func maskedGradient(_ dy: UnsafePointer<Float>, _ m: UnsafePointer<Float>,
+                                       _ g: UnsafeMutablePointer<Float>, _ count: Int) {
+        let end = count - count % 8
+        var i = 0
+        while i < end {
+            let gradient = UnsafeRawPointer(dy + i).loadUnaligned(as: SIMD8<Float>.self)
+            let factor = UnsafeRawPointer(m + i).loadUnaligned(as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(g + i).storeBytes(of: (gradient * factor).replacing(with: 0, where: factor .< 0),
+                                                      as: SIMD8<Float>.self)
+            i += 8
+        }
+        while i < count { g[i] = m[i] < 0 ? 0 : dy[i] * m[i]; i += 1 }
     }
 
     /// After a training forward on the same input. dy is overwritten with g = dL/d(BatchNorm
@@ -128,24 +169,20 @@ final class FusedNormActivation {
                   inputGradient dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) throws {
         let width = self.width, mask = UnsafePointer(self.mask.baseAddress!)
         guard let norm else {
-            guard let dx else { return }
-            for i in 0..<batch * width { dx[i] = mask[i] < 0 ? 0 : dy[i] * mask[i] }
+            if let dx { Self.maskedGradient(dy, mask, dx, batch * width) }
             return
         }
-        let affine = norm.trainingAffine
+        let xHat = UnsafePointer(norm.normalizedRows)
         let sums = norm.beginGradientSums()
         for row in 0..<batch {
             let o = row * width
-            for j in 0..<width {
-                let g = mask[o + j] < 0 ? 0 : dy[o + j] * mask[o + j]
-                dy[o + j] = g
-                sums.add(g, affine.normalize(input[o + j], j), j)
-            }
+            Self.maskedGradient(dy + o, mask + o, dy + o, width)
+            for j in 0..<width { sums.add(dy[o + j], xHat[o + j], j) }
         }
         guard let formula = try norm.finishGradientSums(inputGradient: dx != nil, context: context), let dx else { return }
         for row in 0..<batch {
             let o = row * width
-            for j in 0..<width { dx[o + j] = formula.apply(dy[o + j], affine.normalize(input[o + j], j), j) }
+            for j in 0..<width { dx[o + j] = formula.apply(dy[o + j], xHat[o + j], j) }
         }
     }
 }
