@@ -50,14 +50,16 @@ public final class BatchNorm: Layer {
 
     /// x̂ of the last training forward, (batch, features).
     private var normalized = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
-    /// 1/√(σ² + ε) per feature, from the last training forward.
+    /// μ and 1/√(σ² + ε) per feature, from the last training forward (backward reads them too).
+    private let batchMean: UnsafeMutableBufferPointer<Float>
     private let inverseStd: UnsafeMutableBufferPointer<Float>
-    /// Reduction buffer: forward (Σx, Σx², n) = 2C + 1, backward (Σdy, Σdy·x̂) = 2C.
+    /// Reduction buffer: forward (Σx, Σx², n) = 2C + 1, backward (Σg, Σg·x̂) = 2C.
     private let reduction: UnsafeMutableBufferPointer<Double>
     /// Global sample count of the last training forward.
     private var globalCount: Double = 0
-    /// Per-feature scratch (scale, shift, and one more for backward), so the row loops run
-    /// contiguously over (batch, features) instead of striding down columns.
+    /// Per-feature coefficients of the row loops, so they run contiguously over (batch, features)
+    /// instead of striding down columns: inference (scale, shift); backward's dx (scale, mean of
+    /// g, mean of g·x̂).
     private let featureScale: UnsafeMutableBufferPointer<Float>
     private let featureShift: UnsafeMutableBufferPointer<Float>
     private let featureExtra: UnsafeMutableBufferPointer<Float>
@@ -68,20 +70,22 @@ public final class BatchNorm: Layer {
         inputWidth = width
         self.momentum = momentum
         self.epsilon = epsilon
-        inverseStd = .allocate(capacity: width)
-        inverseStd.initialize(repeating: 1)
-        reduction = .allocate(capacity: 2 * width + 1)
-        reduction.initialize(repeating: 0)
-        featureScale = .allocate(capacity: width)
-        featureScale.initialize(repeating: 0)
-        featureShift = .allocate(capacity: width)
-        featureShift.initialize(repeating: 0)
-        featureExtra = .allocate(capacity: width)
-        featureExtra.initialize(repeating: 0)
+        func buffer<T: Numeric>(_ count: Int, _ value: T) -> UnsafeMutableBufferPointer<T> {
+            let buffer = UnsafeMutableBufferPointer<T>.allocate(capacity: count)
+            buffer.initialize(repeating: value)
+            return buffer
+        }
+        batchMean = buffer(width, 0)
+        inverseStd = buffer(width, 1)
+        reduction = buffer(2 * width + 1, 0)
+        featureScale = buffer(width, 0)
+        featureShift = buffer(width, 0)
+        featureExtra = buffer(width, 0)
     }
 
     deinit {
         normalized.deallocate()
+        batchMean.deallocate()
         inverseStd.deallocate()
         reduction.deallocate()
         featureScale.deallocate()
@@ -108,18 +112,55 @@ public final class BatchNorm: Layer {
     public func forward(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
                         batch: Int, context: StepContext) throws {
         let width = inputWidth
-        let scale = featureScale.baseAddress!, shift = featureShift.baseAddress!
         guard context.training && trainable else {
-            for j in 0..<width {
-                scale[j] = gamma[j] / (runningVariance[j] + epsilon).squareRoot()
-                shift[j] = beta[j] - runningMean[j] * scale[j]
-            }
+            let affine = prepareInference()
             for row in 0..<batch {
                 let x = input + row * width, y = output + row * width
-                for j in 0..<width { y[j] = x[j] * scale[j] + shift[j] }
+                for j in 0..<width { y[j] = affine.apply(x[j], j) }
             }
             return
         }
+        let affine = try prepareTraining(input, batch: batch, context: context)
+        let xHat = normalized.baseAddress!
+        for row in 0..<batch {
+            let x = input + row * width, y = output + row * width, h = xHat + row * width
+            for j in 0..<width {
+                let normalizedValue = affine.normalize(x[j], j)
+                h[j] = normalizedValue
+                y[j] = affine.scaleAndShift(normalizedValue, j)
+            }
+        }
+    }
+
+    /// The per-element formulas of a training forward, over pointers taken once per step (so
+    /// the row loops read no class property): x̂ = (x − μ)·(1/√(σ² + ε)), y = γ·x̂ + β. Both
+    /// this layer's loops and the fused ones (`FusedNormActivation`) use them, so they agree
+    /// to the bit.
+    struct TrainingAffine {
+        let mean, inverseStd, gamma, beta: UnsafePointer<Float>
+        @inline(__always) func normalize(_ x: Float, _ j: Int) -> Float { (x - mean[j]) * inverseStd[j] }
+        @inline(__always) func scaleAndShift(_ normalizedValue: Float, _ j: Int) -> Float { gamma[j] * normalizedValue + beta[j] }
+    }
+
+    /// Inference: y = x·scale + shift with scale = γ/√(running_var + ε), shift = β − running_mean·scale.
+    struct InferenceAffine {
+        let scale, shift: UnsafePointer<Float>
+        @inline(__always) func apply(_ x: Float, _ j: Int) -> Float { x * scale[j] + shift[j] }
+    }
+
+    func prepareInference() -> InferenceAffine {
+        let scale = featureScale.baseAddress!, shift = featureShift.baseAddress!
+        for j in 0..<inputWidth {
+            scale[j] = gamma[j] / (runningVariance[j] + epsilon).squareRoot()
+            shift[j] = beta[j] - runningMean[j] * scale[j]
+        }
+        return InferenceAffine(scale: scale, shift: shift)
+    }
+
+    /// Training statistics of the global batch: (Σx, Σx², n) in one allreduce, then μ and
+    /// 1/√(σ² + ε) into `batchMean` and `inverseStd`, and the running statistics updated.
+    func prepareTraining(_ input: UnsafePointer<Float>, batch: Int, context: StepContext) throws -> TrainingAffine {
+        let width = inputWidth
         let sums = reduction.baseAddress!
         reduction.update(repeating: 0)
         for row in 0..<batch {
@@ -138,7 +179,6 @@ public final class BatchNorm: Layer {
         }
         let m = momentum
         let bessel = n / (n - 1)
-        let xHat = normalized.baseAddress!
         for j in 0..<width {
             let mean = sums[j] / n
             let variance = max(sums[width + j] / n - mean * mean, 0)
@@ -146,27 +186,22 @@ public final class BatchNorm: Layer {
             inverseStd[j] = invStd
             runningMean[j] = (1 - m) * runningMean[j] + m * Float(mean)
             runningVariance[j] = (1 - m) * runningVariance[j] + m * Float(variance * bessel)
-            scale[j] = invStd
-            shift[j] = Float(mean)
-        }
-        for row in 0..<batch {
-            let x = input + row * width, y = output + row * width, h = xHat + row * width
-            for j in 0..<width {
-                let normalizedValue = (x[j] - shift[j]) * scale[j]
-                h[j] = normalizedValue
-                y[j] = gamma[j] * normalizedValue + beta[j]
-            }
+            batchMean[j] = Float(mean)
         }
         batchesTracked += 1
         globalCount = n
+        return TrainingAffine(mean: batchMean.baseAddress!, inverseStd: inverseStd.baseAddress!, gamma: gamma, beta: beta)
     }
+
+    /// x̂ of the last training forward, (batch, features), which the fused pass writes too.
+    var normalizedRows: UnsafeMutablePointer<Float> { normalized.baseAddress! }
 
     /// dx = γ/√(σ²+ε) · (dy − Σdy/n − x̂·Σ(dy·x̂)/n), sums over the global batch.
     public func backward(input: UnsafePointer<Float>, output: UnsafePointer<Float>,
                          outputGradient dy: UnsafeMutablePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>?,
                          batch: Int, context: StepContext) throws {
         let width = inputWidth
-        guard let gammaGradient, let betaGradient else {
+        guard trainable else {
             guard let dx else { return }
             let scale = featureScale.baseAddress!
             for j in 0..<width { scale[j] = gamma[j] / (runningVariance[j] + epsilon).squareRoot() }
@@ -176,24 +211,57 @@ public final class BatchNorm: Layer {
             }
             return
         }
-        let sums = reduction.baseAddress!
         let xHat = normalized.baseAddress!
-        for j in 0..<2 * width { sums[j] = 0 }
+        let sums = beginGradientSums()
         for row in 0..<batch {
             let o = row * width
+            for j in 0..<width { sums.add(dy[o + j], xHat[o + j], j) }
+        }
+        guard let formula = try finishGradientSums(inputGradient: dx != nil, context: context), let dx else { return }
+        for row in 0..<batch {
+            let o = row * width
+            for j in 0..<width { dx[o + j] = formula.apply(dy[o + j], xHat[o + j], j) }
+        }
+    }
+
+    /// Backward's per-feature sums in `reduction`: Σg in the first C, Σg·x̂ in the next C.
+    struct GradientSums {
+        let sums: UnsafeMutablePointer<Double>
+        let width: Int
+        @inline(__always) func add(_ gradient: Float, _ normalizedValue: Float, _ j: Int) {
+            let g = Double(gradient)
+            sums[j] += g
+            sums[width + j] += g * Double(normalizedValue)
+        }
+    }
+
+    /// dx of one element from its g and x̂: scale·(g − mean(g) − x̂·mean(g·x̂)), scale = γ/√(σ²+ε).
+    struct InputGradientFormula {
+        let scale, meanGradient, meanGradientXHat: UnsafePointer<Float>
+        @inline(__always) func apply(_ g: Float, _ normalizedValue: Float, _ j: Int) -> Float {
+            scale[j] * (g - meanGradient[j] - normalizedValue * meanGradientXHat[j])
+        }
+    }
+
+    func beginGradientSums() -> GradientSums {
+        for j in 0..<2 * inputWidth { reduction[j] = 0 }
+        return GradientSums(sums: reduction.baseAddress!, width: inputWidth)
+    }
+
+    /// dγ += Σg·x̂ and dβ += Σg (local sums: the gradient sync sums them over ranks). When the
+    /// input gradient is wanted, allreduces the sums (one collective of 2C) and returns dx's
+    /// formula. Without one (BatchNorm as the first layer, the same on every rank) the global
+    /// sums are not needed.
+    func finishGradientSums(inputGradient wanted: Bool, context: StepContext) throws -> InputGradientFormula? {
+        let width = inputWidth
+        let sums = reduction.baseAddress!
+        if let gammaGradient, let betaGradient {
             for j in 0..<width {
-                let g = Double(dy[o + j])
-                sums[j] += g
-                sums[width + j] += g * Double(xHat[o + j])
+                betaGradient[j] += Float(sums[j])
+                gammaGradient[j] += Float(sums[width + j])
             }
         }
-        for j in 0..<width {
-            betaGradient[j] += Float(sums[j])
-            gammaGradient[j] += Float(sums[width + j])
-        }
-        // Without an input gradient (BatchNorm as the first layer, the same on every rank) the
-        // global sums are not needed: dγ and dβ stay local for the fused allreduce.
-        guard let dx else { return }
+        guard wanted else { return nil }
         try context.communicator.allreduceSum(UnsafeMutableBufferPointer(rebasing: reduction[0..<2 * width]))
         let n = globalCount
         let scale = featureScale.baseAddress!, meanDy = featureShift.baseAddress!, meanDyXHat = featureExtra.baseAddress!
@@ -202,12 +270,7 @@ public final class BatchNorm: Layer {
             meanDyXHat[j] = Float(sums[width + j] / n)
             scale[j] = gamma[j] * inverseStd[j]
         }
-        for row in 0..<batch {
-            let o = row * width
-            for j in 0..<width {
-                dx[o + j] = scale[j] * (dy[o + j] - meanDy[j] - xHat[o + j] * meanDyXHat[j])
-            }
-        }
+        return InputGradientFormula(scale: scale, meanGradient: meanDy, meanGradientXHat: meanDyXHat)
     }
 }
 

@@ -68,6 +68,13 @@ public final class Network {
     public let state: UnsafeMutableBufferPointer<Float>
     /// Activity penalty of each expanded layer's output, if any.
     private let activityPenalties: [Penalty?]
+    /// How forward and backward walk `layers`: one layer, or a run of them fused into one pass
+    /// over the rows (`FusedNormActivation`: BatchNorm → ReLU → Dropout and its shorter forms).
+    private enum Step {
+        case layer(Int)
+        case fused(FusedNormActivation)
+    }
+    private let steps: [Step]
     /// Kernel and bias penalties as (offset, count, penalty), for the per-step loop.
     private let weightPenalties: [(offset: Int, count: Int, penalty: Penalty)]
     /// Constrained tensors as rows (see `WeightConstraint`), for the after-update pass.
@@ -115,7 +122,12 @@ public final class Network {
 
     /// `shards`: how many equal blocks the sharded update splits the parameters into (its rank
     /// count). `storage`: memory for the parameters and the reduction buffer (else allocated).
-    public init(config: ModelConfig, shards: Int = 1, storage: Storage? = nil) throws {
+    public convenience init(config: ModelConfig, shards: Int = 1, storage: Storage? = nil) throws {
+        try self.init(config: config, shards: shards, storage: storage, fusing: true)
+    }
+
+    /// `fusing: false` runs every layer on its own (the tests compare it with the fused runs).
+    init(config: ModelConfig, shards: Int = 1, storage: Storage? = nil, fusing: Bool) throws {
         precondition(shards >= 1, "Network: shards must be at least 1")
         self.config = config
         self.shards = shards
@@ -134,6 +146,18 @@ public final class Network {
         }
         self.layers = layers
         activityPenalties = penalties
+        var steps: [Step] = []
+        var next = 0
+        while next < layers.count {
+            if fusing, let run = FusedNormActivation.run(in: layers, at: next, activityPenalties: penalties) {
+                steps.append(.fused(run))
+                next = run.last + 1
+            } else {
+                steps.append(.layer(next))
+                next += 1
+            }
+        }
+        self.steps = steps
         outputWidth = width
         batchNorms = layers.compactMap { $0 as? BatchNorm }
 
@@ -252,6 +276,7 @@ public final class Network {
             return buffer
         }
         layers.forEach { $0.reserve(maxBatch: maxBatch) }
+        for case .fused(let run) in steps { run.reserve(maxBatch: maxBatch) }
     }
 
     /// The output (batch, outputWidth) of the last `forward`.
@@ -266,13 +291,21 @@ public final class Network {
     public func forward(batch: Int, context: StepContext) throws -> Double {
         var penalty = 0.0
         var current = UnsafePointer(input.baseAddress!)
-        for (index, layer) in layers.enumerated() {
-            let output = outputs[index].baseAddress!
-            try layer.forward(current, output, batch: batch, context: context)
-            if let activity = activityPenalties[index] {
-                penalty += activity.value(of: output, count: batch * layer.outputWidth)
+        for step in steps {
+            switch step {
+            case .layer(let index):
+                let layer = layers[index], output = outputs[index].baseAddress!
+                try layer.forward(current, output, batch: batch, context: context)
+                if let activity = activityPenalties[index] {
+                    penalty += activity.value(of: output, count: batch * layer.outputWidth)
+                }
+                current = UnsafePointer(output)
+            case .fused(let run):
+                // The run's inner layers' outputs are not written: only its last one is read.
+                let output = outputs[run.last].baseAddress!
+                try run.forward(current, output, batch: batch, context: context)
+                current = UnsafePointer(output)
             }
-            current = UnsafePointer(output)
         }
         return penalty
     }
@@ -283,20 +316,28 @@ public final class Network {
     public func backward(batch: Int, context: StepContext, gradientScale: Float = 1) throws {
         var dy = gradientScratch[0].baseAddress!
         var dx = gradientScratch[1].baseAddress!
-        for index in layers.indices.reversed() {
-            let layer = layers[index]
-            let output = outputs[index].baseAddress!
-            if let activity = activityPenalties[index] {
-                let count = batch * layer.outputWidth
-                let l1 = activity.l1 * gradientScale, twoL2 = 2 * activity.l2 * gradientScale
-                for i in 0..<count {
-                    let a = output[i]
-                    dy[i] += l1 * (a > 0 ? 1 : (a < 0 ? -1 : 0)) + twoL2 * a
+        func layerInput(_ index: Int) -> UnsafePointer<Float> {
+            UnsafePointer(index == 0 ? input.baseAddress! : outputs[index - 1].baseAddress!)
+        }
+        for step in steps.reversed() {
+            switch step {
+            case .layer(let index):
+                let layer = layers[index]
+                let output = outputs[index].baseAddress!
+                if let activity = activityPenalties[index] {
+                    let count = batch * layer.outputWidth
+                    let l1 = activity.l1 * gradientScale, twoL2 = 2 * activity.l2 * gradientScale
+                    for i in 0..<count {
+                        let a = output[i]
+                        dy[i] += l1 * (a > 0 ? 1 : (a < 0 ? -1 : 0)) + twoL2 * a
+                    }
                 }
+                try layer.backward(input: layerInput(index), output: output, outputGradient: dy,
+                                   inputGradient: index == 0 ? nil : dx, batch: batch, context: context)
+            case .fused(let run):
+                try run.backward(input: layerInput(run.first), outputGradient: dy,
+                                 inputGradient: run.first == 0 ? nil : dx, batch: batch, context: context)
             }
-            let layerInput = index == 0 ? UnsafePointer(input.baseAddress!) : UnsafePointer(outputs[index - 1].baseAddress!)
-            try layer.backward(input: layerInput, output: output, outputGradient: dy,
-                               inputGradient: index == 0 ? nil : dx, batch: batch, context: context)
             swap(&dy, &dx)
         }
     }
@@ -336,6 +377,14 @@ public final class Network {
     }
 
     public var hasBatchNorm: Bool { !batchNorms.isEmpty }
+
+    /// The ranges of `layers` that run fused, in order.
+    var fusedRuns: [ClosedRange<Int>] {
+        steps.compactMap { step in
+            guard case .fused(let run) = step else { return nil }
+            return run.first...run.last
+        }
+    }
 
     public var hasConstraints: Bool { !constraints.isEmpty }
 
