@@ -178,7 +178,7 @@ public final class Trainer {
                 console.line(record.consoleLine(totalEpochs: totalEpochs))
                 try metrics.append(record.json)
                 try tensorBoard?.append(record)
-                if decision.improved { try network.saveWeights(to: options.runDirectory + "/best.safetensors") }
+                if decision.improved { try network.saveWeights(to: options.runDirectory + "/best.safetensors", metadata: weightsMetadata) }
                 if checkpointDue, let moments { try saveCheckpoint(epochsCompleted: epoch + 1, moments: moments) }
             }
             if checkpointDue { trace?.record(.checkpoint, since: checkpointStart) }
@@ -207,7 +207,7 @@ public final class Trainer {
             outcome.testAccuracy = result.accuracy
         }
         if communicator.isRoot {
-            try network.saveWeights(to: options.runDirectory + "/model.safetensors")
+            try network.saveWeights(to: options.runDirectory + "/model.safetensors", metadata: weightsMetadata)
             let end = EndMetrics(reason: reason, epochsRun: epoch, bestEpoch: outcome.bestEpoch, monitor: outcome.monitor,
                                  bestValue: outcome.bestValue, testLoss: outcome.testLoss, testAccuracy: outcome.testAccuracy,
                                  ranks: communicator.size, globalBatch: plan.globalBatch, seconds: Date().timeIntervalSince(runStart))
@@ -363,6 +363,10 @@ public final class Trainer {
         for (norm, count) in zip(network.batchNorms, counts) { norm.batchesTracked = count }
     }
 
+    /// What every weights file carries besides the tensors: the fitted input transform, so
+    /// `ddp predict` and `ddp eval` need no training data (see FeatureTransform.metadata).
+    private var weightsMetadata: [String: String] { data.transform.metadata(normalization: config.data.normalize) }
+
     /// `moments`: the optimizer state over the whole parameter buffer, gathered from every rank.
     @discardableResult
     private func saveCheckpoint(epochsCompleted: Int, moments: (first: [Float], second: [Float]),
@@ -376,7 +380,7 @@ public final class Trainer {
                                     monitor: .init(wait: monitor.wait, best: monitor.best, bestEpoch: monitor.bestEpoch,
                                                    stoppedEpoch: monitor.stoppedEpoch, hasSnapshot: monitor.hasSnapshot),
                                     tensorsFile: "", tensorsBytes: 0, tensorsChecksum: "", partialEpoch: partial)
-        return try checkpoints.save(tensors: tensors, state: state, keep: config.checkpoint.keep)
+        return try checkpoints.save(tensors: tensors, state: state, keep: config.checkpoint.keep, metadata: weightsMetadata)
     }
 
     /// Rank 0 reads the newest valid checkpoint and broadcasts it, so ranks need no shared
