@@ -79,4 +79,56 @@ extension DataTests {
             try FeatureTransform(metadata: damaged, file: "w.safetensors") as Any
         }
     }
+
+    /// PredictionWriter's columns for each loss, against the network's own outputs: softmax and
+    /// argmax for cross_entropy, sigmoid and its 0.5 decision for binary_crossentropy, the value
+    /// for mse; the saved transform is applied (standardized inputs differ from raw ones).
+    func testPredictionColumnsForEachLoss() throws {
+        let rows: [Float] = [0.5, -1, 2, 3.25, -4, 5, 0, 0.1]
+        let input = PredictionInput(data: Dataset(count: 4, featureCount: 2, storage: .floats(rows), labels: [0, 1, 1, 0], origin: "x"),
+                                    hasLabels: true)
+        let transform = FeatureTransform(scale: [0.5, 2], shift: [1, -1])
+        let normalized = (0..<8).map { rows[$0] * transform.scale[$0 % 2] + transform.shift[$0 % 2] }
+        for (loss, units) in [("cross_entropy", 3), ("{type: binary_crossentropy, from_logits: true}", 1), ("mse", 1)] {
+            let config = try TrainingConfig.parse(yaml: """
+                data: {train: {format: moons}}
+                model: {inputs: 2, layers: [{type: dense, units: \(units)}]}
+                loss: \(loss)
+                optimizer: {type: sgd}
+                """)
+            let network = try Network(config: config.model)
+            network.reserve(maxBatch: 4)
+            network.initialize(seed: 9)
+            let weights = directory.appendingPathComponent("w-\(units)-\(loss.count).safetensors").path
+            try network.saveWeights(to: weights, metadata: transform.metadata(normalization: .standardize))
+            let model = try TrainedModel(config: config, weights: weights)
+            XCTAssertEqual(model.savedTransform, transform)
+            var text = ""
+            try PredictionWriter.predict(model, input: input, transform: transform) { text += $0 }
+            var outputs = [Float](repeating: 0, count: 4 * units)
+            try Evaluator(network: model.network, loss: config.loss, context: StepContext(communicator: LocalCommunicator(), maxBatch: 4))
+                .predict(inputs: normalized, rows: 4, into: &outputs)
+            let lines = text.split(separator: "\n").map { $0.split(separator: ",").map(String.init) }
+            XCTAssertEqual(lines.count, 5, text)
+            for row in 0..<4 {
+                let fields = lines[row + 1]
+                let z = outputs[(row * units)..<((row + 1) * units)].map(Double.init)
+                XCTAssertEqual(fields.last, row == 1 || row == 2 ? "1" : "0", "the label column")
+                switch config.loss {
+                case .crossEntropy:
+                    XCTAssertEqual(lines[0], ["class", "p_0", "p_1", "p_2", "label"])
+                    let sum = z.map(exp).reduce(0, +)
+                    for j in 0..<3 { XCTAssertEqual(Double(fields[1 + j])!, exp(z[j]) / sum, accuracy: 1e-6) }
+                    XCTAssertEqual(Int(fields[0]), z.firstIndex(of: z.max()!))
+                case .binaryCrossEntropy:
+                    XCTAssertEqual(lines[0], ["class", "p_0", "p_1", "label"])
+                    XCTAssertEqual(Double(fields[2])!, 1 / (1 + exp(-z[0])), accuracy: 1e-6)
+                    XCTAssertEqual(fields[0], z[0] > 0 ? "1" : "0")
+                case .meanSquaredError:
+                    XCTAssertEqual(lines[0], ["value", "label"])
+                    XCTAssertEqual(Float(fields[0]), Float(z[0]))
+                }
+            }
+        }
+    }
 }
