@@ -103,12 +103,17 @@ final class PredictTests: IntegrationTestCase {
         let correct = zip(classes, labels).filter { $0 == $1 }.count
         // eval's accuracy is its correct count / 300 (a sum of doubles): the counts agree exactly.
         XCTAssertEqual(correct, Int((accuracy * 300).rounded()), "predict's argmax agrees exactly with eval's accuracy")
+        // eval's loss is the config's smoothed cross-entropy (ε = 0.1, torch's rule), recomputed
+        // from predict's probabilities: (1 − ε)·(−log p_y) + ε·mean_k(−log p_k).
+        var smoothedLoss = 0.0
         for row in table.rows {
             let p = row[1...3].compactMap(Double.init)
             XCTAssertEqual(p.count, 3)
             XCTAssertEqual(p.reduce(0, +), 1, accuracy: 1e-5)
             XCTAssertEqual(p.firstIndex(of: p.max()!), Int(row[0]))
+            smoothedLoss += 0.9 * -log(p[Int(row[4])!]) + 0.1 * p.map { -log($0) }.reduce(0, +) / 3
         }
+        XCTAssertEqual(smoothedLoss / 300, try XCTUnwrap(evaluated["loss"] as? Double), accuracy: 1e-5)
 
         // A checkpoint's tensors file predicts too: the last one holds the final epoch's weights,
         // which are model.safetensors's (no early stopping here).
