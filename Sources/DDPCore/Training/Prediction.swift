@@ -1,9 +1,10 @@
 import Foundation
 
 /// A trained model ready for inference (`ddp predict`, `ddp eval`): the config's network with a
-/// weights file (model.safetensors, best.safetensors or a checkpoint's tensors file) loaded, and the input transform it was trained with, read from the file's
-/// metadata (see `FeatureTransform.metadata`). Files written before ddp saved the transform
-/// (or by torch) have none: `transform` is nil and the caller refits it on the training data.
+/// weights file loaded (model.safetensors, best.safetensors or a checkpoint's tensors file),
+/// and the input transform it was trained with, read from the file's metadata (see
+/// `FeatureTransform.metadata`). Files written before ddp saved the transform (or by torch)
+/// have none: `savedTransform` is nil and the transform is refitted on the training data.
 public struct TrainedModel {
     public let config: TrainingConfig
     public let network: Network
