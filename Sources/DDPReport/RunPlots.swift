@@ -222,7 +222,7 @@ public struct DecisionGrid {
         predicted.reserveCapacity(total)
         value.reserveCapacity(total)
         switch config.loss {
-        case .binaryCrossEntropy(let fromLogits):
+        case .binaryCrossEntropy(let fromLogits, _):
             kind = .binary
             for i in 0..<total {
                 let z = outputs[i * width]

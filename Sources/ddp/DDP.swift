@@ -9,7 +9,7 @@ struct DDP: ParsableCommand {
         commandName: "ddp",
         abstract: "Data-parallel neural-network training over MPI and OpenBLAS, driven by YAML configs.",
         discussion: "Run on N processes with `mpirun -np N ddp train CONFIG` (or launch/train). See README.md.",
-        subcommands: [Train.self, Summary.self, Evaluate.self, Plot.self, Compare.self, CrossValidate.self, Report.self, Bench.self]
+        subcommands: [Train.self, Summary.self, Evaluate.self, Predict.self, Plot.self, Compare.self, CrossValidate.self, Report.self, Bench.self]
     )
 }
 
@@ -102,19 +102,21 @@ struct Evaluate: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "eval", abstract: "Evaluate saved weights on a data split; prints JSON.")
 
     @Option(help: "The YAML config the weights were trained with.") var config: String
-    @Option(help: "A safetensors file (model.safetensors or best.safetensors).") var weights: String
+    @Option(help: "A safetensors file: model.safetensors, best.safetensors or a checkpoint's.") var weights: String
     @Option(help: "test, validation or train.") var split = "test"
     @OptionGroup var options: ConfigOptions
 
     func run() throws {
         JobSession().execute {
             let config = try options.load(self.config)
-            let data = try RunData(config: config)
-            let dataset = try data.split(split)
-            let network = try Network(config: config.model)
-            try network.loadWeights(from: weights)
+            // The weights carry the input normalization: test and a separate validation source
+            // need no training data (older files refit it, with a notice).
+            let model = try TrainedModel(config: config, weights: weights)
+            let (dataset, transform) = try model.evaluationData(split: split) {
+                FileHandle.standardError.write(Data((TrainedModel.refitNotice(weights: weights, normalize: config.data.normalize) + "\n").utf8))
+            }
             let context = StepContext(communicator: LocalCommunicator(), maxBatch: Evaluator.chunk)
-            let result = try Evaluator(network: network, loss: config.loss, context: context).evaluate(dataset, transform: data.transform)
+            let result = try Evaluator(network: model.network, loss: config.loss, context: context).evaluate(dataset, transform: transform)
             print(MetricsLog.encode(EvaluationLine(split: split, samples: dataset.count, loss: result.loss, accuracy: result.accuracy)))
         }
     }

@@ -89,11 +89,12 @@ public struct CheckpointStore {
     /// (whether or not it exists).
     public func statePath(epoch: Int, step: Int? = nil) -> String { "\(directory)/\(Self.stem(epoch: epoch, step: step)).json" }
 
+    /// `metadata` goes into the tensors file's header beside the format (the input transform).
     @discardableResult
-    public func save(tensors: [StoredTensor], state: CheckpointState, keep: Int) throws -> String {
+    public func save(tensors: [StoredTensor], state: CheckpointState, keep: Int, metadata: [String: String] = [:]) throws -> String {
         try RunDirectory.create(directory)
         let stem = Self.stem(epoch: state.epoch, step: state.partialEpoch?.steps)
-        let bytes = SafeTensors.encode(tensors, metadata: ["format": state.format])
+        let bytes = SafeTensors.encode(tensors, metadata: metadata.merging(["format": state.format]) { _, format in format })
         try AtomicFile.write(bytes, to: "\(directory)/\(stem).safetensors")
         var state = state
         state.tensorsFile = "\(stem).safetensors"

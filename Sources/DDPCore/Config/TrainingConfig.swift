@@ -266,18 +266,28 @@ public struct TrainingConfig: Sendable, Equatable {
         guard let node else { return .crossEntropy }
         var name: String
         var fromLogits = true
+        var labelSmoothing: Double?
         if let scalar = node.scalar {
             name = scalar.string
         } else {
             var section = try ConfigSection(node, path: "loss")
             name = try section.string("type", default: "cross_entropy")
             fromLogits = try section.bool("from_logits", default: true)
+            labelSmoothing = try section.double("label_smoothing")
             try section.finish()
         }
+        let smoothing = Float(labelSmoothing ?? 0)
+        if let labelSmoothing, !(0..<1).contains(labelSmoothing) {
+            throw DDPError(.config, "loss.label_smoothing: expected a number in [0, 1), got \(labelSmoothing)")
+        }
         switch name {
-        case "cross_entropy", "sparse_categorical_crossentropy": return .crossEntropy
-        case "binary_crossentropy", "binary_cross_entropy": return .binaryCrossEntropy(fromLogits: fromLogits)
-        case "mse", "mean_squared_error": return .meanSquaredError
+        case "cross_entropy", "sparse_categorical_crossentropy": return .crossEntropy(labelSmoothing: smoothing)
+        case "binary_crossentropy", "binary_cross_entropy": return .binaryCrossEntropy(fromLogits: fromLogits, labelSmoothing: smoothing)
+        case "mse", "mean_squared_error":
+            if labelSmoothing != nil {
+                throw DDPError(.config, "loss.label_smoothing: mse has no classes to smooth; label_smoothing applies to cross_entropy and binary_crossentropy")
+            }
+            return .meanSquaredError
         default: throw DDPError(.config, "loss: '\(name)' is not one of cross_entropy, binary_crossentropy, mse")
         }
     }

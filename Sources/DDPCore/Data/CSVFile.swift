@@ -65,7 +65,7 @@ enum CSVFile {
             guard labels.count <= Int(Int32.max) else {
                 throw DDPError(.data, "\(path) holds \(labels.count) rows; at most \(Int32.max) are supported")
             }
-            return Dataset(count: labels.count, featureCount: columnCount - 1, storage: .floats(features),
+            return Dataset(count: labels.count, featureCount: labelColumn < 0 ? columnCount : columnCount - 1, storage: .floats(features),
                            labels: labels, origin: path)
         }
 
@@ -87,10 +87,12 @@ enum CSVFile {
             guard column == columnCount else {
                 throw DDPError(.data, "\(path) line \(lineNumber) has \(column) fields, expected \(columnCount) as on line \(firstLine)")
             }
+            if labelColumn < 0 { labels.append(0) }
         }
 
+        /// The label's column, or −1 for `.none`.
         private func resolve(_ label: CSVLabel) throws -> Int {
-            guard columnCount >= 2 else {
+            guard columnCount >= 2 || label == .none else {
                 throw DDPError(.data, "\(path) line \(firstLine) has \(columnCount) column; a CSV needs a label and at least one feature column")
             }
             switch label {
@@ -102,6 +104,8 @@ enum CSVFile {
                     throw DDPError(.config, "label column '\(name)' is not in the header of \(path); available columns: \(names.joined(separator: ", "))")
                 }
                 return index
+            case .none:
+                return -1
             case .index(let index):
                 let resolved = index < 0 ? columnCount + index : index
                 guard resolved >= 0 && resolved < columnCount else {

@@ -22,6 +22,8 @@ public enum DataSource: Sendable, Equatable {
 public enum CSVLabel: Sendable, Equatable {
     case name(String)
     case index(Int)
+    /// Every column is a feature (unlabeled data for `ddp predict`); every label is 0.
+    case none
 }
 
 public enum DataLoader {

@@ -93,3 +93,42 @@ private struct FeatureStatistics {
         }
     }
 }
+
+/// The fitted transform travels in the weights file's safetensors metadata (best, final and
+/// checkpoint weights), so `ddp predict` and `ddp eval` normalize new data exactly as training
+/// did without the training data. Each value is written as Swift's shortest decimal that reads
+/// back to the same Float, comma-separated, under `ddp.input_scale` and `ddp.input_shift`
+/// (`ddp.input_normalize` names the method, for people reading the header).
+extension FeatureTransform {
+    static let scaleKey = "ddp.input_scale", shiftKey = "ddp.input_shift", normalizeKey = "ddp.input_normalize"
+
+    public func metadata(normalization: Normalization) -> [String: String] {
+        [Self.normalizeKey: normalization.rawValue,
+         Self.scaleKey: scale.map { "\($0)" }.joined(separator: ","),
+         Self.shiftKey: shift.map { "\($0)" }.joined(separator: ",")]
+    }
+
+    /// The transform stored in `metadata`, or nil when the file carries none (written before
+    /// ddp saved it, or by torch). `file` names the weights file in errors.
+    public init?(metadata: [String: String], file: String) throws {
+        guard let scaleText = metadata[Self.scaleKey], let shiftText = metadata[Self.shiftKey] else {
+            if metadata[Self.scaleKey] != nil || metadata[Self.shiftKey] != nil {
+                throw DDPError(.weights, "\(file): metadata holds only one of \(Self.scaleKey) and \(Self.shiftKey)")
+            }
+            return nil
+        }
+        func values(_ text: String, _ key: String) throws -> [Float] {
+            try text.split(separator: ",", omittingEmptySubsequences: false).map { field in
+                guard let value = Float(field), value.isFinite else {
+                    throw DDPError(.weights, "\(file): metadata \(key) holds '\(field.prefix(40))', not a finite number")
+                }
+                return value
+            }
+        }
+        let scale = try values(scaleText, Self.scaleKey), shift = try values(shiftText, Self.shiftKey)
+        guard scale.count == shift.count else {
+            throw DDPError(.weights, "\(file): metadata \(Self.scaleKey) has \(scale.count) values but \(Self.shiftKey) has \(shift.count)")
+        }
+        self.init(scale: scale, shift: shift)
+    }
+}

@@ -2,15 +2,20 @@
 /// (T = 08: unsigned bytes, D = number of dimensions), D big-endian UInt32 sizes, then the
 /// values row-major. Images are 0x00000803 (N × rows × cols), labels 0x00000801 (N).
 enum IDXFile {
-    static func load(images imagesPath: String, labels labelsPath: String) throws -> Dataset {
+    /// Without `labelsPath` (unlabeled images, for `ddp predict`) every label is 0.
+    static func load(images imagesPath: String, labels labelsPath: String?) throws -> Dataset {
         let images = try DataFile.contents(of: imagesPath, what: "IDX images file")
         let header = try parseHeader(images, path: imagesPath, dimensions: 3)
-        let labels = try DataFile.contents(of: labelsPath, what: "IDX labels file")
-        let labelHeader = try parseHeader(labels, path: labelsPath, dimensions: 1)
         let (count, rows, columns) = (header[0], header[1], header[2])
-        guard count == labelHeader[0] else {
-            throw DDPError(.data, "image/label count mismatch: \(imagesPath) holds \(count) images "
-                + "but \(labelsPath) holds \(labelHeader[0]) labels")
+        var labels: [UInt8]?
+        if let labelsPath {
+            let bytes = try DataFile.contents(of: labelsPath, what: "IDX labels file")
+            let labelHeader = try parseHeader(bytes, path: labelsPath, dimensions: 1)
+            guard count == labelHeader[0] else {
+                throw DDPError(.data, "image/label count mismatch: \(imagesPath) holds \(count) images "
+                    + "but \(labelsPath) holds \(labelHeader[0]) labels")
+            }
+            labels = bytes
         }
         guard count > 0, rows > 0, columns > 0 else {
             throw DDPError(.data, "\(imagesPath) holds no pixels: its header says \(count) images of \(rows)×\(columns)")
@@ -22,13 +27,16 @@ enum IDXFile {
                                              : "\(count) images of \(rows)×\(columns) = \(pixels) bytes"
         try checkLength(images, path: imagesPath, headerBytes: 16,
                         values: overflow1 || overflow2 ? Int.max : pixels, promise: promise)
-        try checkLength(labels, path: labelsPath, headerBytes: 8, values: count,
-                        promise: "\(count) labels = \(count) bytes")
+        if let labels, let labelsPath {
+            try checkLength(labels, path: labelsPath, headerBytes: 8, values: count,
+                            promise: "\(count) labels = \(count) bytes")
+        }
         guard count <= Int(Int32.max) else {     // training addresses rows with Int32
             throw DDPError(.data, "\(imagesPath) holds \(count) images; at most \(Int32.max) are supported")
         }
         var data = Dataset(count: count, featureCount: features, storage: .bytes(Array(images[16...])),
-                           labels: labels[8...].map { Float($0) }, origin: imagesPath)
+                           labels: labels.map { $0[8...].map { Float($0) } } ?? Array(repeating: 0, count: count),
+                           origin: imagesPath)
         data.imageShape = ImageShape(height: rows, width: columns)
         return data
     }

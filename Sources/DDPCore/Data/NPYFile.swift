@@ -11,18 +11,23 @@ import Foundation
 /// order, object arrays (which hold pickles), bare pickles and .npz archives are refused with
 /// a message that says how to save the array instead.
 public enum NPYFile {
-    static func load(features featuresPath: String, labels labelsPath: String) throws -> Dataset {
+    /// Without `labelsPath` (unlabeled features, for `ddp predict`) every label is 0.
+    static func load(features featuresPath: String, labels labelsPath: String?) throws -> Dataset {
         let features = try parse(DataFile.contents(of: featuresPath, what: ".npy features file"), path: featuresPath)
-        let labels = try parse(DataFile.contents(of: labelsPath, what: ".npy labels file"), path: labelsPath)
         guard features.shape.count == 1 || features.shape.count == 2 else {
             throw DDPError(.data, "\(featuresPath) holds an array of shape \(features.shapeText); features must be 1-D (samples) or 2-D (samples, features): reshape to (N, -1) and set data.image_shape for images")
         }
-        guard labels.shape.count == 1 || (labels.shape.count == 2 && labels.shape[1] == 1) else {
-            throw DDPError(.data, "\(labelsPath) holds an array of shape \(labels.shapeText); labels must have shape (N,) or (N, 1)")
-        }
         let count = features.shape[0], width = features.shape.count == 2 ? features.shape[1] : 1
-        guard labels.shape[0] == count else {
-            throw DDPError(.data, "sample count mismatch: \(featuresPath) holds \(count) samples (shape \(features.shapeText)) but \(labelsPath) holds \(labels.shape[0]) labels")
+        var labelValues = [Float](repeating: 0, count: count)
+        if let labelsPath {
+            let labels = try parse(DataFile.contents(of: labelsPath, what: ".npy labels file"), path: labelsPath)
+            guard labels.shape.count == 1 || (labels.shape.count == 2 && labels.shape[1] == 1) else {
+                throw DDPError(.data, "\(labelsPath) holds an array of shape \(labels.shapeText); labels must have shape (N,) or (N, 1)")
+            }
+            guard labels.shape[0] == count else {
+                throw DDPError(.data, "sample count mismatch: \(featuresPath) holds \(count) samples (shape \(features.shapeText)) but \(labelsPath) holds \(labels.shape[0]) labels")
+            }
+            labelValues = labels.floats()
         }
         guard count > 0, width > 0 else {
             throw DDPError(.data, "\(featuresPath) holds no values: its shape is \(features.shapeText)")
@@ -37,7 +42,7 @@ public enum NPYFile {
         default:
             throw DDPError(.data, "\(featuresPath) holds \(features.typeText) values; features must be float32, float64 or uint8")
         }
-        return Dataset(count: count, featureCount: width, storage: storage, labels: labels.floats(), origin: featuresPath)
+        return Dataset(count: count, featureCount: width, storage: storage, labels: labelValues, origin: featuresPath)
     }
 
     /// An .npy file (version 1.0) as numpy.save writes it: the header dict padded with spaces and

@@ -100,8 +100,8 @@ public struct RunData: Sendable {
         }
         guard data.count > 0 else { throw DDPError(.data, "\(name) (\(data.origin)) has no samples") }
         let outputs = config.model.outputWidth
-        if config.loss != .crossEntropy && outputs != 1 {
-            throw DDPError(.config, "loss \(config.loss == .meanSquaredError ? "mse" : "binary_crossentropy") takes one label per sample, so the last dense layer needs units: 1, not \(outputs)")
+        if !config.loss.isCategorical && outputs != 1 {
+            throw DDPError(.config, "loss \(config.loss.name) takes one label per sample, so the last dense layer needs units: 1, not \(outputs)")
         }
         for (row, label) in data.labels.enumerated() {
             switch config.loss {

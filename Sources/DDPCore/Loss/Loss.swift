@@ -7,21 +7,53 @@ import Darwin
 /// Training objectives, matching torch.nn's reductions when divided by the batch size:
 /// - `crossEntropy`: softmax cross-entropy from logits with integer labels
 ///   (torch.nn.CrossEntropyLoss = keras SparseCategoricalCrossentropy(from_logits=True)):
-///   ℓ = logsumexp(z) − z_y.
+///   ℓ = logsumexp(z) − z_y. With label smoothing ε, exactly
+///   torch.nn.CrossEntropyLoss(label_smoothing=ε): the target is (1 − ε)·onehot(y) + ε/C, so
+///   ℓ = (1 − ε)·(lse − z_y) + ε·(1/C)·Σ_k (lse − z_k) and dℓ/dz_j = p_j − (1 − ε)·[j = y] − ε/C.
 /// - `binaryCrossEntropy(fromLogits: true)`: torch.nn.BCEWithLogitsLoss,
 ///   ℓ = max(z, 0) − z·y + log(1 + e^{−|z|}).
 /// - `binaryCrossEntropy(fromLogits: false)`: torch.nn.BCELoss on probabilities,
 ///   ℓ = −(y·log p + (1 − y)·log(1 − p)) with each log clamped to ≥ −100 as torch does.
+///   With label smoothing ε (either form), Keras's BinaryCrossentropy(label_smoothing=ε): the
+///   target becomes y·(1 − ε) + ε/2 in the loss and its gradient; accuracy still counts the
+///   prediction against y itself.
 /// - `meanSquaredError`: torch.nn.MSELoss, the mean over output units of (ŷ − y)².
+///
+/// `Loss.crossEntropy` and `Loss.binaryCrossEntropy(fromLogits:)` as values are the unsmoothed
+/// losses (ε = 0); as patterns (`case .crossEntropy:`) they match any ε.
 public enum Loss: Sendable, Equatable {
-    case crossEntropy
-    case binaryCrossEntropy(fromLogits: Bool)
+    case crossEntropy(labelSmoothing: Float)
+    case binaryCrossEntropy(fromLogits: Bool, labelSmoothing: Float)
     case meanSquaredError
+
+    /// Cross-entropy without label smoothing.
+    public static let crossEntropy = Loss.crossEntropy(labelSmoothing: 0)
+
+    /// Binary cross-entropy without label smoothing.
+    public static func binaryCrossEntropy(fromLogits: Bool) -> Loss {
+        .binaryCrossEntropy(fromLogits: fromLogits, labelSmoothing: 0)
+    }
 
     /// Whether accuracy is meaningful for this loss.
     public var hasAccuracy: Bool {
         if case .meanSquaredError = self { return false }
         return true
+    }
+
+    /// Whether the model predicts a class index out of one logit per class (softmax), rather
+    /// than one value per sample.
+    public var isCategorical: Bool {
+        if case .crossEntropy = self { return true }
+        return false
+    }
+
+    /// The config's name for this loss, for messages.
+    public var name: String {
+        switch self {
+        case .crossEntropy: return "cross_entropy"
+        case .binaryCrossEntropy: return "binary_crossentropy"
+        case .meanSquaredError: return "mse"
+        }
     }
 
     /// For `batch` rows of `output` (batch, width) and `labels` (batch): returns the sum of
@@ -33,38 +65,47 @@ public enum Loss: Sendable, Equatable {
                          gradient: UnsafeMutablePointer<Float>?, gradientScale: Float = 1) -> (lossSum: Double, correct: Double) {
         var lossSum = 0.0, correct = 0.0
         switch self {
-        case .crossEntropy:
+        case .crossEntropy(let smoothing):
+            // Target weights: 1 − ε + ε/C on the label, ε/C elsewhere (they sum to 1).
+            let offTarget = smoothing / Float(width), onTarget = 1 - smoothing
             for row in 0..<batch {
                 let z = output + row * width
                 let label = Int(labels[row])
                 var maximum = -Float.infinity, best = 0
                 for j in 0..<width where z[j] > maximum { maximum = z[j]; best = j }
-                var sum: Float = 0
-                for j in 0..<width { sum += expf(z[j] - maximum) }
+                // gapSum = Σ_k (max − z_k), so Σ_k (lse − z_k) = C·log(sum) + gapSum: no cancellation.
+                var sum: Float = 0, gapSum: Float = 0
+                for j in 0..<width {
+                    sum += expf(z[j] - maximum)
+                    gapSum += maximum - z[j]
+                }
                 let logSumExp = maximum + logf(sum)
-                lossSum += Double(logSumExp - z[label])
+                let nll = logSumExp - z[label]
+                lossSum += smoothing == 0 ? Double(nll)
+                    : Double(onTarget * nll + offTarget * (Float(width) * logf(sum) + gapSum))
                 if best == label { correct += 1 }
                 if let gradient {
                     let g = gradient + row * width
-                    for j in 0..<width { g[j] = expf(z[j] - logSumExp) * gradientScale }
-                    g[label] -= gradientScale
+                    for j in 0..<width { g[j] = (expf(z[j] - logSumExp) - offTarget) * gradientScale }
+                    g[label] -= onTarget * gradientScale
                 }
             }
-        case .binaryCrossEntropy(let fromLogits):
+        case .binaryCrossEntropy(let fromLogits, let smoothing):
             let scale = gradientScale / Float(width)
             for row in 0..<batch {
-                let y = labels[row]
+                let label = labels[row]
+                let y = smoothing == 0 ? label : label * (1 - smoothing) + 0.5 * smoothing
                 for j in 0..<width {
                     let index = row * width + j
                     let value = output[index]
                     if fromLogits {
                         lossSum += Double(max(value, 0) - value * y + log1pf(expf(-abs(value))))
-                        if (value > 0 ? 1 : 0) == y { correct += 1 }
+                        if (value > 0 ? 1 : 0) == label { correct += 1 }
                         gradient?[index] = (Activation.sigmoid(value) - y) * scale
                     } else {
                         let logP = max(logf(value), -100), logNotP = max(logf(1 - value), -100)
                         lossSum += Double(-(y * logP + (1 - y) * logNotP))
-                        if (value > 0.5 ? 1 : 0) == y { correct += 1 }
+                        if (value > 0.5 ? 1 : 0) == label { correct += 1 }
                         // d/dp of −(y log p + (1−y) log(1−p)), with torch's clamp of the
                         // denominators at 1e-12 so p ∈ {0, 1} gives a finite gradient.
                         gradient?[index] = (value - y) / max(value * (1 - value), 1e-12) * scale

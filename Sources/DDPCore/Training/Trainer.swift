@@ -193,7 +193,7 @@ public final class Trainer {
                 }
                 try metrics.append(record.json)
                 try tensorBoard?.append(record)
-                if decision.improved { try network.saveWeights(to: options.runDirectory + "/best.safetensors") }
+                if decision.improved { try network.saveWeights(to: options.runDirectory + "/best.safetensors", metadata: weightsMetadata) }
                 if checkpointDue, let moments { try saveCheckpoint(epochsCompleted: epoch + 1, moments: moments) }
             }
             if checkpointDue { trace?.record(.checkpoint, since: checkpointStart) }
@@ -222,7 +222,7 @@ public final class Trainer {
             outcome.testAccuracy = result.accuracy
         }
         if communicator.isRoot {
-            try network.saveWeights(to: options.runDirectory + "/model.safetensors")
+            try network.saveWeights(to: options.runDirectory + "/model.safetensors", metadata: weightsMetadata)
             let end = EndMetrics(reason: reason, epochsRun: epoch, bestEpoch: outcome.bestEpoch, monitor: outcome.monitor,
                                  bestValue: outcome.bestValue, testLoss: outcome.testLoss, testAccuracy: outcome.testAccuracy,
                                  ranks: communicator.size, globalBatch: plan.globalBatch, seconds: Date().timeIntervalSince(runStart))
@@ -393,6 +393,10 @@ public final class Trainer {
         for (norm, count) in zip(network.batchNorms, counts) { norm.batchesTracked = count }
     }
 
+    /// What every weights file carries besides the tensors: the fitted input transform, so
+    /// `ddp predict` and `ddp eval` need no training data (see FeatureTransform.metadata).
+    private var weightsMetadata: [String: String] { data.transform.metadata(normalization: config.data.normalize) }
+
     /// `moments`: the optimizer state over the whole parameter buffer, gathered from every rank.
     @discardableResult
     private func saveCheckpoint(epochsCompleted: Int, moments: (first: [Float], second: [Float]),
@@ -407,7 +411,7 @@ public final class Trainer {
                                                    stoppedEpoch: monitor.stoppedEpoch, hasSnapshot: monitor.hasSnapshot),
                                     tensorsFile: "", tensorsBytes: 0, tensorsChecksum: "", partialEpoch: partial,
                                     plateau: plateau?.state)
-        return try checkpoints.save(tensors: tensors, state: state, keep: config.checkpoint.keep)
+        return try checkpoints.save(tensors: tensors, state: state, keep: config.checkpoint.keep, metadata: weightsMetadata)
     }
 
     /// Rank 0 reads the newest valid checkpoint and broadcasts it, so ranks need no shared

@@ -1,0 +1,57 @@
+import ArgumentParser
+import DDPCore
+import Foundation
+
+/// `ddp predict`: per-row predictions for new data, labelled or not, as CSV. The input
+/// normalization comes from the weights file (see TrainedModel), so no training data is needed.
+struct Predict: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Predict every row of a data file with saved weights; writes CSV (class and probabilities, or the value for mse).",
+        discussion: """
+            The input's format comes from its name (.csv, .npy, IDX's *-ubyte or .idx, each optionally .gz) or --format. \
+            Labels are optional: --labels FILE for IDX and .npy, --label COLUMN for a CSV (otherwise every CSV column is a feature); \
+            with labels the output gains a last column, label.
+            """)
+
+    @Option(help: "The YAML config the weights were trained with.") var config: String
+    @Option(help: "A safetensors file: model.safetensors, best.safetensors or a checkpoint's.") var weights: String
+    @Option(help: "The data to predict: IDX images, CSV or .npy features.") var input: String
+    @Option(help: "Where to write the CSV (default: standard output).") var output: String?
+    @Option(help: "idx, csv or npy (default: from the input's name).") var format: String?
+    @Option(help: "IDX labels or .npy labels file for --input (optional).") var labels: String?
+    @Option(help: "The CSV's label column, by header name or 0-based index (negative: from the end). Without it every column is a feature.") var label: String?
+    @Flag(inversion: .prefixedNo, help: "Whether the CSV's first line is a header.") var header = true
+    @OptionGroup var options: ConfigOptions
+
+    func validate() throws {
+        if let format, PredictionInput.Format(rawValue: format) == nil {
+            throw ValidationError("--format: '\(format)' is not one of idx, csv, npy")
+        }
+        let resolved = format.flatMap(PredictionInput.Format.init) ?? PredictionInput.format(inferredFrom: input)
+        guard let resolved else {
+            throw ValidationError("--input \(input): cannot tell the format from the name; give --format idx, csv or npy")
+        }
+        if resolved == .csv && labels != nil { throw ValidationError("--labels is for IDX and .npy input; a CSV's label is a column: --label NAME_OR_INDEX") }
+        if resolved != .csv && label != nil { throw ValidationError("--label names a CSV column; for IDX and .npy input give the labels file with --labels") }
+    }
+
+    func run() throws {
+        JobSession().execute {
+            let config = try options.load(self.config)
+            let model = try TrainedModel(config: config, weights: weights)
+            let transform = try model.inputTransform {
+                FileHandle.standardError.write(Data((TrainedModel.refitNotice(weights: weights, normalize: config.data.normalize) + "\n").utf8))
+            }
+            let resolved = format.flatMap(PredictionInput.Format.init) ?? PredictionInput.format(inferredFrom: input)!
+            let csvLabel: CSVLabel = label.map { Int($0).map(CSVLabel.index) ?? .name($0) } ?? .none
+            let data = try PredictionInput.load(path: input, format: resolved, labels: labels, csvLabel: csvLabel, header: header)
+            if let output {
+                var text = ""
+                try PredictionWriter.predict(model, input: data, transform: transform) { text += $0 }
+                try AtomicFile.write(text, to: output)
+            } else {
+                try PredictionWriter.predict(model, input: data, transform: transform) { FileHandle.standardOutput.write(Data($0.utf8)) }
+            }
+        }
+    }
+}

@@ -1,0 +1,206 @@
+import Foundation
+import XCTest
+@testable import DDPCore
+
+/// Label smoothing: cross-entropy against torch.nn.CrossEntropyLoss(label_smoothing=ε) itself
+/// (loss and gradient, through DDP_PYTHON), binary cross-entropy against Keras's rule
+/// y ← y·(1 − ε) + ε/2 computed here in Double, finite differences for every form, and the
+/// config's errors.
+final class LabelSmoothingTests: XCTestCase {
+
+    private func evaluate(_ loss: Loss, _ outputs: [Float], _ labels: [Float], width: Int)
+        -> (lossSum: Double, correct: Double, gradient: [Float]) {
+        var gradient = [Float](repeating: .nan, count: outputs.count)
+        let result = outputs.withUnsafeBufferPointer { o in
+            labels.withUnsafeBufferPointer { y in
+                gradient.withUnsafeMutableBufferPointer { g in
+                    loss.evaluate(output: o.baseAddress!, labels: y.baseAddress!, batch: labels.count, width: width,
+                                  gradient: g.baseAddress!)
+                }
+            }
+        }
+        return (result.lossSum, result.correct, gradient)
+    }
+
+    /// d(Σ losses)/d(output) against central differences of the loss sum.
+    private func checkGradient(_ loss: Loss, outputs: [Float], labels: [Float], width: Int, h: Float, _ label: String,
+                               file: StaticString = #filePath, line: UInt = #line) {
+        let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: outputs.count)
+        defer { values.deallocate() }
+        _ = values.initialize(from: outputs)
+        let numeric = labels.withUnsafeBufferPointer { y in
+            centralDifferences(values, count: outputs.count, h: h) {
+                loss.evaluate(output: values.baseAddress!, labels: y.baseAddress!, batch: labels.count, width: width, gradient: nil).lossSum
+            }
+        }
+        let analytic = evaluate(loss, outputs, labels, width: width).gradient
+        assertGradientsMatch(analytic.map(Double.init), numeric, label, file: file, line: line)
+    }
+
+    // MARK: Finite differences
+
+    func testSmoothedCrossEntropyGradient() {
+        var random = TestRandom(seed: 60)
+        for epsilon: Float in [0.1, 0.5, 0.9] {
+            checkGradient(.crossEntropy(labelSmoothing: epsilon), outputs: random.array(5 * 4, -3, 3), labels: [0, 3, 1, 2, 3],
+                          width: 4, h: 1e-2, "cross_entropy, ε = \(epsilon)")
+        }
+    }
+
+    func testSmoothedBinaryCrossEntropyGradient() {
+        var random = TestRandom(seed: 61)
+        for epsilon: Float in [0.1, 0.4] {
+            checkGradient(.binaryCrossEntropy(fromLogits: true, labelSmoothing: epsilon), outputs: random.array(12, -4, 4),
+                          labels: [0, 1, 1, 0], width: 3, h: 1e-2, "bce from logits, ε = \(epsilon)")
+            checkGradient(.binaryCrossEntropy(fromLogits: false, labelSmoothing: epsilon), outputs: random.array(8, 0.05, 0.95),
+                          labels: [1, 0, 0, 1], width: 2, h: 1e-3, "bce from probabilities, ε = \(epsilon)")
+        }
+    }
+
+    // MARK: Semantics
+
+    /// ε = 0 is the unsmoothed loss bit for bit, so existing runs keep their trajectories.
+    func testZeroSmoothingIsTheUnsmoothedLoss() {
+        var random = TestRandom(seed: 62)
+        let logits = random.array(6 * 3, -3, 3), labels: [Float] = [0, 1, 2, 2, 1, 0]
+        let a = evaluate(.crossEntropy(labelSmoothing: 0), logits, labels, width: 3)
+        let b = evaluate(.crossEntropy, logits, labels, width: 3)
+        XCTAssertEqual(a.lossSum, b.lossSum)
+        XCTAssertEqual(a.gradient, b.gradient)
+        XCTAssertEqual(Loss.crossEntropy, .crossEntropy(labelSmoothing: 0))
+        XCTAssertEqual(Loss.binaryCrossEntropy(fromLogits: false), .binaryCrossEntropy(fromLogits: false, labelSmoothing: 0))
+    }
+
+    /// Keras's BinaryCrossentropy(label_smoothing=ε): y' = y·(1 − ε) + ε/2, then the usual loss
+    /// (torch's −100 log clamp on probabilities, which these values never reach); accuracy
+    /// counts the prediction against y, not y'.
+    func testBinaryCrossEntropyFollowsKerasRule() {
+        let epsilon = 0.2
+        let logits: [Float] = [-2.5, -0.3, 0.7, 3.1, 1.2, -1.7]
+        let labels: [Float] = [0, 1, 1, 1, 0, 0]
+        func smoothed(_ y: Float) -> Double { Double(y) * (1 - epsilon) + 0.5 * epsilon }
+        func sigmoid(_ z: Float) -> Double { 1 / (1 + exp(-Double(z))) }
+
+        let fromLogits = evaluate(.binaryCrossEntropy(fromLogits: true, labelSmoothing: Float(epsilon)), logits, labels, width: 1)
+        let probabilities = logits.map { Float(sigmoid($0)) }
+        let fromProbabilities = evaluate(.binaryCrossEntropy(fromLogits: false, labelSmoothing: Float(epsilon)),
+                                         probabilities, labels, width: 1)
+        var expected = 0.0
+        for (z, y) in zip(logits, labels) {
+            let p = sigmoid(z), t = smoothed(y)
+            expected += -(t * log(p) + (1 - t) * log(1 - p))
+        }
+        XCTAssertEqual(fromLogits.lossSum, expected, accuracy: 1e-5)
+        XCTAssertEqual(fromProbabilities.lossSum, expected, accuracy: 1e-4)
+        for (i, (z, y)) in zip(logits, labels).enumerated() {
+            let p = sigmoid(z), t = smoothed(y)
+            XCTAssertEqual(Double(fromLogits.gradient[i]), p - t, accuracy: 1e-6, "dℓ/dz = σ(z) − y'")
+            XCTAssertEqual(Double(fromProbabilities.gradient[i]), (p - t) / (p * (1 - p)), accuracy: 1e-4, "dℓ/dp")
+        }
+        // Predictions 0, 0, 1, 1, 1, 0 against labels 0, 1, 1, 1, 0, 0: four right.
+        XCTAssertEqual(fromLogits.correct, 4)
+        XCTAssertEqual(fromProbabilities.correct, 4)
+    }
+
+    /// Loss sum and gradient of the sum against torch.nn.CrossEntropyLoss(label_smoothing=ε,
+    /// reduction='sum') on the same logits and labels.
+    func testCrossEntropyMatchesTorch() throws {
+        let python = try InteropPython.require(["torch"])
+        var random = TestRandom(seed: 63)
+        let batch = 7, classes = 5
+        let logits = random.array(batch * classes, -4, 4)
+        let labels: [Float] = [0, 4, 2, 2, 1, 3, 4]
+        let script = """
+            import json, sys
+            import torch
+            logits, labels = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+            result = {}
+            for epsilon in json.loads(sys.argv[3]):
+                z = torch.tensor(logits, dtype=torch.float32).reshape(-1, \(classes)).requires_grad_()
+                loss = torch.nn.CrossEntropyLoss(label_smoothing=epsilon, reduction='sum')(z, torch.tensor(labels, dtype=torch.long))
+                loss.backward()
+                result[str(epsilon)] = {"loss": loss.item(), "gradient": z.grad.reshape(-1).tolist()}
+            print(json.dumps(result))
+            """
+        let epsilons: [Float] = [0, 0.1, 0.35, 0.9]
+        func json(_ values: [Float]) -> String { "[" + values.map { "\($0)" }.joined(separator: ",") + "]" }
+        let (status, output) = try runPython(python, ["-c", script, json(logits), json(labels), json(epsilons)])
+        XCTAssertEqual(status, 0, output)
+        let line = try XCTUnwrap(output.split(separator: "\n").last, output)
+        let result = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: [String: Any]], output)
+        for epsilon in epsilons {
+            let torch = try XCTUnwrap(result["\(Double(epsilon))"] ?? result["\(epsilon)"], "ε = \(epsilon) in \(result.keys)")
+            let theirLoss = try XCTUnwrap(torch["loss"] as? Double)
+            let theirGradient = try XCTUnwrap(torch["gradient"] as? [Double])
+            let ours = evaluate(.crossEntropy(labelSmoothing: epsilon), logits, labels, width: classes)
+            XCTAssertEqual(ours.lossSum, theirLoss, accuracy: 1e-5 * max(1, abs(theirLoss)), "loss, ε = \(epsilon)")
+            XCTAssertEqual(ours.gradient.count, theirGradient.count)
+            for (i, (a, b)) in zip(ours.gradient, theirGradient).enumerated() {
+                XCTAssertEqual(Double(a), b, accuracy: 1e-6, "dℓ/dz[\(i)], ε = \(epsilon)")
+            }
+        }
+    }
+
+    /// The evaluator (val_loss, test_loss, `ddp eval`) reports the smoothed loss: the mean over
+    /// samples of torch's smoothed ℓ on the network's own logits, recomputed here in Double.
+    func testEvaluatorReportsTheSmoothedLoss() throws {
+        let network = try makeNetwork(inputs: 2, [Layers.dense(3)], maxBatch: 8, seed: 5)
+        let data = Dataset(count: 4, featureCount: 2, storage: .floats([1, -2, 0.5, 3, -1, 0, 2, 2]),
+                           labels: [0, 2, 1, 2], origin: "tiny")
+        let epsilon = 0.3
+        let context = StepContext(communicator: LocalCommunicator(), maxBatch: Evaluator.chunk)
+        let evaluator = Evaluator(network: network, loss: .crossEntropy(labelSmoothing: Float(epsilon)), context: context)
+        let result = try evaluator.evaluate(data, transform: .identity(featureCount: 2))
+
+        var logits = [Float](repeating: 0, count: 12)
+        try evaluator.predict(inputs: [1, -2, 0.5, 3, -1, 0, 2, 2], rows: 4, into: &logits)
+        var expected = 0.0
+        for row in 0..<4 {
+            let z = logits[(row * 3)..<(row * 3 + 3)].map(Double.init)
+            let lse = log(z.map(exp).reduce(0, +))
+            let nll = lse - z[Int(data.labels[row])]
+            expected += (1 - epsilon) * nll + epsilon * z.map { lse - $0 }.reduce(0, +) / 3
+        }
+        XCTAssertEqual(result.loss, expected / 4, accuracy: 1e-5)
+        let unsmoothed = try Evaluator(network: network, loss: .crossEntropy, context: context)
+            .evaluate(data, transform: .identity(featureCount: 2))
+        XCTAssertNotEqual(result.loss, unsmoothed.loss, accuracy: 1e-3)
+        XCTAssertEqual(result.accuracy, unsmoothed.accuracy, "accuracy does not depend on ε")
+    }
+
+    // MARK: Config
+
+    private let base = """
+        data:
+          train: {format: moons, samples: 64}
+        model:
+          inputs: 2
+          layers:
+            - {type: dense, units: 2}
+        optimizer: {type: sgd}
+        training: {epochs: 1, batch_size: 16}
+        """
+
+    func testConfigParsesLabelSmoothing() throws {
+        var config = try TrainingConfig.parse(yaml: base + "\nloss: {type: cross_entropy, label_smoothing: 0.1}")
+        XCTAssertEqual(config.loss, .crossEntropy(labelSmoothing: 0.1))
+        config = try TrainingConfig.parse(yaml: base + "\nloss: {type: binary_crossentropy, from_logits: false, label_smoothing: 0.2}")
+        XCTAssertEqual(config.loss, .binaryCrossEntropy(fromLogits: false, labelSmoothing: 0.2))
+        config = try TrainingConfig.parse(yaml: base + "\nloss: {type: cross_entropy}")
+        XCTAssertEqual(config.loss, .crossEntropy)
+    }
+
+    func testConfigRefusesBadLabelSmoothing() {
+        for bad in ["1", "1.5", "-0.1"] {
+            assertDDPError(.config, containing: ["loss.label_smoothing", "[0, 1)"]) {
+                try TrainingConfig.parse(yaml: self.base + "\nloss: {type: cross_entropy, label_smoothing: \(bad)}")
+            }
+        }
+        assertDDPError(.config, containing: ["loss.label_smoothing", "expected a number", "'lots'"]) {
+            try TrainingConfig.parse(yaml: self.base + "\nloss: {type: binary_crossentropy, label_smoothing: lots}")
+        }
+        assertDDPError(.config, containing: ["loss.label_smoothing", "mse"]) {
+            try TrainingConfig.parse(yaml: self.base + "\nloss: {type: mse, label_smoothing: 0.1}")
+        }
+    }
+}

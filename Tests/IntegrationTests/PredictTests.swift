@@ -1,0 +1,240 @@
+import DDPCore
+import Foundation
+import XCTest
+
+/// `ddp predict` and `ddp eval` on saved weights, as a user runs them (one process, real files):
+/// predict's classes agree exactly with eval's accuracy; neither needs the training data once
+/// the weights carry the input normalization; older weights without it refit with a notice and
+/// predict the same; bad input gets one clear error.
+final class PredictTests: IntegrationTestCase {
+
+    /// Three classes in four features on very different scales (so the normalization matters),
+    /// with overlap (so accuracy is below 1 and the comparison means something).
+    private func writeData(_ name: String, rows: Int, seed: UInt64, label: Bool) throws -> String {
+        var state = seed
+        func uniform() -> Double {
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return Double(state >> 11) / Double(1 << 53)
+        }
+        var text = label ? "f0,f1,f2,f3,label\n" : "f0,f1,f2,f3\n"
+        for row in 0..<rows {
+            let c = row % 3
+            let values = [1000 + 300 * Double(c) + 400 * uniform(), 0.01 * Double(c) + 0.02 * uniform(),
+                          -50 + 5 * uniform(), Double(c == 2 ? 1 : 0) * 3 + 6 * uniform()]
+            text += values.map { String(format: "%.6g", $0) }.joined(separator: ",") + (label ? ",\(c)\n" : "\n")
+        }
+        let file = path(name)
+        try text.write(toFile: file, atomically: true, encoding: .utf8)
+        return file
+    }
+
+    private func config(train: String, test: String, loss: String = "{type: cross_entropy, label_smoothing: 0.1}") -> String {
+        """
+        seed: 3
+        data:
+          train: {format: csv, path: \(train), label: label}
+          test: {format: csv, path: \(test), label: label}
+          validation_split: 0.2
+          normalize: standardize
+        model:
+          inputs: 4
+          layers:
+            - {type: dense, units: 16}
+            - {type: batchnorm}
+            - {type: activation, fn: relu}
+            - {type: dense, units: 3}
+        loss: \(loss)
+        optimizer: {type: adam, lr: 0.01}
+        training: {epochs: 4, batch_size: 32}
+        checkpoint: {every_epochs: 1, keep: 1}
+        """
+    }
+
+    private struct Table {
+        var header: [String]
+        var rows: [[String]]
+        init(_ text: String) {
+            let lines = text.split(separator: "\n").map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+            header = lines.first ?? []
+            rows = Array(lines.dropFirst())
+        }
+        func column(_ name: String) -> [String] {
+            guard let index = header.firstIndex(of: name) else { return [] }
+            return rows.map { $0[index] }
+        }
+    }
+
+    private func evaluation(_ result: ProcessResult) throws -> [String: Any] {
+        let line = try XCTUnwrap(result.stdout.split(separator: "\n").last, result.tail)
+        return try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], result.tail)
+    }
+
+    func testPredictAgreesWithEvalWithoutTrainingDataAndOldWeightsRefit() throws {
+        let trainFile = try writeData("train.csv", rows: 600, seed: 1, label: true)
+        let test = try writeData("test.csv", rows: 300, seed: 2, label: true)
+        let unlabeled = try writeData("new.csv", rows: 300, seed: 2, label: false)
+        let configPath = try writeConfig("config.yaml", config(train: trainFile, test: test))
+        let run = path("run")
+        try train(np: nil, config: configPath, runDirectory: run)
+        let weights = run + "/model.safetensors"
+
+        // Every weights file the trainer writes carries the transform.
+        for file in [weights, run + "/best.safetensors"] + ((try? FileManager.default.contentsOfDirectory(atPath: run + "/checkpoints")) ?? [])
+            .filter { $0.hasSuffix(".safetensors") }.map({ run + "/checkpoints/" + $0 }) {
+            let metadata = try SafeTensors.read(path: file).metadata
+            XCTAssertEqual(metadata["ddp.input_normalize"], "standardize", file)
+            XCTAssertEqual(metadata["ddp.input_scale"]?.split(separator: ",").count, 4, file)
+        }
+
+        let eval = try runDDP(np: nil, ["eval", "--config", configPath, "--weights", weights])
+        XCTAssertEqual(eval.status, 0, eval.tail)
+        let evaluated = try evaluation(eval)
+        let accuracy = try XCTUnwrap(evaluated["accuracy"] as? Double)
+        XCTAssertEqual(evaluated["samples"] as? Int, 300)
+        XCTAssertGreaterThan(accuracy, 0.5)
+        XCTAssertLessThan(accuracy, 1, "a perfect score would not test the agreement")
+
+        let labelled = try runDDP(np: nil, ["predict", "--config", configPath, "--weights", weights, "--input", test, "--label", "label"])
+        XCTAssertEqual(labelled.status, 0, labelled.tail)
+        let table = Table(labelled.stdout)
+        XCTAssertEqual(table.header, ["class", "p_0", "p_1", "p_2", "label"])
+        XCTAssertEqual(table.rows.count, 300)
+        let classes = table.column("class"), labels = table.column("label")
+        let correct = zip(classes, labels).filter { $0 == $1 }.count
+        // eval's accuracy is its correct count / 300 (a sum of doubles): the counts agree exactly.
+        XCTAssertEqual(correct, Int((accuracy * 300).rounded()), "predict's argmax agrees exactly with eval's accuracy")
+        // eval's loss is the config's smoothed cross-entropy (ε = 0.1, torch's rule), recomputed
+        // from predict's probabilities: (1 − ε)·(−log p_y) + ε·mean_k(−log p_k).
+        var smoothedLoss = 0.0
+        for row in table.rows {
+            let p = row[1...3].compactMap(Double.init)
+            XCTAssertEqual(p.count, 3)
+            XCTAssertEqual(p.reduce(0, +), 1, accuracy: 1e-5)
+            XCTAssertEqual(p.firstIndex(of: p.max()!), Int(row[0]))
+            smoothedLoss += 0.9 * -log(p[Int(row[4])!]) + 0.1 * p.map { -log($0) }.reduce(0, +) / 3
+        }
+        XCTAssertEqual(smoothedLoss / 300, try XCTUnwrap(evaluated["loss"] as? Double), accuracy: 1e-5)
+
+        // A checkpoint's tensors file predicts too: the last one holds the final epoch's weights,
+        // which are model.safetensors's (no early stopping here).
+        let checkpoints = try FileManager.default.contentsOfDirectory(atPath: run + "/checkpoints").filter { $0.hasSuffix(".safetensors") }
+        let checkpoint = run + "/checkpoints/" + (try XCTUnwrap(checkpoints.max()))
+        let fromCheckpoint = try runDDP(np: nil, ["predict", "--config", configPath, "--weights", checkpoint, "--input", test, "--label", "label"])
+        XCTAssertEqual(fromCheckpoint.status, 0, fromCheckpoint.tail)
+        XCTAssertEqual(fromCheckpoint.stdout, labelled.stdout)
+
+        // Unlabeled input (no label column), to a file: the same classes and probabilities.
+        let output = path("predictions.csv")
+        let plain = try runDDP(np: nil, ["predict", "--config", configPath, "--weights", weights, "--input", unlabeled, "--output", output])
+        XCTAssertEqual(plain.status, 0, plain.tail)
+        XCTAssertEqual(plain.stdout, "")
+        let written = Table(try String(contentsOfFile: output, encoding: .utf8))
+        XCTAssertEqual(written.header, ["class", "p_0", "p_1", "p_2"])
+        XCTAssertEqual(written.rows, table.rows.map { Array($0.prefix(4)) })
+
+        // Without the training data: eval and predict give the same figures.
+        try FileManager.default.moveItem(atPath: trainFile, toPath: path("moved-away.csv"))
+        let evalAlone = try runDDP(np: nil, ["eval", "--config", configPath, "--weights", weights])
+        XCTAssertEqual(evalAlone.status, 0, evalAlone.tail)
+        XCTAssertEqual(try evaluation(evalAlone)["accuracy"] as? Double, accuracy)
+        XCTAssertEqual(try evaluation(evalAlone)["loss"] as? Double, evaluated["loss"] as? Double)
+        let predictAlone = try runDDP(np: nil, ["predict", "--config", configPath, "--weights", weights, "--input", unlabeled])
+        XCTAssertEqual(predictAlone.status, 0, predictAlone.tail)
+        XCTAssertEqual(predictAlone.stdout, try String(contentsOfFile: output, encoding: .utf8))
+        XCTAssertEqual(predictAlone.stderr, "", "no notice when the weights carry the normalization")
+
+        // Weights written before the transform travelled: the same tensors, no metadata.
+        let old = path("old.safetensors")
+        let contents = try SafeTensors.read(path: weights)
+        try SafeTensors.write(contents.order.map { contents.tensors[$0]! }, to: old)
+        let missing = try runDDP(np: nil, ["predict", "--config", configPath, "--weights", old, "--input", unlabeled])
+        XCTAssertNotEqual(missing.status, 0, "old weights need the training data to refit")
+        XCTAssertTrue(missing.stderr.contains("carries no input normalization"), missing.stderr)
+        XCTAssertTrue(missing.stderr.contains(trainFile), missing.stderr)
+        try FileManager.default.moveItem(atPath: path("moved-away.csv"), toPath: trainFile)
+        let refit = try runDDP(np: nil, ["predict", "--config", configPath, "--weights", old, "--input", unlabeled])
+        XCTAssertEqual(refit.status, 0, refit.tail)
+        XCTAssertEqual(refit.stdout, predictAlone.stdout, "refitting gives the same predictions")
+        let notice = refit.stderr.split(separator: "\n")
+        XCTAssertEqual(notice.count, 1, refit.stderr)
+        XCTAssertTrue(refit.stderr.contains("\(old) carries no input normalization"), refit.stderr)
+        let evalOld = try runDDP(np: nil, ["eval", "--config", configPath, "--weights", old])
+        XCTAssertEqual(evalOld.status, 0, evalOld.tail)
+        XCTAssertEqual(try evaluation(evalOld)["accuracy"] as? Double, accuracy)
+        XCTAssertTrue(evalOld.stderr.contains("carries no input normalization"), evalOld.stderr)
+    }
+
+    /// Binary cross-entropy on .npy input without a labels file: p_1 is the sigmoid output and
+    /// the class its > 0.5 decision, matching eval's accuracy when the labels are given.
+    func testBinaryPredictionsFromNpy() throws {
+        let configPath = try writeConfig("moons.yaml", """
+            seed: 1
+            data:
+              train: {format: moons, samples: 200, noise: 0.2}
+              test: {format: npy, features: \(path("x.npy")), labels: \(path("y.npy"))}
+              normalize: standardize
+            model:
+              inputs: 2
+              layers:
+                - {type: dense, units: 16, activation: relu}
+                - {type: dense, units: 1, activation: sigmoid}
+            loss: {type: binary_crossentropy, from_logits: false}
+            optimizer: {type: adam, lr: 0.01}
+            training: {epochs: 5, batch_size: 32}
+            """)
+        var state: UInt64 = 7
+        let x = (0..<80).map { _ -> Float in
+            state = state &* 6364136223846793005 &+ 1442695040888963407
+            return -1.5 + 4 * Float(state >> 40) / Float(1 << 24)
+        }
+        let y = (0..<40).map { Float(x[2 * $0] + x[2 * $0 + 1] > 0.8 ? 1 : 0) }
+        func bytes(_ values: [Float]) -> [UInt8] { values.flatMap { withUnsafeBytes(of: $0.bitPattern.littleEndian, Array.init) } }
+        try Data(NPYFile.encode(descr: "<f4", shape: [40, 2], values: bytes(x))).write(to: URL(fileURLWithPath: path("x.npy")))
+        try Data(NPYFile.encode(descr: "<f4", shape: [40], values: bytes(y))).write(to: URL(fileURLWithPath: path("y.npy")))
+        let run = path("run")
+        try train(np: nil, config: configPath, runDirectory: run)
+
+        let eval = try runDDP(np: nil, ["eval", "--config", configPath, "--weights", run + "/model.safetensors"])
+        XCTAssertEqual(eval.status, 0, eval.tail)
+        let accuracy = try XCTUnwrap(try evaluation(eval)["accuracy"] as? Double)
+        let result = try runDDP(np: nil, ["predict", "--config", configPath, "--weights", run + "/model.safetensors", "--input", path("x.npy")])
+        XCTAssertEqual(result.status, 0, result.tail)
+        let table = Table(result.stdout)
+        XCTAssertEqual(table.header, ["class", "p_0", "p_1"])
+        XCTAssertEqual(table.rows.count, 40)
+        var correct = 0
+        for (row, label) in zip(table.rows, y) {
+            let p0 = try XCTUnwrap(Double(row[1])), p1 = try XCTUnwrap(Double(row[2]))
+            XCTAssertEqual(p0 + p1, 1, accuracy: 1e-6)
+            XCTAssertEqual(row[0], p1 > 0.5 ? "1" : "0")
+            if Float(row[0]) == label { correct += 1 }
+        }
+        XCTAssertEqual(correct, Int((accuracy * 40).rounded()))
+    }
+
+    func testBadInputGetsOneClearError() throws {
+        let trainFile = try writeData("train.csv", rows: 150, seed: 1, label: true)
+        let test = try writeData("test.csv", rows: 30, seed: 2, label: true)
+        let configPath = try writeConfig("config.yaml", config(train: trainFile, test: test))
+        let run = path("run")
+        try train(np: nil, config: configPath, runDirectory: run, ["--set", "training.epochs=1"])
+        let weights = run + "/model.safetensors"
+
+        func expectError(_ arguments: [String], _ parts: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+            let result = try runDDP(np: nil, arguments, file: file, line: line)
+            XCTAssertNotEqual(result.status, 0, result.tail, file: file, line: line)
+            XCTAssertEqual(result.stdout, "", file: file, line: line)
+            let lines = result.stderr.split(separator: "\n").filter { !$0.hasPrefix("Usage:") && !$0.hasPrefix("  See") && !$0.isEmpty }
+            XCTAssertEqual(lines.count, 1, result.stderr, file: file, line: line)
+            for part in parts { XCTAssertTrue(result.stderr.contains(part), "'\(part)' not in: \(result.stderr)", file: file, line: line) }
+        }
+        let predict = ["predict", "--config", configPath, "--weights", weights]
+        // The training file still has its label column: five features for a model of four.
+        try expectError(predict + ["--input", test], ["test.csv", "5 features", "model.inputs is 4", "--label"])
+        try expectError(predict + ["--input", path("absent.csv")], ["absent.csv"])
+        try expectError(predict + ["--input", path("data.bin")], ["--format"])
+        try expectError(predict + ["--input", test, "--label", "nope"], ["'nope'", "test.csv"])
+        try expectError(predict + ["--input", test, "--label", "label", "--set", "model.layers.0.units=7"], ["model.safetensors", "0.weight", "[7, 4]"])
+        try expectError(["predict", "--config", configPath, "--weights", path("absent.safetensors"), "--input", test], ["absent.safetensors"])
+    }
+}
