@@ -124,17 +124,7 @@ public enum Comparison {
 
     /// Aligned plain text: names left, numbers right.
     public static func table(_ rows: [ComparisonRow]) -> String {
-        let body = rows.map(cells)
-        let all = [columns] + body
-        let widths = columns.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { index, cell in
-                let pad = String(repeating: " ", count: widths[index] - cell.count)
-                return index == 0 ? cell + pad : pad + cell
-            }.joined(separator: "  ")
-        }
-        let rule = widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")
-        return ([line(columns), rule] + body.map(line)).joined(separator: "\n")
+        TextTable.aligned(header: columns, rows: rows.map(cells), footer: nil)
     }
 
     /// A GitHub-flavoured Markdown table.

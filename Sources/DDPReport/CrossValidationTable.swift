@@ -133,7 +133,7 @@ public enum CrossValidationTable {
         let mean = ["mean ± std", MeanAndDeviation(folds.map { Double($0.epochsRun) })?.text("%.1f") ?? "—",
                     summary.bestEpoch?.text("%.1f") ?? "—"]
             + figures.map { value($0, monitor: summary.monitor, of: summary)?.text() ?? "—" }
-        return aligned(header: header, rows: body, footer: mean)
+        return TextTable.aligned(header: header, rows: body, footer: mean)
     }
 
     /// One row per variant; the best (see `markBest`) carries a `*`.
@@ -146,22 +146,7 @@ public enum CrossValidationTable {
             [(summary.best ? "* " : "  ") + summary.variant, String(summary.runs), summary.bestEpoch?.text("%.1f") ?? "—"]
                 + figures.map { value($0, monitor: monitor, of: summary)?.text() ?? "—" }
         }
-        return aligned(header: header, rows: body, footer: nil)
-    }
-
-    /// Plain text: the first column left-aligned, the others right; a rule under the header and
-    /// above the footer.
-    static func aligned(header: [String], rows: [[String]], footer: [String]?) -> String {
-        let all = [header] + rows + (footer.map { [$0] } ?? [])
-        let widths = header.indices.map { column in all.map { $0[column].count }.max() ?? 0 }
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { index, cell in
-                let pad = String(repeating: " ", count: widths[index] - cell.count)
-                return index == 0 ? cell + pad : pad + cell
-            }.joined(separator: "  ")
-        }
-        let rule = widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")
-        return ([line(header), rule] + rows.map(line) + (footer.map { [rule, line($0)] } ?? [])).joined(separator: "\n")
+        return TextTable.aligned(header: header, rows: body, footer: nil)
     }
 
     /// cv.json: how the folds were made, every fold, every variant's summary.

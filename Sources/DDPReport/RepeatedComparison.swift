@@ -48,6 +48,6 @@ public enum RepeatedComparison {
                     spread(runs.map(\.valAccuracy), "%.4f"), spread(runs.map(\.testAccuracy), "%.4f"),
                     mean(runs.map(\.l2Norm), "%.2f"), mean(runs.map(\.nearZeroShare), "%.1f%%", scale: 100), mean(runs.map(\.seconds), "%.2f s")]
         }
-        return CrossValidationTable.aligned(header: columns, rows: body, footer: nil)
+        return TextTable.aligned(header: columns, rows: body, footer: nil)
     }
 }
