@@ -10,13 +10,22 @@ import Foundation
 /// default config, 4 interleaved rounds of 3 epochs, 55.2k against 52.1k samples/s (1.06×),
 /// with byte-identical model.safetensors. A binary built this way needs such a CPU to run;
 /// ddp is built where it runs (launch/train, launch/test).
+///
+/// `-fno-math-errno`: on Linux, Float.squareRoot() reaches the C library's sqrtf through a
+/// SwiftShims inline function, so under C's default (sqrt of a negative number sets errno)
+/// every lane of the Adam update's SIMD8 square root was a scalar sqrtss, a branch and a
+/// stack spill. Without errno it is one vsqrtps: the same IEEE square root, so weights stay
+/// byte-identical, and one process ran 1.17× faster (64.2k against 54.9k samples/s, 4
+/// interleaved rounds of 3 epochs, same machine and date): in perf the update fell from 16.9 %
+/// to 4.8 % of the profile, 0.214 to 0.058 s an epoch.
 let coreSettings: [SwiftSetting] = {
+    let noErrno: [String] = ["-Xcc", "-fno-math-errno"]
     #if arch(x86_64) && os(Linux)
     let flags = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?
         .split(separator: "\n").first { $0.hasPrefix("flags") }?.split(separator: " ") ?? []
-    if flags.contains("avx2") && flags.contains("fma") { return [.unsafeFlags(["-target-cpu", "haswell"])] }
+    if flags.contains("avx2") && flags.contains("fma") { return [.unsafeFlags(["-target-cpu", "haswell"] + noErrno)] }
     #endif
-    return []
+    return [.unsafeFlags(noErrno)]
 }()
 
 let package = Package(
