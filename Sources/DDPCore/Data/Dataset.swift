@@ -122,18 +122,52 @@ extension Dataset {
                 withFeatures(bytes: { buffer in
                     let base = buffer.baseAddress!
                     for i in 0..<rowCount {
-                        let from = base + Int(rows[i]) * width, to = inputs + i * width
-                        for f in 0..<width { to[f] = Float(from[f]) * scale[f] + shift[f] }
+                        Self.transformRow(base + Int(rows[i]) * width, scale, shift, inputs + i * width, width)
                     }
                 }, floats: { buffer in
                     let base = buffer.baseAddress!
                     for i in 0..<rowCount {
-                        let from = base + Int(rows[i]) * width, to = inputs + i * width
-                        for f in 0..<width { to[f] = from[f] * scale[f] + shift[f] }
+                        Self.transformRow(base + Int(rows[i]) * width, scale, shift, inputs + i * width, width)
                     }
                 })
             }
         }
+    }
+}
+
+extension Dataset {
+    /// to = from·scale + shift, eight features at a time. Swift cannot prove that `to` aliases
+    /// none of the three sources, so the scalar loop stayed scalar: the gather was 3.2 % of a
+    /// one-process step in perf. Each lane does the scalar's multiply, then its add (Swift
+    /// contracts nothing into an FMA), so the batch is bit-identical.
+    @inline(__always)
+    fileprivate static func transformRow(_ from: UnsafePointer<UInt8>, _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>,
+                                         _ to: UnsafeMutablePointer<Float>, _ width: Int) {
+        let end = width - width % 8
+        var f = 0
+        while f < end {
+            let value = SIMD8<Float>(UnsafeRawPointer(from + f).loadUnaligned(as: SIMD8<UInt8>.self))
+            let a = UnsafeRawPointer(scale + f).loadUnaligned(as: SIMD8<Float>.self)
+            let b = UnsafeRawPointer(shift + f).loadUnaligned(as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(to + f).storeBytes(of: value * a + b, as: SIMD8<Float>.self)
+            f += 8
+        }
+        while f < width { to[f] = Float(from[f]) * scale[f] + shift[f]; f += 1 }
+    }
+
+    @inline(__always)
+    fileprivate static func transformRow(_ from: UnsafePointer<Float>, _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>,
+                                         _ to: UnsafeMutablePointer<Float>, _ width: Int) {
+        let end = width - width % 8
+        var f = 0
+        while f < end {
+            let value = UnsafeRawPointer(from + f).loadUnaligned(as: SIMD8<Float>.self)
+            let a = UnsafeRawPointer(scale + f).loadUnaligned(as: SIMD8<Float>.self)
+            let b = UnsafeRawPointer(shift + f).loadUnaligned(as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(to + f).storeBytes(of: value * a + b, as: SIMD8<Float>.self)
+            f += 8
+        }
+        while f < width { to[f] = from[f] * scale[f] + shift[f]; f += 1 }
     }
 }
 

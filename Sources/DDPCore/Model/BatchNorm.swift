@@ -114,21 +114,14 @@ public final class BatchNorm: Layer {
         let width = inputWidth
         guard context.training && trainable else {
             let affine = prepareInference()
-            for row in 0..<batch {
-                let x = input + row * width, y = output + row * width
-                for j in 0..<width { y[j] = affine.apply(x[j], j) }
-            }
+            for row in 0..<batch { affine.apply(row: input + row * width, output: output + row * width, width: width) }
             return
         }
         let affine = try prepareTraining(input, batch: batch, context: context)
         let xHat = normalized.baseAddress!
         for row in 0..<batch {
-            let x = input + row * width, y = output + row * width, h = xHat + row * width
-            for j in 0..<width {
-                let normalizedValue = affine.normalize(x[j], j)
-                h[j] = normalizedValue
-                y[j] = affine.scaleAndShift(normalizedValue, j)
-            }
+            let o = row * width
+            affine.apply(row: input + o, normalized: xHat + o, output: output + o, width: width)
         }
     }
 
@@ -140,12 +133,40 @@ public final class BatchNorm: Layer {
         let mean, inverseStd, gamma, beta: UnsafePointer<Float>
         @inline(__always) func normalize(_ x: Float, _ j: Int) -> Float { (x - mean[j]) * inverseStd[j] }
         @inline(__always) func scaleAndShift(_ normalizedValue: Float, _ j: Int) -> Float { gamma[j] * normalizedValue + beta[j] }
+
+        /// One row: x̂ into `h`, y into `y`, eight features at a time with the scalar's operations.
+        @inline(__always) func apply(row x: UnsafePointer<Float>, normalized h: UnsafeMutablePointer<Float>,
+                                     output y: UnsafeMutablePointer<Float>, width: Int) {
+            let end = width - width % 8
+            var j = 0
+            while j < end {
+                let normalizedValue = (load8(x + j) - load8(mean + j)) * load8(inverseStd + j)
+                store8(normalizedValue, h + j)
+                store8(load8(gamma + j) * normalizedValue + load8(beta + j), y + j)
+                j += 8
+            }
+            while j < width {
+                h[j] = normalize(x[j], j)
+                y[j] = scaleAndShift(h[j], j)
+                j += 1
+            }
+        }
     }
 
     /// Inference: y = x·scale + shift with scale = γ/√(running_var + ε), shift = β − running_mean·scale.
     struct InferenceAffine {
         let scale, shift: UnsafePointer<Float>
         @inline(__always) func apply(_ x: Float, _ j: Int) -> Float { x * scale[j] + shift[j] }
+
+        @inline(__always) func apply(row x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>, width: Int) {
+            let end = width - width % 8
+            var j = 0
+            while j < end {
+                store8(load8(x + j) * load8(scale + j) + load8(shift + j), y + j)
+                j += 8
+            }
+            while j < width { y[j] = apply(x[j], j); j += 1 }
+        }
     }
 
     func prepareInference() -> InferenceAffine {
@@ -163,12 +184,22 @@ public final class BatchNorm: Layer {
         let width = inputWidth
         let sums = reduction.baseAddress!
         reduction.update(repeating: 0)
+        let end = width - width % 8
         for row in 0..<batch {
             let x = input + row * width
-            for j in 0..<width {
+            var j = 0
+            while j < end {
+                let value = SIMD8<Double>(load8(x + j))
+                UnsafeMutableRawPointer(sums + j).storeBytes(of: loadDouble8(sums + j) + value, as: SIMD8<Double>.self)
+                UnsafeMutableRawPointer(sums + width + j).storeBytes(of: loadDouble8(sums + width + j) + value * value,
+                                                                    as: SIMD8<Double>.self)
+                j += 8
+            }
+            while j < width {
                 let value = Double(x[j])
                 sums[j] += value
                 sums[width + j] += value * value
+                j += 1
             }
         }
         sums[2 * width] = Double(batch)
@@ -213,14 +244,11 @@ public final class BatchNorm: Layer {
         }
         let xHat = normalized.baseAddress!
         let sums = beginGradientSums()
-        for row in 0..<batch {
-            let o = row * width
-            for j in 0..<width { sums.add(dy[o + j], xHat[o + j], j) }
-        }
+        for row in 0..<batch { sums.add(row: dy + row * width, normalized: xHat + row * width) }
         guard let formula = try finishGradientSums(inputGradient: dx != nil, context: context), let dx else { return }
         for row in 0..<batch {
             let o = row * width
-            for j in 0..<width { dx[o + j] = formula.apply(dy[o + j], xHat[o + j], j) }
+            formula.apply(row: dy + o, normalized: xHat + o, inputGradient: dx + o, width: width)
         }
     }
 
@@ -233,6 +261,20 @@ public final class BatchNorm: Layer {
             sums[j] += g
             sums[width + j] += g * Double(normalizedValue)
         }
+
+        /// One row of g and x̂, eight features at a time with the scalar's operations.
+        @inline(__always) func add(row g: UnsafePointer<Float>, normalized h: UnsafePointer<Float>) {
+            let end = width - width % 8
+            var j = 0
+            while j < end {
+                let gradient = SIMD8<Double>(load8(g + j))
+                UnsafeMutableRawPointer(sums + j).storeBytes(of: loadDouble8(sums + j) + gradient, as: SIMD8<Double>.self)
+                UnsafeMutableRawPointer(sums + width + j).storeBytes(
+                    of: loadDouble8(sums + width + j) + gradient * SIMD8<Double>(load8(h + j)), as: SIMD8<Double>.self)
+                j += 8
+            }
+            while j < width { add(g[j], h[j], j); j += 1 }
+        }
     }
 
     /// dx of one element from its g and x̂: scale·(g − mean(g) − x̂·mean(g·x̂)), scale = γ/√(σ²+ε).
@@ -240,6 +282,17 @@ public final class BatchNorm: Layer {
         let scale, meanGradient, meanGradientXHat: UnsafePointer<Float>
         @inline(__always) func apply(_ g: Float, _ normalizedValue: Float, _ j: Int) -> Float {
             scale[j] * (g - meanGradient[j] - normalizedValue * meanGradientXHat[j])
+        }
+
+        @inline(__always) func apply(row g: UnsafePointer<Float>, normalized h: UnsafePointer<Float>,
+                                     inputGradient dx: UnsafeMutablePointer<Float>, width: Int) {
+            let end = width - width % 8
+            var j = 0
+            while j < end {
+                store8(load8(scale + j) * (load8(g + j) - load8(meanGradient + j) - load8(h + j) * load8(meanGradientXHat + j)), dx + j)
+                j += 8
+            }
+            while j < width { dx[j] = apply(g[j], h[j], j); j += 1 }
         }
     }
 
@@ -295,4 +348,20 @@ public struct BatchNormSpec: ParsableLayerSpec, Equatable {
     public func makeLayers(configIndex: Int, inputWidth: Int, frozen: Bool) -> [Layer] {
         [BatchNorm(configIndex: configIndex, width: inputWidth, momentum: momentum, epsilon: epsilon, trainable: !frozen)]
     }
+}
+
+/// Eight floats (or doubles) at an unaligned address: the row loops above are written over
+/// SIMD8 because Swift cannot prove their buffers do not alias and leaves scalar loops scalar.
+@inline(__always) func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+}
+
+@inline(__always) func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> { load8(UnsafePointer(p)) }
+
+@inline(__always) func store8(_ value: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
+    UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD8<Float>.self)
+}
+
+@inline(__always) func loadDouble8(_ p: UnsafeMutablePointer<Double>) -> SIMD8<Double> {
+    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Double>.self)
 }

@@ -118,15 +118,10 @@ final class FusedNormActivation {
             let x = input + row * width
             var v = x
             if let training, let norm {
-                let h = norm.normalizedRows + row * width
-                for j in 0..<width {
-                    let normalizedValue = training.normalize(x[j], j)
-                    h[j] = normalizedValue
-                    preActivation[j] = training.scaleAndShift(normalizedValue, j)
-                }
+                training.apply(row: x, normalized: norm.normalizedRows + row * width, output: preActivation, width: width)
                 v = UnsafePointer(preActivation)
             } else if let inference {
-                for j in 0..<width { preActivation[j] = inference.apply(x[j], j) }
+                inference.apply(row: x, output: preActivation, width: width)
                 v = UnsafePointer(preActivation)
             }
             if dropping {
@@ -187,12 +182,12 @@ final class FusedNormActivation {
         for row in 0..<batch {
             let o = row * width
             Self.maskedGradient(dy + o, mask + o, dy + o, width)
-            for j in 0..<width { sums.add(dy[o + j], xHat[o + j], j) }
+            sums.add(row: dy + o, normalized: xHat + o)
         }
         guard let formula = try norm.finishGradientSums(inputGradient: dx != nil, context: context), let dx else { return }
         for row in 0..<batch {
             let o = row * width
-            for j in 0..<width { dx[o + j] = formula.apply(dy[o + j], xHat[o + j], j) }
+            formula.apply(row: dy + o, normalized: xHat + o, inputGradient: dx + o, width: width)
         }
     }
 }
