@@ -48,6 +48,20 @@ static inline int cmpi_reduce_scatter_block_sum_float(const float *send, float *
     return MPI_Reduce_scatter_block(send, receive, block, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
 }
 
+// The bucketed form, nonblocking: rank r receives counts[r] floats of the sum (those after
+// counts[0] + … + counts[r - 1]); started while backward still runs, finished before the update.
+static inline int cmpi_ireduce_scatter_sum_float(const float *send, float *receive, const int *counts, MPI_Request *request) {
+    return MPI_Ireduce_scatter(send, receive, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, request);
+}
+
+static inline int cmpi_testall(int count, MPI_Request *requests, int *done) {
+    return MPI_Testall(count, requests, done, MPI_STATUSES_IGNORE);
+}
+
+static inline int cmpi_waitall(int count, MPI_Request *requests) {
+    return MPI_Waitall(count, requests, MPI_STATUSES_IGNORE);
+}
+
 /// In place: rank r's block is already at buffer[r * block].
 static inline int cmpi_allgather_in_place_float(float *buffer, int block) {
     return MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, buffer, block, MPI_FLOAT, MPI_COMM_WORLD);

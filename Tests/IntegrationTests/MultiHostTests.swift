@@ -196,7 +196,7 @@ final class MultiHostTests: IntegrationTestCase {
                        stillAlive.map { "\($0) \(ProcessTable.commandLine($0))" }.joined(separator: "; "))
         XCTAssertTrue(output.contains("ddp: watchdog: rank ") && output.contains(" of 4 (host \(Self.host(0)))"),
                       "no watchdog message from a rank on host 0:\n\(output)")
-        // Under the sharded update across hosts: MPI_Reduce_scatter_block, MPI_Allgather or the totals' MPI_Allreduce.
+        // Under the sharded update across hosts: MPI_Waitall (the bucketed reduce-scatter), MPI_Allgather or an MPI_Allreduce.
         XCTAssertNotNil(output.range(of: #"in MPI_[A-Z][A-Za-z_]+ \("#, options: .regularExpression),
                       "the watchdog message does not name the collective:\n\(output)")
         XCTAssertTrue(output.contains("distributed.timeout_seconds = 6"), "the message does not name the deadline:\n\(output)")

@@ -12,6 +12,15 @@ public protocol Communicator: AnyObject {
     /// Sums `send` (size × `receive.count` floats, the same layout on every rank) over all ranks
     /// and leaves block `rank` of the sum in `receive`: MPI_Reduce_scatter_block.
     func reduceScatterSum(_ send: UnsafePointer<Float>, into receive: UnsafeMutableBufferPointer<Float>) throws
+    /// Starts summing Σ counts floats at `send` over all ranks without waiting; rank r receives
+    /// its `counts[r]` floats of the sum (those after counts[0] + … + counts[r − 1]) at `receive`:
+    /// MPI_Ireduce_scatter. `send`, `receive` and `counts` must stay as they are until
+    /// `finishReductions`. At most `maxPendingReductions` at once.
+    func beginReduceScatterSum(_ send: UnsafePointer<Float>, counts: UnsafePointer<Int32>, into receive: UnsafeMutablePointer<Float>) throws
+    /// Lets started reductions progress (MPI_Testall): called between layers of backward.
+    func progressReductions() throws
+    /// Waits until every started reduction is done.
+    func finishReductions() throws
     /// In place: rank r's `block` floats sit at `buffer[r·block]`; afterwards every rank has all
     /// of them. `buffer` holds size × block floats: MPI_Allgather.
     func allgather(_ buffer: UnsafeMutableBufferPointer<Float>, block: Int) throws
@@ -31,8 +40,19 @@ public protocol Communicator: AnyObject {
     func nodeSharedFloats(_ count: Int) throws -> UnsafeMutablePointer<Float>?
 }
 
+/// Most reductions `beginReduceScatterSum` may have started and not finished.
+public let maxPendingReductions = 16
+
 extension Communicator {
     public var isRoot: Bool { rank == 0 }
+
+    /// One rank: the sum is the rank's own floats, at once.
+    public func beginReduceScatterSum(_ send: UnsafePointer<Float>, counts: UnsafePointer<Int32>, into receive: UnsafeMutablePointer<Float>) throws {
+        precondition(size == 1, "beginReduceScatterSum: this communicator has no nonblocking reduction for \(size) ranks")
+        if UnsafePointer(receive) != send { receive.update(from: send, count: Int(counts[0])) }
+    }
+    public func progressReductions() throws {}
+    public func finishReductions() throws {}
 
     /// Broadcasts an array of trivially-copyable values in place from `root`.
     public func broadcast<T: BitwiseCopyable>(_ values: inout [T], root: Int = 0) throws {

@@ -30,11 +30,18 @@ public protocol GradientSync: AnyObject {
     /// `stop`: this rank received a preemption signal.
     func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals
     func update(lr: Float) throws
+    /// Called by backward after each layer: the trainable gradients from `offset` on are final.
+    /// A sync may start reducing them; it must not touch gradients before `offset`.
+    func gradientsReady(from offset: Int) throws
     /// Collective: the optimizer's moments over the whole trainable buffer (trainableCount
     /// floats each), on rank 0; nil on the other ranks. Checkpoints stay independent of np.
     func gatherOptimizerState() throws -> (first: [Float], second: [Float])?
     /// Collective: rank 0's whole-buffer moments (nil elsewhere) become every rank's state.
     func scatterOptimizerState(_ state: (first: [Float], second: [Float])?) throws
+}
+
+extension GradientSync {
+    public func gradientsReady(from offset: Int) throws {}
 }
 
 /// The network of a run and the strategy that updates it, built together because the sharded
@@ -59,7 +66,8 @@ public func makeNetworkAndSync(config: TrainingConfig, communicator: Communicato
         }
     }
     let network = try Network(config: config.model, shards: size)
-    return (network, ShardedSync(network: network, config: config.optimizer, communicator: communicator))
+    return (network, ShardedSync(network: network, config: config.optimizer, communicator: communicator,
+                                 bucketFloats: Int(config.distributed.bucketKilobytes * 1024 / 4)))
 }
 
 /// One MPI_Allreduce per step over [gradients | loss sum, samples, correct, non-finite, stop]; every

@@ -79,6 +79,31 @@ public final class MPICommunicator: Communicator {
         try timed(.reduceScatter, receive.count, "floats per rank", bytes: 4 * receive.count * size) { cmpi_reduce_scatter_block_sum_float(send, base, block) }
     }
 
+    /// Requests of the reductions begun and not yet finished (`maxPendingReductions` slots).
+    private let requests = UnsafeMutablePointer<MPI_Request?>.allocate(capacity: maxPendingReductions)
+    private var pending = 0
+
+    public func beginReduceScatterSum(_ send: UnsafePointer<Float>, counts: UnsafePointer<Int32>, into receive: UnsafeMutablePointer<Float>) throws {
+        precondition(pending < maxPendingReductions, "beginReduceScatterSum: \(pending) reductions already pending")
+        let slot = requests + pending
+        let total = (0..<size).reduce(0) { $0 + Int(counts[$1]) }
+        try timed(.reduceScatterStart, total, "floats", bytes: 4 * total) { cmpi_ireduce_scatter_sum_float(send, receive, counts, slot) }
+        pending += 1
+    }
+
+    public func progressReductions() throws {
+        guard pending > 0 else { return }
+        var done: Int32 = 0
+        try Self.check(cmpi_testall(Int32(pending), requests, &done), "MPI_Testall(\(pending) reductions)", rank: rank)
+    }
+
+    public func finishReductions() throws {
+        guard pending > 0 else { return }
+        let count = Int32(pending)
+        try timed(.reductionsWait, pending, "reductions", bytes: 0) { cmpi_waitall(count, requests) }
+        pending = 0
+    }
+
     public func allgather(_ buffer: UnsafeMutableBufferPointer<Float>, block: Int) throws {
         guard size > 1, let base = buffer.baseAddress else { return }
         precondition(buffer.count >= block * size, "allgather: \(buffer.count) floats cannot hold \(size) blocks of \(block)")

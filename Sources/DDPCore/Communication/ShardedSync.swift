@@ -28,14 +28,22 @@
 /// 2026-11-23): 84.0k samples/s through shared memory, 63.2k through MPI's reduce-scatter and
 /// allgather, 59.0k with one allreduce.
 ///
-/// Overlapping communication with backward: not done. On one node there is no reduce-scatter
-/// to overlap (the ranks wait at a barrier for the slowest one, then read memory). Over MPI,
-/// `benchmarks/overlap_probe.c` (np = 2) measured the last layers' 68,096-float reduce-scatter
-/// (173–236 µs) started nonblocking before the first layer's dW GEMM (250–276 µs) and waited
-/// for after it: 7–204 µs saved of ~450 µs (4 runs, median ~88 µs), so OpenMPI's nonblocking
-/// collectives do progress during compute here. Taking that gain means bucketed
-/// reduce-scatters, each rank owning one slice per bucket instead of one contiguous block: left
-/// for the multi-node path.
+/// Overlapping communication with backward (MPI path): backward reports after each layer
+/// which gradients are final (`gradientsReady`, last layers first). Once `distributed.bucket_kb`
+/// (128 kB) of them are, their reduce-scatter starts nonblocking (MPI_Ireduce_scatter, each
+/// rank receiving the part inside its own block, so shards stay contiguous and the optimizer,
+/// the allgather and checkpoints are unchanged) and progresses while the earlier layers'
+/// gradients are computed; the rest is started after backward, and all are waited for before
+/// the update. On the default model that overlaps the last 68,618 floats with the first
+/// layer's backward; its 200,704-float kernel gradient comes last and cannot overlap.
+/// `benchmarks/overlap_probe.c` had bounded the gain at 7–204 µs of a ~450 µs reduce-scatter.
+/// Measured against the same code with one blocking reduce-scatter, the binaries alternated,
+/// 128 samples per rank, 2-core development machine, 2026-11-23: on two hosts of
+/// `launch/cluster` joined at 1 Gbit/s, **1.11×** (15.4k against 13.9k samples/s, 4 of 4
+/// rounds, 2 epochs each; communication 3.03 s an epoch instead of 3.40 s); on one node with
+/// `distributed.shared_memory=false`, 1.011× (5 of 6 rounds faster). On one node with shared
+/// memory there is nothing to overlap: ranks wait at a barrier for the slowest, then read
+/// memory.
 public final class ShardedSync: GradientSync {
     public let optimizer: Optimizer
     private let network: Network
@@ -58,12 +66,21 @@ public final class ShardedSync: GradientSync {
     private let totals: UnsafeMutableBufferPointer<Double>
     /// Node-shared mode: every rank's reduction buffer, rank r's at `base + r·stride`.
     private let gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)?
+    /// MPI mode, this step: the gradients from here to the padded end are being reduced.
+    private var unreducedEnd: Int
+    private var bucketsBegun = 0
+    /// Each begun bucket's receive counts, one per rank (MPI reads them until it finishes).
+    private let bucketCounts: UnsafeMutablePointer<Int32>
+    /// The fewest floats of final gradient that begin a bucket before backward ends
+    /// (`distributed.bucket_kb`); 0: none does.
+    private let minimumBucket: Int
 
     /// `gradientSlots`: given when the network's parameters and every rank's reduction buffer
     /// live in node-shared windows (rank r's at base + r·stride).
     public init(network: Network, config: OptimizerConfig, communicator: Communicator,
-                gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)? = nil) {
+                gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)? = nil, bucketFloats: Int = 1 << 15) {
         self.network = network
+        minimumBucket = bucketFloats
         self.gradientSlots = gradientSlots
         self.communicator = communicator
         clipNorm = config.clipNorm
@@ -77,12 +94,41 @@ public final class ShardedSync: GradientSync {
         shardScratch.initialize(repeating: 0)
         totals = .allocate(capacity: 7)
         totals.initialize(repeating: 0)
+        unreducedEnd = communicator.size * block
+        bucketCounts = .allocate(capacity: maxPendingReductions * communicator.size)
+        bucketCounts.initialize(repeating: 0, count: maxPendingReductions * communicator.size)
     }
 
     deinit {
         shardGradient.deallocate()
         shardScratch.deallocate()
         totals.deallocate()
+        bucketCounts.deallocate()
+    }
+
+    /// MPI mode: once at least `minimumBucket` more floats of gradient are final, starts their
+    /// reduce-scatter while backward goes on (each rank receives the part of them inside its
+    /// own block, so the shards stay contiguous); otherwise lets begun ones progress.
+    public func gradientsReady(from offset: Int) throws {
+        guard gradientSlots == nil else { return }
+        if minimumBucket > 0 && unreducedEnd - offset >= minimumBucket && bucketsBegun < maxPendingReductions - 1 {
+            try beginBucket(offset..<unreducedEnd)
+        } else if bucketsBegun > 0 {
+            try communicator.progressReductions()
+        }
+    }
+
+    private func beginBucket(_ range: Range<Int>) throws {
+        let size = communicator.size, rank = communicator.rank
+        let counts = bucketCounts + bucketsBegun * size
+        for r in 0..<size {
+            counts[r] = Int32(max(0, min(range.upperBound, (r + 1) * block) - max(range.lowerBound, r * block)))
+        }
+        let receive = counts[rank] > 0 ? max(range.lowerBound, rank * block) - rank * block : 0
+        try communicator.beginReduceScatterSum(UnsafePointer(network.paddedGradients.baseAddress! + range.lowerBound),
+                                               counts: counts, into: shardGradient.baseAddress! + receive)
+        unreducedEnd = range.lowerBound
+        bucketsBegun += 1
     }
 
     public func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals {
@@ -90,8 +136,10 @@ public final class ShardedSync: GradientSync {
             try communicator.barrier()
             sumSlots(gradientSlots.base, stride: gradientSlots.stride)
         } else {
-            try communicator.reduceScatterSum(UnsafePointer(network.paddedGradients.baseAddress!),
-                                              into: UnsafeMutableBufferPointer(rebasing: shardGradient[0..<block]))
+            if unreducedEnd > 0 { try beginBucket(0..<unreducedEnd) }
+            try communicator.finishReductions()
+            unreducedEnd = communicator.size * block
+            bucketsBegun = 0
         }
         let gradient = shardGradient.baseAddress!
         totals[0] = lossSum

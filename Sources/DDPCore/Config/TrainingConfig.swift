@@ -44,6 +44,11 @@ public struct DistributedConfig: Sendable, Equatable {
     /// node-shared windows, reduced by reading each other's memory (no reduce-scatter, no
     /// allgather). `false`: MPI collectives even on one node.
     public var sharedMemory = true
+    /// MPI path of the sharded update: once this many kB of the gradient are final during
+    /// backward (the last layers come first), their reduce-scatter starts and runs while the
+    /// earlier layers' gradients are computed; 0 = one reduce-scatter after backward. torch
+    /// DDP's `bucket_cap_mb` plays the same part.
+    public var bucketKilobytes = 128.0
     /// The collective deadline: a rank that has waited this long in one blocking MPI call ends
     /// the job (see `CollectiveWatchdog`). torch.distributed's defaults are 10 to 30 minutes;
     /// 300 s is far above any collective of a healthy job and ends a lost-host job quickly.
@@ -186,6 +191,7 @@ public struct TrainingConfig: Sendable, Equatable {
         if var section = try top.section("distributed") {
             config.distributed.shardedUpdate = try section.bool("sharded_update", default: true)
             config.distributed.sharedMemory = try section.bool("shared_memory", default: true)
+            config.distributed.bucketKilobytes = try section.double("bucket_kb", default: config.distributed.bucketKilobytes, in: 0...1_048_576)
             config.distributed.timeoutSeconds = try section.double("timeout_seconds", default: config.distributed.timeoutSeconds,
                                                                    in: 1...604_800)
             try section.finish()

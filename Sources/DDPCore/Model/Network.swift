@@ -75,6 +75,10 @@ public final class Network {
         case fused(FusedNormActivation)
     }
     private let steps: [Step]
+    /// After backward has run `steps[i]` (and every step after it), the trainable gradients
+    /// from `gradientsFinal[i]` to `trainableCount` are final: a layer's parameters sit after
+    /// those of the layers before it, and frozen ones after all trainable ones.
+    private let gradientsFinal: [Int]
     /// Kernel and bias penalties as (offset, count, penalty), for the per-step loop.
     private let weightPenalties: [(offset: Int, count: Int, penalty: Penalty)]
     /// Constrained tensors as rows (see `WeightConstraint`), for the after-update pass.
@@ -199,6 +203,14 @@ public final class Network {
             throw DDPError(.config, "model.layers: every layer with parameters has trainable: false, so there is nothing to train")
         }
         tensors = slots
+        gradientsFinal = steps.map { step in
+            let first: Int
+            switch step {
+            case .layer(let index): first = index
+            case .fused(let run): first = run.first
+            }
+            return layers.indices.filter { $0 >= first && layers[$0].trainable }.map { layerStarts[$0].parameter }.min() ?? trainableCount
+        }
         weightPenalties = slots.compactMap { slot in slot.regularizer.map { (slot.offset, slot.count, $0) } }
         self.constraints = constraints
         self.trainableCount = trainableCount
@@ -313,14 +325,18 @@ public final class Network {
     /// Backpropagates `outputGradient` through every layer, adding each parameter's gradient
     /// into `gradients`. Call `zeroGradients()` first. `gradientScale` must be the one the loss
     /// gradient was scaled by: the activity penalties' gradients get the same factor.
-    public func backward(batch: Int, context: StepContext, gradientScale: Float = 1) throws {
+    /// `gradientsReady(offset)` after each layer (or fused run): the trainable gradients from
+    /// `offset` on are final, so a gradient sync may start reducing them while the rest of
+    /// backward runs.
+    public func backward(batch: Int, context: StepContext, gradientScale: Float = 1,
+                         gradientsReady: (Int) throws -> Void = { _ in }) throws {
         var dy = gradientScratch[0].baseAddress!
         var dx = gradientScratch[1].baseAddress!
         func layerInput(_ index: Int) -> UnsafePointer<Float> {
             UnsafePointer(index == 0 ? input.baseAddress! : outputs[index - 1].baseAddress!)
         }
-        for step in steps.reversed() {
-            switch step {
+        for stepIndex in steps.indices.reversed() {
+            switch steps[stepIndex] {
             case .layer(let index):
                 let layer = layers[index]
                 let output = outputs[index].baseAddress!
@@ -339,6 +355,7 @@ public final class Network {
                                  inputGradient: run.first == 0 ? nil : dx, batch: batch, context: context)
             }
             swap(&dy, &dx)
+            try gradientsReady(gradientsFinal[stepIndex])
         }
     }
 

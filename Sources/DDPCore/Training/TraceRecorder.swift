@@ -17,7 +17,7 @@ import Darwin
 public final class TraceRecorder {
     public enum Span: Int, CaseIterable, Sendable {
         case data, forward, backward, update, validation, checkpoint
-        case allreduce, reduceScatter, allgather, broadcast, barrier, gather, scatter
+        case allreduce, reduceScatter, allgather, broadcast, barrier, gather, scatter, reduceScatterStart, reductionsWait
 
         /// The span's name in the trace; for a collective, the MPI call the watchdog names too.
         var name: StaticString {
@@ -35,6 +35,8 @@ public final class TraceRecorder {
             case .barrier: "MPI_Barrier"
             case .gather: "MPI_Gather"
             case .scatter: "MPI_Scatter"
+            case .reduceScatterStart: "MPI_Ireduce_scatter"
+            case .reductionsWait: "MPI_Waitall"
             }
         }
         var category: String { rawValue >= Span.allreduce.rawValue ? "collective" : "step" }

@@ -276,7 +276,7 @@ public final class Trainer {
                                               width: network.outputWidth, gradient: network.outputGradient,
                                               gradientScale: meanScale)
             if let trace { trace.record(.forward, since: traceStart); traceStart = trace.now() }
-            try network.backward(batch: batch, context: context, gradientScale: meanScale)
+            try network.backward(batch: batch, context: context, gradientScale: meanScale) { try sync.gradientsReady(from: $0) }
             let syncStart = time.mark(computeStart, communicator, into: .compute)
             if let trace { trace.record(.backward, since: traceStart); traceStart = trace.now() }
             let localLoss = result.lossSum + activity
