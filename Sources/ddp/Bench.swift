@@ -34,6 +34,8 @@ struct Bench: ParsableCommand {
     var peer: String?
     @Option(help: "The PyTorch peer script (shared/peers/fmnist_torch.py).") var peerScript: String?
     @Option(help: "sgemm_peak.py: measure the 8-GEMM step limit with --peer's Python each round.") var gemmScript: String?
+    @Flag(inversion: .prefixedNo, help: "Also run each multi-rank case as N independent processes without MPI (one per core, batch as a rank's), the machine's ceiling for N ranks: what they would reach if communication were free. Not with --hostfile.")
+    var ceiling = true
 
     func validate() throws {
         if rankCounts.isEmpty { throw ValidationError("--ranks: expected positive integers, got '\(ranks)'") }
@@ -59,6 +61,8 @@ struct Bench: ParsableCommand {
         var sharded: Bool
         var sharedMemory = true
         var peer = false
+        /// N plain processes at once, each with one rank's batch and no MPI (`--ceiling`).
+        var independent = false
     }
 
     struct Figures: Codable {
@@ -75,6 +79,9 @@ struct Bench: ParsableCommand {
             if threadComparison { cases.append(Case(name: "1 process × \(n) threads", ranks: 1, threads: n, scaling: "-", sharded: false)) }
             for mode in scalings {
                 cases.append(Case(name: "np=\(n) \(mode)", ranks: n, threads: 1, scaling: mode, sharded: true))
+                if ceiling && hostfile == nil {
+                    cases.append(Case(name: "np=\(n) \(mode), no comm", ranks: n, threads: 1, scaling: mode, sharded: true, independent: true))
+                }
                 if allreduce {
                     cases.append(Case(name: "np=\(n) \(mode) mpi", ranks: n, threads: 1, scaling: mode, sharded: true, sharedMemory: false))
                     cases.append(Case(name: "np=\(n) \(mode) allreduce", ranks: n, threads: 1, scaling: mode, sharded: false))
@@ -93,7 +100,9 @@ struct Bench: ParsableCommand {
         for round in 1...repeats {
             var figures: [String: Figures] = [:]
             for item in cases {
-                figures[item.name] = try item.peer ? runPeer(item) : runOurs(item, binary: binary, batch: batch, round: round)
+                figures[item.name] = try item.peer ? runPeer(item)
+                    : item.independent ? runIndependent(item, binary: binary, batch: batch, round: round)
+                    : runOurs(item, binary: binary, batch: batch, round: round)
                 print("  round \(round)  " + Self.padded(item.name, 28) + String(format: " %9.0f samples/s", figures[item.name]!.samplesPerSecond))
             }
             if let limit = try gemmLimit(batch: batch) {
@@ -108,13 +117,21 @@ struct Bench: ParsableCommand {
 
     // MARK: Running
 
+    private func runDirectory(_ item: Case, round: Int) -> String {
+        let name = item.name.replacingOccurrences(of: ", ", with: "_").replacingOccurrences(of: " ", with: "_").replacingOccurrences(of: "×", with: "x")
+        return "\(out)/runs/\(name)-r\(round)"
+    }
+
+    private func trainArguments(_ item: Case, directory: String) -> [String] {
+        ["train", config, "--quiet", "--overwrite", "--run-dir", directory,
+         "--set", "training.epochs=\(epochs)", "--set", "early_stopping=null", "--set", "data.test=null",
+         "--set", "checkpoint.every_epochs=0", "--set", "distributed.sharded_update=\(item.sharded)",
+         "--set", "distributed.shared_memory=\(item.sharedMemory)"] + options.overrides.flatMap { ["--set", $0] }
+    }
+
     private func runOurs(_ item: Case, binary: String, batch: Int, round: Int) throws -> Figures {
-        let directory = "\(out)/runs/\(item.name.replacingOccurrences(of: " ", with: "_").replacingOccurrences(of: "×", with: "x"))-r\(round)"
-        var arguments = ["train", config, "--quiet", "--overwrite", "--run-dir", directory,
-                         "--set", "training.epochs=\(epochs)", "--set", "early_stopping=null", "--set", "data.test=null",
-                         "--set", "checkpoint.every_epochs=0", "--set", "distributed.sharded_update=\(item.sharded)",
-                         "--set", "distributed.shared_memory=\(item.sharedMemory)"]
-        arguments += options.overrides.flatMap { ["--set", $0] }
+        let directory = runDirectory(item, round: round)
+        var arguments = trainArguments(item, directory: directory)
         if item.scaling == "weak" { arguments += ["--set", "training.batch_size_per_rank=\(batch)"] }
         if item.scaling == "strong" { arguments += ["--set", "training.batch_size=\(batch)", "--set", "training.batch_size_per_rank=null"] }
         let output: String
@@ -124,11 +141,60 @@ struct Bench: ParsableCommand {
             output = try Self.execute(try Self.mpirun(), mpirunFlags(item) + ["-x", "OPENBLAS_NUM_THREADS=\(item.threads)", binary] + arguments,
                                       environment: [:], plain: false)
         }
+        let timed = try Self.timedEpochs(directory, item, output: output)
+        let rates = timed.compactMap(\.samplesPerSecond).sorted()
+        guard !rates.isEmpty else { throw DDPError(.training, "bench case \(item.name) recorded no samples/s") }
+        return Figures(samplesPerSecond: rates[rates.count / 2], shares: Self.shares(timed))
+    }
+
+    /// The ceiling of N ranks on this machine: N plain `ddp train` processes at once (pinned one
+    /// per core with taskset where it exists, as mpirun's --bind-to core pins ranks), each with
+    /// one rank's batch, no MPI: the same data, compute and update per step as a rank, minus all
+    /// communication and SyncBatchNorm's collectives. A process updates every parameter where a
+    /// rank of the sharded update updates 1/N of them, so (N − 1)/N of its measured update time
+    /// is taken off its epoch; the figure is the sum of the processes' samples/s.
+    private func runIndependent(_ item: Case, binary: String, batch: Int, round: Int) throws -> Figures {
+        let perProcess = item.scaling == "strong" ? batch / item.ranks : batch
+        guard perProcess > 0 else { throw DDPError(.config, "bench case \(item.name): a batch of \(batch) does not split over \(item.ranks) processes") }
+        let taskset = Self.onPath("taskset")
+        let pin = taskset != nil && item.ranks <= ProcessInfo.processInfo.activeProcessorCount
+        var running: [(directory: String, run: RunningCommand)] = []
+        for k in 0..<item.ranks {
+            let directory = runDirectory(item, round: round) + "-p\(k)"
+            let arguments = trainArguments(item, directory: directory)
+                + ["--set", "training.batch_size=\(perProcess)", "--set", "training.batch_size_per_rank=null"]
+            let command = pin ? (taskset!, ["-c", "\(k)", binary] + arguments) : (binary, arguments)
+            running.append((directory, try Self.start(command.0, command.1, environment: ["OPENBLAS_NUM_THREADS": "1"], plain: true)))
+        }
+        // Every process is waited for before any failure is reported, so none is left running.
+        let outputs = running.map { item in (item.directory, Result { try item.run.finish() }) }
+        var total = 0.0
+        var shares: [[Double]] = []
+        for (directory, output) in outputs {
+            let text = try output.get()
+            let timed = try Self.timedEpochs(directory, item, output: text)
+            let kept = 1 / Double(item.ranks)
+            let rates = timed.compactMap { epoch -> Double? in
+                guard let seconds = epoch.seconds, let rate = epoch.samplesPerSecond, let update = epoch.updateSeconds else { return nil }
+                return rate * seconds / (seconds - update * (1 - kept))
+            }.sorted()
+            guard !rates.isEmpty else { throw DDPError(.training, "bench case \(item.name) recorded no samples/s") }
+            total += rates[rates.count / 2]
+            shares.append(Self.shares(timed))
+        }
+        return Figures(samplesPerSecond: total, shares: shares[0])
+    }
+
+    /// The epochs that count (all but the first, which warms up) of a finished case.
+    private static func timedEpochs(_ directory: String, _ item: Case, output: String) throws -> [EpochMetrics] {
         let records = (try? RunMetrics.load(path: directory + "/metrics.jsonl"))?.epochs ?? []
         let timed = records.count > 1 ? Array(records.dropFirst()) : records
         guard !timed.isEmpty else { throw DDPError(.training, "bench case \(item.name) wrote no epochs; its output:\n\(output)") }
-        let rates = timed.compactMap(\.samplesPerSecond).sorted()
-        guard !rates.isEmpty else { throw DDPError(.training, "bench case \(item.name) recorded no samples/s") }
+        return timed
+    }
+
+    /// Mean shares of epoch time: data, compute, communication, update.
+    private static func shares(_ timed: [EpochMetrics]) -> [Double] {
         func share(_ part: KeyPath<EpochMetrics, Double?>) -> Double {
             let values = timed.compactMap { epoch -> Double? in
                 guard let part = epoch[keyPath: part], let total = epoch.seconds, total > 0 else { return nil }
@@ -136,8 +202,7 @@ struct Bench: ParsableCommand {
             }
             return values.isEmpty ? 0 : values.reduce(0, +) / Double(values.count)
         }
-        return Figures(samplesPerSecond: rates[rates.count / 2],
-                       shares: [\EpochMetrics.dataSeconds, \.computeSeconds, \.communicationSeconds, \.updateSeconds].map(share))
+        return [\EpochMetrics.dataSeconds, \.computeSeconds, \.communicationSeconds, \.updateSeconds].map(share)
     }
 
     private func mpirunFlags(_ item: Case) -> [String] {
@@ -176,15 +241,44 @@ struct Bench: ParsableCommand {
     }
 
     static func mpirun() throws -> String {
+        guard let path = onPath("mpirun") else { throw DDPError(.config, "mpirun was not found on PATH (install openmpi-bin)") }
+        return path
+    }
+
+    static func onPath(_ name: String) -> String? {
         for directory in (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":") {
-            let path = "\(directory)/mpirun"
+            let path = "\(directory)/\(name)"
             if FileManager.default.isExecutableFile(atPath: path) { return path }
         }
-        throw DDPError(.config, "mpirun was not found on PATH (install openmpi-bin)")
+        return nil
+    }
+
+    /// A started command whose output goes to a log file until `finish`.
+    struct RunningCommand {
+        let process: Process
+        let log: URL
+        let handle: FileHandle
+        let commandLine: String
+
+        /// Waits for the command; returns its output (stdout and stderr), or throws with it on failure.
+        func finish() throws -> String {
+            process.waitUntilExit()
+            try? handle.close()
+            defer { try? FileManager.default.removeItem(at: log) }
+            let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
+            guard process.terminationStatus == 0 else {
+                throw DDPError(.training, "`\(commandLine)` exited \(process.terminationStatus):\n\(output.suffix(3000))")
+            }
+            return output
+        }
     }
 
     /// Runs a command to completion; its output (stdout and stderr) is returned, a failure throws with it.
     static func execute(_ executable: String, _ arguments: [String], environment extra: [String: String], plain: Bool) throws -> String {
+        try start(executable, arguments, environment: extra, plain: plain).finish()
+    }
+
+    static func start(_ executable: String, _ arguments: [String], environment extra: [String: String], plain: Bool) throws -> RunningCommand {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
@@ -203,19 +297,18 @@ struct Bench: ParsableCommand {
         process.environment = environment
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("ddp-bench-\(UUID().uuidString).log")
         FileManager.default.createFile(atPath: log.path, contents: nil)
-        defer { try? FileManager.default.removeItem(at: log) }
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
-        try process.run()
-        process.waitUntilExit()
-        try? handle.close()
-        let output = (try? String(contentsOf: log, encoding: .utf8)) ?? ""
-        guard process.terminationStatus == 0 else {
-            throw DDPError(.training, "`\(([executable] + arguments).joined(separator: " "))` exited \(process.terminationStatus):\n\(output.suffix(3000))")
+        do {
+            try process.run()
+        } catch {
+            try? handle.close()
+            try? FileManager.default.removeItem(at: log)
+            throw error
         }
-        return output
+        return RunningCommand(process: process, log: log, handle: handle, commandLine: ([executable] + arguments).joined(separator: " "))
     }
 
     // MARK: Reporting
@@ -268,6 +361,10 @@ struct Bench: ParsableCommand {
             ratios["np=\(n) strong / np=\(n) strong mpi"] = Self.ratio(rounds, "np=\(n) strong", "np=\(n) strong mpi")
             ratios["np=\(n) weak / np=\(n) weak allreduce"] = Self.ratio(rounds, "np=\(n) weak", "np=\(n) weak allreduce")
             ratios["np=\(n) weak / torch peer np=\(n)"] = Self.ratio(rounds, "np=\(n) weak", "torch peer np=\(n)")
+            ratios["np=\(n) weak, no comm / torch peer np=\(n)"] = Self.ratio(rounds, "np=\(n) weak, no comm", "torch peer np=\(n)")
+            for mode in scalings {
+                ratios["np=\(n) \(mode) / np=\(n) \(mode), no comm"] = Self.ratio(rounds, "np=\(n) \(mode)", "np=\(n) \(mode), no comm")
+            }
         }
         ratios["np=1 / torch peer np=1"] = Self.ratio(rounds, "np=1", "torch peer np=1")
         if gemmLimits.count == rounds.count {
@@ -306,6 +403,14 @@ struct Bench: ParsableCommand {
                 return row.flatMap { $0.speedup.isFinite ? (Double(n), $0.speedup) : nil }
             }
             series.append(.init(name: mode, label: "\(mode) scaling", color: Palette.color(index), points: points))
+            let ceiling = counts.compactMap { n -> (x: Double, y: Double)? in
+                let row = summary.rows.first { $0.name == (n == 1 ? "np=1" : "np=\(n) \(mode), no comm") }
+                return row.flatMap { $0.speedup.isFinite ? (Double(n), $0.speedup) : nil }
+            }
+            if ceiling.count > 1 {
+                series.append(.init(name: "\(mode)-ceiling", label: "\(mode), no communication (ceiling)",
+                                    color: Palette.color(index), dashed: true, points: ceiling))
+            }
         }
         if threadComparison {
             let points = counts.compactMap { n -> (x: Double, y: Double)? in

@@ -1,0 +1,80 @@
+import Foundation
+import XCTest
+
+/// `ddp bench` end to end on a small config: every case is a real `ddp train` (under mpirun for
+/// two ranks, as two plain processes at once for the no-communication ceiling), and what it
+/// writes holds the figures of the runs it made. Nothing here is timed against a target.
+final class BenchTests: IntegrationTestCase {
+    func testBenchRunsEveryCaseAndWritesItsFigures() throws {
+        let config = try writeConfig("moons.yaml", """
+            seed: 3
+            data:
+              train: {format: moons, samples: 2000, noise: 0.2}
+              validation_split: 0.2
+            model:
+              inputs: 2
+              layers:
+                - {type: dense, units: 32, activation: relu}
+                - {type: batchnorm}
+                - {type: dense, units: 2}
+            loss: cross_entropy
+            optimizer: {type: adam, lr: 0.01}
+            training: {epochs: 2, batch_size: 64}
+            logging: {tensorboard: false}
+            """)
+        let out = path("bench")
+        let result = try runDDP(np: nil, ["bench", config, "--ranks", "1,2", "--repeats", "2", "--epochs", "2", "--out", out])
+        XCTAssertEqual(result.status, 0, "ddp bench failed:\n\(result.tail)")
+        guard result.status == 0 else { return }
+
+        let document = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: out + "/bench.json"))) as? [String: Any])
+        let cases = try XCTUnwrap(document["cases"] as? [[String: Any]])
+        let names = cases.compactMap { $0["name"] as? String }
+        XCTAssertEqual(names, ["np=1", "1 process × 2 threads", "np=2 strong", "np=2 strong, no comm", "np=2 weak", "np=2 weak, no comm"])
+        let rounds = try XCTUnwrap(document["rounds"] as? [[String: [String: Any]]])
+        XCTAssertEqual(rounds.count, 2)
+        for (index, round) in rounds.enumerated() {
+            for name in names {
+                let figures = try XCTUnwrap(round[name], "round \(index + 1) has no \(name)")
+                let rate = try XCTUnwrap(figures["samplesPerSecond"] as? Double)
+                XCTAssertGreaterThan(rate, 0, "\(name), round \(index + 1)")
+                let shares = try XCTUnwrap(figures["shares"] as? [Double])
+                XCTAssertEqual(shares.count, 4, name)
+                XCTAssertLessThanOrEqual(shares.reduce(0, +), 1.0001, "\(name): shares of epoch time sum above 1")
+                if name.hasSuffix("no comm") || !name.hasPrefix("np=2") {
+                    XCTAssertEqual(shares[2], 0, "\(name) ran no collective, yet has a communication share")
+                } else {
+                    XCTAssertGreaterThan(shares[2], 0, "\(name) ran SyncBatchNorm's and the gradient sync's collectives")
+                }
+            }
+        }
+        // Each summary row is the median of its rounds (two rounds: their mean), its speedup the
+        // median of the within-round ratios to np=1.
+        let rows = try XCTUnwrap(document["summary"] as? [[String: Any]])
+        for row in rows {
+            let name = try XCTUnwrap(row["name"] as? String)
+            let rates = rounds.compactMap { $0[name]?["samplesPerSecond"] as? Double }
+            let ratios = rounds.compactMap { round -> Double? in
+                guard let a = round[name]?["samplesPerSecond"] as? Double, let b = round["np=1"]?["samplesPerSecond"] as? Double else { return nil }
+                return a / b
+            }
+            XCTAssertEqual(try XCTUnwrap(row["samplesPerSecond"] as? Double), rates.reduce(0, +) / 2, accuracy: 1e-6, name)
+            XCTAssertEqual(try XCTUnwrap(row["speedup"] as? Double), ratios.reduce(0, +) / 2, accuracy: 1e-9, name)
+        }
+        let ratios = try XCTUnwrap(document["ratios"] as? [String: Double])
+        XCTAssertNotNil(ratios["np=2 strong / np=2 strong, no comm"])
+        XCTAssertNotNil(ratios["np=2 weak / np=2 weak, no comm"])
+
+        // The ceiling's processes trained as two ranks would: each with one rank's batch.
+        for (scaling, batch) in [("strong", 32), ("weak", 64)] {
+            for process in 0..<2 {
+                let saved = try String(contentsOfFile: "\(out)/runs/np=2_\(scaling)_no_comm-r1-p\(process)/config.yaml", encoding: .utf8)
+                XCTAssertTrue(saved.contains("batch_size: \(batch)\n"), "\(scaling) ceiling, process \(process): not batch \(batch):\n\(saved)")
+            }
+        }
+        XCTAssertTrue(result.output.contains("np=2 strong, no comm"), result.tail)
+        let svg = try String(contentsOfFile: out + "/speedup.svg", encoding: .utf8)
+        XCTAssertTrue(svg.contains("strong, no communication (ceiling)") && svg.contains("weak scaling"), "speedup.svg lacks its series")
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/table.md"))
+    }
+}
