@@ -8,8 +8,10 @@ final class ShardedUpdateTests: IntegrationTestCase {
     /// Dropout, Gaussian noise, SyncBatchNorm, L1/L2 penalties on both kernels and a bias, AdamW.
     /// 98 parameters: on 4 ranks the blocks are 32 floats, so rank 3 updates 2 parameters and
     /// the padding is 30 floats; kernels and the penalized bias straddle block boundaries.
-    static func yaml(epochs: Int, clip: String = "") -> String {
-        """
+    static func yaml(epochs: Int, clip: String = "", penalties: Bool = true) -> String {
+        let kernel1 = penalties ? ", kernel_regularizer: {l1: 1.0e-3, l2: 1.0e-3}" : ""
+        let kernel2 = penalties ? ", kernel_regularizer: {l2: 1.0e-3}, bias_regularizer: {l2: 1.0e-2}" : ""
+        return """
         seed: 11
         data:
           train: {format: moons, samples: 243, noise: 0.2}
@@ -18,12 +20,12 @@ final class ShardedUpdateTests: IntegrationTestCase {
         model:
           inputs: 2
           layers:
-            - {type: dense, units: 16, use_bias: false, kernel_regularizer: {l1: 1.0e-3, l2: 1.0e-3}}
+            - {type: dense, units: 16, use_bias: false\(kernel1)}
             - {type: gaussian_noise, stddev: 0.1}
             - {type: batchnorm}
             - {type: activation, fn: relu}
             - {type: dropout, rate: 0.2}
-            - {type: dense, units: 2, kernel_regularizer: {l2: 1.0e-3}, bias_regularizer: {l2: 1.0e-2}}
+            - {type: dense, units: 2\(kernel2)}
         loss: cross_entropy
         optimizer: {type: adamw, lr: 0.01, weight_decay: 0.01\(clip)}
         training: {epochs: \(epochs), batch_size: 30, shuffle: true}
@@ -58,6 +60,24 @@ final class ShardedUpdateTests: IntegrationTestCase {
                 assertSeriesClose(a.values("loss"), s.values("loss"), tolerance: 1e-6, "np=\(np) \(name): loss (penalties included)")
                 assertSeriesClose(a.values("val_loss"), s.values("val_loss"), tolerance: 1e-6, "np=\(np) \(name): val_loss")
             }
+        }
+    }
+
+    /// Without penalties or clipping, AdamW on one node never stores the reduced gradient: the
+    /// optimizer sums every rank's slot as it reads it. Same weights and moments as the single
+    /// allreduce, and the same as the MPI path, which stores it.
+    func testUpdateThatSumsTheSlotsAgreesWithAllreduce() throws {
+        let config = try writeConfig("plain.yaml", Self.yaml(epochs: 4, penalties: false))
+        for np in [2, 4] {
+            let allreduce = path("plain-allreduce-np\(np)")
+            try train(np: np, config: config, runDirectory: allreduce, ["--set", "distributed.sharded_update=false"])
+            let shared = path("plain-shared-np\(np)")
+            try train(np: np, config: config, runDirectory: shared)
+            assertTensorsClose(try readTensors(allreduce + "/model.safetensors"), try readTensors(shared + "/model.safetensors"),
+                               tolerance: 1e-6, "np=\(np): slots summed in the update vs allreduce weights")
+            let checkpoint = "checkpoints/epoch-0004.safetensors"
+            assertTensorsClose(try readTensors("\(allreduce)/\(checkpoint)"), try readTensors("\(shared)/\(checkpoint)"),
+                               tolerance: 1e-5, "np=\(np): moments", only: { $0.hasPrefix("optimizer.") })
         }
     }
 

@@ -19,7 +19,9 @@
 ///     barrier                       every rank's gradients are in its slot
 ///     sum slot 0 … N−1 over block r (in rank order: the same sum whichever rank computes it)
 ///     MPI_Allreduce(7 doubles)      as above; also: every rank has finished reading the slots
-///     update block r                copied out of the window and back, no allgather
+///     update block r                into a private copy, then copied into the window, no
+///                                   allgather (without penalties or clipping, the sum of the
+///                                   slots is taken here, as the optimizer reads each element)
 ///     barrier                       every block is updated before any rank's next forward
 ///
 /// Each rank reads P floats of gradients and writes P/N parameters, instead of MPI's
@@ -66,6 +68,13 @@ public final class ShardedSync: GradientSync {
     private let totals: UnsafeMutableBufferPointer<Double>
     /// Node-shared mode: every rank's reduction buffer, rank r's at `base + r·stride`.
     private let gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)?
+    /// Node-shared mode without penalties or clipping, with Adam or AdamW: the reduced gradient
+    /// is never stored; the optimizer sums the slots as it reads them (`Optimizer.apply(from:
+    /// into:summingSlots:…)`), one pass over them instead of a sum written and read back, and
+    /// the parameters are read from the window rather than copied out first. np = 2, default
+    /// config: 1.021× at 128 samples per rank and 1.024× at the global batch of 128 (6
+    /// interleaved rounds each, byte-identical weights; 2-core development machine, 2026-11-23).
+    private let summingInUpdate: Bool
     /// MPI mode, this step: the gradients from here to the padded end are being reduced.
     private var unreducedEnd: Int
     private var bucketsBegun = 0
@@ -88,6 +97,7 @@ public final class ShardedSync: GradientSync {
         let lower = min(communicator.rank * block, network.trainableCount)
         shard = lower..<min(lower + block, network.trainableCount)
         optimizer = Optimizer(config: config, network: network, range: shard, capacity: block)
+        summingInUpdate = gradientSlots != nil && config.clipNorm == nil && !network.hasWeightPenalties && optimizer.updatesFromSummedSlots
         shardGradient = .allocate(capacity: max(block, 1))
         shardGradient.initialize(repeating: 0)
         shardScratch = .allocate(capacity: max(block, 1))
@@ -134,7 +144,7 @@ public final class ShardedSync: GradientSync {
     public func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals {
         if let gradientSlots {
             try communicator.barrier()
-            sumSlots(gradientSlots.base, stride: gradientSlots.stride)
+            if !summingInUpdate { sumSlots(gradientSlots.base, stride: gradientSlots.stride) }
         } else {
             if unreducedEnd > 0 { try beginBucket(0..<unreducedEnd) }
             try communicator.finishReductions()
@@ -160,10 +170,16 @@ public final class ShardedSync: GradientSync {
             Optimizer.scale(gradient, toNorm: clipNorm, from: Float(totals[5].squareRoot()))
         }
         let parameters = UnsafeMutableBufferPointer(rebasing: network.paddedParameters[shard])
-        if gradientSlots != nil {
+        if let gradientSlots {
             let scratch = UnsafeMutableBufferPointer(rebasing: shardScratch[0..<shard.count])
-            _ = scratch.update(fromContentsOf: parameters)
-            optimizer.apply(parameters: scratch, gradients: gradient, lr: lr)
+            if summingInUpdate {
+                optimizer.apply(from: UnsafePointer(parameters.baseAddress!), into: scratch.baseAddress!,
+                                summingSlots: UnsafePointer(gradientSlots.base + shard.lowerBound),
+                                stride: gradientSlots.stride, ranks: communicator.size, lr: lr)
+            } else {
+                _ = scratch.update(fromContentsOf: parameters)
+                optimizer.apply(parameters: scratch, gradients: gradient, lr: lr)
+            }
             _ = parameters.update(fromContentsOf: scratch)
             try communicator.barrier()
             // Constraints act on whole rows, which may cross blocks: after every block is

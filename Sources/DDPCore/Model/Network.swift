@@ -404,6 +404,7 @@ public final class Network {
     }
 
     public var hasConstraints: Bool { !constraints.isEmpty }
+    public var hasWeightPenalties: Bool { !weightPenalties.isEmpty }
 
     /// Projects the constrained tensors (Keras kernel_constraint / bias_constraint) after an
     /// update. Their rows are split into `parts` contiguous runs and only run `part` is done, so

@@ -111,21 +111,77 @@ public final class Optimizer {
         }
         switch config.kind {
         case .sgd: sgd(p, g, lr: lr)
-        case .adam: adam(p, g, 0..<count, lr: lr, decayFactor: 1)
-        case .adamw:
-            // The decoupled decay p ← p·(1 − lr·wd) rides the moment loop, over the decayed
-            // ranges, instead of a pass of its own (which read and wrote every kernel again).
-            let factor = 1 - lr * wd
-            var start = 0
-            if factor != 1 {
-                for range in decayRanges {
-                    adam(p, g, start..<range.lowerBound, lr: lr, decayFactor: 1)
-                    adam(p, g, range, lr: lr, decayFactor: factor)
-                    start = range.upperBound
-                }
-            }
-            adam(p, g, start..<count, lr: lr, decayFactor: 1)
+        case .adam, .adamw: adam(from: UnsafePointer(p), into: p, GradientSource(g), lr: lr)
         }
+    }
+
+    /// Whether `apply(from:into:summingSlots:…)` can run this optimizer: Adam, or AdamW (whose
+    /// decay acts on the parameters); not SGD and not Adam's coupled decay, which add to the
+    /// gradient before the update.
+    public var updatesFromSummedSlots: Bool {
+        config.kind == .adamw || (config.kind == .adam && config.weightDecay == 0)
+    }
+
+    /// The sharded update on one node with the gradient never stored: element i's gradient is
+    /// Σ_r slots[r·stride + i], r = 0 … ranks − 1 in rank order (the sum `ShardedSync` would
+    /// otherwise write to a buffer first, so the result is bit-identical), and the parameters
+    /// are read from `source` and written to `destination`, which may be the same.
+    public func apply(from source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>,
+                      summingSlots slots: UnsafePointer<Float>, stride: Int, ranks: Int, lr: Float) {
+        precondition(updatesFromSummedSlots, "Optimizer.apply(summingSlots:): \(config.kind) adds to the gradient first")
+        step += 1
+        guard count > 0 else { return }
+        adam(from: source, into: destination, GradientSource(slots, stride: stride, ranks: ranks), lr: lr)
+    }
+
+    /// Where the Adam loop reads element i's gradient: one buffer, or the sum of `ranks` slots.
+    struct GradientSource {
+        let base: UnsafePointer<Float>
+        let stride: Int
+        let ranks: Int
+
+        init(_ base: UnsafePointer<Float>, stride: Int = 0, ranks: Int = 1) {
+            self.base = base
+            self.stride = stride
+            self.ranks = ranks
+        }
+
+        @inline(__always) func load8(_ i: Int) -> SIMD8<Float> {
+            var sum = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD8<Float>.self)
+            var rank = 1
+            while rank < ranks {
+                sum += UnsafeRawPointer(base + rank * stride + i).loadUnaligned(as: SIMD8<Float>.self)
+                rank += 1
+            }
+            return sum
+        }
+
+        @inline(__always) func load(_ i: Int) -> Float {
+            var sum = base[i]
+            var rank = 1
+            while rank < ranks {
+                sum += base[rank * stride + i]
+                rank += 1
+            }
+            return sum
+        }
+    }
+
+    /// Adam over the whole range; AdamW's decoupled decay p ← p·(1 − lr·wd) rides the moment
+    /// loop over the decayed ranges, instead of a pass of its own (which read and wrote every
+    /// kernel again).
+    private func adam(from source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>,
+                      _ gradients: GradientSource, lr: Float) {
+        let factor = config.kind == .adamw ? 1 - lr * config.weightDecay : 1
+        var start = 0
+        if factor != 1 {
+            for range in decayRanges {
+                adam(source, destination, gradients, start..<range.lowerBound, lr: lr, decayFactor: 1)
+                adam(source, destination, gradients, range, lr: lr, decayFactor: factor)
+                start = range.upperBound
+            }
+        }
+        adam(source, destination, gradients, start..<count, lr: lr, decayFactor: 1)
     }
 
     private func sgd(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, lr: Float) {
@@ -150,8 +206,8 @@ public final class Optimizer {
     /// batch-64 Fashion-MNIST step (perf, 1 thread), and its square root is one vsqrtps only
     /// without C's math errno (Package.swift). Each lane does exactly the scalar operations, so
     /// results are bit-identical.
-    private func adam(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, _ span: Range<Int>,
-                      lr: Float, decayFactor: Float) {
+    private func adam(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>, _ g: GradientSource,
+                      _ span: Range<Int>, lr: Float, decayFactor: Float) {
         let beta1 = config.beta1, beta2 = config.beta2, eps = config.epsilon
         let m = firstMoment.baseAddress!, v = secondMoment.baseAddress!
         let t = Float(step)
@@ -161,24 +217,25 @@ public final class Optimizer {
         let vectorEnd = span.upperBound - span.count % 8
         var i = span.lowerBound
         while i < vectorEnd {
-            let gradient = UnsafeRawPointer(g + i).loadUnaligned(as: SIMD8<Float>.self)
+            let gradient = g.load8(i)
             var first = UnsafeRawPointer(m + i).loadUnaligned(as: SIMD8<Float>.self)
             var second = UnsafeRawPointer(v + i).loadUnaligned(as: SIMD8<Float>.self)
-            var parameter = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self) * decayFactor
+            var parameter = UnsafeRawPointer(source + i).loadUnaligned(as: SIMD8<Float>.self) * decayFactor
             first = beta1 * first + oneMinusBeta1 * gradient
             second = beta2 * second + oneMinusBeta2 * gradient * gradient
             parameter -= stepSize * first / (second.squareRoot() / biasCorrection2Root + eps)
             UnsafeMutableRawPointer(m + i).storeBytes(of: first, as: SIMD8<Float>.self)
             UnsafeMutableRawPointer(v + i).storeBytes(of: second, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(p + i).storeBytes(of: parameter, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(destination + i).storeBytes(of: parameter, as: SIMD8<Float>.self)
             i += 8
         }
         while i < span.upperBound {
-            p[i] *= decayFactor
-            let gradient = g[i]
+            var parameter = source[i] * decayFactor
+            let gradient = g.load(i)
             m[i] = beta1 * m[i] + oneMinusBeta1 * gradient
             v[i] = beta2 * v[i] + oneMinusBeta2 * gradient * gradient
-            p[i] -= stepSize * m[i] / (v[i].squareRoot() / biasCorrection2Root + eps)
+            parameter -= stepSize * m[i] / (v[i].squareRoot() / biasCorrection2Root + eps)
+            destination[i] = parameter
             i += 1
         }
     }
