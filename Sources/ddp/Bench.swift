@@ -97,8 +97,11 @@ struct Bench: ParsableCommand {
               + (config.training.batchSizePerRank == nil ? " (global)" : " per rank") + "; \(ProcessInfo.processInfo.activeProcessorCount) cores")
         var rounds: [[String: Figures]] = []
         var gemmLimits: [Double] = []
+        var availability: [Double] = []
+        let checkedCores = min(cases.map { $0.ranks * $0.threads }.max() ?? 1, ProcessInfo.processInfo.activeProcessorCount)
         for round in 1...repeats {
             var figures: [String: Figures] = [:]
+            let before = CoreCheck.availability(threads: checkedCores)
             for item in cases {
                 figures[item.name] = try item.peer ? runPeer(item)
                     : item.independent ? runIndependent(item, binary: binary, batch: batch, round: round)
@@ -109,11 +112,27 @@ struct Bench: ParsableCommand {
                 gemmLimits.append(limit)
                 print("  round \(round)  " + Self.padded("8-GEMM limit (1 thread)", 28) + String(format: " %9.0f samples/s", limit))
             }
+            let cores = min(before, CoreCheck.availability(threads: checkedCores))
+            availability.append(cores)
+            print("  round \(round)  " + Self.padded("\(checkedCores) cores available", 28) + String(format: " %9.2f", cores)
+                  + (cores < Self.minimumAvailability ? "  (left out: the host took part of a core)" : ""))
             rounds.append(figures)
         }
-        let summary = report(cases: cases, rounds: rounds, gemmLimits: gemmLimits)
-        try write(cases: cases, rounds: rounds, gemmLimits: gemmLimits, summary: summary)
+        // Rounds in which the host did not give every core are left out of the figures (all of
+        // a round's cases together, so ratios within rounds stay whole), unless that is all of them.
+        var kept = rounds.indices.filter { availability[$0] >= Self.minimumAvailability }
+        if kept.isEmpty {
+            print("ddp bench: warning: in every round the host gave less than \(checkedCores) whole cores; figures use all rounds")
+            kept = Array(rounds.indices)
+        }
+        let keptGemm = gemmLimits.count == rounds.count ? kept.map { gemmLimits[$0] } : gemmLimits
+        let summary = report(cases: cases, rounds: kept.map { rounds[$0] }, gemmLimits: keptGemm)
+        try write(cases: cases, rounds: rounds, gemmLimits: gemmLimits, availability: availability,
+                  kept: kept.map { $0 + 1 }, summary: summary)
     }
+
+    /// Below this `CoreCheck.availability`, a round is left out of the figures.
+    static let minimumAvailability = 0.9
 
     // MARK: Running
 
@@ -296,7 +315,7 @@ struct Bench: ParsableCommand {
         environment.merge(extra) { $1 }
         process.environment = environment
         let log = FileManager.default.temporaryDirectory.appendingPathComponent("ddp-bench-\(UUID().uuidString).log")
-        FileManager.default.createFile(atPath: log.path, contents: nil)
+        _ = FileManager.default.createFile(atPath: log.path, contents: nil)
         let handle = try FileHandle(forWritingTo: log)
         process.standardOutput = handle
         process.standardError = handle
@@ -380,20 +399,26 @@ struct Bench: ParsableCommand {
         return (rows, present)
     }
 
-    private func write(cases: [Case], rounds: [[String: Figures]], gemmLimits: [Double], summary: (rows: [Row], ratios: [String: Double])) throws {
+    private func write(cases: [Case], rounds: [[String: Figures]], gemmLimits: [Double], availability: [Double], kept: [Int],
+                       summary: (rows: [Row], ratios: [String: Double])) throws {
         struct Document: Codable {
             var command: String, date: String, cores: Int, repeats: Int, epochs: Int
             var cases: [Case], rounds: [[String: Figures]], gemmLimitSamplesPerSecond: [Double]
+            /// Per round, `CoreCheck.availability` (the lower of before and after the round).
+            var coreAvailability: [Double]
+            /// The rounds (from 1) the summary uses.
+            var keptRounds: [Int]
             var summary: [Row], ratios: [String: Double]
         }
         let document = Document(command: CommandLine.arguments.joined(separator: " "), date: ISO8601DateFormatter().string(from: Date()),
                                 cores: ProcessInfo.processInfo.activeProcessorCount, repeats: repeats, epochs: epochs,
-                                cases: cases, rounds: rounds, gemmLimitSamplesPerSecond: gemmLimits, summary: summary.rows, ratios: summary.ratios)
+                                cases: cases, rounds: rounds, gemmLimitSamplesPerSecond: gemmLimits,
+                                coreAvailability: availability, keptRounds: kept, summary: summary.rows, ratios: summary.ratios)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         try AtomicFile.write(Array(try encoder.encode(document)), to: "\(out)/bench.json")
-        try AtomicFile.write(Array(Self.markdown(summary).utf8), to: "\(out)/table.md")
+        try AtomicFile.write(Array(Self.markdown(summary, rounds: kept.count, of: rounds.count).utf8), to: "\(out)/table.md")
 
         let counts = rankCounts
         var series: [LineChart.Series] = []
@@ -421,7 +446,7 @@ struct Bench: ParsableCommand {
         }
         series.append(.init(name: "ideal", label: "ideal", color: RGB(hex: 0x888888), dashed: true,
                             points: counts.map { (Double($0), Double($0)) }))
-        let chart = LineChart(title: "Speedup over one process", subtitle: "\(config), median of \(rounds.count) rounds",
+        let chart = LineChart(title: "Speedup over one process", subtitle: "\(config), median of \(kept.count) rounds",
                               xTitle: "ranks (or threads)", yTitle: "speedup", series: series)
         try AtomicFile.write(chart.svg(), to: "\(out)/speedup.svg")
         print("")
@@ -429,7 +454,7 @@ struct Bench: ParsableCommand {
     }
 
     /// The summary as the markdown table README's Scaling section shows (launch/docs --timing).
-    static func markdown(_ summary: (rows: [Row], ratios: [String: Double])) -> String {
+    static func markdown(_ summary: (rows: [Row], ratios: [String: Double]), rounds kept: Int, of total: Int) -> String {
         func grouped(_ value: Double) -> String {
             let formatter = NumberFormatter()
             formatter.numberStyle = .decimal
@@ -443,6 +468,10 @@ struct Bench: ParsableCommand {
             let shares = row.shares.count == 4 ? row.shares.map { String(format: "%.1f %%", 100 * $0) } : ["", "", "", ""]
             lines.append("| \(row.name) | \(row.ranks) | \(row.threads) | \(grouped(row.samplesPerSecond)) | "
                          + String(format: "%.2f× | %.0f %%", row.speedup, 100 * row.efficiency) + " | " + shares.joined(separator: " | ") + " |")
+        }
+        if kept < total {
+            lines.append("")
+            lines.append("Medians of \(kept) of \(total) rounds: in the others the host gave less than every core (`ddp bench`'s core check).")
         }
         if !summary.ratios.isEmpty {
             lines.append("")

@@ -48,18 +48,30 @@ final class BenchTests: IntegrationTestCase {
                 }
             }
         }
-        // Each summary row is the median of its rounds (two rounds: their mean), its speedup the
-        // median of the within-round ratios to np=1.
+        // Every round's core check is recorded; the summary uses the rounds it kept (those where
+        // the host gave both cores, or all of them if none was), and each row is the median of
+        // those rounds, its speedup the median of their within-round ratios to np=1.
+        let availability = try XCTUnwrap(document["coreAvailability"] as? [Double])
+        XCTAssertEqual(availability.count, 2)
+        XCTAssertTrue(availability.allSatisfy { $0 > 0 && $0 <= 1 }, "\(availability)")
+        let kept = try XCTUnwrap(document["keptRounds"] as? [Int])
+        let expectedKept = (1...2).filter { availability[$0 - 1] >= 0.9 }
+        XCTAssertEqual(kept, expectedKept.isEmpty ? [1, 2] : expectedKept)
+        func median(_ values: [Double]) -> Double {
+            let sorted = values.sorted()
+            return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+        }
         let rows = try XCTUnwrap(document["summary"] as? [[String: Any]])
         for row in rows {
             let name = try XCTUnwrap(row["name"] as? String)
-            let rates = rounds.compactMap { $0[name]?["samplesPerSecond"] as? Double }
-            let ratios = rounds.compactMap { round -> Double? in
+            let used = kept.map { rounds[$0 - 1] }
+            let rates = used.compactMap { $0[name]?["samplesPerSecond"] as? Double }
+            let ratios = used.compactMap { round -> Double? in
                 guard let a = round[name]?["samplesPerSecond"] as? Double, let b = round["np=1"]?["samplesPerSecond"] as? Double else { return nil }
                 return a / b
             }
-            XCTAssertEqual(try XCTUnwrap(row["samplesPerSecond"] as? Double), rates.reduce(0, +) / 2, accuracy: 1e-6, name)
-            XCTAssertEqual(try XCTUnwrap(row["speedup"] as? Double), ratios.reduce(0, +) / 2, accuracy: 1e-9, name)
+            XCTAssertEqual(try XCTUnwrap(row["samplesPerSecond"] as? Double), median(rates), accuracy: 1e-6, name)
+            XCTAssertEqual(try XCTUnwrap(row["speedup"] as? Double), median(ratios), accuracy: 1e-9, name)
         }
         let ratios = try XCTUnwrap(document["ratios"] as? [String: Double])
         XCTAssertNotNil(ratios["np=2 strong / np=2 strong, no comm"])
