@@ -135,39 +135,44 @@ extension Dataset {
     }
 }
 
+/// What a data set stores a feature as: bytes (images) or floats. `transformRow` reads either.
+protocol StoredFeature {
+    static func load8(_ p: UnsafePointer<Self>) -> SIMD8<Float>
+    var floatValue: Float { get }
+}
+
+extension UInt8: StoredFeature {
+    @inline(__always) static func load8(_ p: UnsafePointer<UInt8>) -> SIMD8<Float> {
+        SIMD8<Float>(UnsafeRawPointer(p).loadUnaligned(as: SIMD8<UInt8>.self))
+    }
+    @inline(__always) var floatValue: Float { Float(self) }
+}
+
+extension Float: StoredFeature {
+    @inline(__always) static func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
+        UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
+    }
+    @inline(__always) var floatValue: Float { self }
+}
+
 extension Dataset {
     /// to = from·scale + shift, eight features at a time. Swift cannot prove that `to` aliases
     /// none of the three sources, so the scalar loop stayed scalar: the gather was 3.2 % of a
     /// one-process step in perf. Each lane does the scalar's multiply, then its add (Swift
     /// contracts nothing into an FMA), so the batch is bit-identical.
     @inline(__always)
-    fileprivate static func transformRow(_ from: UnsafePointer<UInt8>, _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>,
-                                         _ to: UnsafeMutablePointer<Float>, _ width: Int) {
+    fileprivate static func transformRow<Feature: StoredFeature>(_ from: UnsafePointer<Feature>, _ scale: UnsafePointer<Float>,
+                                                                 _ shift: UnsafePointer<Float>, _ to: UnsafeMutablePointer<Float>, _ width: Int) {
         let end = width - width % 8
         var f = 0
         while f < end {
-            let value = SIMD8<Float>(UnsafeRawPointer(from + f).loadUnaligned(as: SIMD8<UInt8>.self))
+            let value = Feature.load8(from + f)
             let a = UnsafeRawPointer(scale + f).loadUnaligned(as: SIMD8<Float>.self)
             let b = UnsafeRawPointer(shift + f).loadUnaligned(as: SIMD8<Float>.self)
             UnsafeMutableRawPointer(to + f).storeBytes(of: value * a + b, as: SIMD8<Float>.self)
             f += 8
         }
-        while f < width { to[f] = Float(from[f]) * scale[f] + shift[f]; f += 1 }
-    }
-
-    @inline(__always)
-    fileprivate static func transformRow(_ from: UnsafePointer<Float>, _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>,
-                                         _ to: UnsafeMutablePointer<Float>, _ width: Int) {
-        let end = width - width % 8
-        var f = 0
-        while f < end {
-            let value = UnsafeRawPointer(from + f).loadUnaligned(as: SIMD8<Float>.self)
-            let a = UnsafeRawPointer(scale + f).loadUnaligned(as: SIMD8<Float>.self)
-            let b = UnsafeRawPointer(shift + f).loadUnaligned(as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(to + f).storeBytes(of: value * a + b, as: SIMD8<Float>.self)
-            f += 8
-        }
-        while f < width { to[f] = from[f] * scale[f] + shift[f]; f += 1 }
+        while f < width { to[f] = from[f].floatValue * scale[f] + shift[f]; f += 1 }
     }
 }
 
