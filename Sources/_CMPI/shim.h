@@ -43,13 +43,9 @@ static inline int cmpi_broadcast_bytes(void *buffer, int count, int root) {
 static inline int cmpi_barrier(void) { return MPI_Barrier(MPI_COMM_WORLD); }
 
 // ZeRO-1's two halves: every rank contributes the whole gradient and receives the sum of its own
-// block; then every rank contributes its block of parameters and receives all of them.
-static inline int cmpi_reduce_scatter_block_sum_float(const float *send, float *receive, int block) {
-    return MPI_Reduce_scatter_block(send, receive, block, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD);
-}
-
-// The bucketed form, nonblocking: rank r receives counts[r] floats of the sum (those after
-// counts[0] + … + counts[r - 1]); started while backward still runs, finished before the update.
+// block, in buckets, nonblocking (rank r receives counts[r] floats of each bucket's sum, those
+// after counts[0] + … + counts[r - 1]; started while backward still runs, finished before the
+// update); then every rank contributes its block of parameters and receives all of them.
 static inline int cmpi_ireduce_scatter_sum_float(const float *send, float *receive, const int *counts, MPI_Request *request) {
     return MPI_Ireduce_scatter(send, receive, counts, MPI_FLOAT, MPI_SUM, MPI_COMM_WORLD, request);
 }

@@ -19,7 +19,6 @@ final class FusedNormActivationTests: XCTestCase {
             calls.append("double \(buffer.count)")
             for i in buffer.indices { buffer[i] *= 2 }
         }
-        func reduceScatterSum(_ send: UnsafePointer<Float>, into receive: UnsafeMutableBufferPointer<Float>) throws { XCTFail("not used") }
         func allgather(_ buffer: UnsafeMutableBufferPointer<Float>, block: Int) throws { XCTFail("not used") }
         func gather(bytes block: UnsafeRawBufferPointer, into full: UnsafeMutableRawPointer?, root: Int) throws { XCTFail("not used") }
         func scatter(_ full: UnsafePointer<Float>?, into block: UnsafeMutableBufferPointer<Float>, root: Int) throws { XCTFail("not used") }

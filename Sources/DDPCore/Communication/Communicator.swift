@@ -9,9 +9,6 @@ public protocol Communicator: AnyObject {
     func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws
     /// In-place element-wise sum over all ranks.
     func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws
-    /// Sums `send` (size × `receive.count` floats, the same layout on every rank) over all ranks
-    /// and leaves block `rank` of the sum in `receive`: MPI_Reduce_scatter_block.
-    func reduceScatterSum(_ send: UnsafePointer<Float>, into receive: UnsafeMutableBufferPointer<Float>) throws
     /// Starts summing Σ counts floats at `send` over all ranks without waiting; rank r receives
     /// its `counts[r]` floats of the sum (those after counts[0] + … + counts[r − 1]) at `receive`:
     /// MPI_Ireduce_scatter. `send`, `receive` and `counts` must stay as they are until
@@ -90,10 +87,6 @@ public final class LocalCommunicator: Communicator {
     public var size: Int { 1 }
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Float>) throws {}
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws {}
-    public func reduceScatterSum(_ send: UnsafePointer<Float>, into receive: UnsafeMutableBufferPointer<Float>) throws {
-        guard let base = receive.baseAddress, send != UnsafePointer(base) else { return }
-        base.update(from: send, count: receive.count)
-    }
     public func allgather(_ buffer: UnsafeMutableBufferPointer<Float>, block: Int) throws {}
     public func gather(bytes block: UnsafeRawBufferPointer, into full: UnsafeMutableRawPointer?, root: Int) throws {
         guard let full, let base = block.baseAddress, UnsafeRawPointer(full) != base else { return }

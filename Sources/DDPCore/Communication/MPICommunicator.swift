@@ -72,13 +72,6 @@ public final class MPICommunicator: Communicator {
         try timed(.allreduce, buffer.count, "doubles", bytes: 8 * buffer.count) { cmpi_allreduce_sum_double(base, count) }
     }
 
-    public func reduceScatterSum(_ send: UnsafePointer<Float>, into receive: UnsafeMutableBufferPointer<Float>) throws {
-        guard let base = receive.baseAddress else { return }
-        guard size > 1 else { return try LocalCommunicator().reduceScatterSum(send, into: receive) }
-        let block = try Self.count(receive.count)
-        try timed(.reduceScatter, receive.count, "floats per rank", bytes: 4 * receive.count * size) { cmpi_reduce_scatter_block_sum_float(send, base, block) }
-    }
-
     /// Requests of the reductions begun and not yet finished (`maxPendingReductions` slots).
     private let requests = UnsafeMutablePointer<MPI_Request?>.allocate(capacity: maxPendingReductions)
     private var pending = 0

@@ -3,7 +3,7 @@
 /// applies the penalties, clipping and the optimizer to that block, holding optimizer moments
 /// for it alone; then the parameters are allgathered. Per step and rank:
 ///
-///     MPI_Reduce_scatter_block(gradients, P floats → P/N)        (P = padded parameter count)
+///     MPI_Ireduce_scatter(gradients, P floats → P/N, in buckets)  (P = padded parameter count)
 ///     MPI_Allreduce([loss sum, samples, correct, non-finite, penalty share, Σg² share, stop], 7 doubles)
 ///     MPI_Allgather(parameters, P/N → P floats)
 ///
@@ -195,23 +195,18 @@ public final class ShardedSync: GradientSync {
         }
     }
 
-    /// shardGradient = Σ_r slot_r[shard], r = 0, 1, …, N − 1, eight lanes at a time.
+    /// shardGradient = Σ_r slot_r[shard], r = 0, 1, …, N − 1: the sum the optimizer takes itself
+    /// when nothing needs it stored (`Optimizer.GradientSource`), so both paths agree bit for bit.
     private func sumSlots(_ base: UnsafeMutablePointer<Float>, stride: Int) {
-        let out = shardGradient.baseAddress!, count = shard.count, lower = shard.lowerBound
-        guard count > 0 else { return }
-        out.update(from: base + lower, count: count)
+        let out = shardGradient.baseAddress!, count = shard.count
+        let slots = Optimizer.GradientSource(UnsafePointer(base + shard.lowerBound), stride: stride, ranks: communicator.size)
         let vectorEnd = count - count % 8
-        for rank in 1..<communicator.size {
-            let slot = UnsafePointer(base + rank * stride + lower)
-            var i = 0
-            while i < vectorEnd {
-                let sum = UnsafeRawPointer(out + i).loadUnaligned(as: SIMD8<Float>.self)
-                    + UnsafeRawPointer(slot + i).loadUnaligned(as: SIMD8<Float>.self)
-                UnsafeMutableRawPointer(out + i).storeBytes(of: sum, as: SIMD8<Float>.self)
-                i += 8
-            }
-            while i < count { out[i] += slot[i]; i += 1 }
+        var i = 0
+        while i < vectorEnd {
+            store8(slots.load8(i), out + i)
+            i += 8
         }
+        while i < count { out[i] = slots.load(i); i += 1 }
     }
 
     public func gatherOptimizerState() throws -> (first: [Float], second: [Float])? {

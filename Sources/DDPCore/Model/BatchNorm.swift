@@ -190,9 +190,8 @@ public final class BatchNorm: Layer {
             var j = 0
             while j < end {
                 let value = SIMD8<Double>(load8(x + j))
-                UnsafeMutableRawPointer(sums + j).storeBytes(of: loadDouble8(sums + j) + value, as: SIMD8<Double>.self)
-                UnsafeMutableRawPointer(sums + width + j).storeBytes(of: loadDouble8(sums + width + j) + value * value,
-                                                                    as: SIMD8<Double>.self)
+                storeDouble8(loadDouble8(sums + j) + value, sums + j)
+                storeDouble8(loadDouble8(sums + width + j) + value * value, sums + width + j)
                 j += 8
             }
             while j < width {
@@ -234,8 +233,7 @@ public final class BatchNorm: Layer {
         let width = inputWidth
         guard trainable else {
             guard let dx else { return }
-            let scale = featureScale.baseAddress!
-            for j in 0..<width { scale[j] = gamma[j] / (runningVariance[j] + epsilon).squareRoot() }
+            let scale = prepareInference().scale
             for row in 0..<batch {
                 let o = row * width
                 for j in 0..<width { dx[o + j] = dy[o + j] * scale[j] }
@@ -268,9 +266,8 @@ public final class BatchNorm: Layer {
             var j = 0
             while j < end {
                 let gradient = SIMD8<Double>(load8(g + j))
-                UnsafeMutableRawPointer(sums + j).storeBytes(of: loadDouble8(sums + j) + gradient, as: SIMD8<Double>.self)
-                UnsafeMutableRawPointer(sums + width + j).storeBytes(
-                    of: loadDouble8(sums + width + j) + gradient * SIMD8<Double>(load8(h + j)), as: SIMD8<Double>.self)
+                storeDouble8(loadDouble8(sums + j) + gradient, sums + j)
+                storeDouble8(loadDouble8(sums + width + j) + gradient * SIMD8<Double>(load8(h + j)), sums + width + j)
                 j += 8
             }
             while j < width { add(g[j], h[j], j); j += 1 }
@@ -348,20 +345,4 @@ public struct BatchNormSpec: ParsableLayerSpec, Equatable {
     public func makeLayers(configIndex: Int, inputWidth: Int, frozen: Bool) -> [Layer] {
         [BatchNorm(configIndex: configIndex, width: inputWidth, momentum: momentum, epsilon: epsilon, trainable: !frozen)]
     }
-}
-
-/// Eight floats (or doubles) at an unaligned address: the row loops above are written over
-/// SIMD8 because Swift cannot prove their buffers do not alias and leaves scalar loops scalar.
-@inline(__always) func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Float>.self)
-}
-
-@inline(__always) func load8(_ p: UnsafeMutablePointer<Float>) -> SIMD8<Float> { load8(UnsafePointer(p)) }
-
-@inline(__always) func store8(_ value: SIMD8<Float>, _ p: UnsafeMutablePointer<Float>) {
-    UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD8<Float>.self)
-}
-
-@inline(__always) func loadDouble8(_ p: UnsafeMutablePointer<Double>) -> SIMD8<Double> {
-    UnsafeRawPointer(p).loadUnaligned(as: SIMD8<Double>.self)
 }

@@ -142,11 +142,10 @@ final class FusedNormActivation {
         let end = count - count % 8
         var i = 0
         while i < end {
-            let value = UnsafeRawPointer(v + i).loadUnaligned(as: SIMD8<Float>.self)
-            let factor = UnsafeRawPointer(keep + i).loadUnaligned(as: SIMD8<Float>.self)
+            let value = load8(v + i), factor = load8(keep + i)
             let cut = value .<= 0
-            UnsafeMutableRawPointer(y + i).storeBytes(of: value.replacing(with: 0, where: cut) * factor, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(m + i).storeBytes(of: factor.replacing(with: -1, where: cut), as: SIMD8<Float>.self)
+            store8(value.replacing(with: 0, where: cut) * factor, y + i)
+            store8(factor.replacing(with: -1, where: cut), m + i)
             i += 8
         }
         while i < count {
@@ -162,10 +161,8 @@ final class FusedNormActivation {
         let end = count - count % 8
         var i = 0
         while i < end {
-            let gradient = UnsafeRawPointer(dy + i).loadUnaligned(as: SIMD8<Float>.self)
-            let factor = UnsafeRawPointer(m + i).loadUnaligned(as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(g + i).storeBytes(of: (gradient * factor).replacing(with: 0, where: factor .< 0),
-                                                      as: SIMD8<Float>.self)
+            let gradient = load8(dy + i), factor = load8(m + i)
+            store8((gradient * factor).replacing(with: 0, where: factor .< 0), g + i)
             i += 8
         }
         while i < count { g[i] = m[i] < 0 ? 0 : dy[i] * m[i]; i += 1 }

@@ -17,7 +17,7 @@ import Darwin
 public final class TraceRecorder {
     public enum Span: Int, CaseIterable, Sendable {
         case data, forward, backward, update, validation, checkpoint
-        case allreduce, reduceScatter, allgather, broadcast, barrier, gather, scatter, reduceScatterStart, reductionsWait
+        case allreduce, reduceScatterStart, reductionsWait, allgather, broadcast, barrier, gather, scatter
 
         /// The span's name in the trace; for a collective, the MPI call the watchdog names too.
         var name: StaticString {
@@ -29,7 +29,6 @@ public final class TraceRecorder {
             case .validation: "validation"
             case .checkpoint: "checkpoint"
             case .allreduce: "MPI_Allreduce"
-            case .reduceScatter: "MPI_Reduce_scatter_block"
             case .allgather: "MPI_Allgather"
             case .broadcast: "MPI_Bcast"
             case .barrier: "MPI_Barrier"
