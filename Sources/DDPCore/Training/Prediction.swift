@@ -135,6 +135,8 @@ public enum PredictionWriter {
         let labels = UnsafeMutableBufferPointer<Float>.allocate(capacity: chunk)
         defer { labels.deallocate() }
         let width = network.outputWidth
+        let probabilities = UnsafeMutablePointer<Float>.allocate(capacity: width)
+        defer { probabilities.deallocate() }
         try emit(header(loss: loss, width: width, labels: input.hasLabels) + "\n")
         var start = 0
         while start < data.count {
@@ -145,7 +147,7 @@ public enum PredictionWriter {
             try network.forward(batch: batch, context: context)
             var text = ""
             for row in 0..<batch {
-                text += line(loss, network.output + row * width, width: width)
+                text += line(loss, network.output + row * width, width: width, probabilities: probabilities)
                 if input.hasLabels { text += ",\(label(labels[row]))" }
                 text += "\n"
             }
@@ -154,15 +156,15 @@ public enum PredictionWriter {
         }
     }
 
-    private static func line(_ loss: Loss, _ z: UnsafePointer<Float>, width: Int) -> String {
+    /// One row's CSV fields; `probabilities` is scratch for a softmax row.
+    private static func line(_ loss: Loss, _ z: UnsafePointer<Float>, width: Int, probabilities: UnsafeMutablePointer<Float>) -> String {
         switch loss {
         case .crossEntropy:
             var maximum = -Float.infinity, best = 0
             for j in 0..<width where z[j] > maximum { maximum = z[j]; best = j }
-            var sum: Float = 0
-            for j in 0..<width { sum += expf(z[j] - maximum) }
+            Activation.softmax(z, probabilities, width)
             var text = String(best)
-            for j in 0..<width { text += ",\(expf(z[j] - maximum) / sum)" }
+            for j in 0..<width { text += ",\(probabilities[j])" }
             return text
         case .binaryCrossEntropy(let fromLogits, _):
             let p = fromLogits ? Activation.sigmoid(z[0]) : z[0]
