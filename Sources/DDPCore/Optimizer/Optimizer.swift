@@ -55,6 +55,8 @@ public final class Optimizer {
     public let firstMoment: UnsafeMutableBufferPointer<Float>
     /// Second moment (Adam); unused by SGD.
     public let secondMoment: UnsafeMutableBufferPointer<Float>
+    /// Holds both moments (see `HugePageFloats` for why not two plain allocations).
+    private let moments: HugePageFloats
     /// Steps taken so far (torch's `state['step']`).
     public var step: Int = 0
     /// Ranges relative to `range.lowerBound` that weight_decay applies to.
@@ -72,10 +74,9 @@ public final class Optimizer {
         self.config = config
         self.range = range
         count = range.count
-        firstMoment = .allocate(capacity: max(capacity, 1))
-        firstMoment.initialize(repeating: 0)
-        secondMoment = .allocate(capacity: max(capacity, 1))
-        secondMoment.initialize(repeating: 0)
+        moments = HugePageFloats(counts: [capacity, capacity])
+        firstMoment = moments.parts[0]
+        secondMoment = moments.parts[1]
         var ranges: [Range<Int>] = []
         for slot in network.tensors where slot.storage == .parameter && slot.trainable {
             guard config.decay == .all || slot.role == .kernel else { continue }
@@ -89,11 +90,6 @@ public final class Optimizer {
             }
         }
         decayRanges = ranges
-    }
-
-    deinit {
-        firstMoment.deallocate()
-        secondMoment.deallocate()
     }
 
     /// Applies one update with learning rate `lr` to `parameters` from `gradients` (which it may
