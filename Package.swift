@@ -45,7 +45,7 @@ let package = Package(
         .executableTarget(
             name: "ddp",
             dependencies: [
-                "DDPCore", "DDPReport", "_CPreemption",
+                "DDPCore", "DDPReport", "_CPreemption", "_CAffinity",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -70,6 +70,8 @@ let package = Package(
         .target(name: "_CWatchdog"),
         // Preemption: signal handlers that set a flag the trainer reads once per step.
         .target(name: "_CPreemption"),
+        // Thread pinning for `ddp bench`'s cross-core check (needs _GNU_SOURCE).
+        .target(name: "_CAffinity"),
 
         // MARK: Tests
         .testTarget(name: "DDPCoreTests", dependencies: ["DDPCore"]),

@@ -1,5 +1,6 @@
 import Dispatch
 import Foundation
+import _CAffinity
 
 /// Whether this machine gives N busy threads N whole cores right now, as a fraction: the same
 /// loop timed on one thread alone, then on N threads at once; 1 means each of the N ran as fast
@@ -55,5 +56,109 @@ enum CoreCheck {
         for _ in 0..<threads { go.signal() }
         for _ in 0..<threads { finished.wait() }
         return timings.seconds.map(abs).max() ?? 0
+    }
+}
+
+extension CoreCheck {
+    /// How much slower one core reads memory another core has just written than memory it has
+    /// just written itself: 512 KiB, the first two CPUs this process may run on, the median of
+    /// 9 tries. A virtual machine's host can move its vCPUs between cores that share a cache and
+    /// cores that do not, within seconds: on the 2-core development VM (2026-11-23) this read
+    /// 1.00–1.01 while np = 2 trained at 117–124k samples/s and `benchmarks/cross_core.c` read
+    /// the other rank's 542 kB in 15 µs, and 1.41–1.90 while np = 2 trained at 79–84k and
+    /// cross_core took 26–32 µs (its own slot: 12.5–13 µs either way); one process with two
+    /// BLAS threads fell from 103k to 51k. `ddp bench` checks it around every multi-core run.
+    /// Returns 1 where there are not two CPUs to pin threads to.
+    static func crossCoreSlowdown() -> Double {
+        var cpus = [Int32](repeating: 0, count: 2)
+        guard ddp_allowed_cpus(&cpus, 2) == 2 else { return 1 }
+        let writer = cpus[0], reader = cpus[1]
+        let probe = CrossCoreProbe(floats: 1 << 17)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            probe.measure(reader: reader, writer: writer, tries: 9)
+            done.signal()
+        }
+        done.wait()
+        return probe.medianRatio
+    }
+}
+
+/// One buffer, written on demand by a helper thread pinned to another core and read (timed) by
+/// the caller's thread. Semaphores hand it over, so only the reads are timed.
+private final class CrossCoreProbe: @unchecked Sendable {
+    let buffer: UnsafeMutableBufferPointer<Float>
+    private var job: (() -> Void)?
+    private var running = true
+    private let start = DispatchSemaphore(value: 0)
+    private let finished = DispatchSemaphore(value: 0)
+    private var helperCore: Int32 = -1
+    private var sink: Float = 0
+    private var ratios: [Double] = []
+    /// The median of `measure`'s ratios (1 before it ran).
+    var medianRatio: Double { ratios.isEmpty ? 1 : ratios.sorted()[ratios.count / 2] }
+
+    init(floats: Int) {
+        buffer = .allocate(capacity: floats)
+        buffer.initialize(repeating: 0)
+    }
+    deinit { buffer.deallocate() }
+
+    /// On the calling thread, pinned to `reader`: `tries` times, the time to read the buffer
+    /// after a thread pinned to `writer` wrote it, over the time after this thread wrote it.
+    func measure(reader: Int32, writer: Int32, tries: Int) {
+        guard ddp_pin_thread(reader) == 0 else { return }
+        for _ in 0..<tries {
+            onCore(writer) { self.write(seed: 1) }
+            let other = timedRead()
+            write(seed: 2)
+            let own = timedRead()
+            if own > 0 { ratios.append(other / own) }
+        }
+        stop()
+    }
+
+    /// Runs `body` on a thread pinned to `core` and waits for it.
+    private func onCore(_ core: Int32, _ body: @escaping () -> Void) {
+        if helperCore < 0 {
+            helperCore = core
+            Thread.detachNewThread { [self] in
+                _ = ddp_pin_thread(core)
+                while true {
+                    start.wait()
+                    guard running, let job else { finished.signal(); return }
+                    job()
+                    finished.signal()
+                }
+            }
+        }
+        job = body
+        start.signal()
+        finished.wait()
+    }
+
+    private func stop() {
+        guard helperCore >= 0 else { return }
+        running = false
+        start.signal()
+        finished.wait()
+    }
+
+    private func write(seed: Float) {
+        for i in buffer.indices { buffer[i] = seed + Float(i & 1023) }
+    }
+
+    /// Seconds to sum the buffer.
+    private func timedRead() -> Double {
+        let began = DispatchTime.now().uptimeNanoseconds
+        var sum = SIMD8<Float>()
+        let base = UnsafeRawPointer(buffer.baseAddress!)
+        var i = 0
+        while i + 8 <= buffer.count {
+            sum += base.loadUnaligned(fromByteOffset: 4 * i, as: SIMD8<Float>.self)
+            i += 8
+        }
+        sink += sum.sum()
+        return Double(DispatchTime.now().uptimeNanoseconds - began) / 1e9
     }
 }

@@ -23,7 +23,7 @@ final class BenchTests: IntegrationTestCase {
             logging: {tensorboard: false}
             """)
         let out = path("bench")
-        let result = try runDDP(np: nil, ["bench", config, "--ranks", "1,2", "--repeats", "2", "--epochs", "2", "--out", out])
+        let result = try runDDP(np: nil, ["bench", config, "--ranks", "1,2", "--repeats", "2", "--epochs", "2", "--layout-wait", "1", "--out", out])
         XCTAssertEqual(result.status, 0, "ddp bench failed:\n\(result.tail)")
         guard result.status == 0 else { return }
 
@@ -41,6 +41,21 @@ final class BenchTests: IntegrationTestCase {
                 let shares = try XCTUnwrap(figures["shares"] as? [Double])
                 XCTAssertEqual(shares.count, 4, name)
                 XCTAssertLessThanOrEqual(shares.reduce(0, +), 1.0001, "\(name): shares of epoch time sum above 1")
+                // Runs sharing data across cores were checked for the host's core layout and
+                // run again while it had the cores apart (all but the last of 4 runs must pass).
+                let attempts = try XCTUnwrap(figures["attempts"] as? Int, name)
+                if name == "np=1" || name.hasSuffix("no comm") {
+                    XCTAssertNil(figures["crossCoreSlowdown"], "\(name) runs on one core or shares nothing, yet was checked")
+                    XCTAssertNil(figures["crossCoreLimit"], name)
+                    XCTAssertEqual(attempts, 1, name)
+                } else {
+                    let slowdown = try XCTUnwrap(figures["crossCoreSlowdown"] as? Double, "\(name) was not checked")
+                    let limit = try XCTUnwrap(figures["crossCoreLimit"] as? Double, name)
+                    XCTAssertGreaterThan(slowdown, 0, name)
+                    XCTAssertGreaterThan(limit, 0, name)
+                    XCTAssertTrue((1...4).contains(attempts), "\(name): \(attempts) attempts")
+                    if attempts < 4 { XCTAssertLessThanOrEqual(slowdown, limit, "\(name) was kept with the cores apart after \(attempts) runs") }
+                }
                 if name.hasSuffix("no comm") || !name.hasPrefix("np=2") {
                     XCTAssertEqual(shares[2], 0, "\(name) ran no collective, yet has a communication share")
                 } else {
