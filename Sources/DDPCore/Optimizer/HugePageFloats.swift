@@ -15,8 +15,9 @@ import Darwin
 /// allocations, not its core (ranks bound to swapped cores) or its block (blocks swapped), and
 /// changed between runs with the same addresses (ASLR off): physical placement. Timed around
 /// that loop (np = 2, default config, 2-core development machine, 2026-11-23), rank 1 took
-/// 91–166 µs a step in 13 of 16 runs (69–75 µs in the others), rank 0 57–72 µs in all; in these regions both ranks took
-/// 57–63 µs in 6 of 6 runs. Whole runs, the binaries alternated with byte-identical weights:
+/// 91–166 µs a step in 13 of 16 runs (69–75 µs in the others), rank 0 57–72 µs in all; in
+/// these regions both ranks took 57–63 µs in 6 of 6 runs. Whole runs, the binaries alternated
+/// with byte-identical weights:
 /// np = 2 at the global batch of 128 1.051× (6 of 6 rounds faster), np = 1 0.999×. A region
 /// costs at most one huge page more than it uses.
 final class HugePageFloats {
