@@ -4,8 +4,9 @@ import _CAffinity
 
 /// Whether this machine gives N busy threads N whole cores right now, as a fraction: the same
 /// loop timed on one thread alone, then on N threads at once; 1 means each of the N ran as fast
-/// as the one alone (the better of two tries: a thread that starts late costs a few percent). A virtual machine whose host lends a vCPU to someone else cannot
-/// see it (Linux counts no steal time there), but its loops slow down. `ddp bench` runs this
+/// as the one alone (the better of two tries: a thread that starts late costs a few percent).
+/// A virtual machine whose host lends a vCPU to someone else cannot see it (Linux counts no
+/// steal time there), but its loops slow down. `ddp bench` runs this
 /// before and after every round and leaves out rounds where cores went missing: on the 2-core
 /// development VM, rounds where one process with two BLAS threads fell below one thread's
 /// speed (45k against 68k samples/s) came with np = 2 at 80k instead of 110–130k.
@@ -87,7 +88,7 @@ extension CoreCheck {
 /// One buffer, written on demand by a helper thread pinned to another core and read (timed) by
 /// the caller's thread. Semaphores hand it over, so only the reads are timed.
 private final class CrossCoreProbe: @unchecked Sendable {
-    let buffer: UnsafeMutableBufferPointer<Float>
+    private let buffer: UnsafeMutableBufferPointer<Float>
     private var job: (() -> Void)?
     private var running = true
     private let start = DispatchSemaphore(value: 0)
