@@ -236,6 +236,39 @@ final class OptimizerTests: XCTestCase {
         }
     }
 
+    /// The node-shared update: gradients summed from rank slots as the loop reads them, the
+    /// parameters updated in place and, with a mirror, also stored there: the same values, bit
+    /// for bit, as the sum stored first and the plain update, and the mirror holds them.
+    func testSummingSlotsWithAndWithoutMirrorEqualsThePlainUpdate() throws {
+        for kind in [OptimizerConfig.Kind.adam, .adamw] {
+            let networks = try (0..<3).map { _ in try makeNetwork(inputs: 5, [Layers.dense(7), Layers.dense(3)], maxBatch: 1) }
+            networks.forEach { $0.initialize(seed: 11) }
+            var config = OptimizerConfig(kind: kind, learningRate: 0.01)
+            config.weightDecay = kind == .adamw ? 0.1 : 0
+            let optimizers = networks.map { Optimizer(config: config, network: $0) }
+            let count = networks[0].parameterCount, ranks = 3, stride = count + 5
+            var slots = [Float](repeating: 0, count: ranks * stride)
+            var mirror = [Float](repeating: .nan, count: count)
+            for step in 0..<3 {
+                for r in 0..<ranks { for i in 0..<count { slots[r * stride + i] = Float(sin(Double(i * 3 + r * 17 + step))) } }
+                for i in 0..<count { networks[0].gradients[i] = slots[i] + slots[stride + i] + slots[2 * stride + i] }
+                optimizers[0].apply(parameters: networks[0].parameters, gradients: networks[0].gradients, lr: 0.01)
+                slots.withUnsafeBufferPointer { slots in
+                    mirror.withUnsafeMutableBufferPointer { mirror in
+                        optimizers[1].apply(networks[1].parameters.baseAddress!, mirror: mirror.baseAddress!,
+                                            summingSlots: slots.baseAddress!, stride: stride, ranks: ranks, lr: 0.01)
+                    }
+                    optimizers[2].apply(networks[2].parameters.baseAddress!, mirror: nil,
+                                        summingSlots: slots.baseAddress!, stride: stride, ranks: ranks, lr: 0.01)
+                }
+                let expected = Array(networks[0].parameters)
+                XCTAssertEqual(Array(networks[1].parameters), expected, "\(kind) step \(step): mirrored update")
+                XCTAssertEqual(mirror, expected, "\(kind) step \(step): the mirror")
+                XCTAssertEqual(Array(networks[2].parameters), expected, "\(kind) step \(step): update without a mirror")
+            }
+        }
+    }
+
     /// The penalty shares of consecutive slices add up to the whole penalty, gradients included.
     func testWeightPenaltySharesSumToTheWhole() throws {
         let layers = [Layers.dense(6, kernelRegularizer: Penalty(l1: 0.01, l2: 0.02), biasRegularizer: Penalty(l2: 0.5)),

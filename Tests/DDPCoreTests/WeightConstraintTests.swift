@@ -74,16 +74,6 @@ final class WeightConstraintTests: XCTestCase {
         }
     }
 
-    /// Split into parts (ranks sharing one parameter window), the rows are each projected once.
-    func testPartsCoverEveryRowOnce() throws {
-        let layers = [Layers.dense(7, kernelConstraint: .unitNorm), Layers.dense(5, kernelConstraint: .maxNorm(0.01))]
-        let whole = try makeNetwork(inputs: 3, layers, maxBatch: 1)
-        let split = try makeNetwork(inputs: 3, layers, maxBatch: 1)
-        whole.applyConstraints()
-        for part in 0..<3 { split.applyConstraints(part: part, of: 3) }
-        XCTAssertEqual(Array(split.parameters), Array(whole.parameters))
-    }
-
     func testConfigKeysAndErrors() throws {
         let head = "data: {train: {format: moons}}\noptimizer: {type: sgd}\nmodel: {inputs: 2, layers: [{type: dense, units: 2, "
         func parse(_ entry: String) throws -> DenseSpec? {

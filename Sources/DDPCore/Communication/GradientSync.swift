@@ -45,7 +45,8 @@ extension GradientSync {
 }
 
 /// The network of a run and the strategy that updates it, built together because the sharded
-/// update on one node puts the network's parameters and gradients in node-shared windows.
+/// update on one node puts the network's gradients in a node-shared window (and publishes the
+/// parameters through another).
 /// The update is sharded whenever there is more than one rank and `distributed.sharded_update`
 /// is on (the default). Collective: every rank calls it with the same config.
 public func makeNetworkAndSync(config: TrainingConfig, communicator: Communicator) throws -> (Network, GradientSync) {
@@ -59,10 +60,9 @@ public func makeNetworkAndSync(config: TrainingConfig, communicator: Communicato
         let stride = (sizes.reduction + 15) / 16 * 16
         if let parameters = try communicator.nodeSharedFloats(sizes.parameters),
            let slots = try communicator.nodeSharedFloats(stride * size) {
-            let storage = Network.Storage(parameters: parameters, reduction: slots + communicator.rank * stride)
-            let network = try Network(config: config.model, shards: size, storage: storage)
+            let network = try Network(config: config.model, shards: size, storage: Network.Storage(reduction: slots + communicator.rank * stride))
             return (network, ShardedSync(network: network, config: config.optimizer, communicator: communicator,
-                                         gradientSlots: (slots, stride)))
+                                         nodeShared: (parameters, slots, stride)))
         }
     }
     let network = try Network(config: config.model, shards: size)

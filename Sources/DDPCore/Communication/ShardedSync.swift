@@ -1,3 +1,9 @@
+#if canImport(Glibc)
+import Glibc
+#else
+import Darwin
+#endif
+
 /// ZeRO stage 1 (Rajbhandari et al. 2020, "optimizer state partitioning"): the flat gradient
 /// buffer is reduce-scattered, so rank r receives the global sum of its block r only; rank r
 /// applies the penalties, clipping and the optimizer to that block, holding optimizer moments
@@ -13,22 +19,40 @@
 /// rank's share of Σg² rides it with the step's totals, and so does a preemption request.
 ///
 /// On one node the two big collectives become memory reads. When every rank shares a node,
-/// the parameters live in one node-shared window that all ranks compute with, and each rank's
-/// gradients in its own slot of a second window; a step is then
+/// each rank's gradients live in its own slot of a node-shared window, and a second window
+/// holds the parameters as published: each rank computes with its own copy of every parameter
+/// and writes only its block r of the window. A step is then
 ///
 ///     barrier                       every rank's gradients are in its slot
 ///     sum slot 0 … N−1 over block r (in rank order: the same sum whichever rank computes it)
 ///     MPI_Allreduce(7 doubles)      as above; also: every rank has finished reading the slots
-///     update block r                into a private copy, then copied into the window, no
-///                                   allgather (without penalties or clipping, the sum of the
-///                                   slots is taken here, as the optimizer reads each element)
-///     barrier                       every block is updated before any rank's next forward
+///     update block r                in the rank's own copy, each value also stored to block r
+///                                   of the window in the same pass (without penalties or
+///                                   clipping, the sum of the slots is taken here too, as the
+///                                   optimizer reads each element)
+///     barrier                       every block is published
+///     copy the other blocks         from the window into the rank's own copy: no allgather
 ///
-/// Each rank reads P floats of gradients and writes P/N parameters, instead of MPI's
-/// copy-in/copy-out of 2·P floats each way through its shared-memory transport. Measured with
-/// `ddp bench --allreduce` (default config, np = 2, 2 rounds, 2-core development machine,
-/// 2026-11-23): 84.0k samples/s through shared memory, 63.2k through MPI's reduce-scatter and
-/// allgather, 59.0k with one allreduce.
+/// Each rank reads P floats of gradients and P − P/N of parameters and writes P/N to the
+/// window, instead of MPI's copy-in/copy-out of 2·P floats each way through its shared-memory
+/// transport. Measured with `ddp bench --allreduce` (default config, np = 2, 2 rounds, 2-core
+/// development machine, 2026-11-23): 84.0k samples/s through shared memory, 63.2k through
+/// MPI's reduce-scatter and allgather, 59.0k with one allreduce.
+///
+/// Why every rank computes with its own copy, not with the window itself (as before): writing
+/// memory that another core has read costs far more than writing memory only this core uses,
+/// and most when this core has read it too. `benchmarks/cross_core.c` (np = 2, 542 kB, cores
+/// sharing a cache, 2-core development machine, 2026-11-23): a rank writes its slot of a window
+/// the other rank has read in 24–27 µs, its private memory in 11–12 µs. With the layers computing
+/// on the window, the rank read its own block too, and copying the updated block back took
+/// 38 µs a step (of a 1.05 ms step, np = 2 at the global batch of 128); published from the
+/// rank's own copy, whose window block only the other rank reads, the same copy took 14 µs, and
+/// copying the other block in 14.5 µs. Storing the block from inside the Adam loop saves the
+/// copy's loads where the cores share a cache and stalls the loop where they do not
+/// (`PublishChoice` takes the faster). Against the window design, every run made with the cores
+/// sharing a cache (np = 2, global batch 128, 3-epoch runs alternated, byte-identical weights):
+/// **1.026–1.044×** (3 of 3 rounds; the update 41 → 30 ms an epoch), and 1.025× in a round with
+/// the cores apart, where always mirroring ran 0.68–0.71×.
 ///
 /// Overlapping communication with backward (MPI path): backward reports after each layer
 /// which gradients are final (`gradientsReady`, last layers first). Once `distributed.bucket_kb`
@@ -56,29 +80,24 @@ public final class ShardedSync: GradientSync {
     private let block: Int
     /// The reduced gradient of this rank's block (block floats).
     private let shardGradient: UnsafeMutableBufferPointer<Float>
-    /// Node-shared mode: this rank's parameter block, copied out of the window, updated, and
-    /// copied back. The Adam loop reads and writes every parameter, and run in place it was
-    /// slow, most likely because its stores hit lines that the other ranks had just read in
-    /// their forward and still cached. Two plain copies cost less: np = 2 ran 1.46× faster
-    /// (78.3k against 53.8k samples/s, 6 interleaved rounds of 3 epochs, byte-identical
-    /// weights; 2-core development machine, 2026-11-23, in an hour when the host slowed memory
-    /// traffic), and one epoch's update time fell from 0.087 to 0.057 s in a quieter one.
-    /// Alternatives measured against it with the moments in huge pages (np = 2, 128 samples
-    /// globally, binaries alternated, byte-identical weights, 2026-11-23): Adam writing into the
-    /// window in place 0.986×; a second parameter window that the update writes directly and the
-    /// layers swap to (lines the other rank read a step earlier, no copy) 0.95–0.98×, and
-    /// 0.61–0.84× with the host's cores apart; the copy with non-temporal stores 0.972×.
-    private let shardScratch: UnsafeMutableBufferPointer<Float>
-    private let scratchMemory: HugePageFloats
+    /// Node-shared mode: the window the ranks publish their updated blocks to (block r at
+    /// offset r·block, as in the parameter buffer). Measured before this design, with the
+    /// layers computing on the window (np = 2, 128 samples globally, binaries alternated,
+    /// byte-identical weights, 2026-11-23), each slower than the copy back it replaced: Adam
+    /// writing into the window in place 0.986× (with PREFETCHW 1 kB ahead of its stores
+    /// 0.995–0.998×); a second parameter window that the update writes directly and the layers
+    /// swap to 0.95–0.98×; the copy with non-temporal stores 0.972×; Adam staged through an
+    /// L1-sized buffer 0.94–0.97×.
+    private let published: UnsafeMutablePointer<Float>?
+    private var publishing = PublishChoice()
     /// [loss sum, samples, correct, non-finite, penalty share, Σg² share, stop], summed over ranks.
     private let totals: UnsafeMutableBufferPointer<Double>
     /// Node-shared mode: every rank's reduction buffer, rank r's at `base + r·stride`.
     private let gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)?
     /// Node-shared mode without penalties or clipping, with Adam or AdamW: the reduced gradient
-    /// is never stored; the optimizer sums the slots as it reads them (`Optimizer.apply(from:
-    /// into:summingSlots:…)`), one pass over them instead of a sum written and read back, and
-    /// the parameters are read from the window rather than copied out first. np = 2, default
-    /// config: 1.021× at 128 samples per rank and 1.024× at the global batch of 128 (6
+    /// is never stored; the optimizer sums the slots as it reads them (`Optimizer.apply(_:mirror:
+    /// summingSlots:…)`), one pass over them instead of a sum written and read back. np = 2,
+    /// default config: 1.021× at 128 samples per rank and 1.024× at the global batch of 128 (6
     /// interleaved rounds each, byte-identical weights; 2-core development machine, 2026-11-23).
     private let summingInUpdate: Bool
     /// MPI mode, this step: the gradients from here to the padded end are being reduced.
@@ -90,11 +109,15 @@ public final class ShardedSync: GradientSync {
     /// (`distributed.bucket_kb`); 0: none does.
     private let minimumBucket: Int
 
-    /// `gradientSlots`: given when the network's parameters and every rank's reduction buffer
-    /// live in node-shared windows (rank r's at base + r·stride).
+    /// `nodeShared`: given when every rank's reduction buffer lives in a node-shared window
+    /// (rank r's at `gradientSlots + r·stride`) and `parameters` is a node-shared window of
+    /// the network's padded parameter count.
     public init(network: Network, config: OptimizerConfig, communicator: Communicator,
-                gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)? = nil, bucketFloats: Int = 1 << 15) {
+                nodeShared: (parameters: UnsafeMutablePointer<Float>, gradientSlots: UnsafeMutablePointer<Float>, stride: Int)? = nil,
+                bucketFloats: Int = 1 << 15) {
+        let gradientSlots = nodeShared.map { (base: $0.gradientSlots, stride: $0.stride) }
         self.network = network
+        published = nodeShared?.parameters
         minimumBucket = bucketFloats
         self.gradientSlots = gradientSlots
         self.communicator = communicator
@@ -106,8 +129,6 @@ public final class ShardedSync: GradientSync {
         summingInUpdate = gradientSlots != nil && config.clipNorm == nil && !network.hasWeightPenalties && optimizer.updatesFromSummedSlots
         shardGradient = .allocate(capacity: max(block, 1))
         shardGradient.initialize(repeating: 0)
-        scratchMemory = HugePageFloats(counts: [block])
-        shardScratch = scratchMemory.parts[0]
         totals = .allocate(capacity: 7)
         totals.initialize(repeating: 0)
         unreducedEnd = communicator.size * block
@@ -175,24 +196,23 @@ public final class ShardedSync: GradientSync {
             Optimizer.scale(gradient, toNorm: clipNorm, from: Float(totals[5].squareRoot()))
         }
         let parameters = UnsafeMutableBufferPointer(rebasing: network.paddedParameters[shard])
-        if let gradientSlots {
-            let scratch = UnsafeMutableBufferPointer(rebasing: shardScratch[0..<shard.count])
+        if let gradientSlots, let published {
+            let own = network.paddedParameters.baseAddress!
             if summingInUpdate {
-                optimizer.apply(from: UnsafePointer(parameters.baseAddress!), into: scratch.baseAddress!,
+                let mirrored = publishing.mirrors(), start = PublishChoice.now()
+                optimizer.apply(own + shard.lowerBound, mirror: mirrored ? published + shard.lowerBound : nil,
                                 summingSlots: UnsafePointer(gradientSlots.base + shard.lowerBound),
                                 stride: gradientSlots.stride, ranks: communicator.size, lr: lr)
+                if !mirrored { (published + shard.lowerBound).update(from: own + shard.lowerBound, count: shard.count) }
+                publishing.record(mirrored: mirrored, seconds: PublishChoice.now() - start)
             } else {
-                _ = scratch.update(fromContentsOf: parameters)
-                optimizer.apply(parameters: scratch, gradients: gradient, lr: lr)
+                optimizer.apply(parameters: parameters, gradients: gradient, lr: lr)
+                (published + shard.lowerBound).update(from: own + shard.lowerBound, count: shard.count)
             }
-            _ = parameters.update(fromContentsOf: scratch)
             try communicator.barrier()
-            // Constraints act on whole rows, which may cross blocks: after every block is
-            // updated, each rank projects its share of the rows, then all wait for the rest.
-            if network.hasConstraints {
-                network.applyConstraints(part: communicator.rank, of: communicator.size)
-                try communicator.barrier()
-            }
+            own.update(from: published, count: shard.lowerBound)
+            (own + shard.upperBound).update(from: published + shard.upperBound, count: network.trainableCount - shard.upperBound)
+            if network.hasConstraints { network.applyConstraints() }
         } else {
             optimizer.apply(parameters: parameters, gradients: gradient, lr: lr)
             try communicator.allgather(network.paddedParameters, block: block)
@@ -237,5 +257,54 @@ public final class ShardedSync: GradientSync {
                 try communicator.scatter(full.baseAddress, into: UnsafeMutableBufferPointer(rebasing: moment[0..<block]), root: 0)
             }
         }
+    }
+}
+
+/// How a rank's updated block reaches the published window when the Adam loop can store it
+/// itself: mirrored (each value stored to the window inside the loop) or copied after the loop.
+/// Which is faster depends on where the other ranks' cores are, so each rank times both and
+/// takes the faster; both store the same values, so the choice never changes a result, and
+/// ranks need not agree on it.
+///
+/// Measured (np = 2, global batch 128, 2-core development machine, 2026-11-23): with the cores
+/// sharing a cache, the loop with its mirror stores took 63–67 µs a step against 55–59 µs and a
+/// 14 µs copy (np = 2 1.02× with mirroring); with the host's cores apart (no shared cache, as
+/// ranks on different CCXs or sockets), mirroring made the update 3.5× slower (430 against
+/// 125 ms an epoch: the loop stalls on each store to a line another core's cache holds), where
+/// one copy after the loop cost what the copy back into the window had.
+struct PublishChoice {
+    /// Seconds of the update (loop and publishing) per way: a running mean over the steps that
+    /// took it as the faster, or the latest trial.
+    private var mirroredSeconds = 0.0
+    private var copiedSeconds = 0.0
+    private var steps = 0
+    private var trial = false
+    /// Every `trialEvery`-th step takes the slower way once, so a change of layout is noticed;
+    /// its time replaces that way's figure outright (an old mean would take hundreds of steps
+    /// to forget a layout).
+    static let trialEvery = 128
+    /// Weight of the newest step in the running mean.
+    static let weight = 0.125
+
+    /// Whether this step mirrors: the first two steps try each way, then the faster, except
+    /// every `trialEvery`-th step.
+    mutating func mirrors() -> Bool {
+        defer { steps += 1 }
+        trial = steps < 2 || steps % Self.trialEvery == 0
+        if steps < 2 { return steps == 0 }
+        let faster = mirroredSeconds <= copiedSeconds
+        return trial ? !faster : faster
+    }
+
+    mutating func record(mirrored: Bool, seconds: Double) {
+        func updated(_ figure: Double) -> Double { trial ? seconds : figure + Self.weight * (seconds - figure) }
+        if mirrored { mirroredSeconds = updated(mirroredSeconds) } else { copiedSeconds = updated(copiedSeconds) }
+    }
+
+    /// Monotonic seconds (the vDSO's clock_gettime: no system call, nothing allocated).
+    static func now() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
     }
 }

@@ -90,20 +90,20 @@ public final class Network {
     private var outputs: [UnsafeMutableBufferPointer<Float>] = []
     private var gradientScratch: [UnsafeMutableBufferPointer<Float>] = []
 
-    /// Where the parameters and the reduction buffer live when the network does not own them:
-    /// in a node-shared window (see `ShardedSync`). Capacities as the owned buffers'.
+    /// Where the reduction buffer lives when the network does not own it: this rank's slot of
+    /// a node-shared window, which the other ranks read (see `ShardedSync`). Capacity as the
+    /// owned buffer's. The parameters are always the network's own.
     public struct Storage {
-        public var parameters: UnsafeMutablePointer<Float>
         public var reduction: UnsafeMutablePointer<Float>
-        public init(parameters: UnsafeMutablePointer<Float>, reduction: UnsafeMutablePointer<Float>) {
-            self.parameters = parameters
+        public init(reduction: UnsafeMutablePointer<Float>) {
             self.reduction = reduction
         }
     }
-    /// False when `storage` was given: the memory belongs to a shared window.
-    private let ownsStorage: Bool
-    /// Whether the parameters are node-shared memory that every rank computes with.
-    public var sharesParameters: Bool { !ownsStorage }
+    /// False when `storage` was given: the reduction buffer belongs to a shared window.
+    private let ownsReduction: Bool
+    /// The parameters' memory: the optimizer's update streams through it every step (see
+    /// `HugePageFloats`).
+    private let parameterMemory: HugePageFloats
 
     /// Floats of one shard's block, of the padded parameter buffer and of one reduction buffer,
     /// for `trainable` of `total` parameters split into `shards` blocks.
@@ -125,7 +125,7 @@ public final class Network {
     }
 
     /// `shards`: how many equal blocks the sharded update splits the parameters into (its rank
-    /// count). `storage`: memory for the parameters and the reduction buffer (else allocated).
+    /// count). `storage`: memory for the reduction buffer (else allocated).
     public convenience init(config: ModelConfig, shards: Int = 1, storage: Storage? = nil) throws {
         try self.init(config: config, shards: shards, storage: storage, fusing: true)
     }
@@ -217,13 +217,12 @@ public final class Network {
         parameterCount = frozenOffset
         let sizes = Self.bufferSizes(trainable: trainableCount, total: frozenOffset, shards: shards)
         shardBlock = sizes.block
-        ownsStorage = storage == nil
+        ownsReduction = storage == nil
+        parameterMemory = HugePageFloats(counts: [sizes.parameters])
+        paddedParameters = parameterMemory.parts[0]
         if let storage {
-            paddedParameters = UnsafeMutableBufferPointer(start: storage.parameters, count: sizes.parameters)
             reductionBuffer = UnsafeMutableBufferPointer(start: storage.reduction, count: sizes.reduction)
         } else {
-            paddedParameters = .allocate(capacity: max(sizes.parameters, 1))
-            paddedParameters.initialize(repeating: 0)
             reductionBuffer = .allocate(capacity: sizes.reduction)
             reductionBuffer.initialize(repeating: 0)
         }
@@ -238,10 +237,7 @@ public final class Network {
     }
 
     deinit {
-        if ownsStorage {
-            paddedParameters.deallocate()
-            reductionBuffer.deallocate()
-        }
+        if ownsReduction { reductionBuffer.deallocate() }
         state.deallocate()
         input.deallocate()
         outputs.forEach { $0.deallocate() }
@@ -407,19 +403,11 @@ public final class Network {
     public var hasWeightPenalties: Bool { !weightPenalties.isEmpty }
 
     /// Projects the constrained tensors (Keras kernel_constraint / bias_constraint) after an
-    /// update. Their rows are split into `parts` contiguous runs and only run `part` is done, so
-    /// ranks sharing one parameter window each take their own rows; a rank with its own copy
-    /// of every parameter does all of them (`part` 0 of 1).
-    public func applyConstraints(part: Int = 0, of parts: Int = 1) {
-        let total = constraints.reduce(0) { $0 + $1.rows }
-        let lower = total * part / parts, upper = total * (part + 1) / parts
-        var first = 0
+    /// update. Every rank holds every parameter and projects all of them: the same values in,
+    /// the same values out.
+    public func applyConstraints() {
         for (offset, rows, rowLength, constraint) in constraints {
-            let from = max(lower, first) - first, to = min(upper, first + rows) - first
-            if from < to {
-                constraint.apply(paddedParameters.baseAddress! + offset + from * rowLength, rows: to - from, rowLength: rowLength)
-            }
-            first += rows
+            constraint.apply(paddedParameters.baseAddress! + offset, rows: rows, rowLength: rowLength)
         }
     }
 }

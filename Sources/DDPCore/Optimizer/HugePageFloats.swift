@@ -6,7 +6,8 @@ import Darwin
 
 /// Zeroed float buffers carved out of one region that starts on a 2 MiB boundary and is advised
 /// MADV_HUGEPAGE, so that where transparent huge pages are on (`enabled` = `madvise` or `always`)
-/// the update's private streams sit in physically contiguous huge pages instead of 4 KiB pages
+/// the update's private streams (the optimizer's moments, and the network's parameters, which
+/// the update writes in place) sit in physically contiguous huge pages instead of 4 KiB pages
 /// scattered wherever the kernel found them. Each part starts on a 64-byte line.
 ///
 /// Why: with the moments and the sharded update's private copy in plain allocations (separate

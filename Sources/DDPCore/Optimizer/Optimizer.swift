@@ -107,7 +107,7 @@ public final class Optimizer {
         }
         switch config.kind {
         case .sgd: sgd(p, g, lr: lr)
-        case .adam, .adamw: adam(from: UnsafePointer(p), into: p, GradientSource(g), lr: lr)
+        case .adam, .adamw: adam(p, GradientSource(g), lr: lr, mirror: nil)
         }
     }
 
@@ -121,13 +121,14 @@ public final class Optimizer {
     /// The sharded update on one node with the gradient never stored: element i's gradient is
     /// Σ_r slots[r·stride + i], r = 0 … ranks − 1 in rank order (the sum `ShardedSync` would
     /// otherwise write to a buffer first, so the result is bit-identical), and the parameters
-    /// are read from `source` and written to `destination`, which may be the same.
-    public func apply(from source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>,
+    /// are updated in place and, given `mirror` (the node-shared window the other ranks copy
+    /// this rank's block from), each also stored there in the same pass.
+    public func apply(_ parameters: UnsafeMutablePointer<Float>, mirror: UnsafeMutablePointer<Float>?,
                       summingSlots slots: UnsafePointer<Float>, stride: Int, ranks: Int, lr: Float) {
         precondition(updatesFromSummedSlots, "Optimizer.apply(summingSlots:): \(config.kind) adds to the gradient first")
         step += 1
         guard count > 0 else { return }
-        adam(from: source, into: destination, GradientSource(slots, stride: stride, ranks: ranks), lr: lr)
+        adam(parameters, GradientSource(slots, stride: stride, ranks: ranks), lr: lr, mirror: mirror)
     }
 
     /// Where the Adam loop reads element i's gradient: one buffer, or the sum of `ranks` slots.
@@ -166,18 +167,18 @@ public final class Optimizer {
     /// Adam over the whole range; AdamW's decoupled decay p ← p·(1 − lr·wd) rides the moment
     /// loop over the decayed ranges, instead of a pass of its own (which read and wrote every
     /// kernel again).
-    private func adam(from source: UnsafePointer<Float>, into destination: UnsafeMutablePointer<Float>,
-                      _ gradients: GradientSource, lr: Float) {
+    private func adam(_ parameters: UnsafeMutablePointer<Float>, _ gradients: GradientSource, lr: Float,
+                      mirror: UnsafeMutablePointer<Float>?) {
         let factor = config.kind == .adamw ? 1 - lr * config.weightDecay : 1
         var start = 0
         if factor != 1 {
             for range in decayRanges {
-                adam(source, destination, gradients, start..<range.lowerBound, lr: lr, decayFactor: 1)
-                adam(source, destination, gradients, range, lr: lr, decayFactor: factor)
+                adam(parameters, gradients, start..<range.lowerBound, lr: lr, decayFactor: 1, mirror: mirror)
+                adam(parameters, gradients, range, lr: lr, decayFactor: factor, mirror: mirror)
                 start = range.upperBound
             }
         }
-        adam(source, destination, gradients, start..<count, lr: lr, decayFactor: 1)
+        adam(parameters, gradients, start..<count, lr: lr, decayFactor: 1, mirror: mirror)
     }
 
     private func sgd(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, lr: Float) {
@@ -201,9 +202,9 @@ public final class Optimizer {
     /// leaves the scalar loop unvectorized; written with SIMD8 the update ran 36 % → 9 % of a
     /// batch-64 Fashion-MNIST step (perf, 1 thread), and its square root is one vsqrtps only
     /// without C's math errno (Package.swift). Each lane does exactly the scalar operations, so
-    /// results are bit-identical.
-    private func adam(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>, _ g: GradientSource,
-                      _ span: Range<Int>, lr: Float, decayFactor: Float) {
+    /// results are bit-identical. `mirror`: see `apply(_:mirror:summingSlots:…)`.
+    private func adam(_ p: UnsafeMutablePointer<Float>, _ g: GradientSource, _ span: Range<Int>, lr: Float,
+                      decayFactor: Float, mirror: UnsafeMutablePointer<Float>?) {
         let beta1 = config.beta1, beta2 = config.beta2, eps = config.epsilon
         let m = firstMoment.baseAddress!, v = secondMoment.baseAddress!
         let t = Float(step)
@@ -216,22 +217,24 @@ public final class Optimizer {
             let gradient = g.load8(i)
             var first = UnsafeRawPointer(m + i).loadUnaligned(as: SIMD8<Float>.self)
             var second = UnsafeRawPointer(v + i).loadUnaligned(as: SIMD8<Float>.self)
-            var parameter = UnsafeRawPointer(source + i).loadUnaligned(as: SIMD8<Float>.self) * decayFactor
+            var parameter = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self) * decayFactor
             first = beta1 * first + oneMinusBeta1 * gradient
             second = beta2 * second + oneMinusBeta2 * gradient * gradient
             parameter -= stepSize * first / (second.squareRoot() / biasCorrection2Root + eps)
             UnsafeMutableRawPointer(m + i).storeBytes(of: first, as: SIMD8<Float>.self)
             UnsafeMutableRawPointer(v + i).storeBytes(of: second, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(destination + i).storeBytes(of: parameter, as: SIMD8<Float>.self)
+            UnsafeMutableRawPointer(p + i).storeBytes(of: parameter, as: SIMD8<Float>.self)
+            if let mirror { UnsafeMutableRawPointer(mirror + i).storeBytes(of: parameter, as: SIMD8<Float>.self) }
             i += 8
         }
         while i < span.upperBound {
-            var parameter = source[i] * decayFactor
+            var parameter = p[i] * decayFactor
             let gradient = g.load(i)
             m[i] = beta1 * m[i] + oneMinusBeta1 * gradient
             v[i] = beta2 * v[i] + oneMinusBeta2 * gradient * gradient
             parameter -= stepSize * m[i] / (v[i].squareRoot() / biasCorrection2Root + eps)
-            destination[i] = parameter
+            p[i] = parameter
+            mirror?[i] = parameter
             i += 1
         }
     }

@@ -208,8 +208,6 @@ public final class Trainer {
             }
         }
         if let snapshot, monitor.hasSnapshot {
-            // Node-shared parameters: rank 0 may still be writing the last checkpoint from them.
-            if network.sharesParameters { try communicator.barrier() }
             snapshot.restore(into: network)
             console.line("Restoring model weights from the end of the best epoch: \(monitor.bestEpoch + 1).")
         }
@@ -377,16 +375,13 @@ public final class Trainer {
 
     private func initializeWeights() throws {
         network.initialize(seed: config.seed)
-        // Node-shared parameters: every rank wrote the same values; none may still be writing
-        // when rank 0 replaces them with init_weights.
-        if network.sharesParameters { try communicator.barrier() }
         if communicator.isRoot, let path = config.model.initWeights { try network.loadWeights(from: path) }
         try broadcastModel()
     }
 
     /// Makes every rank's parameters and BatchNorm state rank 0's.
     private func broadcastModel() throws {
-        if !network.sharesParameters { try communicator.broadcast(network.parameters) }
+        try communicator.broadcast(network.parameters)
         try communicator.broadcast(network.state)
         var counts = network.batchNorms.map(\.batchesTracked)
         try communicator.broadcast(&counts)
