@@ -1,9 +1,3 @@
-#if canImport(Glibc)
-import Glibc
-#else
-import Darwin
-#endif
-
 /// ZeRO stage 1 (Rajbhandari et al. 2020, "optimizer state partitioning"): the flat gradient
 /// buffer is reduce-scattered, so rank r receives the global sum of its block r only; rank r
 /// applies the penalties, clipping and the optimizer to that block, holding optimizer moments
@@ -199,12 +193,12 @@ public final class ShardedSync: GradientSync {
         if let gradientSlots, let published {
             let own = network.paddedParameters.baseAddress!
             if summingInUpdate {
-                let mirrored = publishing.mirrors(), start = PublishChoice.now()
+                let mirrored = publishing.mirrors(), start = ContinuousClock.now
                 optimizer.apply(own + shard.lowerBound, mirror: mirrored ? published + shard.lowerBound : nil,
                                 summingSlots: UnsafePointer(gradientSlots.base + shard.lowerBound),
                                 stride: gradientSlots.stride, ranks: communicator.size, lr: lr)
                 if !mirrored { (published + shard.lowerBound).update(from: own + shard.lowerBound, count: shard.count) }
-                publishing.record(mirrored: mirrored, seconds: PublishChoice.now() - start)
+                publishing.record(mirrored: mirrored, time: ContinuousClock.now - start)
             } else {
                 optimizer.apply(parameters: parameters, gradients: gradient, lr: lr)
                 (published + shard.lowerBound).update(from: own + shard.lowerBound, count: shard.count)
@@ -228,10 +222,10 @@ public final class ShardedSync: GradientSync {
         let vectorEnd = count - count % 8
         var i = 0
         while i < vectorEnd {
-            store8(slots.load8(i), out + i)
+            store8(slots.sum8(i), out + i)
             i += 8
         }
-        while i < count { out[i] = slots.load(i); i += 1 }
+        while i < count { out[i] = slots.sum(i); i += 1 }
     }
 
     public func gatherOptimizerState() throws -> (first: [Float], second: [Float])? {
@@ -273,18 +267,18 @@ public final class ShardedSync: GradientSync {
 /// 125 ms an epoch: the loop stalls on each store to a line another core's cache holds), where
 /// one copy after the loop cost what the copy back into the window had.
 struct PublishChoice {
-    /// Seconds of the update (loop and publishing) per way: a running mean over the steps that
+    /// Time of the update (loop and publishing) per way: a running mean over the steps that
     /// took it as the faster, or the latest trial.
-    private var mirroredSeconds = 0.0
-    private var copiedSeconds = 0.0
+    private var mirroredTime = Duration.zero
+    private var copiedTime = Duration.zero
     private var steps = 0
     private var trial = false
     /// Every `trialEvery`-th step takes the slower way once, so a change of layout is noticed;
     /// its time replaces that way's figure outright (an old mean would take hundreds of steps
     /// to forget a layout).
     static let trialEvery = 128
-    /// Weight of the newest step in the running mean.
-    static let weight = 0.125
+    /// The running mean moves 1/meanSpan of the way to each new step's time.
+    static let meanSpan = 8
 
     /// Whether this step mirrors: the first two steps try each way, then the faster, except
     /// every `trialEvery`-th step.
@@ -292,19 +286,12 @@ struct PublishChoice {
         defer { steps += 1 }
         trial = steps < 2 || steps % Self.trialEvery == 0
         if steps < 2 { return steps == 0 }
-        let faster = mirroredSeconds <= copiedSeconds
+        let faster = mirroredTime <= copiedTime
         return trial ? !faster : faster
     }
 
-    mutating func record(mirrored: Bool, seconds: Double) {
-        func updated(_ figure: Double) -> Double { trial ? seconds : figure + Self.weight * (seconds - figure) }
-        if mirrored { mirroredSeconds = updated(mirroredSeconds) } else { copiedSeconds = updated(copiedSeconds) }
-    }
-
-    /// Monotonic seconds (the vDSO's clock_gettime: no system call, nothing allocated).
-    static func now() -> Double {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) * 1e-9
+    mutating func record(mirrored: Bool, time: Duration) {
+        func updated(_ figure: Duration) -> Duration { trial ? time : figure + (time - figure) / Self.meanSpan }
+        if mirrored { mirroredTime = updated(mirroredTime) } else { copiedTime = updated(copiedTime) }
     }
 }

@@ -111,7 +111,7 @@ public final class Optimizer {
         }
     }
 
-    /// Whether `apply(from:into:summingSlots:…)` can run this optimizer: Adam, or AdamW (whose
+    /// Whether `apply(_:mirror:summingSlots:…)` can run this optimizer: Adam, or AdamW (whose
     /// decay acts on the parameters); not SGD and not Adam's coupled decay, which add to the
     /// gradient before the update.
     public var updatesFromSummedSlots: Bool {
@@ -143,17 +143,18 @@ public final class Optimizer {
             self.ranks = ranks
         }
 
-        @inline(__always) func load8(_ i: Int) -> SIMD8<Float> {
-            var sum = UnsafeRawPointer(base + i).loadUnaligned(as: SIMD8<Float>.self)
+        /// Elements i … i + 7.
+        @inline(__always) func sum8(_ i: Int) -> SIMD8<Float> {
+            var sum = load8(base + i)
             var rank = 1
             while rank < ranks {
-                sum += UnsafeRawPointer(base + rank * stride + i).loadUnaligned(as: SIMD8<Float>.self)
+                sum += load8(base + rank * stride + i)
                 rank += 1
             }
             return sum
         }
 
-        @inline(__always) func load(_ i: Int) -> Float {
+        @inline(__always) func sum(_ i: Int) -> Float {
             var sum = base[i]
             var rank = 1
             while rank < ranks {
@@ -214,22 +215,21 @@ public final class Optimizer {
         let vectorEnd = span.upperBound - span.count % 8
         var i = span.lowerBound
         while i < vectorEnd {
-            let gradient = g.load8(i)
-            var first = UnsafeRawPointer(m + i).loadUnaligned(as: SIMD8<Float>.self)
-            var second = UnsafeRawPointer(v + i).loadUnaligned(as: SIMD8<Float>.self)
-            var parameter = UnsafeRawPointer(p + i).loadUnaligned(as: SIMD8<Float>.self) * decayFactor
+            let gradient = g.sum8(i)
+            var first = load8(m + i), second = load8(v + i)
+            var parameter = load8(p + i) * decayFactor
             first = beta1 * first + oneMinusBeta1 * gradient
             second = beta2 * second + oneMinusBeta2 * gradient * gradient
             parameter -= stepSize * first / (second.squareRoot() / biasCorrection2Root + eps)
-            UnsafeMutableRawPointer(m + i).storeBytes(of: first, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(v + i).storeBytes(of: second, as: SIMD8<Float>.self)
-            UnsafeMutableRawPointer(p + i).storeBytes(of: parameter, as: SIMD8<Float>.self)
-            if let mirror { UnsafeMutableRawPointer(mirror + i).storeBytes(of: parameter, as: SIMD8<Float>.self) }
+            store8(first, m + i)
+            store8(second, v + i)
+            store8(parameter, p + i)
+            if let mirror { store8(parameter, mirror + i) }
             i += 8
         }
         while i < span.upperBound {
             var parameter = p[i] * decayFactor
-            let gradient = g.load(i)
+            let gradient = g.sum(i)
             m[i] = beta1 * m[i] + oneMinusBeta1 * gradient
             v[i] = beta2 * v[i] + oneMinusBeta2 * gradient * gradient
             parameter -= stepSize * m[i] / (v[i].squareRoot() / biasCorrection2Root + eps)
