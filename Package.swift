@@ -51,7 +51,7 @@ let package = Package(
         ),
         .target(
             name: "DDPCore",
-            dependencies: ["_CMPI", "_CWatchdog", "_CPreemption", "CBLAS", "CZlib", "Yams"],
+            dependencies: ["_CMPI", "_CWatchdog", "_CPreemption", "_CPrefetch", "CBLAS", "CZlib", "Yams"],
             swiftSettings: coreSettings
         ),
         // Plots, HTML reports and comparison tables, read from finished runs: the trainer
@@ -70,6 +70,8 @@ let package = Package(
         .target(name: "_CWatchdog"),
         // Preemption: signal handlers that set a flag the trainer reads once per step.
         .target(name: "_CPreemption"),
+        // Software prefetch for the batch gather (a compiler builtin Swift cannot call).
+        .target(name: "_CPrefetch"),
         // Thread pinning for `ddp bench`'s cross-core check (needs _GNU_SOURCE).
         .target(name: "_CAffinity"),
 

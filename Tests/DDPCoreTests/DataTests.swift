@@ -296,6 +296,28 @@ final class DataTests: XCTestCase {
         XCTAssertEqual(labels[0], 8)
     }
 
+    /// More rows than the gather prefetches ahead, rows repeated and out of order, a width that
+    /// is not a multiple of the SIMD lane count: every row as the scalar formula gives it.
+    func testGatherOfManyRowsMatchesTheScalarFormula() {
+        let count = 50, width = 13
+        let raw = (0..<count * width).map { UInt8(($0 * 37 + 11) % 256) }
+        let rows: [Int32] = (0..<23).map { Int32(($0 * 17 + 5) % count) } + [49, 0, 49]
+        for data in [Dataset(count: count, featureCount: width, storage: .bytes(raw), labels: (0..<count).map(Float.init), origin: "b"),
+                     Dataset(count: count, featureCount: width, storage: .floats(raw.map(Float.init)), labels: (0..<count).map(Float.init), origin: "f")] {
+            let transform = FeatureTransform.fit(.standardize, on: data)
+            var inputs = [Float](repeating: .nan, count: rows.count * width)
+            var labels = [Float](repeating: .nan, count: rows.count)
+            data.gather(rows: rows, count: rows.count, transform: transform, inputs: &inputs, labels: &labels)
+            for (i, row) in rows.enumerated() {
+                XCTAssertEqual(labels[i], Float(row))
+                for f in 0..<width {
+                    XCTAssertEqual(inputs[i * width + f], Float(raw[Int(row) * width + f]) * transform.scale[f] + transform.shift[f],
+                                   "\(data.origin) row \(i) feature \(f)")
+                }
+            }
+        }
+    }
+
     func testSliceTakesRows() {
         let last = tiny.slice(2..<4)
         XCTAssertEqual(last.count, 2)
