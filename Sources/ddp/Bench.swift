@@ -25,7 +25,7 @@ struct Bench: ParsableCommand {
     var threadComparison = true
     @Flag(help: "Also run every multi-rank case with the other gradient syncs: the sharded update over MPI collectives (distributed.shared_memory=false) and one allreduce (distributed.sharded_update=false).")
     var allreduce = false
-    @Option(help: "Rounds; every case runs once per round.") var repeats = 4
+    @Option(help: "Rounds; every case runs once per round. A round where the host took part of a core or moved the cores apart is left out and made again (at most as many more).") var repeats = 4
     @Option(help: "Epochs per run; figures are the median of epochs 2… (epoch 1 warms up).") var epochs = 3
     @Option(help: "mpirun hostfile for multi-node runs.") var hostfile: String?
     @Option(help: "Seconds a multi-core case waits for the host to bring its cores back together before it runs anyway (see the cross-core check).")
@@ -108,7 +108,20 @@ struct Bench: ParsableCommand {
         var availability: [Double] = []
         let layout = Layout()
         let checkedCores = min(cases.map { $0.ranks * $0.threads }.max() ?? 1, ProcessInfo.processInfo.activeProcessorCount)
-        for round in 1...repeats {
+        /// A round counts when the host gave every core (`CoreCheck.availability`) and every
+        /// multi-core case ran on the closest layout the bench has seen (the cross-core check
+        /// within `layout.limit`): its ratios then compare like with like. A run the check
+        /// passed before the bench had seen the cores together, or one kept after
+        /// `maximumAttempts` runs apart, leaves its round out.
+        func counts(_ index: Int) -> Bool {
+            availability[index] >= Self.minimumAvailability
+                && rounds[index].values.allSatisfy { ($0.crossCoreSlowdown ?? 1) <= layout.limit }
+        }
+        var round = 0
+        // Rounds left out are made again, at most `repeats` more, so that the medians come
+        // from `repeats` rounds where the machine allows.
+        while round < repeats || (rounds.indices.filter(counts).count < repeats && round < 2 * repeats) {
+            round += 1
             var figures: [String: Figures] = [:]
             let before = CoreCheck.availability(threads: checkedCores)
             for item in cases {
@@ -128,11 +141,16 @@ struct Bench: ParsableCommand {
                   + (cores < Self.minimumAvailability ? "  (left out: the host took part of a core)" : ""))
             rounds.append(figures)
         }
-        // Rounds in which the host did not give every core are left out of the figures (all of
-        // a round's cases together, so ratios within rounds stay whole), unless that is all of them.
-        var kept = rounds.indices.filter { availability[$0] >= Self.minimumAvailability }
+        for (index, figures) in rounds.enumerated() where availability[index] >= Self.minimumAvailability {
+            let apart = figures.filter { ($0.value.crossCoreSlowdown ?? 1) > layout.limit }.map(\.key).sorted()
+            if !apart.isEmpty {
+                print("  round \(index + 1)  left out: " + apart.joined(separator: ", ")
+                      + String(format: " ran with the cores apart (cross-core reads above %.2f× own)", layout.limit))
+            }
+        }
+        var kept = rounds.indices.filter(counts)
         if kept.isEmpty {
-            print("ddp bench: warning: in every round the host gave less than \(checkedCores) whole cores; figures use all rounds")
+            print("ddp bench: warning: no round ran with every core and the cores together; figures use all rounds")
             kept = Array(rounds.indices)
         }
         let keptGemm = gemmLimits.count == rounds.count ? kept.map { gemmLimits[$0] } : gemmLimits
