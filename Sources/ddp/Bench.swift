@@ -554,7 +554,7 @@ struct Bench: ParsableCommand {
         }
         if kept < total {
             lines.append("")
-            lines.append("Medians of \(kept) of \(total) rounds: in the others the host gave less than every core (`ddp bench`'s core check).")
+            lines.append("Medians of \(kept) of \(total) rounds: in the others the host gave less than every core, or ran a case with the cores apart (`ddp bench`'s core and cross-core checks).")
         }
         if !summary.ratios.isEmpty {
             lines.append("")
