@@ -154,9 +154,9 @@ extension Dataset {
     /// only follows a row after missing on it. The gather had been 3.5 % of a one-process run
     /// in perf (2.6 % now). Against the binary without it (default config, 3 epochs, the two
     /// alternated for 4 rounds, byte-identical weights; 2-core AMD EPYC VM, 2026-11-23): one
-    /// process 1.012× and 1.018× in two such runs (2, 4 and 8 rows ahead alike, 1.025–1.031×, in
-    /// a third); np = 2 1.011× and one process with two BLAS threads 1.020×, with the cores
-    /// sharing a cache.
+    /// process 1.012× and 1.018× in two such runs, and 1.025–1.031× in a third, with 2, 4 and 8
+    /// rows ahead alike; np = 2 1.011× and one process with two BLAS threads 1.020×, with the
+    /// cores sharing a cache.
     @inline(__always)
     fileprivate static func transformRows<Feature: StoredFeature>(_ base: UnsafePointer<Feature>, _ rows: UnsafePointer<Int32>, _ count: Int,
                                                                   _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>,
@@ -169,18 +169,21 @@ extension Dataset {
         }
     }
 
-    /// Every cache line of one row.
+    /// Every cache line of one row: one prefetch per 64 bytes (x86-64's and most ARM cores'
+    /// line; where lines are longer some prefetches repeat, which costs nothing), and one for
+    /// the last byte, which a row that does not start on a line boundary may leave out.
     @inline(__always)
     fileprivate static func prefetch<Feature>(_ row: UnsafePointer<Feature>, _ width: Int) {
+        let cacheLine = 64
         let start = UnsafeRawPointer(row), bytes = width * MemoryLayout<Feature>.stride
         var offset = 0
-        while offset < bytes { ddp_prefetch(start + offset); offset += 64 }
+        while offset < bytes { ddp_prefetch(start + offset); offset += cacheLine }
         ddp_prefetch(start + bytes - 1)
     }
 
     /// to = from·scale + shift, eight features at a time. Swift cannot prove that `to` aliases
     /// none of the three sources, so the scalar loop stayed scalar: the gather was 3.2 % of a
-    /// one-process step in perf. Each lane does the scalar's multiply, then its add (Swift
+    /// one-process step in perf before this (3.5 % after, with the rest of the step faster). Each lane does the scalar's multiply, then its add (Swift
     /// contracts nothing into an FMA), so the batch is bit-identical.
     @inline(__always)
     fileprivate static func transformRow<Feature: StoredFeature>(_ from: UnsafePointer<Feature>, _ scale: UnsafePointer<Float>,
