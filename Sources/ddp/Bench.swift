@@ -115,8 +115,7 @@ struct Bench: ParsableCommand {
         /// np=2 at 84.8k and two threads at 53.5k samples/s, against 126k and 105k), or one kept
         /// after `maximumAttempts` runs apart, leaves its round out.
         func counts(_ index: Int) -> Bool {
-            availability[index] >= Self.minimumAvailability
-                && rounds[index].values.allSatisfy { ($0.crossCoreSlowdown ?? 1) <= layout.limit }
+            availability[index] >= Self.minimumAvailability && rounds[index].values.allSatisfy(layout.together)
         }
         var round = 0
         // Rounds left out are made again, at most `repeats` more, so that the medians come
@@ -143,7 +142,7 @@ struct Bench: ParsableCommand {
             rounds.append(figures)
         }
         for (index, figures) in rounds.enumerated() where availability[index] >= Self.minimumAvailability {
-            let apart = figures.filter { ($0.value.crossCoreSlowdown ?? 1) > layout.limit }.map(\.key).sorted()
+            let apart = figures.filter { !layout.together($0.value) }.map(\.key).sorted()
             if !apart.isEmpty {
                 print("  round \(index + 1)  left out: " + apart.joined(separator: ", ")
                       + String(format: " ran with the cores apart (cross-core reads above %.2f× own)", layout.limit))
@@ -180,6 +179,8 @@ struct Bench: ParsableCommand {
             return slowdown
         }
         var limit: Double { Bench.layoutTolerance * closest }
+        /// Whether a run was made within `limit` of the closest layout (an unchecked one was).
+        func together(_ figures: Figures) -> Bool { (figures.crossCoreSlowdown ?? 1) <= limit }
     }
 
     /// Runs a case. A case whose processes or threads share data across cores is checked with
@@ -210,8 +211,9 @@ struct Bench: ParsableCommand {
             figures.crossCoreSlowdown = slowdown
             figures.crossCoreLimit = layout.limit
             figures.attempts = attempt
-            if slowdown <= layout.limit || attempt == Self.maximumAttempts {
-                print(line + (slowdown > layout.limit ? String(format: "  (cores apart: cross-core reads %.2f× own, kept after %d runs)", slowdown, attempt) : ""))
+            let together = layout.together(figures)
+            if together || attempt == Self.maximumAttempts {
+                print(line + (together ? "" : String(format: "  (cores apart: cross-core reads %.2f× own, kept after %d runs)", slowdown, attempt)))
                 return figures
             }
             print(line + String(format: "  (not used: cross-core reads %.2f× own, the host moved the cores apart; again)", slowdown))

@@ -60,7 +60,7 @@ public func makeNetworkAndSync(config: TrainingConfig, communicator: Communicato
         let stride = (sizes.reduction + 15) / 16 * 16
         if let parameters = try communicator.nodeSharedFloats(sizes.parameters),
            let slots = try communicator.nodeSharedFloats(stride * size) {
-            let network = try Network(config: config.model, shards: size, storage: Network.Storage(reduction: slots + communicator.rank * stride))
+            let network = try Network(config: config.model, shards: size, sharedReduction: slots + communicator.rank * stride)
             return (network, ShardedSync(network: network, config: config.optimizer, communicator: communicator,
                                          nodeShared: (parameters, slots, stride)))
         }

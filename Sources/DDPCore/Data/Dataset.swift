@@ -183,8 +183,9 @@ extension Dataset {
 
     /// to = from·scale + shift, eight features at a time. Swift cannot prove that `to` aliases
     /// none of the three sources, so the scalar loop stayed scalar: the gather was 3.2 % of a
-    /// one-process step in perf before this (3.5 % after, with the rest of the step faster). Each lane does the scalar's multiply, then its add (Swift
-    /// contracts nothing into an FMA), so the batch is bit-identical.
+    /// one-process step in perf before this (3.5 % after, with the rest of the step faster).
+    /// Each lane does the scalar's multiply, then its add (Swift contracts nothing into an
+    /// FMA), so the batch is bit-identical.
     @inline(__always)
     fileprivate static func transformRow<Feature: StoredFeature>(_ from: UnsafePointer<Feature>, _ scale: UnsafePointer<Float>,
                                                                  _ shift: UnsafePointer<Float>, _ to: UnsafeMutablePointer<Float>, _ width: Int) {

@@ -90,16 +90,7 @@ public final class Network {
     private var outputs: [UnsafeMutableBufferPointer<Float>] = []
     private var gradientScratch: [UnsafeMutableBufferPointer<Float>] = []
 
-    /// Where the reduction buffer lives when the network does not own it: this rank's slot of
-    /// a node-shared window, which the other ranks read (see `ShardedSync`). Capacity as the
-    /// owned buffer's. The parameters are always the network's own.
-    public struct Storage {
-        public var reduction: UnsafeMutablePointer<Float>
-        public init(reduction: UnsafeMutablePointer<Float>) {
-            self.reduction = reduction
-        }
-    }
-    /// False when `storage` was given: the reduction buffer belongs to a shared window.
+    /// False when `sharedReduction` was given: the reduction buffer belongs to a shared window.
     private let ownsReduction: Bool
     /// The parameters' memory: the optimizer's update streams through it every step (see
     /// `HugePageFloats`).
@@ -125,13 +116,16 @@ public final class Network {
     }
 
     /// `shards`: how many equal blocks the sharded update splits the parameters into (its rank
-    /// count). `storage`: memory for the reduction buffer (else allocated).
-    public convenience init(config: ModelConfig, shards: Int = 1, storage: Storage? = nil) throws {
-        try self.init(config: config, shards: shards, storage: storage, fusing: true)
+    /// count). `sharedReduction`: where the reduction buffer lives when the network does not
+    /// own it, this rank's slot of a node-shared window that the other ranks read (see
+    /// `ShardedSync`), with the owned buffer's capacity; else it is allocated. The parameters
+    /// are always the network's own.
+    public convenience init(config: ModelConfig, shards: Int = 1, sharedReduction: UnsafeMutablePointer<Float>? = nil) throws {
+        try self.init(config: config, shards: shards, sharedReduction: sharedReduction, fusing: true)
     }
 
     /// `fusing: false` runs every layer on its own (the tests compare it with the fused runs).
-    init(config: ModelConfig, shards: Int = 1, storage: Storage? = nil, fusing: Bool) throws {
+    init(config: ModelConfig, shards: Int = 1, sharedReduction: UnsafeMutablePointer<Float>? = nil, fusing: Bool) throws {
         precondition(shards >= 1, "Network: shards must be at least 1")
         self.config = config
         self.shards = shards
@@ -217,11 +211,11 @@ public final class Network {
         parameterCount = frozenOffset
         let sizes = Self.bufferSizes(trainable: trainableCount, total: frozenOffset, shards: shards)
         shardBlock = sizes.block
-        ownsReduction = storage == nil
+        ownsReduction = sharedReduction == nil
         parameterMemory = HugePageFloats(counts: [sizes.parameters])
         paddedParameters = parameterMemory.parts[0]
-        if let storage {
-            reductionBuffer = UnsafeMutableBufferPointer(start: storage.reduction, count: sizes.reduction)
+        if let sharedReduction {
+            reductionBuffer = UnsafeMutableBufferPointer(start: sharedReduction, count: sizes.reduction)
         } else {
             reductionBuffer = .allocate(capacity: sizes.reduction)
             reductionBuffer.initialize(repeating: 0)
