@@ -44,6 +44,7 @@ struct CrossValidate: ParsableCommand {
     }
 
     func run() throws {
+        BLASKernels.selectForThisHost()
         let session = JobSession()
         session.execute {
             let plans = try makePlans()

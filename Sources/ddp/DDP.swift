@@ -41,6 +41,7 @@ struct Train: ParsableCommand {
     }
 
     func run() throws {
+        BLASKernels.selectForThisHost()
         let session = JobSession()
         var preempted = false
         session.execute {
@@ -107,6 +108,7 @@ struct Evaluate: ParsableCommand {
     @OptionGroup var options: ConfigOptions
 
     func run() throws {
+        BLASKernels.selectForThisHost()
         JobSession().execute {
             let config = try options.load(self.config)
             // The weights carry the input normalization: test and a separate validation source

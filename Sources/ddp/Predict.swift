@@ -36,6 +36,7 @@ struct Predict: ParsableCommand {
     }
 
     func run() throws {
+        BLASKernels.selectForThisHost()
         JobSession().execute {
             let config = try options.load(self.config)
             let model = try TrainedModel(config: config, weights: weights)

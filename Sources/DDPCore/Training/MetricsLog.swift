@@ -204,9 +204,11 @@ public struct EndMetrics: Codable, Sendable, Equatable {
     public var ranks: Int
     public var globalBatch: Int
     public var seconds: Double?
+    /// OpenBLAS's kernel table the run's GEMMs used (`BLASKernels.current`): it sets their rounding.
+    public var blasCore: String?
 
     public init(reason: String, epochsRun: Int, bestEpoch: Int, monitor: String, bestValue: Double?, testLoss: Double?,
-                testAccuracy: Double?, ranks: Int, globalBatch: Int, seconds: Double?) {
+                testAccuracy: Double?, ranks: Int, globalBatch: Int, seconds: Double?, blasCore: String? = nil) {
         self.reason = reason
         self.epochsRun = epochsRun
         self.bestEpoch = bestEpoch
@@ -217,12 +219,13 @@ public struct EndMetrics: Codable, Sendable, Equatable {
         self.ranks = ranks
         self.globalBatch = globalBatch
         self.seconds = seconds
+        self.blasCore = blasCore
     }
 
     enum CodingKeys: String, CodingKey {
         case event, reason, monitor, ranks, seconds
         case epochsRun = "epochs_run", bestEpoch = "best_epoch", bestValue = "best_value", testLoss = "test_loss"
-        case testAccuracy = "test_accuracy", globalBatch = "global_batch"
+        case testAccuracy = "test_accuracy", globalBatch = "global_batch", blasCore = "blas_core"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -237,6 +240,7 @@ public struct EndMetrics: Codable, Sendable, Equatable {
         ranks = try container.decodeIfPresent(Int.self, forKey: .ranks) ?? 1
         globalBatch = try container.decodeIfPresent(Int.self, forKey: .globalBatch) ?? 0
         seconds = try container.decodeIfPresent(Double.self, forKey: .seconds)
+        blasCore = try container.decodeIfPresent(String.self, forKey: .blasCore)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -252,6 +256,7 @@ public struct EndMetrics: Codable, Sendable, Equatable {
         try container.encode(ranks, forKey: .ranks)
         try container.encode(globalBatch, forKey: .globalBatch)
         try container.encode(seconds.flatMap(finite), forKey: .seconds)
+        try container.encodeIfPresent(blasCore, forKey: .blasCore)
     }
 }
 
