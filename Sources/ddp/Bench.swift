@@ -77,6 +77,8 @@ struct Bench: ParsableCommand {
         var crossCoreLimit: Double? = nil
         /// Runs made of this case in this round (see `measure`); the figures are the last one's.
         var attempts = 1
+        /// OpenBLAS's kernel table ddp's run used (its metrics.jsonl end line); nil for the peers.
+        var blasCore: String? = nil
     }
 
     func run() throws {
@@ -249,7 +251,7 @@ struct Bench: ParsableCommand {
         let timed = try Self.timedEpochs(directory, item, output: output)
         let rates = timed.compactMap(\.samplesPerSecond).sorted()
         guard !rates.isEmpty else { throw DDPError(.training, "bench case \(item.name) recorded no samples/s") }
-        return Figures(samplesPerSecond: rates[rates.count / 2], shares: Self.shares(timed))
+        return Figures(samplesPerSecond: rates[rates.count / 2], shares: Self.shares(timed), blasCore: Self.blasCore(directory))
     }
 
     /// The ceiling of N ranks on this machine: N plain `ddp train` processes at once (pinned one
@@ -287,7 +289,7 @@ struct Bench: ParsableCommand {
             total += rates[rates.count / 2]
             shares.append(Self.shares(timed))
         }
-        return Figures(samplesPerSecond: total, shares: shares[0])
+        return Figures(samplesPerSecond: total, shares: shares[0], blasCore: Self.blasCore(outputs[0].0))
     }
 
     /// The epochs that count (all but the first, which warms up) of a finished case.
@@ -296,6 +298,11 @@ struct Bench: ParsableCommand {
         let timed = records.count > 1 ? Array(records.dropFirst()) : records
         guard !timed.isEmpty else { throw DDPError(.training, "bench case \(item.name) wrote no epochs; its output:\n\(output)") }
         return timed
+    }
+
+    /// The kernel table a finished run of ours recorded (`BLASKernels`).
+    private static func blasCore(_ directory: String) -> String? {
+        (try? RunMetrics.load(path: directory + "/metrics.jsonl"))?.end?.blasCore
     }
 
     /// Mean shares of epoch time: data, compute, communication, update.
@@ -504,7 +511,8 @@ struct Bench: ParsableCommand {
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         try AtomicFile.write(Array(try encoder.encode(document)), to: "\(out)/bench.json")
-        try AtomicFile.write(Array(Self.markdown(summary, rounds: kept.count, of: rounds.count).utf8), to: "\(out)/table.md")
+        let kernels = Set(kept.flatMap { rounds[$0 - 1].values.compactMap(\.blasCore) }).sorted()
+        try AtomicFile.write(Array(Self.markdown(summary, rounds: kept.count, of: rounds.count, blasCores: kernels).utf8), to: "\(out)/table.md")
 
         let counts = rankCounts
         var series: [LineChart.Series] = []
@@ -540,7 +548,9 @@ struct Bench: ParsableCommand {
     }
 
     /// The summary as the markdown table README's Scaling section shows (launch/docs --timing).
-    static func markdown(_ summary: (rows: [Row], ratios: [String: Double]), rounds kept: Int, of total: Int) -> String {
+    /// `blasCores`: the OpenBLAS kernel tables ddp's runs used, named under the table.
+    static func markdown(_ summary: (rows: [Row], ratios: [String: Double]), rounds kept: Int, of total: Int,
+                         blasCores: [String] = []) -> String {
         func grouped(_ value: Double) -> String {
             let formatter = NumberFormatter()
             formatter.numberStyle = .decimal
@@ -554,6 +564,10 @@ struct Bench: ParsableCommand {
             let shares = row.shares.count == 4 ? row.shares.map { String(format: "%.1f %%", 100 * $0) } : ["", "", "", ""]
             lines.append("| \(row.name) | \(row.ranks) | \(row.threads) | \(grouped(row.samplesPerSecond)) | "
                          + String(format: "%.2f× | %.0f %%", row.speedup, 100 * row.efficiency) + " | " + shares.joined(separator: " | ") + " |")
+        }
+        if !blasCores.isEmpty {
+            lines.append("")
+            lines.append("ddp's runs used OpenBLAS's \(blasCores.joined(separator: " and ")) kernels (`blas_core` in their metrics.jsonl).")
         }
         if kept < total {
             lines.append("")

@@ -1,3 +1,4 @@
+import DDPCore
 import Foundation
 import XCTest
 
@@ -33,6 +34,10 @@ final class BenchTests: IntegrationTestCase {
         let cases = try XCTUnwrap(document["cases"] as? [[String: Any]])
         let names = cases.compactMap { $0["name"] as? String }
         XCTAssertEqual(names, ["np=1", "1 process × 2 threads", "np=2 strong", "np=2 strong, no comm", "np=2 weak", "np=2 weak, no comm"])
+        // What every ddp run on this host uses: BLASKernels' choice, else the library's pick.
+        let library = try XCTUnwrap(BLASKernels.current)
+        let kernels = BLASKernels.preferred(environment: ProcessInfo.processInfo.environment, libraryPick: library,
+                                            cpuinfo: (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "") ?? library
         let rounds = try XCTUnwrap(document["rounds"] as? [[String: [String: Any]]])
         XCTAssertTrue((2...4).contains(rounds.count), "\(rounds.count) rounds for --repeats 2 (rounds left out are made again, at most 2 more)")
         for (index, round) in rounds.enumerated() {
@@ -42,6 +47,7 @@ final class BenchTests: IntegrationTestCase {
                 XCTAssertGreaterThan(rate, 0, "\(name), round \(index + 1)")
                 let shares = try XCTUnwrap(figures["shares"] as? [Double])
                 XCTAssertEqual(shares.count, 4, name)
+                XCTAssertEqual(figures["blasCore"] as? String, kernels, "\(name), round \(index + 1): the kernels its run recorded")
                 XCTAssertLessThanOrEqual(shares.reduce(0, +), 1.0001, "\(name): shares of epoch time sum above 1")
                 // Runs sharing data across cores were checked for the host's core layout and
                 // run again while it had the cores apart (all but the last of 4 runs must pass).
@@ -120,6 +126,7 @@ final class BenchTests: IntegrationTestCase {
         XCTAssertTrue(result.output.contains("np=2 strong, no comm"), result.tail)
         let svg = try String(contentsOfFile: out + "/speedup.svg", encoding: .utf8)
         XCTAssertTrue(svg.contains("strong, no communication (ceiling)") && svg.contains("weak scaling"), "speedup.svg lacks its series")
-        XCTAssertTrue(FileManager.default.fileExists(atPath: out + "/table.md"))
+        let table = try String(contentsOfFile: out + "/table.md", encoding: .utf8)
+        XCTAssertTrue(table.contains("ddp's runs used OpenBLAS's \(kernels) kernels"), table)
     }
 }
