@@ -23,9 +23,7 @@ final class BLASKernelTests: IntegrationTestCase {
         """
 
     func testARunRecordsTheKernelsThisHostGets() throws {
-        let library = try XCTUnwrap(BLASKernels.current, "OpenBLAS does not name its kernels")
-        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        let expected = BLASKernels.preferred(environment: ProcessInfo.processInfo.environment, libraryPick: library, cpuinfo: cpuinfo) ?? library
+        let expected = try Integration.expectedBLASCore()
         let config = try writeConfig("small.yaml", Self.yaml)
         try train(np: 2, config: config, runDirectory: path("chosen"))
         XCTAssertEqual(try Metrics(runDirectory: path("chosen")).endString("blas_core"), expected)

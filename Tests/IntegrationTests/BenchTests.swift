@@ -1,4 +1,3 @@
-import DDPCore
 import Foundation
 import XCTest
 
@@ -34,10 +33,7 @@ final class BenchTests: IntegrationTestCase {
         let cases = try XCTUnwrap(document["cases"] as? [[String: Any]])
         let names = cases.compactMap { $0["name"] as? String }
         XCTAssertEqual(names, ["np=1", "1 process × 2 threads", "np=2 strong", "np=2 strong, no comm", "np=2 weak", "np=2 weak, no comm"])
-        // What every ddp run on this host uses: BLASKernels' choice, else the library's pick.
-        let library = try XCTUnwrap(BLASKernels.current)
-        let kernels = BLASKernels.preferred(environment: ProcessInfo.processInfo.environment, libraryPick: library,
-                                            cpuinfo: (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? "") ?? library
+        let kernels = try Integration.expectedBLASCore()
         let rounds = try XCTUnwrap(document["rounds"] as? [[String: [String: Any]]])
         XCTAssertTrue((2...4).contains(rounds.count), "\(rounds.count) rounds for --repeats 2 (rounds left out are made again, at most 2 more)")
         for (index, round) in rounds.enumerated() {
