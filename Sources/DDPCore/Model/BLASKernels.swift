@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 
 /// The OpenBLAS kernels a process runs its GEMMs with, and the one host where ddp prefers
 /// other kernels than OpenBLAS's own pick.
