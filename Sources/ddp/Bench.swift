@@ -248,10 +248,10 @@ struct Bench: ParsableCommand {
             output = try Self.execute(try Self.mpirun(), mpirunFlags(item) + ["-x", "OPENBLAS_NUM_THREADS=\(item.threads)", binary] + arguments,
                                       environment: [:], plain: false)
         }
-        let timed = try Self.timedEpochs(directory, item, output: output)
+        let (timed, blasCore) = try Self.timedEpochs(directory, item, output: output)
         let rates = timed.compactMap(\.samplesPerSecond).sorted()
         guard !rates.isEmpty else { throw DDPError(.training, "bench case \(item.name) recorded no samples/s") }
-        return Figures(samplesPerSecond: rates[rates.count / 2], shares: Self.shares(timed), blasCore: Self.blasCore(directory))
+        return Figures(samplesPerSecond: rates[rates.count / 2], shares: Self.shares(timed), blasCore: blasCore)
     }
 
     /// The ceiling of N ranks on this machine: N plain `ddp train` processes at once (pinned one
@@ -277,9 +277,11 @@ struct Bench: ParsableCommand {
         let outputs = running.map { item in (item.directory, Result { try item.run.finish() }) }
         var total = 0.0
         var shares: [[Double]] = []
+        var blasCore: String?
         for (directory, output) in outputs {
             let text = try output.get()
-            let timed = try Self.timedEpochs(directory, item, output: text)
+            let (timed, kernels) = try Self.timedEpochs(directory, item, output: text)
+            blasCore = blasCore ?? kernels
             let kept = 1 / Double(item.ranks)
             let rates = timed.compactMap { epoch -> Double? in
                 guard let seconds = epoch.seconds, let rate = epoch.samplesPerSecond, let update = epoch.updateSeconds else { return nil }
@@ -289,20 +291,17 @@ struct Bench: ParsableCommand {
             total += rates[rates.count / 2]
             shares.append(Self.shares(timed))
         }
-        return Figures(samplesPerSecond: total, shares: shares[0], blasCore: Self.blasCore(outputs[0].0))
+        return Figures(samplesPerSecond: total, shares: shares[0], blasCore: blasCore)
     }
 
-    /// The epochs that count (all but the first, which warms up) of a finished case.
-    private static func timedEpochs(_ directory: String, _ item: Case, output: String) throws -> [EpochMetrics] {
-        let records = (try? RunMetrics.load(path: directory + "/metrics.jsonl"))?.epochs ?? []
+    /// What a finished case recorded: the epochs that count (all but the first, which warms up)
+    /// and the OpenBLAS kernels it ran (`BLASKernels`).
+    private static func timedEpochs(_ directory: String, _ item: Case, output: String) throws -> (epochs: [EpochMetrics], blasCore: String?) {
+        let metrics = try? RunMetrics.load(path: directory + "/metrics.jsonl")
+        let records = metrics?.epochs ?? []
         let timed = records.count > 1 ? Array(records.dropFirst()) : records
         guard !timed.isEmpty else { throw DDPError(.training, "bench case \(item.name) wrote no epochs; its output:\n\(output)") }
-        return timed
-    }
-
-    /// The kernel table a finished run of ours recorded (`BLASKernels`).
-    private static func blasCore(_ directory: String) -> String? {
-        (try? RunMetrics.load(path: directory + "/metrics.jsonl"))?.end?.blasCore
+        return (timed, metrics?.end?.blasCore)
     }
 
     /// Mean shares of epoch time: data, compute, communication, update.

@@ -46,12 +46,11 @@ enum Integration {
         throw SetupError(description: "mpirun was not found on PATH (install openmpi-bin or set MPIRUN)")
     }
 
-    /// The OpenBLAS kernels every ddp run on this host uses: `BLASKernels.preferred`'s choice,
-    /// else the library's pick (as this test process, which never re-executes, has it).
+    /// The OpenBLAS kernels every ddp run on this host uses: the ones ddp re-executes itself
+    /// with, else the library's pick (as this test process, which never re-executes, has it).
     static func expectedBLASCore() throws -> String {
         guard let library = BLASKernels.current else { throw SetupError(description: "OpenBLAS does not name its kernels") }
-        let cpuinfo = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8)) ?? ""
-        return BLASKernels.preferred(environment: ProcessInfo.processInfo.environment, libraryPick: library, cpuinfo: cpuinfo) ?? library
+        return BLASKernels.preferredHere ?? library
     }
 
     /// The environment every job gets: root allowed (CI containers), one BLAS thread per rank.

@@ -30,6 +30,13 @@ public enum BLASKernels {
         openblas_get_corename().map { String(cString: $0) }
     }
 
+    /// `preferred` for this process: its environment, its library's pick, this host's
+    /// /proc/cpuinfo (nil where it cannot be read).
+    public static var preferredHere: String? {
+        guard let pick = current, let cpuinfo = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8) else { return nil }
+        return preferred(environment: ProcessInfo.processInfo.environment, libraryPick: pick, cpuinfo: cpuinfo)
+    }
+
     /// The `OPENBLAS_CORETYPE` ddp runs with, given the environment, the table the library
     /// picked and the text of /proc/cpuinfo; nil: keep the library's pick.
     public static func preferred(environment: [String: String], libraryPick: String, cpuinfo: String) -> String? {
