@@ -51,7 +51,7 @@ let package = Package(
         ),
         .target(
             name: "DDPCore",
-            dependencies: ["_CMPI", "_CWatchdog", "_CPreemption", "_CPrefetch", "CBLAS", "CZlib", "Yams"],
+            dependencies: ["_CMPI", "_CWatchdog", "_CPreemption", "_CPrefetch", "_CDropoutMask", "CBLAS", "CZlib", "Yams"],
             swiftSettings: coreSettings
         ),
         // Plots, HTML reports and comparison tables, read from finished runs: the trainer
@@ -72,6 +72,8 @@ let package = Package(
         .target(name: "_CPreemption"),
         // Software prefetch for the batch gather (a compiler builtin Swift cannot call).
         .target(name: "_CPrefetch"),
+        // Dropout's mask draw, compiled per CPU (AVX-512, AVX2, baseline) in one binary.
+        .target(name: "_CDropoutMask"),
         // Thread pinning for `ddp bench`'s cross-core check (needs _GNU_SOURCE).
         .target(name: "_CAffinity"),
 

@@ -73,6 +73,28 @@ final class LayerBehaviourTests: XCTestCase {
         XCTAssertNotEqual(try dropoutMasks(rate: 0.5, width: 64, rows: [7, 8], configIndex: 2)[0], base[0])
     }
 
+    /// The C row loop that the layers call (compiled per CPU: on this machine its AVX-512 or
+    /// AVX2 clone) draws exactly what the scalar definition `uniform(rowKey:unit:)` does, at
+    /// widths around the vector lengths and at the rates' edges.
+    func testKeepFactorsMatchTheScalarDrawBitForBit() {
+        let out = UnsafeMutablePointer<Float>.allocate(capacity: 301)
+        defer { out.deallocate() }
+        for width in [0, 1, 7, 8, 9, 15, 16, 17, 31, 33, 256, 300] {
+            for rate: Float in [0, 0.3, 0.5, 0.999, 1] {
+                for sample in 0..<4 {
+                    let rowKey = CounterRandom.bits(42, .dropout, 3, UInt64(sample * 1_000_003), 5)
+                    out.initialize(repeating: .nan, count: 301)
+                    CounterRandom.keepFactors(rowKey: rowKey, count: width, rate: rate, scale: 2.5, into: out)
+                    for unit in 0..<width {
+                        let expected: Float = CounterRandom.uniform(rowKey: rowKey, unit: unit) < rate ? 0 : 2.5
+                        XCTAssertEqual(out[unit].bitPattern, expected.bitPattern, "width \(width), rate \(rate), unit \(unit)")
+                    }
+                    XCTAssertTrue(out[width].isNaN, "nothing written past the row (width \(width))")
+                }
+            }
+        }
+    }
+
     func testDropoutInsideANetwork() throws {
         let network = try makeNetwork(inputs: 16, [Layers.dropout(0.5)], maxBatch: 2)
         network.input.update(repeating: 1)

@@ -42,12 +42,9 @@ public final class Dropout: Layer {
         let mask = self.mask.baseAddress!, rate = self.rate
         for row in 0..<batch {
             let rowKey = CounterRandom.bits(seed, .dropout, epoch, UInt64(context.sampleRows[row]), layer)
-            for unit in 0..<width {
-                let u = CounterRandom.uniform(rowKey: rowKey, unit: unit)
-                let index = row * width + unit
-                mask[index] = u < rate ? 0 : keepScale
-                output[index] = input[index] * mask[index]
-            }
+            let offset = row * width
+            CounterRandom.keepFactors(rowKey: rowKey, count: width, rate: rate, scale: keepScale, into: mask + offset)
+            for unit in offset..<offset + width { output[unit] = input[unit] * mask[unit] }
         }
     }
 
