@@ -128,6 +128,26 @@ extension Dataset {
     }
 }
 
+extension Dataset {
+    /// Starts loading the rows `order[p]` for each p in `positions` into the caches without
+    /// waiting for them: the trainer asks for the next step's rows while this step computes, so
+    /// the next gather finds them in cache instead of memory. Against the binary without it
+    /// (default config, 3 epochs, alternated, byte-identical weights; 2-core AMD EPYC VM,
+    /// 2026-11-23): np = 2 at 128 samples per rank 1.011× (7 rounds with the cores sharing a
+    /// cache, 0.999–1.020×), where both ranks' gathers compete for memory; one process 1.003×.
+    public func prefetch(rows order: UnsafePointer<Int32>, positions: StrideTo<Int>) {
+        let width = featureCount
+        guard width > 0 else { return }
+        withFeatures(bytes: { Self.prefetchRows($0.baseAddress!, order, positions, width) },
+                     floats: { Self.prefetchRows($0.baseAddress!, order, positions, width) })
+    }
+
+    private static func prefetchRows<Feature>(_ base: UnsafePointer<Feature>, _ order: UnsafePointer<Int32>,
+                                              _ positions: StrideTo<Int>, _ width: Int) {
+        for position in positions { prefetch(base + Int(order[position]) * width, width) }
+    }
+}
+
 /// What a data set stores a feature as: bytes (images) or floats. `transformRow` reads either.
 protocol StoredFeature {
     static func load8(_ p: UnsafePointer<Self>) -> SIMD8<Float>

@@ -33,15 +33,18 @@ public struct BatchPlan: Sendable {
 
     /// Fills `rows` with this rank's dataset rows for `step` and returns how many.
     public func localRows(step: Int, order: UnsafePointer<Int32>, into rows: UnsafeMutablePointer<Int32>) -> Int {
-        let start = step * globalBatch, end = start + globalCount(step: step)
         var count = 0
-        var position = start + rank
-        while position < end {
+        for position in localPositions(step: step) {
             rows[count] = order[position]
             count += 1
-            position += ranks
         }
         return count
+    }
+
+    /// This rank's positions in the epoch's permutation for `step`.
+    public func localPositions(step: Int) -> StrideTo<Int> {
+        let start = step * globalBatch
+        return stride(from: start + rank, to: start + globalCount(step: step), by: ranks)
     }
 
     /// The epoch's permutation of 0..<n (Fisher–Yates keyed by (seed, epoch)), or the identity.

@@ -264,6 +264,7 @@ public final class Trainer {
             data.train.gather(rows: context.sampleRows, count: batch, transform: data.transform,
                               inputs: network.input.baseAddress!, labels: labels.baseAddress!)
             augmentation?.apply(rows: context.sampleRows, count: batch, epoch: epoch, inputs: network.input.baseAddress!)
+            if step + 1 < plan.stepsPerEpoch { data.train.prefetch(rows: orderBase, positions: plan.localPositions(step: step + 1)) }
             let computeStart = time.mark(stepStart, communicator, into: .data)
             if let trace { trace.record(.data, since: traceStart); traceStart = trace.now() }
             network.zeroGradients()
