@@ -1,23 +1,25 @@
 #include "dropout_mask.h"
 
-/// The same integer and float operations as `CounterRandom.uniform(rowKey:unit:)` (the tests
-/// compare the two on every unit), in C for one reason: per-CPU code in one binary. On Linux
-/// x86-64 the compiler emits the loop three times and the dynamic loader picks one for the CPU
-/// it runs on (an ifunc): with AVX-512 (x86-64-v4: 64-bit vector multiplies, vpmullq), with
-/// AVX2 (the multiplies emulated from 32-bit halves), or baseline. A build with AVX-512 for all
-/// of DDPCore would crash on a CPU without it; this stays safe on any x86-64.
+/// The same integer and float operations as `CounterRandom.uniform(rowKey:unit:)` (a test
+/// compares the two unit by unit at widths around the vector lengths), in C for one reason:
+/// per-CPU code in one binary. On x86-64 Linux with glibc the compiler emits the loop three
+/// times and the dynamic loader picks one for the CPU it runs on (an ifunc): with AVX-512DQ
+/// (64-bit vector multiplies, vpmullq), with AVX2 (the multiplies emulated from 32-bit
+/// halves), or baseline. A build with AVX-512 for all of DDPCore would crash on a CPU without
+/// it; this stays safe on any x86-64. Elsewhere (musl, whose loader older clangs' ifuncs
+/// fail on; macOS; ARM) it is one plain function.
 ///
 /// Measured, one 128 × 256 layer of masks (the default config's), 2-core development machine
 /// (AMD EPYC, Zen 4), 2026-11-23: 10.7 µs with the AVX-512 loop, 27 µs for the AVX2 loop and
 /// for the Swift loop it replaces (compiled for Haswell), 52 µs baseline. Two such layers a
 /// step made the Swift loop about 3 % of a one-process profile.
-#if defined(__x86_64__) && defined(__linux__) && defined(__has_attribute)
+#if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
-__attribute__((target_clones("arch=x86-64-v4", "avx2", "default")))
+__attribute__((target_clones("avx512dq", "avx2", "default")))
 #endif
 #endif
-void ddp_dropout_keep_row(uint64_t row_key, long width, float rate, float scale, float *out) {
-    for (long unit = 0; unit < width; unit++) {
+void ddp_dropout_keep_row(uint64_t row_key, ptrdiff_t width, float rate, float scale, float *out) {
+    for (ptrdiff_t unit = 0; unit < width; unit++) {
         uint64_t z = (row_key ^ ((uint64_t)unit * 0x9E3779B97F4A7C15ull)) + 0x9E3779B97F4A7C15ull;
         z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
         z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
