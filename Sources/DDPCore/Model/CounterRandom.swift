@@ -1,3 +1,5 @@
+import _CDropoutMask
+
 /// Counter-based randomness: every random number is a pure function of a key, so nothing
 /// depends on call order, batch composition or which rank holds a sample.
 ///
@@ -87,8 +89,6 @@ public enum CounterRandom {
         return (-2 * _log(u1)).squareRoot() * _cos(2 * Double.pi * u2)
     }
 }
-
-import _CDropoutMask
 
 #if canImport(Glibc)
 import Glibc
