@@ -78,7 +78,7 @@ let package = Package(
         .target(name: "_CAffinity"),
 
         // MARK: Tests
-        .testTarget(name: "DDPCoreTests", dependencies: ["DDPCore"]),
+        .testTarget(name: "DDPCoreTests", dependencies: ["DDPCore"], exclude: ["Fixtures"]),
         .testTarget(name: "DDPReportTests", dependencies: ["DDPReport", "DDPCore"]),
         .testTarget(name: "IntegrationTests", dependencies: ["DDPCore"]),
     ]

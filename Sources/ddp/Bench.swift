@@ -107,6 +107,7 @@ struct Bench: ParsableCommand {
               + (config.training.batchSizePerRank == nil ? " (global)" : " per rank") + "; \(ProcessInfo.processInfo.activeProcessorCount) cores")
         var rounds: [[String: Figures]] = []
         var gemmLimits: [Double] = []
+        var gemmCores: Set<String> = []
         var availability: [Double] = []
         let layout = Layout()
         let checkedCores = min(cases.map { $0.ranks * $0.threads }.max() ?? 1, ProcessInfo.processInfo.activeProcessorCount)
@@ -134,8 +135,10 @@ struct Bench: ParsableCommand {
                 }
             }
             if let limit = try gemmLimit(batch: batch) {
-                gemmLimits.append(limit)
-                print("  round \(round)  " + Self.padded("8-GEMM limit (1 thread)", 28) + String(format: " %9.0f samples/s", limit))
+                gemmLimits.append(limit.samplesPerSecond)
+                if let core = limit.blasCore { gemmCores.insert(core) }
+                print("  round \(round)  " + Self.padded("8-GEMM limit (1 thread)", 28) + String(format: " %9.0f samples/s", limit.samplesPerSecond)
+                      + (limit.blasCore.map { " (OpenBLAS \($0))" } ?? ""))
             }
             let cores = min(before, CoreCheck.availability(threads: checkedCores))
             availability.append(cores)
@@ -157,7 +160,7 @@ struct Bench: ParsableCommand {
         }
         let keptGemm = gemmLimits.count == rounds.count ? kept.map { gemmLimits[$0] } : gemmLimits
         let summary = report(cases: cases, rounds: kept.map { rounds[$0] }, gemmLimits: keptGemm)
-        try write(cases: cases, rounds: rounds, gemmLimits: gemmLimits, availability: availability,
+        try write(cases: cases, rounds: rounds, gemmLimits: gemmLimits, gemmCores: gemmCores.sorted(), availability: availability,
                   kept: kept.map { $0 + 1 }, summary: summary)
     }
 
@@ -338,17 +341,28 @@ struct Bench: ParsableCommand {
         return Figures(samplesPerSecond: rate, shares: [])
     }
 
-    /// The GEMM-bound limit of one single-threaded step as samples/s (sgemm_peak.py, openblas backend).
-    private func gemmLimit(batch: Int) throws -> Double? {
+    /// The GEMM-bound limit of one single-threaded step as samples/s (sgemm_peak.py, openblas
+    /// backend), measured with the kernel table ddp's runs use (`ddpKernels`), and the table
+    /// the script's library reported running.
+    private func gemmLimit(batch: Int) throws -> (samplesPerSecond: Double, blasCore: String?)? {
         guard let peer, let gemmScript else { return nil }
         let output = try Self.execute(peer, [gemmScript, "--backend", "openblas", "--threads", "1", "--batch", "\(batch)"],
-                                      environment: [:], plain: true)
+                                      environment: Self.ddpKernels.map { ["OPENBLAS_CORETYPE": $0] } ?? [:], plain: true)
         guard let line = output.split(separator: "\n").first(where: { $0.contains("8 necessary GEMMs") }),
               let range = line.range(of: #"\): [0-9.]+ ms"#, options: .regularExpression),
               let milliseconds = Double(line[range].dropFirst(3).dropLast(3)) else {
             throw DDPError(.training, "sgemm_peak.py printed no 8-GEMM limit; its output:\n\(output.suffix(2000))")
         }
-        return Double(batch) / (milliseconds / 1000)
+        let core = output.range(of: #"core=[A-Za-z0-9_]+"#, options: .regularExpression).map { String(output[$0].dropFirst("core=".count)) }
+        return (Double(batch) / (milliseconds / 1000), core)
+    }
+
+    /// The `OPENBLAS_CORETYPE` ddp's own runs re-execute with on this host (the bench itself
+    /// never does): nil where they keep the library's pick or the user's setting, which the
+    /// bench's children inherit alike.
+    static var ddpKernels: String? {
+        guard case let .reexecute(target)? = BLASKernels.decisionHere else { return nil }
+        return target.core
     }
 
     static func mpirun() throws -> String {
@@ -491,11 +505,13 @@ struct Bench: ParsableCommand {
         return (rows, present)
     }
 
-    private func write(cases: [Case], rounds: [[String: Figures]], gemmLimits: [Double], availability: [Double], kept: [Int],
+    private func write(cases: [Case], rounds: [[String: Figures]], gemmLimits: [Double], gemmCores: [String], availability: [Double], kept: [Int],
                        summary: (rows: [Row], ratios: [String: Double])) throws {
         struct Document: Codable {
             var command: String, date: String, cores: Int, repeats: Int, epochs: Int
             var cases: [Case], rounds: [[String: Figures]], gemmLimitSamplesPerSecond: [Double]
+            /// The OpenBLAS kernel tables sgemm_peak.py's library ran the 8-GEMM limit with.
+            var gemmLimitBLASCores: [String]
             /// Per round, `CoreCheck.availability` (the lower of before and after the round).
             var coreAvailability: [Double]
             /// The rounds (from 1) the summary uses.
@@ -504,14 +520,14 @@ struct Bench: ParsableCommand {
         }
         let document = Document(command: CommandLine.arguments.joined(separator: " "), date: ISO8601DateFormatter().string(from: Date()),
                                 cores: ProcessInfo.processInfo.activeProcessorCount, repeats: repeats, epochs: epochs,
-                                cases: cases, rounds: rounds, gemmLimitSamplesPerSecond: gemmLimits,
+                                cases: cases, rounds: rounds, gemmLimitSamplesPerSecond: gemmLimits, gemmLimitBLASCores: gemmCores,
                                 coreAvailability: availability, keptRounds: kept, summary: summary.rows, ratios: summary.ratios)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
         try AtomicFile.write(Array(try encoder.encode(document)), to: "\(out)/bench.json")
         let kernels = Set(kept.flatMap { rounds[$0 - 1].values.compactMap(\.blasCore) }).sorted()
-        try AtomicFile.write(Array(Self.markdown(summary, rounds: kept.count, of: rounds.count, blasCores: kernels).utf8), to: "\(out)/table.md")
+        try AtomicFile.write(Array(Self.markdown(summary, rounds: kept.count, of: rounds.count, blasCores: kernels, gemmCores: gemmCores).utf8), to: "\(out)/table.md")
 
         let counts = rankCounts
         var series: [LineChart.Series] = []
@@ -547,9 +563,10 @@ struct Bench: ParsableCommand {
     }
 
     /// The summary as the markdown table README's Scaling section shows (launch/docs --timing).
-    /// `blasCores`: the OpenBLAS kernel tables ddp's runs used, named under the table.
+    /// `blasCores`: the OpenBLAS kernel tables ddp's runs used, and `gemmCores` the ones the
+    /// 8-GEMM limit was measured with, named under the table.
     static func markdown(_ summary: (rows: [Row], ratios: [String: Double]), rounds kept: Int, of total: Int,
-                         blasCores: [String] = []) -> String {
+                         blasCores: [String] = [], gemmCores: [String] = []) -> String {
         func grouped(_ value: Double) -> String {
             let formatter = NumberFormatter()
             formatter.numberStyle = .decimal
@@ -566,7 +583,8 @@ struct Bench: ParsableCommand {
         }
         if !blasCores.isEmpty {
             lines.append("")
-            lines.append("ddp's runs used OpenBLAS's \(blasCores.joined(separator: " and ")) kernels (`blas_core` in their metrics.jsonl).")
+            lines.append("ddp's runs used OpenBLAS's \(blasCores.joined(separator: " and ")) kernels (`blas_core` in their metrics.jsonl)"
+                         + (gemmCores.isEmpty ? "." : "; the 8-GEMM limit was measured with its \(gemmCores.joined(separator: " and ")) kernels (sgemm_peak.py)."))
         }
         if kept < total {
             lines.append("")

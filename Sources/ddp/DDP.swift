@@ -67,6 +67,7 @@ struct Train: ParsableCommand {
                 trainOptions.trace = trace
                 let trainer = try Trainer(config: config, data: data, communicator: communicator, options: trainOptions)
                 Console(enabled: communicator.isRoot && !quiet).line("ddp: \(communicator.size) rank(s), global batch \(trainer.plan.globalBatch), \(trainer.plan.stepsPerEpoch) steps/epoch, \(data.train.count) training samples; run directory \(directory)")
+                BLASKernels.announce(isRoot: communicator.isRoot, quiet: quiet)
                 preempted = try trainer.run().reason == "preempted"
                 if plot && communicator.isRoot && !preempted {
                     try PlotWriter.write(runDirectory: directory, console: Console(enabled: !quiet))
@@ -109,6 +110,8 @@ struct Evaluate: ParsableCommand {
 
     func run() throws {
         BLASKernels.selectForThisHost()
+        // Standard output carries the results: only a warning about the kernels, on stderr.
+        BLASKernels.announce(isRoot: true, quiet: true)
         JobSession().execute {
             let config = try options.load(self.config)
             // The weights carry the input normalization: test and a separate validation source

@@ -37,6 +37,8 @@ struct Predict: ParsableCommand {
 
     func run() throws {
         BLASKernels.selectForThisHost()
+        // Standard output carries the results: only a warning about the kernels, on stderr.
+        BLASKernels.announce(isRoot: true, quiet: true)
         JobSession().execute {
             let config = try options.load(self.config)
             let model = try TrainedModel(config: config, weights: weights)

@@ -100,6 +100,8 @@ struct Compare: ParsableCommand {
     }
 
     func run() throws {
+        // Variants train in this process (or in `ddp train` children, which choose alike).
+        BLASKernels.selectForThisHost()
         let session = JobSession()
         session.execute {
             let variants = try RepeatedComparison.expand(Comparison.variants(configs: configs, overrides: options.overrides, sweeps: sweeps),
@@ -108,6 +110,7 @@ struct Compare: ParsableCommand {
             let console = Console(enabled: JobSession.launcherRank == 0)
             console.line("ddp compare: \(variants.count) variant\(variants.count == 1 ? "" : "s") into \(out)/: "
                          + variants.map(\.name).joined(separator: ", "))
+            BLASKernels.announce(isRoot: JobSession.launcherRank == 0, quiet: false)
             if MPICommunicator.launchedByMPI {
                 // One watchdog for the whole comparison: the most patient variant's deadline.
                 let timeout = variants.map(\.config.distributed.timeoutSeconds).max() ?? DistributedConfig().timeoutSeconds

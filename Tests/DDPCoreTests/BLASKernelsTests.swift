@@ -1,39 +1,130 @@
 import DDPCore
+import Foundation
 import XCTest
 
-/// Which OpenBLAS kernels ddp asks for (`BLASKernels.preferred`): Haswell's on AMD Zen 4 where
-/// the library picked its Intel AVX-512 tables, and nothing anywhere else or once the user chose.
+/// Which OpenBLAS kernels ddp asks for (`BLASKernels.best`, `BLASKernels.decide`), read from
+/// the /proc/cpuinfo of real CPUs (Fixtures/cpuinfo, sources in its README): the best table
+/// their features allow, Haswell's on Zen 4, nothing once the user chose, and a warning where
+/// ddp cannot do better than a weak pick.
 final class BLASKernelsTests: XCTestCase {
-    private func cpuinfo(vendor: String, family: Int, flags: String) -> String {
-        // Two processors, as /proc/cpuinfo lists them: only the first is read.
-        let one = "processor\t: 0\nvendor_id\t: \(vendor)\ncpu family\t: \(family)\nmodel\t\t: 17\nmodel name\t: AMD EPYC\nflags\t\t: \(flags)\n"
-        return one + "\n" + one.replacingOccurrences(of: "processor\t: 0", with: "processor\t: 1") + "\n"
-    }
-    private let avx512 = "fpu sse sse2 avx avx2 fma avx512f avx512dq avx512bw avx512_bf16"
-    private let avx2 = "fpu sse sse2 avx avx2 fma"
+    /// Each fixture and the table its features allow (nil: no rule, keep the library's pick).
+    static let expected: [(fixture: String, best: String?)] = [
+        ("emerald-rapids", "Cooperlake"),   // family 6 model 207 in a KVM guest that hides AMX
+        ("sapphire-rapids", "SapphireRapids"),
+        ("granite-rapids", "SapphireRapids"),
+        ("ice-lake-sp", "SkylakeX"),
+        ("cascade-lake", "SkylakeX"),
+        ("skylake-sp", "SkylakeX"),
+        ("haswell", "Haswell"),
+        ("zen2", "Haswell"),
+        ("zen3", "Haswell"),
+        ("zen4", "Haswell"),
+        ("zen5", "Cooperlake"),
+        ("graviton2", "NeoverseN1"),
+        ("graviton3", "NeoverseV1"),
+        ("grace", "NeoverseN2"),          // Neoverse V2, as Graviton 4
+        ("ampere-altra", "NeoverseN1"),
+        ("qemu-generic", nil),
+    ]
 
-    func testZen4WithTheIntelAVX512TablesGetsHaswell() {
-        let zen4 = cpuinfo(vendor: "AuthenticAMD", family: 25, flags: avx512)
-        XCTAssertEqual(BLASKernels.preferred(environment: [:], libraryPick: "Cooperlake", cpuinfo: zen4), "Haswell")
-        XCTAssertEqual(BLASKernels.preferred(environment: [:], libraryPick: "SKYLAKEX", cpuinfo: zen4), "Haswell")
+    static let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Fixtures/cpuinfo")
+
+    func host(_ fixture: String) throws -> BLASKernels.Host {
+        let text = try String(contentsOf: Self.fixtures.appendingPathComponent("\(fixture).cpuinfo"), encoding: .utf8)
+        return BLASKernels.Host(architecture: text.contains("CPU implementer") ? "aarch64" : "x86_64", cpuinfo: text)
     }
 
-    func testTheUsersChoiceIsKept() {
-        let zen4 = cpuinfo(vendor: "AuthenticAMD", family: 25, flags: avx512)
-        XCTAssertNil(BLASKernels.preferred(environment: ["OPENBLAS_CORETYPE": "Cooperlake"], libraryPick: "Cooperlake", cpuinfo: zen4))
+    /// The weakest table each architecture's DYNAMIC_ARCH OpenBLAS falls back to.
+    func fallback(_ host: BLASKernels.Host) -> String { host.architecture == "x86_64" ? "Prescott" : "armv8" }
+
+    func testEachRealCPUGetsTheBestTableItsFeaturesAllow() throws {
+        for (fixture, best) in Self.expected {
+            XCTAssertEqual(BLASKernels.best(for: try host(fixture))?.core, best, fixture)
+        }
     }
 
-    func testOtherHostsKeepTheLibrarysPick() {
-        // Intel's own AVX-512 cores, Zen 5 (family 26, full-width AVX-512), Zen 3 (no AVX-512).
-        XCTAssertNil(BLASKernels.preferred(environment: [:], libraryPick: "SkylakeX",
-                                           cpuinfo: cpuinfo(vendor: "GenuineIntel", family: 6, flags: avx512)))
-        XCTAssertNil(BLASKernels.preferred(environment: [:], libraryPick: "Cooperlake",
-                                           cpuinfo: cpuinfo(vendor: "AuthenticAMD", family: 26, flags: avx512)))
-        XCTAssertNil(BLASKernels.preferred(environment: [:], libraryPick: "Zen",
-                                           cpuinfo: cpuinfo(vendor: "AuthenticAMD", family: 25, flags: avx2)))
-        // A Zen 4 whose library already runs AVX2 kernels, and an unreadable cpuinfo.
-        XCTAssertNil(BLASKernels.preferred(environment: [:], libraryPick: "Haswell",
-                                           cpuinfo: cpuinfo(vendor: "AuthenticAMD", family: 25, flags: avx512)))
-        XCTAssertNil(BLASKernels.preferred(environment: [:], libraryPick: "Cooperlake", cpuinfo: ""))
+    func testAFallbackPickIsReplacedOnEveryCPUWithARule() throws {
+        for (fixture, best) in Self.expected {
+            let host = try host(fixture)
+            let decision = BLASKernels.decide(environment: [:], libraryPick: fallback(host), libraryIsDynamic: true, host: host)
+            if let best {
+                XCTAssertEqual(decision, .reexecute(try XCTUnwrap(BLASKernels.best(for: host))), fixture)
+            } else {
+                XCTAssertEqual(decision, .keep(warning: nil), fixture)
+            }
+        }
+    }
+
+    func testTheUsersChoiceAlwaysWins() throws {
+        for (fixture, _) in Self.expected {
+            let host = try host(fixture)
+            for asked in ["Prescott", "Haswell", "armv8"] {
+                XCTAssertEqual(BLASKernels.decide(environment: ["OPENBLAS_CORETYPE": asked], libraryPick: asked,
+                                                  libraryIsDynamic: true, host: host), .keep(warning: nil), "\(fixture), \(asked)")
+            }
+        }
+    }
+
+    func testAPickAsGoodAsTheFeaturesIsKept() throws {
+        // The library's own pick on the models it knows: nothing to gain from a restart.
+        let kept: [(String, String)] = [("zen2", "Zen"), ("zen3", "Zen"), ("haswell", "Haswell"), ("ice-lake-sp", "SkylakeX"),
+                                        ("emerald-rapids", "Cooperlake"), ("graviton3", "neoversev1"),
+                                        // SapphireRapids' fp32 kernels are Cooperlake's: one tier.
+                                        ("sapphire-rapids", "Cooperlake"), ("granite-rapids", "COOPERLAKE")]
+        for (fixture, pick) in kept {
+            XCTAssertEqual(BLASKernels.decide(environment: [:], libraryPick: pick, libraryIsDynamic: true, host: try host(fixture)),
+                           .keep(warning: nil), "\(fixture), \(pick)")
+        }
+    }
+
+    func testZen4GetsHaswellOverTheIntelAVX512Tables() throws {
+        let zen4 = try host("zen4")
+        let haswell = try XCTUnwrap(BLASKernels.best(for: zen4))
+        XCTAssertTrue(haswell.overrides)
+        for pick in ["Cooperlake", "SKYLAKEX", "Prescott"] {
+            XCTAssertEqual(BLASKernels.decide(environment: [:], libraryPick: pick, libraryIsDynamic: true, host: zen4), .reexecute(haswell), pick)
+        }
+        // Zen 5 (family 26) executes 512-bit operations whole: its AVX-512 pick stands.
+        XCTAssertEqual(BLASKernels.decide(environment: [:], libraryPick: "Cooperlake", libraryIsDynamic: true, host: try host("zen5")),
+                       .keep(warning: nil))
+    }
+
+    func testAStaticLibraryThatCannotDoBetterIsNamedInAWarning() throws {
+        let decision = BLASKernels.decide(environment: [:], libraryPick: "Prescott", libraryIsDynamic: false, host: try host("emerald-rapids"))
+        guard case let .keep(warning?) = decision else { return XCTFail("no warning: \(decision)") }
+        XCTAssertTrue(warning.contains("Prescott") && warning.contains("DYNAMIC_ARCH") && warning.contains("Cooperlake"), warning)
+        // Zen 4 on a static Cooperlake build: weaker kernels are no loss to warn of.
+        XCTAssertEqual(BLASKernels.decide(environment: [:], libraryPick: "Cooperlake", libraryIsDynamic: false, host: try host("zen4")),
+                       .keep(warning: nil))
+    }
+
+    func testAnUnknownArchitectureIsNamedInAWarning() {
+        let power = BLASKernels.Host(architecture: "ppc64le", cpuinfo: "processor\t: 0\ncpu\t\t: POWER9 (raw), altivec supported\n")
+        guard case let .keep(warning?) = BLASKernels.decide(environment: [:], libraryPick: "POWER9", libraryIsDynamic: true, host: power) else {
+            return XCTFail("no warning for ppc64le")
+        }
+        XCTAssertTrue(warning.contains("ppc64le") && warning.contains("POWER9"), warning)
+    }
+
+    func testATableTheLibraryLacksIsNamedInAWarning() throws {
+        // ddp's restarted image asked for SkylakeX; a library built without it loaded Haswell.
+        let environment = ["OPENBLAS_CORETYPE": "SkylakeX", BLASKernels.libraryPickVariable: "Prescott"]
+        let decision = BLASKernels.decide(environment: environment, libraryPick: "Haswell", libraryIsDynamic: true, host: try host("ice-lake-sp"))
+        guard case let .keep(warning?) = decision else { return XCTFail("no warning: \(decision)") }
+        XCTAssertTrue(warning.contains("SkylakeX") && warning.contains("Haswell"), warning)
+        // Debian's 0.3.21 loads Cooperlake for SapphireRapids: the same fp32 kernels, no warning.
+        let amx = ["OPENBLAS_CORETYPE": "SapphireRapids", BLASKernels.libraryPickVariable: "Prescott"]
+        XCTAssertEqual(BLASKernels.decide(environment: amx, libraryPick: "Cooperlake", libraryIsDynamic: true, host: try host("sapphire-rapids")),
+                       .keep(warning: nil))
+    }
+
+    func testTheHostReadsOnlyTheFirstProcessor() {
+        let one = "processor\t: 0\nvendor_id\t: AuthenticAMD\ncpu family\t: 25\nflags\t\t: fpu avx2 fma avx512f\n"
+        let other = "processor\t: 1\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nflags\t\t: fpu\n"
+        let host = BLASKernels.Host(architecture: "x86_64", cpuinfo: "\n" + one + "\n" + other + "\n")
+        XCTAssertEqual(host.vendor, "AuthenticAMD")
+        XCTAssertEqual(host.family, 25)
+        XCTAssertTrue(host.features.contains("avx512f"))
+        XCTAssertNil(BLASKernels.best(for: BLASKernels.Host(architecture: "x86_64", cpuinfo: "")))
     }
 }

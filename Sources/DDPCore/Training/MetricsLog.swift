@@ -206,9 +206,11 @@ public struct EndMetrics: Codable, Sendable, Equatable {
     public var seconds: Double?
     /// OpenBLAS's kernel table the run's GEMMs used (`BLASKernels.current`): it sets their rounding.
     public var blasCore: String?
+    /// Who chose that table: ddp (from the CPU's features), the user, or OpenBLAS (`BLASKernels.ChosenBy`).
+    public var blasCoreChosenBy: String?
 
     public init(reason: String, epochsRun: Int, bestEpoch: Int, monitor: String, bestValue: Double?, testLoss: Double?,
-                testAccuracy: Double?, ranks: Int, globalBatch: Int, seconds: Double?, blasCore: String? = nil) {
+                testAccuracy: Double?, ranks: Int, globalBatch: Int, seconds: Double?, blasCore: String? = nil, blasCoreChosenBy: String? = nil) {
         self.reason = reason
         self.epochsRun = epochsRun
         self.bestEpoch = bestEpoch
@@ -220,12 +222,14 @@ public struct EndMetrics: Codable, Sendable, Equatable {
         self.globalBatch = globalBatch
         self.seconds = seconds
         self.blasCore = blasCore
+        self.blasCoreChosenBy = blasCoreChosenBy
     }
 
     enum CodingKeys: String, CodingKey {
         case event, reason, monitor, ranks, seconds
         case epochsRun = "epochs_run", bestEpoch = "best_epoch", bestValue = "best_value", testLoss = "test_loss"
         case testAccuracy = "test_accuracy", globalBatch = "global_batch", blasCore = "blas_core"
+        case blasCoreChosenBy = "blas_core_chosen_by"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -241,6 +245,7 @@ public struct EndMetrics: Codable, Sendable, Equatable {
         globalBatch = try container.decodeIfPresent(Int.self, forKey: .globalBatch) ?? 0
         seconds = try container.decodeIfPresent(Double.self, forKey: .seconds)
         blasCore = try container.decodeIfPresent(String.self, forKey: .blasCore)
+        blasCoreChosenBy = try container.decodeIfPresent(String.self, forKey: .blasCoreChosenBy)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -257,6 +262,7 @@ public struct EndMetrics: Codable, Sendable, Equatable {
         try container.encode(globalBatch, forKey: .globalBatch)
         try container.encode(seconds.flatMap(finite), forKey: .seconds)
         try container.encodeIfPresent(blasCore, forKey: .blasCore)
+        try container.encodeIfPresent(blasCoreChosenBy, forKey: .blasCoreChosenBy)
     }
 }
 

@@ -224,7 +224,7 @@ public final class Trainer {
             let end = EndMetrics(reason: reason, epochsRun: epoch, bestEpoch: outcome.bestEpoch, monitor: outcome.monitor,
                                  bestValue: outcome.bestValue, testLoss: outcome.testLoss, testAccuracy: outcome.testAccuracy,
                                  ranks: communicator.size, globalBatch: plan.globalBatch, seconds: Date().timeIntervalSince(runStart),
-                                 blasCore: BLASKernels.current)
+                                 blasCore: BLASKernels.current, blasCoreChosenBy: BLASKernels.statusHere?.chosenBy.rawValue)
             try metrics.append(MetricsLog.encode(end))
             if let loss = outcome.testLoss {
                 console.line(String(format: "test_loss: %.4f", loss) + (outcome.testAccuracy.map { String(format: " - test_accuracy: %.4f", $0) } ?? ""))
