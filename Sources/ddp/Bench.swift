@@ -108,6 +108,8 @@ struct Bench: ParsableCommand {
         var rounds: [[String: Figures]] = []
         var gemmLimits: [Double] = []
         var gemmCores: Set<String> = []
+        /// The layout limit as each round ended: what decided whether another round was needed.
+        var roundLimits: [Double] = []
         var availability: [Double] = []
         let layout = Layout()
         let checkedCores = min(cases.map { $0.ranks * $0.threads }.max() ?? 1, ProcessInfo.processInfo.activeProcessorCount)
@@ -145,6 +147,7 @@ struct Bench: ParsableCommand {
             print("  round \(round)  " + Self.padded("\(checkedCores) cores available", 28) + String(format: " %9.2f", cores)
                   + (cores < Self.minimumAvailability ? "  (left out: the host took part of a core)" : ""))
             rounds.append(figures)
+            roundLimits.append(layout.limit)
         }
         for (index, figures) in rounds.enumerated() where availability[index] >= Self.minimumAvailability {
             let apart = figures.filter { !layout.together($0.value) }.map(\.key).sorted()
@@ -161,7 +164,7 @@ struct Bench: ParsableCommand {
         let keptGemm = gemmLimits.count == rounds.count ? kept.map { gemmLimits[$0] } : gemmLimits
         let summary = report(cases: cases, rounds: kept.map { rounds[$0] }, gemmLimits: keptGemm)
         try write(cases: cases, rounds: rounds, gemmLimits: gemmLimits, gemmCores: gemmCores.sorted(), availability: availability,
-                  kept: kept.map { $0 + 1 }, summary: summary)
+                  layoutLimits: roundLimits, kept: kept.map { $0 + 1 }, summary: summary)
     }
 
     /// Below this `CoreCheck.availability`, a round is left out of the figures.
@@ -176,19 +179,22 @@ struct Bench: ParsableCommand {
     /// Runs of one case per round before its figures are taken whatever the check says.
     static let maximumAttempts = 4
 
-    /// The closest layout the host has shown: the lower quartile of this bench's cross-core
-    /// checks so far. Not the lowest: on the Intel (Emerald Rapids) development VM, whose cores
+    /// The closest layout the host has shown: the lower quartile of the checks made before and
+    /// after each run (not those made while waiting for the layout, which would fill it with
+    /// one layout). Not the lowest: on the Intel (Emerald Rapids) development VM, whose cores
     /// share no L2, a read of the other core's data takes 2.4× one of its own in the median, and
     /// 100 checks of a C copy of the probe read 1.60–2.77 in one layout (2026-12-07). The few
     /// low ones made a minimum-based limit reject nearly every run there, each after waiting
     /// `--layout-wait` for a layout that never came. The lower quartile stays at 1.00 on the AMD
-    /// VM as long as a quarter of the checks find the cores together.
+    /// VM as long as a quarter of the checks find the cores together. It can rise as well as
+    /// fall, so bench.json records the limit after each round.
     private final class Layout {
         private var readings: [Double] = []
         var closest: Double { readings.isEmpty ? .infinity : readings.sorted()[readings.count / 4] }
-        func check() -> Double {
+        /// A check; `recorded` ones count toward `closest`.
+        func check(recorded: Bool = true) -> Double {
             let slowdown = CoreCheck.crossCoreSlowdown()
-            readings.append(slowdown)
+            if recorded { readings.append(slowdown) }
             return slowdown
         }
         var limit: Double { Bench.layoutTolerance * closest }
@@ -208,12 +214,13 @@ struct Bench: ParsableCommand {
         var attempt = 0
         while true {
             attempt += 1
-            var before = checked ? layout.check() : 1
+            var before = checked ? layout.check(recorded: false) : 1
             let waitEnd = ContinuousClock.now + .milliseconds(Int(layoutWait * 1000))
             while checked && before > layout.limit && ContinuousClock.now < waitEnd {
                 Thread.sleep(forTimeInterval: 0.5)
-                before = layout.check()
+                before = layout.check(recorded: false)
             }
+            if checked { before = layout.check() }
             var figures = try run()
             let line = "  round \(round)  " + Self.padded(item.name, 28) + String(format: " %9.0f samples/s", figures.samplesPerSecond)
             guard checked else {
@@ -365,11 +372,13 @@ struct Bench: ParsableCommand {
         return (Double(batch) / (milliseconds / 1000), core)
     }
 
-    /// The `OPENBLAS_CORETYPE` ddp's own runs re-execute with on this host (the bench itself
-    /// never does): nil where they keep the library's pick or the user's setting, which the
-    /// bench's children inherit alike.
+    /// The `OPENBLAS_CORETYPE` that gives sgemm_peak.py's library (the system's, loaded through
+    /// ctypes) the table ddp's own runs use on this host: the one they re-execute with (the
+    /// bench itself never does), else the library's pick; nil where the user set the variable,
+    /// which the bench's children inherit alike.
     static var ddpKernels: String? {
-        guard case let .reexecute(target)? = BLASKernels.decisionHere else { return nil }
+        guard ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"] == nil else { return nil }
+        guard case let .reexecute(target)? = BLASKernels.decisionHere else { return BLASKernels.current }
         return target.core
     }
 
@@ -513,7 +522,8 @@ struct Bench: ParsableCommand {
         return (rows, present)
     }
 
-    private func write(cases: [Case], rounds: [[String: Figures]], gemmLimits: [Double], gemmCores: [String], availability: [Double], kept: [Int],
+    private func write(cases: [Case], rounds: [[String: Figures]], gemmLimits: [Double], gemmCores: [String], availability: [Double],
+                       layoutLimits: [Double], kept: [Int],
                        summary: (rows: [Row], ratios: [String: Double])) throws {
         struct Document: Codable {
             var command: String, date: String, cores: Int, repeats: Int, epochs: Int
@@ -522,6 +532,9 @@ struct Bench: ParsableCommand {
             var gemmLimitBLASCores: [String]
             /// Per round, `CoreCheck.availability` (the lower of before and after the round).
             var coreAvailability: [Double]
+            /// Per round, the cross-core limit as it ended (`Layout.limit`); the last one chose
+            /// the rounds kept.
+            var layoutLimitAfterRound: [Double]
             /// The rounds (from 1) the summary uses.
             var keptRounds: [Int]
             var summary: [Row], ratios: [String: Double]
@@ -529,7 +542,7 @@ struct Bench: ParsableCommand {
         let document = Document(command: CommandLine.arguments.joined(separator: " "), date: ISO8601DateFormatter().string(from: Date()),
                                 cores: ProcessInfo.processInfo.activeProcessorCount, repeats: repeats, epochs: epochs,
                                 cases: cases, rounds: rounds, gemmLimitSamplesPerSecond: gemmLimits, gemmLimitBLASCores: gemmCores,
-                                coreAvailability: availability, keptRounds: kept, summary: summary.rows, ratios: summary.ratios)
+                                coreAvailability: availability, layoutLimitAfterRound: layoutLimits, keptRounds: kept, summary: summary.rows, ratios: summary.ratios)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")

@@ -111,7 +111,7 @@ struct Evaluate: ParsableCommand {
     func run() throws {
         BLASKernels.selectForThisHost()
         // Standard output carries the results: only a warning about the kernels, on stderr.
-        BLASKernels.announce(isRoot: true, quiet: true)
+        BLASKernels.announce(isRoot: JobSession.launcherRank == 0, quiet: true)
         JobSession().execute {
             let config = try options.load(self.config)
             // The weights carry the input normalization: test and a separate validation source

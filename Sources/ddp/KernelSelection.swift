@@ -14,6 +14,7 @@ extension BLASKernels {
         let reason = String(cString: strerror(errno))
         unsetenv("OPENBLAS_CORETYPE")
         unsetenv(libraryPickVariable)
+        guard JobSession.launcherRank == 0 else { return }
         FileHandle.standardError.write(Data("ddp: warning: cannot re-execute /proc/self/exe with OpenBLAS's \(target.core) kernels (\(reason)); running \(pick)'s\n".utf8))
     }
 

@@ -38,7 +38,7 @@ struct Predict: ParsableCommand {
     func run() throws {
         BLASKernels.selectForThisHost()
         // Standard output carries the results: only a warning about the kernels, on stderr.
-        BLASKernels.announce(isRoot: true, quiet: true)
+        BLASKernels.announce(isRoot: JobSession.launcherRank == 0, quiet: true)
         JobSession().execute {
             let config = try options.load(self.config)
             let model = try TrainedModel(config: config, weights: weights)

@@ -70,13 +70,15 @@ final class BenchTests: IntegrationTestCase {
         }
         // Every round's core check is recorded; the summary uses the rounds it kept (those where
         // the host gave both cores and every checked run was within the bench's final layout
-        // limit, the lowest it recorded; all of them if none was), made until 2 were kept or 4
-        // run, and each row is the median of those rounds, its speedup the median of their
-        // within-round ratios to np=1.
+        // limit, the one recorded after the last round; all of them if none was), made until 2
+        // were kept or 4 run, and each row is the median of those rounds, its speedup the median
+        // of their within-round ratios to np=1.
         let availability = try XCTUnwrap(document["coreAvailability"] as? [Double])
         XCTAssertEqual(availability.count, rounds.count)
         XCTAssertTrue(availability.allSatisfy { $0 > 0 && $0 <= 1 }, "\(availability)")
-        let finalLimit = rounds.flatMap { $0.values.compactMap { $0["crossCoreLimit"] as? Double } }.min() ?? .infinity
+        let limits = try XCTUnwrap(document["layoutLimitAfterRound"] as? [Double])
+        XCTAssertEqual(limits.count, rounds.count)
+        let finalLimit = limits.last ?? .infinity
         let kept = try XCTUnwrap(document["keptRounds"] as? [Int])
         let expectedKept = rounds.indices.filter { index in
             availability[index] >= 0.9 && rounds[index].values.allSatisfy { ($0["crossCoreSlowdown"] as? Double ?? 1) <= finalLimit }
@@ -85,9 +87,9 @@ final class BenchTests: IntegrationTestCase {
         XCTAssertTrue(expectedKept.count >= 2 || rounds.count == 4, "stopped after \(rounds.count) rounds with \(expectedKept.count) kept")
         if rounds.count > 2 {
             // An extra round was made only if, before it, fewer than 2 rounds counted under the
-            // limit then (the lowest recorded up to that round's last check).
+            // limit then (the one recorded after the round before it).
             let before = rounds.count - 1
-            let limitThen = rounds[..<before].flatMap { $0.values.compactMap { $0["crossCoreLimit"] as? Double } }.min() ?? .infinity
+            let limitThen = limits[before - 1]
             let countedThen = (0..<before).filter { index in
                 availability[index] >= 0.9 && rounds[index].values.allSatisfy { ($0["crossCoreSlowdown"] as? Double ?? 1) <= limitThen }
             }

@@ -60,7 +60,10 @@ enum Integration {
 
     /// Whether a run's recorded table is the expected one or one of its tier.
     static func sameTier(_ recorded: String?, _ expected: String) -> Bool {
-        recorded.map { $0.lowercased() == expected.lowercased() || BLASKernels.tier($0) == BLASKernels.tier(expected) && BLASKernels.tier($0) > 0 } ?? false
+        guard let recorded else { return false }
+        guard recorded.lowercased() != expected.lowercased() else { return true }
+        guard let tier = BLASKernels.tier(recorded) else { return false }
+        return tier > 0 && tier == BLASKernels.tier(expected)
     }
 
     /// The environment every job gets: root allowed (CI containers), one BLAS thread per rank.

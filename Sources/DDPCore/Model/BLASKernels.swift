@@ -19,8 +19,8 @@ import Foundation
 /// - AVX-512 F, BW, VL, DQ with AVX512_BF16 → Cooperlake;
 /// - AVX-512 F, BW, VL, DQ → SkylakeX;
 /// - AVX2 and FMA → Haswell; AVX → Sandybridge;
-/// - AMD Zen 4 (family 25 with AVX-512) → Haswell: OpenBLAS up to 0.3.33 runs its Intel
-///   AVX-512 tables there, blocked for Intel's caches on a core that executes each 512-bit
+/// - AMD Zen 4 (family 25 with AVX-512), with OpenBLAS before 0.3.34 → Haswell: those
+///   releases run their Intel AVX-512 tables there, blocked for Intel's caches on a core that executes each 512-bit
 ///   operation as two halves, and Haswell's AVX2 table ran ddp 1.030× faster in one process
 ///   and 1.054× at np = 2 (Zen 4 development machine, 2026-11-23, docs/PERFORMANCE.md).
 ///
@@ -37,9 +37,11 @@ import Foundation
 /// Cooperlake on an AMX host is kept, and a library without the SapphireRapids table
 /// (Debian's 0.3.21 loads Cooperlake's for the name) loses nothing.
 ///
-/// Any `OPENBLAS_CORETYPE` the user sets wins. Where ddp cannot do better than a weak pick (a
-/// library built without DYNAMIC_ARCH, an architecture it has no rule for, a library without
-/// the table asked for), `Status.warning` says so, and the run header prints it. Kernels
+/// A table ddp does not rank (`tier` is nil: a vendor-tuned one such as arm64's tsv110) is
+/// kept. Any `OPENBLAS_CORETYPE` the user sets wins. Where ddp cannot do better than a weak
+/// pick (a library built without DYNAMIC_ARCH, an architecture it has no rule for, an
+/// unreadable /proc/cpuinfo, a library without the table asked for), `Status.warning` says
+/// so, and rank 0 prints it. Kernels
 /// change the rounding of GEMM sums, not their meaning; metrics.jsonl's end line records the
 /// table a run used (`blas_core`) and who chose it (`blas_core_chosen_by`).
 public enum BLASKernels {
@@ -48,9 +50,36 @@ public enum BLASKernels {
         openblas_get_corename().map { String(cString: $0) }
     }
 
-    /// Whether the library can load another table (built with DYNAMIC_ARCH).
-    public static var libraryIsDynamic: Bool {
-        openblas_get_config().map { String(cString: $0).contains("DYNAMIC_ARCH") } ?? false
+    /// The loaded OpenBLAS as the rule reads it: its own pick, whether it can load another
+    /// table, and its version.
+    public struct Library: Sendable {
+        public var pick: String
+        /// Built with DYNAMIC_ARCH: `OPENBLAS_CORETYPE` can choose its table.
+        public var isDynamic: Bool
+        /// [major, minor, patch] from its configuration string; nil where it names none.
+        public var version: [Int]?
+
+        public init(pick: String, isDynamic: Bool = true, version: [Int]? = nil) {
+            self.pick = pick
+            self.isDynamic = isDynamic
+            self.version = version
+        }
+
+        /// From `openblas_get_config()`, e.g. "OpenBLAS 0.3.21 NO_LAPACKE DYNAMIC_ARCH NO_AFFINITY Prescott MAX_THREADS=64".
+        public init(pick: String, config: String) {
+            let words = config.split(separator: " ")
+            let numbers = words.count > 1 && words[0] == "OpenBLAS" ? words[1].split(separator: ".").compactMap { Int($0) } : []
+            self.init(pick: pick, isDynamic: words.contains("DYNAMIC_ARCH"), version: numbers.count == 3 ? numbers : nil)
+        }
+
+        /// Older than `other` ([major, minor, patch]); an unknown version counts as older.
+        func older(than other: [Int]) -> Bool { version.map { $0.lexicographicallyPrecedes(other) } ?? true }
+    }
+
+    /// This process's library; nil where it names no table.
+    public static var library: Library? {
+        guard let pick = current else { return nil }
+        return Library(pick: pick, config: openblas_get_config().map { String(cString: $0) } ?? "")
     }
 
     /// The variable through which ddp tells its re-executed image what the library picked on
@@ -75,13 +104,16 @@ public enum BLASKernels {
         public var libraryPick: String?
         /// The features that decided ddp's choice, e.g. "AVX512_BF16".
         public var reason: String?
+        /// The user's `OPENBLAS_CORETYPE`.
+        public var asked: String?
         public var warning: String?
 
         /// One line for the run header.
         public var line: String {
             switch chosenBy {
             case .ddp: "kernels: OpenBLAS \(core), chosen by ddp for this CPU's \(reason ?? "features") (OpenBLAS alone picked \(libraryPick ?? "?"))"
-            case .user: "kernels: OpenBLAS \(core), as OPENBLAS_CORETYPE asks"
+            case .user where asked?.lowercased() == core.lowercased(): "kernels: OpenBLAS \(core), as OPENBLAS_CORETYPE asks"
+            case .user: "kernels: OpenBLAS \(core), which OpenBLAS loaded for OPENBLAS_CORETYPE=\(asked ?? "")"
             case .openblas: "kernels: OpenBLAS \(core)"
             }
         }
@@ -131,16 +163,26 @@ public enum BLASKernels {
     public struct Target: Equatable, Sendable {
         public var core: String
         public var reason: String
-        public var overrides = false
+        public var overrides: Bool
+
+        public init(core: String, reason: String, overrides: Bool = false) {
+            self.core = core
+            self.reason = reason
+            self.overrides = overrides
+        }
     }
+
+    /// The OpenBLAS release whose blocking is tuned for Zen 4 (pull request 5868): from it on,
+    /// the Zen 4 rule no longer applies, as it was not measured there.
+    static let zen4TunedRelease = [0, 3, 34]
 
     /// The best table `host`'s features allow; nil where ddp has no rule (an unknown
     /// architecture, an x86-64 CPU without AVX, an aarch64 core before Armv8.2).
-    public static func best(for host: Host) -> Target? {
+    public static func best(for host: Host, library: Library = Library(pick: "")) -> Target? {
         switch host.architecture {
         case "x86_64":
             let avx512 = host.has("avx512f", "avx512bw", "avx512vl", "avx512dq")
-            if host.vendor == "AuthenticAMD", host.family == 25, host.has("avx512f") {
+            if host.vendor == "AuthenticAMD", host.family == 25, host.has("avx512f"), library.older(than: zen4TunedRelease) {
                 return Target(core: "Haswell", reason: "Zen 4 cores (AMD family 25 with AVX-512)", overrides: true)
             }
             if avx512, host.has("avx512_bf16", "amx_tile", "amx_bf16") { return Target(core: "SapphireRapids", reason: "AMX") }
@@ -159,17 +201,20 @@ public enum BLASKernels {
         }
     }
 
-    /// The instruction tier of a table as OpenBLAS names it (case-insensitive); 0 for the
-    /// baseline tables and any name ddp does not know.
-    public static func tier(_ core: String) -> Int {
+    /// The instruction tier of a table as OpenBLAS names it (case-insensitive): 0 for the
+    /// baseline tables, nil for a name ddp does not rank (a vendor-tuned table such as arm64's
+    /// tsv110, thunderx3t110 or vortex, whose pick ddp keeps).
+    public static func tier(_ core: String) -> Int? {
         switch core.lowercased() {
+        case "prescott", "core2", "penryn", "dunnington", "nehalem", "atom", "opteron", "opteron_sse3", "barcelona", "bobcat",
+             "katmai", "coppermine", "northwood", "banias", "armv8", "cortexa53", "cortexa55", "cortexa57", "cortexa72", "cortexa73": 0
         case "sandybridge", "bulldozer", "piledriver", "steamroller", "excavator": 1
         case "haswell", "zen": 2
         case "skylakex": 3
         case "cooperlake", "sapphirerapids": 4
         case "neoversen1": 1
         case "neoversev1", "neoversen2", "neoversev2", "a64fx": 2
-        default: 0
+        default: nil
         }
     }
 
@@ -181,24 +226,34 @@ public enum BLASKernels {
         case keep(warning: String?)
     }
 
-    /// The decision for a process with this environment, library pick and host.
-    public static func decide(environment: [String: String], libraryPick: String, libraryIsDynamic: Bool, host: Host) -> Decision {
+    /// The decision for a process with this environment, library and host (nil: /proc/cpuinfo
+    /// could not be read).
+    public static func decide(environment: [String: String], library: Library, host: Host?) -> Decision {
+        let pick = library.pick
         if let asked = environment["OPENBLAS_CORETYPE"] {
             // ddp's own earlier choice, in its re-executed image: check the library honoured it.
-            guard environment[libraryPickVariable] != nil, tier(libraryPick) < tier(asked) else { return .keep(warning: nil) }
+            guard environment[libraryPickVariable] != nil, let loaded = tier(pick), let wanted = tier(asked), loaded < wanted else {
+                return .keep(warning: nil)
+            }
             return .keep(warning: "ddp asked OpenBLAS for its \(asked) kernels, which this library does not have: "
-                         + "it runs \(libraryPick)'s, and GEMMs may run slower than this CPU allows")
+                         + "it runs \(pick)'s, and GEMMs may run slower than this CPU allows")
+        }
+        guard let host else {
+            guard tier(pick) == 0 else { return .keep(warning: nil) }
+            return .keep(warning: "/proc/cpuinfo cannot be read, so ddp cannot tell which kernels this CPU allows: it runs "
+                         + "OpenBLAS's own pick, \(pick), its most basic (set OPENBLAS_CORETYPE to choose another)")
         }
         guard ["x86_64", "aarch64", "arm64"].contains(host.architecture) else {
-            return .keep(warning: "ddp has no kernel rule for \(host.architecture) CPUs: it runs OpenBLAS's own pick, \(libraryPick) "
+            return .keep(warning: "ddp has no kernel rule for \(host.architecture) CPUs: it runs OpenBLAS's own pick, \(pick) "
                          + "(set OPENBLAS_CORETYPE to choose another)")
         }
-        guard let target = best(for: host), target.core.lowercased() != libraryPick.lowercased() else { return .keep(warning: nil) }
-        let weaker = tier(libraryPick) < tier(target.core)
-        guard weaker || (target.overrides && tier(libraryPick) > tier(target.core)) else { return .keep(warning: nil) }
-        guard libraryIsDynamic else {
+        guard let target = best(for: host, library: library), target.core.lowercased() != pick.lowercased(),
+              let current = tier(pick), let better = tier(target.core) else { return .keep(warning: nil) }
+        let weaker = current < better
+        guard weaker || (target.overrides && current > better) else { return .keep(warning: nil) }
+        guard library.isDynamic else {
             guard weaker else { return .keep(warning: nil) }
-            return .keep(warning: "OpenBLAS here was built for \(libraryPick) alone (no DYNAMIC_ARCH), so ddp cannot load the \(target.core) "
+            return .keep(warning: "OpenBLAS here was built for \(pick) alone (no DYNAMIC_ARCH), so ddp cannot load the \(target.core) "
                          + "kernels this CPU's \(target.reason) allow: GEMMs may run several times slower. Install an OpenBLAS "
                          + "built with DYNAMIC_ARCH (Debian's libopenblas0-pthread) or for this CPU")
         }
@@ -207,9 +262,8 @@ public enum BLASKernels {
 
     /// `decide` for this process; nil where the library names no table.
     public static var decisionHere: Decision? {
-        guard let pick = current else { return nil }
-        let host = Host.here ?? Host(architecture: Host.machineArchitecture, cpuinfo: "")
-        return decide(environment: ProcessInfo.processInfo.environment, libraryPick: pick, libraryIsDynamic: libraryIsDynamic, host: host)
+        guard let library else { return nil }
+        return decide(environment: ProcessInfo.processInfo.environment, library: library, host: Host.here)
     }
 
     /// The table this process runs and who chose it; nil where the library names no table.
@@ -221,8 +275,10 @@ public enum BLASKernels {
         guard environment["OPENBLAS_CORETYPE"] != nil else {
             return Status(core: core, chosenBy: .openblas, warning: warning)
         }
-        guard let pick = environment[libraryPickVariable] else { return Status(core: core, chosenBy: .user, warning: warning) }
-        let reason = Host.here.flatMap { best(for: $0)?.reason }
+        guard let pick = environment[libraryPickVariable] else {
+            return Status(core: core, chosenBy: .user, asked: environment["OPENBLAS_CORETYPE"], warning: warning)
+        }
+        let reason = Host.here.flatMap { host in library.flatMap { best(for: host, library: $0)?.reason } }
         return Status(core: core, chosenBy: .ddp, libraryPick: pick, reason: reason, warning: warning)
     }
 }
