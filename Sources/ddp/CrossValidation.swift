@@ -55,7 +55,7 @@ struct CrossValidate: ParsableCommand {
                 let start = Date()
                 say("ddp cv: \(plans.count / repeats) variant\(plans.count / repeats == 1 ? "" : "s") × \(repeats) seed\(repeats == 1 ? "" : "s") × \(folds) folds into \(output)/ on \(communicator.size) rank\(communicator.size == 1 ? "" : "s")")
                 if let replaced = replacedValidation(plans[0].config) { say("ddp cv: \(replaced) is replaced: each fold validates on its own fold; data.test is not used") }
-                BLASKernels.announce(isRoot: communicator.isRoot, quiet: false)
+                BLASKernels.announce(isRoot: communicator.isRoot, quiet: false, say: say)
                 var loaded: [(data: DataConfig, runData: RunData)] = []
                 var results: [FoldResult] = []
                 var rule = ""

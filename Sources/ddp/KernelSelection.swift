@@ -19,10 +19,11 @@ extension BLASKernels {
     }
 
     /// The run header's kernels line (unless `quiet`) and the warning if any (always), printed
-    /// once: by rank 0 of a job, or by a single process.
-    static func announce(isRoot: Bool, quiet: Bool) {
+    /// once: by rank 0 of a job, or by a single process. `say` prints the line, in order with
+    /// the command's other header lines.
+    static func announce(isRoot: Bool, quiet: Bool, say: (String) -> Void = { Console(enabled: true).line($0) }) {
         guard isRoot, let status = statusHere else { return }
-        Console(enabled: !quiet).line(status.line)
+        if !quiet { say(status.line) }
         if let warning = status.warning { FileHandle.standardError.write(Data("ddp: warning: \(warning)\n".utf8)) }
     }
 }
