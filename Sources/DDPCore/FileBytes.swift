@@ -6,15 +6,26 @@ import Darwin
 
 /// Whole-file reads with POSIX calls (no Foundation bridging of large files), each failure a
 /// `DDPError` naming the file and, through `what`, its role ("training images", "weights file").
+///
+/// A regular file is read to its end. A pipe (`<(zcat …)`, a FIFO) has no size to check, so it
+/// is read up to `streamLimit` bytes; a device or socket is refused: `/dev/zero` would otherwise
+/// be read until the allocation traps.
 enum FileBytes {
-    static func read(_ path: String, what: String, kind: DDPError.Kind) throws -> [UInt8] {
+    /// The most bytes read from a pipe: a quarter of the machine's memory, as gunzip's limit.
+    static var streamLimit: Int { MemoryCheck.physicalBytes / 4 }
+
+    static func read(_ path: String, what: String, kind: DDPError.Kind, streamLimit: Int = FileBytes.streamLimit) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { throw DDPError(kind, "cannot read \(what) \(path): \(errorText())") }
         defer { close(fd) }
         var info = stat()
-        if fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
-            throw DDPError(kind, "\(what) \(path) is a directory, expected a file")
+        guard fstat(fd, &info) == 0 else { throw DDPError(.io, "cannot read \(what) \(path): \(errorText())") }
+        let type = info.st_mode & S_IFMT
+        if type == S_IFDIR { throw DDPError(kind, "\(what) \(path) is a directory, expected a file") }
+        guard type == S_IFREG || type == S_IFIFO else {
+            throw DDPError(kind, "\(what) \(path) is a device or socket, not a file: give a regular file (or a pipe)")
         }
+        let limit = type == S_IFREG ? Int.max : streamLimit
         var bytes = [UInt8]()
         bytes.reserveCapacity(Int(max(0, info.st_size)))
         var chunk = [UInt8](repeating: 0, count: 1 << 20)
@@ -24,6 +35,10 @@ enum FileBytes {
             if got < 0 {
                 if errno == EINTR { continue }
                 throw DDPError(.io, "cannot read \(what) \(path): \(errorText())")
+            }
+            guard bytes.count + got <= limit else {
+                throw DDPError(kind, "\(what) \(path): more than \(MemoryCheck.describe(limit)) from a pipe (a quarter of this machine's memory); "
+                               + "give a regular file")
             }
             bytes.append(contentsOf: chunk[0..<got])
         }

@@ -24,5 +24,62 @@ final class BadInputTests: IntegrationTestCase {
                                 naming: ["model.layers[0].units", "bytes", "this machine has"])
     }
 
+    func testImageShapeWhoseProductOverflows() throws {
+        try assertOneClearError(["summary", Self.moons, "--set", "data.image_shape=[4294967296,4294967296,3]"],
+                                naming: ["data.image_shape", "more than any image"])
+    }
+
+    func testDeviceAsInitialWeights() throws {
+        // /dev/zero never ends: read to its end, it was an allocation trap.
+        try assertOneClearError(["train", Self.moons, "--run-dir", path("zero"), "--set", "model.init_weights=/dev/zero"],
+                                naming: ["/dev/zero", "device"])
+    }
+
+    /// A run of moons with a checkpoint every epoch, then its newest checkpoint's JSON edited.
+    private func checkpointedRun(_ name: String, samples: Int = 200, edit: (inout [String: Any]) -> Void) throws -> (config: String, run: String) {
+        let config = try writeConfig("\(name).yaml", """
+            seed: 5
+            data:
+              train: {format: moons, samples: \(samples), noise: 0.2}
+              validation_split: 0.2
+            model:
+              inputs: 2
+              layers:
+                - {type: dense, units: 8, activation: relu}
+                - {type: dense, units: 2}
+            loss: cross_entropy
+            optimizer: {type: adam, lr: 0.01}
+            training: {epochs: 2, batch_size: 16}
+            checkpoint: {every_epochs: 1, keep: 2}
+            """)
+        let run = path(name)
+        try train(np: nil, config: config, runDirectory: run)
+        let json = run + "/checkpoints/epoch-0002.json"
+        var state = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: json))) as? [String: Any])
+        edit(&state)
+        try JSONSerialization.data(withJSONObject: state).write(to: URL(fileURLWithPath: json))
+        return (config, run)
+    }
+
+    func testCheckpointWithNegativeCounters() throws {
+        for key in ["epoch", "globalStep"] {
+            let (config, run) = try checkpointedRun("negative-\(key)") { $0[key] = -3 }
+            try assertOneClearError(["train", config, "--run-dir", run, "--resume", "--set", "training.epochs=4"],
+                                    naming: ["epoch-0002.json", key, "never negative"])
+        }
+    }
+
+    func testStepCheckpointResumedOnASmallerTrainingSet() throws {
+        // As a preemption writes it: 2 epochs done and 9 steps of the third (160 samples, batch
+        // 16: 10 steps an epoch); then the data shrinks to 3 steps an epoch.
+        let (config, run) = try checkpointedRun("shrunk") { state in
+            state["partialEpoch"] = ["steps": 9, "lossSum": 1.0, "correct": 0.0, "samples": 144.0, "seconds": 0.1]
+            state["globalStep"] = 29
+        }
+        try assertOneClearError(["train", config, "--run-dir", run, "--resume", "--set", "training.epochs=4",
+                                 "--set", "data.train.samples=60"],
+                                naming: ["epoch-0002.json", "steps per epoch", "changed"])
+    }
+
     static let moons = Integration.packageRoot + "/configs/moons.yaml"
 }

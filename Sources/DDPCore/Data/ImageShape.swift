@@ -14,6 +14,9 @@ public struct ImageShape: Sendable, Equatable, Codable, CustomStringConvertible 
 
     public var featureCount: Int { height * width * channels }
 
+    /// The most values one sample may have (2³¹ − 1: a row's offsets stay in Int32 range).
+    public static let maximumFeatures = Int(Int32.max)
+
     /// "(28, 28, 1)": the Keras input shape without the batch dimension.
     public var description: String { "(\(height), \(width), \(channels))" }
 }
@@ -32,6 +35,15 @@ extension ImageShape {
                 throw DDPError(.config, "\(key): expected positive integers [height, width, channels], got '\(ConfigSection.describe(item))'")
             }
             values.append(value)
+        }
+        // The product sizes buffers: it must fit comfortably in an Int, not just exist.
+        let product = values.reduce((value: 1, overflow: false)) { total, value in
+            let next = total.value.multipliedReportingOverflow(by: value)
+            return (next.partialValue, total.overflow || next.overflow || next.partialValue > ImageShape.maximumFeatures)
+        }
+        guard !product.overflow else {
+            throw DDPError(.config, "\(key): \(values.map(String.init).joined(separator: " × ")) values per sample is more than any image "
+                           + "ddp can hold (at most \(ImageShape.maximumFeatures))")
         }
         return ImageShape(height: values[0], width: values[1], channels: values.count == 3 ? values[2] : 1)
     }

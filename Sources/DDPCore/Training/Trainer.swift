@@ -505,10 +505,27 @@ struct StepTimes {
 
 extension Trainer {
     /// A checkpoint continues *this* run only if what fixes the trajectory matches: the seed
-    /// (data order, dropout masks) and the global batch (steps per epoch). Epochs may grow.
+    /// (data order, dropout masks), the global batch and the steps per epoch (the training
+    /// set's size), and its counters are ones a run can have written. Epochs may grow.
     func checkResumable(_ state: CheckpointState, file: String) throws {
         guard state.format == CheckpointState.currentFormat else {
             throw DDPError(.weights, "\(file) is a '\(state.format)' checkpoint; this ddp reads '\(CheckpointState.currentFormat)'")
+        }
+        let counters = [("epoch", state.epoch), ("globalStep", state.globalStep), ("optimizerStep", state.optimizerStep),
+                        ("monitor.wait", state.monitor.wait), ("partialEpoch.steps", state.partialEpoch?.steps ?? 0)]
+        for (name, value) in counters where value < 0 {
+            throw DDPError(.weights, "\(file): \(name) is \(value); a checkpoint's counters are never negative (the file was edited or damaged)")
+        }
+        guard state.ranks >= 1, state.monitor.bestEpoch >= 0 else {
+            throw DDPError(.weights, "\(file): ranks \(state.ranks) or monitor.bestEpoch \(state.monitor.bestEpoch) is out of range (the file was edited or damaged)")
+        }
+        let steps = plan.stepsPerEpoch, partial = state.partialEpoch?.steps ?? 0
+        let whole = state.epoch.multipliedReportingOverflow(by: steps)
+        guard partial <= steps, !whole.overflow, whole.partialValue.addingReportingOverflow(partial) == (state.globalStep, false) else {
+            throw DDPError(.config, "\(file) was written at step \(state.globalStep) after \(state.epoch) epoch(s)"
+                           + (state.partialEpoch.map { " and \($0.steps) step(s) of the next" } ?? "")
+                           + ", which is not where a run of \(steps) steps per epoch (\(data.train.count) training samples, global batch "
+                           + "\(plan.globalBatch)) can be: the training data or its split changed since; resuming would not continue the same run")
         }
         guard state.seed == config.seed else {
             throw DDPError(.config, "\(file) was trained with seed \(state.seed), the config says \(config.seed): resuming would not continue the same run")
