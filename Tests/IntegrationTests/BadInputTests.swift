@@ -81,5 +81,35 @@ final class BadInputTests: IntegrationTestCase {
                                 naming: ["epoch-0002.json", "steps per epoch", "changed"])
     }
 
+    func testARefusedResumeChangesNothing() throws {
+        let (config, run) = try checkpointedRun("refused") { _ in }
+        let before = try snapshot(run)
+        try assertOneClearError(["train", config, "--run-dir", run, "--resume", "--set", "seed=6"], naming: ["seed 5", "says 6"])
+        XCTAssertEqual(try snapshot(run), before, "a refused resume changed the run directory")
+    }
+
+    func testAResumeUnderAnotherLossIsRefused() throws {
+        let (config, run) = try checkpointedRun("other-loss") { _ in }
+        let before = try snapshot(run)
+        try assertOneClearError(["train", config, "--run-dir", run, "--resume", "--set", "training.epochs=3",
+                                 "--set", "loss={type: cross_entropy, label_smoothing: 0.1}"],
+                                naming: ["epoch-0002.json", "label_smoothing=0.0", "label_smoothing=0.1"])
+        XCTAssertEqual(try snapshot(run), before, "a refused resume changed the run directory")
+    }
+
+    /// Every file under `directory` and its bytes.
+    private func snapshot(_ directory: String) throws -> [String: Data] {
+        var files: [String: Data] = [:]
+        let enumerator = FileManager.default.enumerator(atPath: directory)
+        while let name = enumerator?.nextObject() as? String {
+            var isDirectory: ObjCBool = false
+            let full = directory + "/" + name
+            if FileManager.default.fileExists(atPath: full, isDirectory: &isDirectory), !isDirectory.boolValue {
+                files[name] = try Data(contentsOf: URL(fileURLWithPath: full))
+            }
+        }
+        return files
+    }
+
     static let moons = Integration.packageRoot + "/configs/moons.yaml"
 }

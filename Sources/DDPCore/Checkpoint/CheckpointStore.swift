@@ -30,6 +30,8 @@ public struct CheckpointState: Codable, Sendable, Equatable {
     /// reduce_on_plateau's state after the last completed epoch; nil for other schedules (and in
     /// checkpoints written before it existed: a resume then starts the plateau afresh).
     public var plateau: Plateau? = nil
+    /// The loss the run optimized (`Loss.signature`); nil in checkpoints written before it.
+    public var loss: String? = nil
 
     /// The steps of an epoch already taken and their running sums (the epoch's metrics line is
     /// written when it completes, after the resume).

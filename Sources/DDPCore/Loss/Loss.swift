@@ -48,6 +48,16 @@ public enum Loss: Sendable, Equatable {
     }
 
     /// The config's name for this loss, for messages.
+    /// The loss with its options, as a checkpoint records it: a resume under another loss
+    /// (whose val_loss early stopping would compare with this one's) is refused.
+    public var signature: String {
+        switch self {
+        case .crossEntropy(let smoothing): "cross_entropy label_smoothing=\(smoothing)"
+        case .binaryCrossEntropy(let fromLogits, let smoothing): "binary_crossentropy from_logits=\(fromLogits) label_smoothing=\(smoothing)"
+        case .meanSquaredError: "mse"
+        }
+    }
+
     public var name: String {
         switch self {
         case .crossEntropy: return "cross_entropy"

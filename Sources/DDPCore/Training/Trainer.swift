@@ -130,7 +130,6 @@ public final class Trainer {
                 try RunDirectory.prepareFresh(options.runDirectory, overwrite: options.overwrite, remove: true)
             }
             try RunDirectory.create(options.runDirectory)
-            try AtomicFile.write(config.resolvedYAML, to: options.runDirectory + "/config.yaml")
         }
         if options.resume {
             try resumeFromCheckpoint()
@@ -138,6 +137,8 @@ public final class Trainer {
             try initializeWeights()
             if communicator.isRoot { try AtomicFile.write("", to: metrics.path) }
         }
+        // Only once a resume is accepted: a refused one leaves the run's config as it was.
+        if communicator.isRoot { try AtomicFile.write(config.resolvedYAML, to: options.runDirectory + "/config.yaml") }
         if options.trace {
             trace = TraceRecorder(path: options.runDirectory + "/trace.json", spansPerEpoch: plan.stepsPerEpoch * 32 + 256)
             (communicator as? MPICommunicator)?.trace = trace
@@ -407,7 +408,7 @@ public final class Trainer {
                                     monitor: .init(wait: monitor.wait, best: monitor.best, bestEpoch: monitor.bestEpoch,
                                                    stoppedEpoch: monitor.stoppedEpoch, hasSnapshot: monitor.hasSnapshot),
                                     tensorsFile: "", tensorsBytes: 0, tensorsChecksum: "", partialEpoch: partial,
-                                    plateau: plateau?.state)
+                                    plateau: plateau?.state, loss: config.loss.signature)
         return try checkpoints.save(tensors: tensors, state: state, keep: config.checkpoint.keep, metadata: weightsMetadata)
     }
 
@@ -529,6 +530,10 @@ extension Trainer {
         }
         guard state.seed == config.seed else {
             throw DDPError(.config, "\(file) was trained with seed \(state.seed), the config says \(config.seed): resuming would not continue the same run")
+        }
+        if let loss = state.loss, loss != config.loss.signature {
+            throw DDPError(.config, "\(file) was trained with loss \(loss), the config says \(config.loss.signature): early stopping would "
+                           + "compare val_loss across two losses; resuming would not continue the same run")
         }
         guard state.globalBatch == plan.globalBatch else {
             throw DDPError(.config, "\(file) was trained with a global batch of \(state.globalBatch), this run has \(plan.globalBatch) (training.batch_size, or batch_size_per_rank × \(communicator.size) ranks): resuming would not continue the same run")
