@@ -51,7 +51,7 @@ struct Predict: ParsableCommand {
             if let output {
                 var text = ""
                 try PredictionWriter.predict(model, input: data, transform: transform) { text += $0 }
-                try AtomicFile.write(text, to: output)
+                try AtomicFile.writeOutput(text, to: output)
             } else {
                 try PredictionWriter.predict(model, input: data, transform: transform) { FileHandle.standardOutput.write(Data($0.utf8)) }
             }

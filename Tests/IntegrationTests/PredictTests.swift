@@ -132,6 +132,22 @@ final class PredictTests: IntegrationTestCase {
         XCTAssertEqual(written.header, ["class", "p_0", "p_1", "p_2"])
         XCTAssertEqual(written.rows, table.rows.map { Array($0.prefix(4)) })
 
+        // A symbolic link stays a link: its target is written (a regular file), or written into
+        // (a device); a link to a directory is refused.
+        let linkedFile = path("linked.csv"), link = path("link.csv"), deviceLink = path("to-null.csv"), directoryLink = path("to-dir.csv")
+        try FileManager.default.createSymbolicLink(atPath: link, withDestinationPath: linkedFile)
+        try FileManager.default.createSymbolicLink(atPath: deviceLink, withDestinationPath: "/dev/null")
+        try FileManager.default.createSymbolicLink(atPath: directoryLink, withDestinationPath: path(""))
+        for target in [link, deviceLink] {
+            let linked = try runDDP(np: nil, ["predict", "--config", configPath, "--weights", weights, "--input", unlabeled, "--output", target])
+            XCTAssertEqual(linked.status, 0, linked.tail)
+            XCTAssertNotNil(try? FileManager.default.destinationOfSymbolicLink(atPath: target), "\(target) is no longer a symbolic link")
+        }
+        XCTAssertEqual(try String(contentsOfFile: linkedFile, encoding: .utf8), try String(contentsOfFile: output, encoding: .utf8))
+        let refused = try runDDP(np: nil, ["predict", "--config", configPath, "--weights", weights, "--input", unlabeled, "--output", directoryLink])
+        XCTAssertEqual(refused.status, 1, refused.tail)
+        XCTAssertTrue(refused.stderr.contains("is a directory"), refused.tail)
+
         // Without the training data: eval and predict give the same figures.
         try FileManager.default.moveItem(atPath: trainFile, toPath: path("moved-away.csv"))
         let evalAlone = try runDDP(np: nil, ["eval", "--config", configPath, "--weights", weights])
