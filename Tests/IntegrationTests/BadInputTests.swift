@@ -97,6 +97,32 @@ final class BadInputTests: IntegrationTestCase {
         XCTAssertEqual(try snapshot(run), before, "a refused resume changed the run directory")
     }
 
+    func testNonFiniteFeatureInANpyFileIsADataError() throws {
+        // Before: "the loss became non-finite … try a lower optimizer.lr".
+        var features = (0..<40).map { Float($0 % 7) / 7 }
+        features[3 * 2 + 1] = .nan
+        let values = features.flatMap { value in withUnsafeBytes(of: value.bitPattern.littleEndian) { Array($0) } }
+        let labels = (0..<20).map { UInt8($0 % 2) }
+        try Data(NPYFile.encode(descr: "<f4", shape: [20, 2], values: values)).write(to: URL(fileURLWithPath: path("x.npy")))
+        try Data(NPYFile.encode(descr: "|u1", shape: [20], values: labels)).write(to: URL(fileURLWithPath: path("y.npy")))
+        let config = try writeConfig("nan.yaml", """
+            data:
+              train: {format: npy, features: \(path("x.npy")), labels: \(path("y.npy"))}
+            model:
+              inputs: 2
+              layers: [{type: dense, units: 2}]
+            loss: cross_entropy
+            optimizer: {type: adam, lr: 0.01}
+            training: {epochs: 1, batch_size: 4}
+            """)
+        try assertOneClearError(["train", config, "--run-dir", path("nan")], naming: [path("x.npy"), "sample 3, feature 1", "nan"])
+    }
+
+    func testFillBeyondFloatRange() throws {
+        try assertOneClearError(["summary", Self.moons, "--set", "data.augment=[{type: random_crop, padding: 1, fill: 1.0e39}]"],
+                                naming: ["fill", "float32"])
+    }
+
     /// Every file under `directory` and its bytes.
     private func snapshot(_ directory: String) throws -> [String: Data] {
         var files: [String: Data] = [:]

@@ -78,8 +78,14 @@ struct ConfigSection {
         return value
     }
 
+    /// A number the model computes with in float32: one beyond its range (±3.4e38) would
+    /// become infinite there, so it is refused here, naming the key.
     mutating func float(_ name: String, default fallback: Float, in range: ClosedRange<Double>? = nil) throws -> Float {
-        Float(try double(name, default: Double(fallback), in: range))
+        let value = try double(name, default: Double(fallback), in: range)
+        guard Float(value).isFinite else {
+            throw DDPError(.config, "\(key(name)): \(value) is beyond float32's range (±\(Float.greatestFiniteMagnitude))")
+        }
+        return Float(value)
     }
 
     mutating func int(_ name: String) throws -> Int? {

@@ -38,7 +38,14 @@ public enum NPYFile {
         let storage: Dataset.Storage
         switch features.type {
         case .unsigned(1): storage = .bytes(Array(features.bytes[features.dataStart...]))
-        case .float(4), .float(8): storage = .floats(features.floats())
+        case .float(4), .float(8):
+            let values = features.floats()
+            // A NaN or infinity reaches the loss as "the loss became non-finite": name it here.
+            if let bad = values.firstIndex(where: { !$0.isFinite }) {
+                throw DDPError(.data, "\(featuresPath): sample \(bad / width), feature \(bad % width) is \(values[bad]) as float32 "
+                               + "(\(features.typeText) in the file); features must be finite numbers")
+            }
+            storage = .floats(values)
         default:
             throw DDPError(.data, "\(featuresPath) holds \(features.typeText) values; features must be float32, float64 or uint8")
         }
