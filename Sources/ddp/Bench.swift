@@ -46,9 +46,12 @@ struct Bench: ParsableCommand {
         if peer != nil && peerScript == nil { throw ValidationError("--peer needs --peer-script (shared/peers/fmnist_torch.py)") }
     }
 
+    /// The rank counts, 1 always among them; empty when any item is not a positive integer
+    /// ("1,x" is refused, not read as "1").
     var rankCounts: [Int] {
-        let values = ranks.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
-        return values.allSatisfy { $0 > 0 } ? Array(Set(values + [1])).sorted() : []
+        let items = ranks.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        let values = items.compactMap { $0 }
+        return values.count == items.count && values.allSatisfy { $0 > 0 } ? Array(Set(values + [1])).sorted() : []
     }
     var scalings: [String] {
         let values = scaling.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }

@@ -123,6 +123,20 @@ final class BadInputTests: IntegrationTestCase {
                                 naming: ["fill", "float32"])
     }
 
+    func testAKeyGivenTwice() throws {
+        let text = try String(contentsOfFile: Self.moons, encoding: .utf8)
+        let config = try writeConfig("twice.yaml", text + "optimizer: {type: sgd, lr: 0.5}\n")
+        try assertOneClearError(["summary", config], naming: [config, "'optimizer' is given twice", "line"])
+    }
+
+    func testANumericListIsStrict() throws {
+        // "1,x" ran as "1".
+        let result = try runDDP(np: nil, ["bench", Self.moons, "--ranks", "1,x", "--out", path("bench")], timeout: 60)
+        XCTAssertNotEqual(result.status, 0, result.tail)
+        XCTAssertTrue(result.stderr.contains("--ranks") && result.stderr.contains("1,x"), result.tail)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: path("bench")), "a refused bench wrote its output directory")
+    }
+
     /// Every file under `directory` and its bytes.
     private func snapshot(_ directory: String) throws -> [String: Data] {
         var files: [String: Data] = [:]

@@ -48,12 +48,14 @@ enum YAMLLimits {
     }
 
     /// Throws when the composed document (aliases expanded) nests deeper than `maximumDepth`
-    /// or holds more than `maximumValues` values. Walks with an explicit stack and stops at the
-    /// first limit crossed, so it never expands more than the limit.
+    /// or holds more than `maximumValues` values, or when a mapping names one key twice (YAML
+    /// forbids it; the composer would keep both and readers one, silently). Walks with an
+    /// explicit stack and stops at the first limit crossed, so it never expands more than the
+    /// limit.
     static func checkSize(_ root: Node, source: String) throws {
-        var pending: [(node: Node, depth: Int)] = [(root, 0)]
+        var pending: [(node: Node, depth: Int, path: String)] = [(root, 0, "")]
         var count = 0
-        while let (node, depth) = pending.popLast() {
+        while let (node, depth, path) = pending.popLast() {
             count += 1
             if count > maximumValues {
                 throw DDPError(.config, "\(source): more than \(maximumValues) values (aliases expanded); a config holds far fewer")
@@ -64,12 +66,23 @@ enum YAMLLimits {
             switch node {
             case .scalar: break
             case .mapping(let mapping):
+                var seen: [String: Mark?] = [:]
                 for (key, value) in mapping {
-                    pending.append((key, depth + 1))
-                    pending.append((value, depth + 1))
+                    if let name = key.scalar?.string {
+                        if let first = seen[name] {
+                            let lines = [first, key.mark].compactMap { $0.map { "line \($0.line)" } }
+                            throw DDPError(.config, "\(source): key '\(path.isEmpty ? name : path + "." + name)' is given twice"
+                                           + (lines.isEmpty ? "" : " (" + lines.joined(separator: " and ") + ")")
+                                           + "; YAML keeps one of them silently, so remove the other")
+                        }
+                        seen[name] = key.mark
+                    }
+                    let child = path.isEmpty ? key.scalar?.string ?? "?" : path + "." + (key.scalar?.string ?? "?")
+                    pending.append((key, depth + 1, child))
+                    pending.append((value, depth + 1, child))
                 }
             case .sequence(let sequence):
-                for element in sequence { pending.append((element, depth + 1)) }
+                for (index, element) in sequence.enumerated() { pending.append((element, depth + 1, "\(path)[\(index)]")) }
             }
         }
     }
