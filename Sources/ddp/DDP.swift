@@ -68,7 +68,7 @@ struct Train: ParsableCommand {
                 let trainer = try Trainer(config: config, data: data, communicator: communicator, options: trainOptions)
                 Console(enabled: communicator.isRoot && !quiet).line("ddp: \(communicator.size) rank(s), global batch \(trainer.plan.globalBatch), \(trainer.plan.stepsPerEpoch) steps/epoch, \(data.train.count) training samples; run directory \(directory)")
                 BLASKernels.announce(isRoot: communicator.isRoot, quiet: quiet)
-                preempted = try trainer.run().reason == "preempted"
+                preempted = try trainer.run().reason == .preempted
                 if plot && communicator.isRoot && !preempted {
                     try PlotWriter.write(runDirectory: directory, console: Console(enabled: !quiet))
                 }

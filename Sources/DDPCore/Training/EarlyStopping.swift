@@ -69,6 +69,19 @@ public struct EarlyStopping: Sendable, Equatable {
         return minimizes ? value + delta < reference : value - delta > reference
     }
 
+    /// What a checkpoint keeps of it (the config comes from the run's config).
+    public var state: CheckpointState.Monitor {
+        .init(wait: wait, best: best, bestEpoch: bestEpoch, stoppedEpoch: stoppedEpoch, hasSnapshot: hasSnapshot)
+    }
+
+    public mutating func restore(_ state: CheckpointState.Monitor) {
+        wait = state.wait
+        best = state.best
+        bestEpoch = state.bestEpoch
+        stoppedEpoch = state.stoppedEpoch
+        hasSnapshot = state.hasSnapshot
+    }
+
     public mutating func update(epoch: Int, value: Double) -> Decision {
         var decision = Decision()
         guard epoch >= config.startFromEpoch else { return decision }

@@ -1,0 +1,98 @@
+/// One optimizer step on one rank, as five calls in the order llm.c's loop reads:
+///
+///     gather   this rank's rows of the global batch → network.input, labels (normalized,
+///              augmented; the next step's rows prefetched)
+///     forward  (SyncBatchNorm: one allreduce per BN layer)
+///     loss     d(Σ per-sample losses)/d(output) × 1/(global batch size)
+///     backward (tells the sync which gradients are final, so it may start reducing them)
+///     sync     the mean gradient and the step's totals agreed on every rank
+///     update   penalties, clipping, the optimizer (and, sharded, the parameters made whole)
+///
+/// The global batch's size is known up front from the plan, so scaling each rank's gradient by
+/// 1/(global count) and summing over ranks gives the gradient of the global mean loss: N ranks
+/// compute the step of one process with the same global batch.
+///
+/// Nothing here watches the step: `StepObserver` is told where each phase ends. Every buffer
+/// is allocated once, in `init`.
+final class TrainStep {
+    let network: Network
+    let sync: GradientSync
+    let plan: BatchPlan
+    let context: StepContext
+    private let loss: Loss
+    private let data: RunData
+    /// `data.augment`, applied to each gathered training batch; nil without one.
+    private let augmentation: Augmentation?
+    private let labels: UnsafeMutableBufferPointer<Float>
+
+    init(network: Network, sync: GradientSync, plan: BatchPlan, context: StepContext, loss: Loss, data: RunData,
+         augmentation: Augmentation?) {
+        self.network = network
+        self.sync = sync
+        self.plan = plan
+        self.context = context
+        self.loss = loss
+        self.data = data
+        self.augmentation = augmentation
+        labels = .allocate(capacity: max(network.maxBatch, 1))
+        labels.initialize(repeating: 0)
+    }
+
+    deinit { labels.deallocate() }
+
+    /// Step `step` of `epoch` (0-based) over the epoch's permutation `order`, the run's
+    /// `globalStep`-th, at learning rate `lr`. Returns the totals every rank agreed on; when
+    /// they are non-finite the update was not applied, and the caller ends the run.
+    @inline(__always)
+    func run(step: Int, epoch: Int, order: UnsafePointer<Int32>, globalStep: Int, lr: Float,
+             observer: StepObserver) throws -> StepTotals {
+        let batch = gather(step: step, epoch: epoch, order: order)
+        observer.ended(.data)
+        context.globalStep = globalStep
+        let scale = 1 / Float(plan.globalCount(step: step))
+        let activity = try forward(batch: batch)
+        let result = lossAndGradient(batch: batch, scale: scale)
+        observer.ended(.forward)
+        try backward(batch: batch, scale: scale)
+        observer.ended(.backward)
+        let localLoss = result.lossSum + activity
+        let totals = try sync.reduce(lossSum: localLoss, samples: batch, correct: result.correct, nonFinite: !localLoss.isFinite,
+                                     stop: observer.preemptionRequested)
+        guard !totals.nonFinite else { return totals }
+        try sync.update(lr: lr)
+        observer.ended(.update)
+        return totals
+    }
+
+    /// This rank's rows → network.input and labels; returns how many.
+    @inline(__always)
+    private func gather(step: Int, epoch: Int, order: UnsafePointer<Int32>) -> Int {
+        let batch = plan.localRows(step: step, order: order, into: context.sampleRows)
+        data.train.gather(rows: context.sampleRows, count: batch, transform: data.transform,
+                          inputs: network.input.baseAddress!, labels: labels.baseAddress!)
+        augmentation?.apply(rows: context.sampleRows, count: batch, epoch: epoch, inputs: network.input.baseAddress!)
+        if step + 1 < plan.stepsPerEpoch { data.train.prefetch(rows: order, positions: plan.localPositions(step: step + 1)) }
+        return batch
+    }
+
+    /// Returns the activity penalties' value (Keras activity regularizers), part of the loss.
+    @inline(__always)
+    private func forward(batch: Int) throws -> Double {
+        network.zeroGradients()
+        return try network.forward(batch: batch, context: context)
+    }
+
+    /// The loss's per-sample sum, and its gradient scaled to the global mean into the network's
+    /// output gradient.
+    @inline(__always)
+    private func lossAndGradient(batch: Int, scale: Float) -> (lossSum: Double, correct: Double) {
+        let result = loss.evaluate(output: network.output, labels: labels.baseAddress!, batch: batch,
+                                   width: network.outputWidth, gradient: network.outputGradient, gradientScale: scale)
+        return (result.lossSum, result.correct)
+    }
+
+    @inline(__always)
+    private func backward(batch: Int, scale: Float) throws {
+        try network.backward(batch: batch, context: context, gradientScale: scale) { try sync.gradientsReady(from: $0) }
+    }
+}

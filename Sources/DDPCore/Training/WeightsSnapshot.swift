@@ -1,0 +1,52 @@
+/// A copy of the parameters and BatchNorm state, for restore_best_weights. Allocated once.
+final class WeightsSnapshot {
+    let parameters: UnsafeMutableBufferPointer<Float>
+    let state: UnsafeMutableBufferPointer<Float>
+    var batchesTracked: [Int64]
+
+    init(network: Network) {
+        parameters = .allocate(capacity: network.parameters.count)
+        parameters.initialize(repeating: 0)
+        state = .allocate(capacity: network.state.count)
+        state.initialize(repeating: 0)
+        batchesTracked = network.batchNorms.map { _ in 0 }
+    }
+
+    deinit {
+        parameters.deallocate()
+        state.deallocate()
+    }
+
+    func take(from network: Network) {
+        _ = parameters.update(fromContentsOf: network.parameters)
+        _ = state.update(fromContentsOf: network.state)
+        for (index, norm) in network.batchNorms.enumerated() { batchesTracked[index] = norm.batchesTracked }
+    }
+
+    func restore(into network: Network) {
+        _ = network.parameters.update(fromContentsOf: parameters)
+        _ = network.state.update(fromContentsOf: state)
+        for (index, norm) in network.batchNorms.enumerated() { norm.batchesTracked = batchesTracked[index] }
+    }
+
+    func tensors() -> [StoredTensor] {
+        [StoredTensor(name: "best.parameters", shape: [parameters.count], floats: UnsafeBufferPointer(parameters)),
+         StoredTensor(name: "best.state", shape: [state.count], floats: UnsafeBufferPointer(state)),
+         StoredTensor(name: "best.batches_tracked", shape: [batchesTracked.count], int64s: batchesTracked)]
+    }
+
+    func load(_ tensors: [String: StoredTensor], file: String) throws {
+        guard let p = tensors["best.parameters"], let s = tensors["best.state"] else {
+            throw DDPError(.weights, "\(file): missing best.parameters/best.state for restore_best_weights")
+        }
+        try p.copyFloats(into: parameters, file: file)
+        try s.copyFloats(into: state, file: file)
+        if let counts = tensors["best.batches_tracked"]?.int64s(), counts.count == batchesTracked.count { batchesTracked = counts }
+    }
+
+    func broadcast(_ communicator: Communicator) throws {
+        try communicator.broadcast(parameters)
+        try communicator.broadcast(state)
+        try communicator.broadcast(&batchesTracked)
+    }
+}
