@@ -92,11 +92,10 @@ final class FreezingTests: XCTestCase {
     /// AdamW's decoupled decay and an L2 penalty, and hold no moments.
     func testOptimizerLeavesFrozenTensorsAlone() throws {
         let layers = [Layers.dense(4, .relu, kernelRegularizer: Penalty(l2: 0.1), trainable: false), Layers.dense(2)]
-        let network = try makeNetwork(inputs: 3, layers, maxBatch: 2)
         var config = OptimizerConfig(kind: .adamw, learningRate: 0.1)
         config.weightDecay = 0.5
         config.decay = .all
-        let sync = AllreduceSync(network: network, config: config, communicator: LocalCommunicator())
+        let (network, sync) = try makeSyncedNetwork(inputs: 3, layers, optimizer: config, maxBatch: 2)
         XCTAssertEqual(sync.optimizer.count, network.trainableCount)
         let before = Array(network.parameters)
         store([0.5, -1, 2, 1, 0, -0.5], into: network.input)

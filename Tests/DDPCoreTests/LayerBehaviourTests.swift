@@ -278,6 +278,5 @@ final class LayerBehaviourTests: XCTestCase {
         for (twice, single) in zip(network.gradients, once) { XCTAssertEqual(twice, 2 * single, accuracy: 1e-5 * max(1, abs(single))) }
         network.zeroGradients()
         XCTAssertTrue(network.gradients.allSatisfy { $0 == 0 })
-        XCTAssertTrue(network.reductionBuffer.allSatisfy { $0 == 0 })
     }
 }

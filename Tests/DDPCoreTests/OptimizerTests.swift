@@ -15,7 +15,7 @@ final class OptimizerTests: XCTestCase {
                            network: Network) -> Optimizer {
         var config = OptimizerConfig(kind: kind, learningRate: lr)
         configure(&config)
-        return Optimizer(config: config, network: network)
+        return Optimizer(config: config, layout: network.layout)
     }
 
     /// Sets the gradients and takes one step; returns the parameters after it.
@@ -214,10 +214,10 @@ final class OptimizerTests: XCTestCase {
             var config = OptimizerConfig(kind: kind, learningRate: 0.05)
             config.weightDecay = 0.1
             config.momentum = kind == .sgd ? 0.9 : 0
-            let reference = Optimizer(config: config, network: whole)
+            let reference = Optimizer(config: config, layout: whole.layout)
             let count = whole.parameterCount                        // 5·7 + 7 + 7·3 + 3 = 66
             let cuts = [0, 17, 35, 40, 61, count]
-            let slices = zip(cuts, cuts.dropFirst()).map { Optimizer(config: config, network: split, range: $0..<$1, capacity: $1 - $0 + 5) }
+            let slices = zip(cuts, cuts.dropFirst()).map { Optimizer(config: config, layout: split.layout, range: $0..<$1, capacity: $1 - $0 + 5) }
             for step in 0..<4 {
                 let gradients = (0..<count).map { Float(sin(Double($0 * 7 + step))) }
                 store(gradients, into: whole.gradients)
@@ -245,7 +245,7 @@ final class OptimizerTests: XCTestCase {
             networks.forEach { $0.initialize(seed: 11) }
             var config = OptimizerConfig(kind: kind, learningRate: 0.01)
             config.weightDecay = kind == .adamw ? 0.1 : 0
-            let optimizers = networks.map { Optimizer(config: config, network: $0) }
+            let optimizers = networks.map { Optimizer(config: config, layout: $0.layout) }
             let count = networks[0].parameterCount, ranks = 3, stride = count + 5
             var slots = [Float](repeating: 0, count: ranks * stride)
             var mirror = [Float](repeating: .nan, count: count)
@@ -255,11 +255,12 @@ final class OptimizerTests: XCTestCase {
                 optimizers[0].apply(parameters: networks[0].parameters, gradients: networks[0].gradients, lr: 0.01)
                 slots.withUnsafeBufferPointer { slots in
                     mirror.withUnsafeMutableBufferPointer { mirror in
-                        optimizers[1].apply(networks[1].parameters.baseAddress!, mirror: mirror.baseAddress!,
-                                            summingSlots: slots.baseAddress!, stride: stride, ranks: ranks, lr: 0.01)
+                        optimizers[1].apply(networks[1].parameters.baseAddress!,
+                                            gradients: .init(slots.baseAddress!, stride: stride, terms: ranks),
+                                            copyTo: mirror.baseAddress!, lr: 0.01)
                     }
-                    optimizers[2].apply(networks[2].parameters.baseAddress!, mirror: nil,
-                                        summingSlots: slots.baseAddress!, stride: stride, ranks: ranks, lr: 0.01)
+                    optimizers[2].apply(networks[2].parameters.baseAddress!,
+                                        gradients: .init(slots.baseAddress!, stride: stride, terms: ranks), copyTo: nil, lr: 0.01)
                 }
                 let expected = Array(networks[0].parameters)
                 XCTAssertEqual(Array(networks[1].parameters), expected, "\(kind) step \(step): mirrored update")

@@ -71,6 +71,16 @@ func makeNetwork(inputs: Int, _ layers: [LayerConfig], maxBatch: Int = 8, seed: 
     return network
 }
 
+/// `makeNetwork`'s network with its memory laid out for one process's gradient sync, and the sync.
+func makeSyncedNetwork(inputs: Int, _ layers: [LayerConfig], optimizer: OptimizerConfig, maxBatch: Int = 8,
+                       seed: UInt64 = 1) throws -> (Network, AllreduceSync) {
+    let (network, sync) = try AllreduceSync.make(model: ModelConfig(inputs: inputs, layers: layers), optimizer: optimizer,
+                                                 communicator: LocalCommunicator())
+    network.reserve(maxBatch: maxBatch)
+    network.initialize(seed: seed)
+    return (network, sync)
+}
+
 /// A training or inference context whose batch rows are the dataset rows `rows`.
 func makeContext(maxBatch: Int, training: Bool, seed: UInt64 = 42, epoch: Int = 0, rows: [Int]? = nil) -> StepContext {
     let context = StepContext(communicator: LocalCommunicator(), maxBatch: maxBatch)

@@ -47,8 +47,7 @@ final class WeightConstraintTests: XCTestCase {
     /// (one row) obeys unit_norm, while the weights still train.
     func testConstraintsHoldAfterEveryStep() throws {
         let layers = [Layers.dense(6, .relu, kernelConstraint: .maxNorm(0.3), biasConstraint: .unitNorm), Layers.dense(2)]
-        let network = try makeNetwork(inputs: 3, layers, maxBatch: 4)
-        let sync = AllreduceSync(network: network, config: OptimizerConfig(kind: .sgd, learningRate: 0.5), communicator: LocalCommunicator())
+        let (network, sync) = try makeSyncedNetwork(inputs: 3, layers, optimizer: OptimizerConfig(kind: .sgd, learningRate: 0.5), maxBatch: 4)
         var random = TestRandom(seed: 5)
         store(random.array(12, -3, 3), into: network.input)
         let context = makeContext(maxBatch: 4, training: true)

@@ -44,29 +44,23 @@ extension GradientSync {
     public func gradientsReady(from offset: Int) throws {}
 }
 
-/// The network of a run and the strategy that updates it, built together because the sharded
-/// update on one node puts the network's gradients in a node-shared window (and publishes the
-/// parameters through another).
+/// The network of a run and the strategy that updates it, built together because the sync
+/// decides where the network's parameters and gradients live (`SyncBuffers`: padded to whole
+/// shards, with a tail for the step's totals, on one node in node-shared windows).
 /// The update is sharded whenever there is more than one rank and `distributed.sharded_update`
 /// is on (the default). Collective: every rank calls it with the same config.
 public func makeNetworkAndSync(config: TrainingConfig, communicator: Communicator) throws -> (Network, GradientSync) {
-    let size = communicator.size
-    guard config.distributed.shardedUpdate && size > 1 else {
-        let network = try Network(config: config.model)
-        return (network, AllreduceSync(network: network, config: config.optimizer, communicator: communicator))
+    guard config.distributed.shardedUpdate && communicator.size > 1 else {
+        return try AllreduceSync.make(model: config.model, optimizer: config.optimizer, communicator: communicator)
     }
-    if config.distributed.sharedMemory {
-        let sizes = Network.bufferSizes(config: config.model, shards: size)
-        let stride = (sizes.reduction + 15) / 16 * 16
-        if let parameters = try communicator.nodeSharedFloats(sizes.parameters),
-           let slots = try communicator.nodeSharedFloats(stride * size) {
-            let network = try Network(config: config.model, shards: size, sharedReduction: slots + communicator.rank * stride)
-            return (network, ShardedSync(network: network, config: config.optimizer, communicator: communicator,
-                                         nodeShared: (parameters, slots, stride)))
-        }
+    var made: SyncBuffers?
+    let network = try Network(config: config.model) { layout in
+        let buffers = try SyncBuffers(layout: layout, shards: communicator.size, tail: 0,
+                                      nodeShared: config.distributed.sharedMemory ? communicator : nil)
+        made = buffers
+        return buffers.memory
     }
-    let network = try Network(config: config.model, shards: size)
-    return (network, ShardedSync(network: network, config: config.optimizer, communicator: communicator,
+    return (network, ShardedSync(network: network, buffers: made!, config: config.optimizer, communicator: communicator,
                                  bucketFloats: Int(config.distributed.bucketKilobytes * 1024 / 4)))
 }
 
@@ -74,26 +68,44 @@ public func makeNetworkAndSync(config: TrainingConfig, communicator: Communicato
 /// rank then applies the penalties, clipping and the optimizer to all parameters. Its one
 /// collective makes it the cheaper choice where latency dominates (tiny models, slow links).
 public final class AllreduceSync: GradientSync {
+    /// The tail's floats: loss sum, samples, correct, non-finite, stop.
+    public static let tail = 5
     public let optimizer: Optimizer
     private let network: Network
+    private let buffers: SyncBuffers
     private let communicator: Communicator
     private let clipNorm: Float?
 
-    public init(network: Network, config: OptimizerConfig, communicator: Communicator) {
+    /// `buffers`: the network's memory, one shard with the tail (`makeNetworkAndSync`).
+    public init(network: Network, buffers: SyncBuffers, config: OptimizerConfig, communicator: Communicator) {
+        precondition(buffers.shards == 1 && buffers.reductionBuffer.count == network.trainableCount + Self.tail,
+                     "AllreduceSync: the network's buffers are not laid out for it")
         self.network = network
+        self.buffers = buffers
         self.communicator = communicator
         clipNorm = config.clipNorm
-        optimizer = Optimizer(config: config, network: network)
+        optimizer = Optimizer(config: config, layout: network.layout)
+    }
+
+    /// A network with its memory laid out for this sync, and the sync (one process, or tests).
+    public static func make(model: ModelConfig, optimizer: OptimizerConfig, communicator: Communicator) throws -> (Network, AllreduceSync) {
+        var made: SyncBuffers?
+        let network = try Network(config: model) { layout in
+            let buffers = try SyncBuffers(layout: layout, shards: 1, tail: tail)
+            made = buffers
+            return buffers.memory
+        }
+        return (network, AllreduceSync(network: network, buffers: made!, config: optimizer, communicator: communicator))
     }
 
     public func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals {
-        let tail = network.tail
+        let tail = buffers.tail
         tail[0] = Float(lossSum)
         tail[1] = Float(samples)
         tail[2] = Float(correct)
         tail[3] = nonFinite ? 1 : 0
         tail[4] = stop ? 1 : 0
-        try communicator.allreduceSum(network.reductionBuffer)
+        try communicator.allreduceSum(buffers.reductionBuffer)
         var totals = StepTotals(lossSum: Double(tail[0]), samples: Double(tail[1]), correct: Double(tail[2]),
                                 nonFinite: tail[3] != 0 || !tail[0].isFinite, penalty: 0, stop: tail[4] != 0)
         if !totals.nonFinite { totals.penalty = network.applyWeightPenalties() }

@@ -67,6 +67,8 @@
 public final class ShardedSync: GradientSync {
     public let optimizer: Optimizer
     private let network: Network
+    /// The network's memory as this sync lays it out: one block per rank.
+    private let buffers: SyncBuffers
     private let communicator: Communicator
     private let clipNorm: Float?
     /// This rank's block of the flat buffer, clipped to the real parameters (may be empty).
@@ -89,8 +91,8 @@ public final class ShardedSync: GradientSync {
     /// Node-shared mode: every rank's reduction buffer, rank r's at `base + r·stride`.
     private let gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)?
     /// Node-shared mode without penalties or clipping, with Adam or AdamW: the reduced gradient
-    /// is never stored; the optimizer sums the slots as it reads them (`Optimizer.apply(_:mirror:
-    /// summingSlots:…)`), one pass over them instead of a sum written and read back. np = 2,
+    /// is never stored; the optimizer sums the slots as it reads them (`Optimizer.apply(_:gradients:
+    /// copyTo:lr:)` with a `GradientSource` of N terms), one pass over them instead of a sum written and read back. np = 2,
     /// default config: 1.021× at 128 samples per rank and 1.024× at the global batch of 128 (6
     /// interleaved rounds each, byte-identical weights; 2-core development machine, 2026-11-23).
     private let summingInUpdate: Bool
@@ -103,23 +105,22 @@ public final class ShardedSync: GradientSync {
     /// (`distributed.bucket_kb`); 0: none does.
     private let minimumBucket: Int
 
-    /// `nodeShared`: given when every rank's reduction buffer lives in a node-shared window
-    /// (rank r's at `gradientSlots + r·stride`) and `parameters` is a node-shared window of
-    /// the network's padded parameter count.
-    public init(network: Network, config: OptimizerConfig, communicator: Communicator,
-                nodeShared: (parameters: UnsafeMutablePointer<Float>, gradientSlots: UnsafeMutablePointer<Float>, stride: Int)? = nil,
+    /// `buffers`: the network's memory split into one block per rank (`makeNetworkAndSync`);
+    /// node-shared when every rank's reduction buffer lives in one window.
+    public init(network: Network, buffers: SyncBuffers, config: OptimizerConfig, communicator: Communicator,
                 bucketFloats: Int = 1 << 15) {
-        let gradientSlots = nodeShared.map { (base: $0.gradientSlots, stride: $0.stride) }
+        precondition(buffers.shards == communicator.size, "ShardedSync: \(buffers.shards) shards for \(communicator.size) ranks")
         self.network = network
-        published = nodeShared?.parameters
+        self.buffers = buffers
+        published = buffers.nodeShared?.parameters
         minimumBucket = bucketFloats
-        self.gradientSlots = gradientSlots
+        gradientSlots = buffers.nodeShared.map { (base: $0.gradientSlots, stride: $0.stride) }
         self.communicator = communicator
         clipNorm = config.clipNorm
-        block = network.shardBlock
+        block = buffers.block
         let lower = min(communicator.rank * block, network.trainableCount)
         shard = lower..<min(lower + block, network.trainableCount)
-        optimizer = Optimizer(config: config, network: network, range: shard, capacity: block)
+        optimizer = Optimizer(config: config, layout: network.layout, range: shard, capacity: block)
         summingInUpdate = gradientSlots != nil && config.clipNorm == nil && !network.hasWeightPenalties && optimizer.updatesFromSummedSlots
         shardGradient = .allocate(capacity: max(block, 1))
         shardGradient.initialize(repeating: 0)
@@ -155,7 +156,7 @@ public final class ShardedSync: GradientSync {
             counts[r] = Int32(max(0, min(range.upperBound, (r + 1) * block) - max(range.lowerBound, r * block)))
         }
         let receive = counts[rank] > 0 ? max(range.lowerBound, rank * block) - rank * block : 0
-        try communicator.beginReduceScatterSum(UnsafePointer(network.paddedGradients.baseAddress! + range.lowerBound),
+        try communicator.beginReduceScatterSum(UnsafePointer(buffers.paddedGradients.baseAddress! + range.lowerBound),
                                                counts: counts, into: shardGradient.baseAddress! + receive)
         unreducedEnd = range.lowerBound
         bucketsBegun += 1
@@ -189,14 +190,15 @@ public final class ShardedSync: GradientSync {
         if let clipNorm {
             Optimizer.scale(gradient, toNorm: clipNorm, from: Float(totals[5].squareRoot()))
         }
-        let parameters = UnsafeMutableBufferPointer(rebasing: network.paddedParameters[shard])
+        let parameters = UnsafeMutableBufferPointer(rebasing: buffers.paddedParameters[shard])
         if let gradientSlots, let published {
-            let own = network.paddedParameters.baseAddress!
+            let own = buffers.paddedParameters.baseAddress!
             if summingInUpdate {
                 let mirrored = publishing.mirrors(), start = ContinuousClock.now
-                optimizer.apply(own + shard.lowerBound, mirror: mirrored ? published + shard.lowerBound : nil,
-                                summingSlots: UnsafePointer(gradientSlots.base + shard.lowerBound),
-                                stride: gradientSlots.stride, ranks: communicator.size, lr: lr)
+                optimizer.apply(own + shard.lowerBound,
+                                gradients: .init(UnsafePointer(gradientSlots.base + shard.lowerBound),
+                                                 stride: gradientSlots.stride, terms: communicator.size),
+                                copyTo: mirrored ? published + shard.lowerBound : nil, lr: lr)
                 if !mirrored { (published + shard.lowerBound).update(from: own + shard.lowerBound, count: shard.count) }
                 publishing.record(mirrored: mirrored, time: ContinuousClock.now - start)
             } else {
@@ -209,7 +211,7 @@ public final class ShardedSync: GradientSync {
             if network.hasConstraints { network.applyConstraints() }
         } else {
             optimizer.apply(parameters: parameters, gradients: gradient, lr: lr)
-            try communicator.allgather(network.paddedParameters, block: block)
+            try communicator.allgather(buffers.paddedParameters, block: block)
             if network.hasConstraints { network.applyConstraints() }
         }
     }
@@ -218,7 +220,7 @@ public final class ShardedSync: GradientSync {
     /// when nothing needs it stored (`Optimizer.GradientSource`), so both paths agree bit for bit.
     private func sumSlots(_ base: UnsafeMutablePointer<Float>, stride: Int) {
         let out = shardGradient.baseAddress!, count = shard.count
-        let slots = Optimizer.GradientSource(UnsafePointer(base + shard.lowerBound), stride: stride, ranks: communicator.size)
+        let slots = Optimizer.GradientSource(UnsafePointer(base + shard.lowerBound), stride: stride, terms: communicator.size)
         let vectorEnd = count - count % 8
         var i = 0
         while i < vectorEnd {

@@ -1,70 +1,33 @@
-/// Where one named tensor lives in the network's flat buffers.
-public struct TensorSlot: Sendable {
-    public enum Storage: Sendable { case parameter, state }
-    /// torch nn.Sequential state_dict name, e.g. "0.weight", "1.running_var".
-    public var name: String
-    public var shape: [Int]
-    public var storage: Storage
-    public var offset: Int
-    public var count: Int
-    /// Role for parameters (decides default weight decay); nil for state.
-    public var role: ParameterRole?
-    public var regularizer: Penalty?
-    /// False for the parameters of a frozen layer, which sit after every trainable one.
-    public var trainable = true
-}
-
 /// A sequential network whose parameters, gradients and BatchNorm state each live in ONE flat
-/// allocation, made once. Layers hold pointers into them, so:
-/// - the optimizer is a single loop over `parameters` (or over one rank's slice of it);
-/// - gradient synchronization is one collective over one buffer: `reductionBuffer` is the
-///   gradients followed by `reductionTail` slots for the step's loss sum, sample count, correct
-///   count, non-finite flag and preemption flag (the allreduce strategy sums it whole); the sharded strategy
-///   reduce-scatters `paddedGradients` and allgathers `paddedParameters`, both padded with zeros
-///   to `shards` equal blocks;
+/// buffer, laid out once by its `ParameterLayout`. Layers hold pointers into them, so:
+/// - the optimizer is a single loop over `parameters` (or over one range of it);
+/// - gradient synchronization is one collective over one buffer (the sync decides where that
+///   buffer lives: it hands the network its `ParameterMemory`);
 /// - checkpoints, broadcasts and restore_best_weights copy two buffers.
 ///
 /// Frozen layers' parameters (`trainable: false`) sit after all trainable ones, so everything
 /// the step synchronizes and updates is the prefix `0..<trainableCount`: frozen tensors have no
-/// gradients, no gradient sync, no optimizer state and no penalty, as torch's DDP skips
-/// parameters without requires_grad. Under the sharded update the padding of the trainable
-/// blocks may overlap the frozen tensors; no rank's slice reaches past `trainableCount`, and the
-/// allgather only copies values every rank already holds.
+/// gradients, no gradient sync, no optimizer state and no penalty. The network knows nothing
+/// of ranks.
 public final class Network {
-    public static let reductionTail = 5
-
     public let inputWidth: Int
     public let outputWidth: Int
     public let layers: [Layer]
     public let config: ModelConfig
-    public let tensors: [TensorSlot]
+    /// Every tensor's name, shape and offset.
+    public let layout: ParameterLayout
+    public var tensors: [TensorSlot] { layout.tensors }
     public let batchNorms: [BatchNorm]
     /// Every parameter, trainable and frozen.
-    public let parameterCount: Int
+    public var parameterCount: Int { layout.parameterCount }
     /// The trainable parameters: the prefix of the flat buffer that gradients, gradient sync,
     /// penalties and the optimizer cover.
-    public let trainableCount: Int
-    /// The trainable prefix split into this many equal blocks (1: no split, no padding).
-    public let shards: Int
-    /// Floats per block: ⌈trainableCount / shards⌉ rounded up to 16 (64-byte cache lines), so
-    /// no two ranks' slices share a cache line; `trainableCount` itself when `shards` is 1.
-    public let shardBlock: Int
-    /// `parameters`, then zeros up to shards × shardBlock where that is longer.
-    public let paddedParameters: UnsafeMutableBufferPointer<Float>
-    public var parameters: UnsafeMutableBufferPointer<Float> {
-        UnsafeMutableBufferPointer(rebasing: paddedParameters[0..<parameterCount])
-    }
-    /// Gradients (padded to shards × shardBlock) then the reduction tail (reductionTail).
-    public let reductionBuffer: UnsafeMutableBufferPointer<Float>
+    public var trainableCount: Int { layout.trainableCount }
+    public let parameters: UnsafeMutableBufferPointer<Float>
     /// The trainable parameters' gradients.
-    public var gradients: UnsafeMutableBufferPointer<Float> {
-        UnsafeMutableBufferPointer(rebasing: reductionBuffer[0..<trainableCount])
-    }
-    public var paddedGradients: UnsafeMutableBufferPointer<Float> {
-        UnsafeMutableBufferPointer(rebasing: reductionBuffer[0..<shards * shardBlock])
-    }
-    /// The step's loss sum, sample count, correct count, non-finite flag and stop flag, after the gradients.
-    public var tail: UnsafeMutablePointer<Float> { reductionBuffer.baseAddress! + shards * shardBlock }
+    public let gradients: UnsafeMutableBufferPointer<Float>
+    /// Keeps `parameters` and `gradients` alive (see `ParameterMemory`).
+    private let memory: ParameterMemory
     public let state: UnsafeMutableBufferPointer<Float>
     /// Activity penalty of each expanded layer's output, if any.
     private let activityPenalties: [Penalty?]
@@ -90,45 +53,15 @@ public final class Network {
     private var outputs: [UnsafeMutableBufferPointer<Float>] = []
     private var gradientScratch: [UnsafeMutableBufferPointer<Float>] = []
 
-    /// False when `sharedReduction` was given: the reduction buffer belongs to a shared window.
-    private let ownsReduction: Bool
-    /// The parameters' memory: the optimizer's update streams through it every step (see
-    /// `HugePageFloats`).
-    private let parameterMemory: HugePageFloats
-
-    /// Floats of one shard's block, of the padded parameter buffer and of one reduction buffer,
-    /// for `trainable` of `total` parameters split into `shards` blocks.
-    public static func bufferSizes(trainable: Int, total: Int, shards: Int) -> (block: Int, parameters: Int, reduction: Int) {
-        let block = shards == 1 ? trainable : ((trainable + shards - 1) / shards + 15) / 16 * 16
-        return (block, max(shards * block, total), shards * block + reductionTail)
-    }
-
-    /// `bufferSizes` of the network `config` builds.
-    public static func bufferSizes(config: ModelConfig, shards: Int) -> (block: Int, parameters: Int, reduction: Int) {
-        var width = config.inputs, trainable = 0, total = 0
-        for entry in config.layers {
-            let count = entry.spec.parameterCount(inputWidth: width)
-            total += count
-            if entry.trainable { trainable += count }
-            width = entry.spec.outputWidth(inputWidth: width)
-        }
-        return bufferSizes(trainable: trainable, total: total, shards: shards)
-    }
-
-    /// `shards`: how many equal blocks the sharded update splits the parameters into (its rank
-    /// count). `sharedReduction`: where the reduction buffer lives when the network does not
-    /// own it, this rank's slot of a node-shared window that the other ranks read (see
-    /// `ShardedSync`), with the owned buffer's capacity; else it is allocated. The parameters
-    /// are always the network's own.
-    public convenience init(config: ModelConfig, shards: Int = 1, sharedReduction: UnsafeMutablePointer<Float>? = nil) throws {
-        try self.init(config: config, shards: shards, sharedReduction: sharedReduction, fusing: true)
+    /// `memory`: where the parameters and gradients live, given the layout (a gradient sync
+    /// lays them out for its collectives); by default the network's own.
+    public convenience init(config: ModelConfig, memory: (ParameterLayout) throws -> ParameterMemory = ParameterMemory.owned) throws {
+        try self.init(config: config, memory: memory, fusing: true)
     }
 
     /// `fusing: false` runs every layer on its own (the tests compare it with the fused runs).
-    init(config: ModelConfig, shards: Int = 1, sharedReduction: UnsafeMutablePointer<Float>? = nil, fusing: Bool) throws {
-        precondition(shards >= 1, "Network: shards must be at least 1")
+    init(config: ModelConfig, memory: (ParameterLayout) throws -> ParameterMemory = ParameterMemory.owned, fusing: Bool) throws {
         self.config = config
-        self.shards = shards
         inputWidth = config.inputs
         guard config.inputs > 0 else { throw DDPError(.config, "model.inputs must be a positive integer, got \(config.inputs)") }
         guard !config.layers.isEmpty else { throw DDPError(.config, "model.layers is empty: expected at least one layer") }
@@ -159,44 +92,21 @@ public final class Network {
         outputWidth = width
         batchNorms = layers.compactMap { $0 as? BatchNorm }
 
-        // The one walk over the layers' specs: every offset below comes from this table.
-        // Trainable parameters first, then frozen ones; `tensors` stays in layer order.
-        let trainableCount = layers.filter(\.trainable).reduce(0) { total, layer in
-            layer.parameterSpecs.reduce(total) { $0 + $1.shape.reduce(1, *) }
-        }
-        var slots: [TensorSlot] = []
-        var layerStarts: [(parameter: Int, state: Int)] = []
-        var trainableOffset = 0, frozenOffset = trainableCount, stateOffset = 0
+        layout = try ParameterLayout(layers: layers)
+        let layerStarts = layout.layerStarts, trainableCount = layout.trainableCount
         var constraints: [(offset: Int, rows: Int, rowLength: Int, constraint: WeightConstraint)] = []
-        for layer in layers {
-            let start = layer.trainable ? trainableOffset : frozenOffset
-            layerStarts.append((start, stateOffset))
-            var offset = start
+        for (layer, start) in zip(layers, layerStarts) where layer.trainable {
+            var offset = start.parameter
             for spec in layer.parameterSpecs {
                 let count = spec.shape.reduce(1, *)
-                slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: spec.shape, storage: .parameter,
-                                        offset: offset, count: count, role: spec.role,
-                                        regularizer: layer.trainable ? spec.regularizer.flatMap { $0.isZero ? nil : $0 } : nil,
-                                        trainable: layer.trainable))
-                if let constraint = spec.constraint, layer.trainable {
+                if let constraint = spec.constraint {
                     // Keras axis 0: one row per unit of a (units, inputs) kernel; a bias is one row.
                     let rows = spec.shape.count == 2 ? spec.shape[0] : 1
                     constraints.append((offset, rows, count / rows, constraint))
                 }
                 offset += count
             }
-            if layer.trainable { trainableOffset = offset } else { frozenOffset = offset }
-            for spec in layer.bufferSpecs {
-                let count = spec.shape.reduce(1, *)
-                slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: spec.shape, storage: .state,
-                                        offset: stateOffset, count: count, role: nil, regularizer: nil))
-                stateOffset += count
-            }
         }
-        if trainableCount == 0 && frozenOffset > 0 {
-            throw DDPError(.config, "model.layers: every layer with parameters has trainable: false, so there is nothing to train")
-        }
-        tensors = slots
         gradientsFinal = steps.map { step in
             let first: Int
             switch step {
@@ -205,33 +115,22 @@ public final class Network {
             }
             return layers.indices.filter { $0 >= first && layers[$0].trainable }.map { layerStarts[$0].parameter }.min() ?? trainableCount
         }
-        weightPenalties = slots.compactMap { slot in slot.regularizer.map { (slot.offset, slot.count, $0) } }
+        weightPenalties = layout.tensors.compactMap { slot in slot.regularizer.map { (slot.offset, slot.count, $0) } }
         self.constraints = constraints
-        self.trainableCount = trainableCount
-        parameterCount = frozenOffset
-        let sizes = Self.bufferSizes(trainable: trainableCount, total: frozenOffset, shards: shards)
-        shardBlock = sizes.block
-        ownsReduction = sharedReduction == nil
-        parameterMemory = HugePageFloats(counts: [sizes.parameters])
-        paddedParameters = parameterMemory.parts[0]
-        if let sharedReduction {
-            reductionBuffer = UnsafeMutableBufferPointer(start: sharedReduction, count: sizes.reduction)
-        } else {
-            reductionBuffer = .allocate(capacity: sizes.reduction)
-            reductionBuffer.initialize(repeating: 0)
-        }
-        state = .allocate(capacity: max(stateOffset, 1))
+        self.memory = try memory(layout)
+        parameters = UnsafeMutableBufferPointer(start: self.memory.parameters, count: layout.parameterCount)
+        gradients = UnsafeMutableBufferPointer(start: self.memory.gradients, count: layout.trainableCount)
+        state = .allocate(capacity: max(layout.stateCount, 1))
         state.initialize(repeating: 0)
 
         for (layer, start) in zip(layers, layerStarts) {
-            layer.bind(parameters: paddedParameters.baseAddress! + start.parameter,
-                       gradients: layer.trainable ? reductionBuffer.baseAddress! + start.parameter : nil,
+            layer.bind(parameters: parameters.baseAddress! + start.parameter,
+                       gradients: layer.trainable ? gradients.baseAddress! + start.parameter : nil,
                        buffers: state.baseAddress! + start.state)
         }
     }
 
     deinit {
-        if ownsReduction { reductionBuffer.deallocate() }
         state.deallocate()
         input.deallocate()
         outputs.forEach { $0.deallocate() }
@@ -350,14 +249,14 @@ public final class Network {
     }
 
     public func zeroGradients() {
-        reductionBuffer.update(repeating: 0)
+        gradients.update(repeating: 0)
     }
 
     /// Kernel and bias penalties (Keras kernel_regularizer / bias_regularizer): adds their
     /// gradient into `gradients` and returns their value. Runs after the allreduce, on the
     /// already-averaged gradient, so every rank adds it exactly once.
     public func applyWeightPenalties() -> Double {
-        applyWeightPenalties(range: 0..<trainableCount, gradients: reductionBuffer.baseAddress!)
+        applyWeightPenalties(range: 0..<trainableCount, gradients: gradients.baseAddress!)
     }
 
     /// The penalties of the parameters in `range` of the flat buffer only, whose gradients start
@@ -368,7 +267,7 @@ public final class Network {
         for (offset, count, penalty) in weightPenalties {
             let lower = max(offset, range.lowerBound), upper = min(offset + count, range.upperBound)
             guard lower < upper else { continue }
-            total += penalty.apply(values: paddedParameters.baseAddress! + lower,
+            total += penalty.apply(values: parameters.baseAddress! + lower,
                                    gradients: gradients + (lower - range.lowerBound), count: upper - lower)
         }
         return total
@@ -401,7 +300,7 @@ public final class Network {
     /// the same values out.
     public func applyConstraints() {
         for (offset, rows, rowLength, constraint) in constraints {
-            constraint.apply(paddedParameters.baseAddress! + offset, rows: rows, rowLength: rowLength)
+            constraint.apply(parameters.baseAddress! + offset, rows: rows, rowLength: rowLength)
         }
     }
 }

@@ -43,9 +43,9 @@ public struct OptimizerConfig: Sendable, Equatable {
 ///
 /// It runs on the combined gradient (after the allreduce, or on this rank's slice after the
 /// reduce-scatter), so every rank's update of a parameter is the same. It owns one contiguous
-/// `range` of the network's flat parameter buffer (all of it, or this rank's shard under the
-/// sharded update) and moments for that range only, so a checkpoint is two more tensors that
-/// the gradient sync gathers over the ranks.
+/// `range` of the flat parameter buffer (all of it, or one slice) and moments for that range
+/// only: it sees parameters, gradients and moments of a range, nothing of how the gradients
+/// were combined. The layout says which of its elements weight decay applies to.
 public final class Optimizer {
     public let config: OptimizerConfig
     /// The slice of the flat parameter buffer this optimizer updates.
@@ -63,13 +63,13 @@ public final class Optimizer {
     private let decayRanges: [Range<Int>]
 
     /// An optimizer over every trainable parameter.
-    public convenience init(config: OptimizerConfig, network: Network) {
-        self.init(config: config, network: network, range: 0..<network.trainableCount, capacity: network.trainableCount)
+    public convenience init(config: OptimizerConfig, layout: ParameterLayout) {
+        self.init(config: config, layout: layout, range: 0..<layout.trainableCount, capacity: layout.trainableCount)
     }
 
     /// An optimizer over `range` of the flat parameter buffer, with moment buffers of `capacity`
     /// (≥ range.count) floats: the sharded update gathers equal-sized blocks from every rank.
-    public init(config: OptimizerConfig, network: Network, range: Range<Int>, capacity: Int) {
+    public init(config: OptimizerConfig, layout: ParameterLayout, range: Range<Int>, capacity: Int) {
         precondition(capacity >= range.count, "Optimizer: capacity \(capacity) below the range's \(range.count) floats")
         self.config = config
         self.range = range
@@ -78,7 +78,7 @@ public final class Optimizer {
         firstMoment = moments.parts[0]
         secondMoment = moments.parts[1]
         var ranges: [Range<Int>] = []
-        for slot in network.tensors where slot.storage == .parameter && slot.trainable {
+        for slot in layout.trainableTensors {
             guard config.decay == .all || slot.role == .kernel else { continue }
             let lower = max(slot.offset, range.lowerBound), upper = min(slot.offset + slot.count, range.upperBound)
             guard lower < upper else { continue }
@@ -107,59 +107,60 @@ public final class Optimizer {
         }
         switch config.kind {
         case .sgd: sgd(p, g, lr: lr)
-        case .adam, .adamw: adam(p, GradientSource(g), lr: lr, mirror: nil)
+        case .adam, .adamw: adam(p, GradientSource(g), lr: lr, copyTo: nil)
         }
     }
 
-    /// Whether `apply(_:mirror:summingSlots:…)` can run this optimizer: Adam, or AdamW (whose
+    /// Whether `apply(_:gradients:copyTo:lr:)` can run this optimizer: Adam, or AdamW (whose
     /// decay acts on the parameters); not SGD and not Adam's coupled decay, which add to the
     /// gradient before the update.
     public var updatesFromSummedSlots: Bool {
         config.kind == .adamw || (config.kind == .adam && config.weightDecay == 0)
     }
 
-    /// The sharded update on one node with the gradient never stored: element i's gradient is
-    /// Σ_r slots[r·stride + i], r = 0 … ranks − 1 in rank order (the sum `ShardedSync` would
-    /// otherwise write to a buffer first, so the result is bit-identical), and the parameters
-    /// are updated in place and, given `mirror` (the node-shared window the other ranks copy
-    /// this rank's block from), each also stored there in the same pass.
-    public func apply(_ parameters: UnsafeMutablePointer<Float>, mirror: UnsafeMutablePointer<Float>?,
-                      summingSlots slots: UnsafePointer<Float>, stride: Int, ranks: Int, lr: Float) {
-        precondition(updatesFromSummedSlots, "Optimizer.apply(summingSlots:): \(config.kind) adds to the gradient first")
+    /// Adam's update with the gradient read as it goes: element i's gradient is
+    /// `gradients.sum(i)` (a sum of several arrays, added in a fixed order, so the result is
+    /// bit-identical to that sum stored first and `apply(parameters:gradients:lr:)`). The
+    /// parameters are updated in place and, given `copyTo`, each also stored there in the same
+    /// pass.
+    public func apply(_ parameters: UnsafeMutablePointer<Float>, gradients: GradientSource, copyTo: UnsafeMutablePointer<Float>?,
+                      lr: Float) {
+        precondition(updatesFromSummedSlots, "Optimizer.apply(_:gradients:copyTo:lr:): \(config.kind) adds to the gradient first")
         step += 1
         guard count > 0 else { return }
-        adam(parameters, GradientSource(slots, stride: stride, ranks: ranks), lr: lr, mirror: mirror)
+        adam(parameters, gradients, lr: lr, copyTo: copyTo)
     }
 
-    /// Where the Adam loop reads element i's gradient: one buffer, or the sum of `ranks` slots.
-    struct GradientSource {
+    /// Where the Adam loop reads element i's gradient: one array, or the sum of `terms` arrays
+    /// `stride` floats apart, term 0 first.
+    public struct GradientSource {
         let base: UnsafePointer<Float>
         let stride: Int
-        let ranks: Int
+        let terms: Int
 
-        init(_ base: UnsafePointer<Float>, stride: Int = 0, ranks: Int = 1) {
+        public init(_ base: UnsafePointer<Float>, stride: Int = 0, terms: Int = 1) {
             self.base = base
             self.stride = stride
-            self.ranks = ranks
+            self.terms = terms
         }
 
         /// Elements i … i + 7.
         @inline(__always) func sum8(_ i: Int) -> SIMD8<Float> {
             var sum = load8(base + i)
-            var rank = 1
-            while rank < ranks {
-                sum += load8(base + rank * stride + i)
-                rank += 1
+            var term = 1
+            while term < terms {
+                sum += load8(base + term * stride + i)
+                term += 1
             }
             return sum
         }
 
         @inline(__always) func sum(_ i: Int) -> Float {
             var sum = base[i]
-            var rank = 1
-            while rank < ranks {
-                sum += base[rank * stride + i]
-                rank += 1
+            var term = 1
+            while term < terms {
+                sum += base[term * stride + i]
+                term += 1
             }
             return sum
         }
@@ -169,17 +170,17 @@ public final class Optimizer {
     /// loop over the decayed ranges, instead of a pass of its own (which read and wrote every
     /// kernel again).
     private func adam(_ parameters: UnsafeMutablePointer<Float>, _ gradients: GradientSource, lr: Float,
-                      mirror: UnsafeMutablePointer<Float>?) {
+                      copyTo mirror: UnsafeMutablePointer<Float>?) {
         let factor = config.kind == .adamw ? 1 - lr * config.weightDecay : 1
         var start = 0
         if factor != 1 {
             for range in decayRanges {
-                adam(parameters, gradients, start..<range.lowerBound, lr: lr, decayFactor: 1, mirror: mirror)
-                adam(parameters, gradients, range, lr: lr, decayFactor: factor, mirror: mirror)
+                adam(parameters, gradients, start..<range.lowerBound, lr: lr, decayFactor: 1, copyTo: mirror)
+                adam(parameters, gradients, range, lr: lr, decayFactor: factor, copyTo: mirror)
                 start = range.upperBound
             }
         }
-        adam(parameters, gradients, start..<count, lr: lr, decayFactor: 1, mirror: mirror)
+        adam(parameters, gradients, start..<count, lr: lr, decayFactor: 1, copyTo: mirror)
     }
 
     private func sgd(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, lr: Float) {
@@ -203,9 +204,9 @@ public final class Optimizer {
     /// leaves the scalar loop unvectorized; written with SIMD8 the update ran 36 % → 9 % of a
     /// batch-64 Fashion-MNIST step (perf, 1 thread), and its square root is one vsqrtps only
     /// without C's math errno (Package.swift). Each lane does exactly the scalar operations, so
-    /// results are bit-identical. `mirror`: see `apply(_:mirror:summingSlots:…)`.
+    /// results are bit-identical. `mirror`: see `apply(_:gradients:copyTo:lr:)`.
     private func adam(_ p: UnsafeMutablePointer<Float>, _ g: GradientSource, _ span: Range<Int>, lr: Float,
-                      decayFactor: Float, mirror: UnsafeMutablePointer<Float>?) {
+                      decayFactor: Float, copyTo mirror: UnsafeMutablePointer<Float>?) {
         let beta1 = config.beta1, beta2 = config.beta2, eps = config.epsilon
         let m = firstMoment.baseAddress!, v = secondMoment.baseAddress!
         let t = Float(step)

@@ -1,0 +1,105 @@
+/// Where one named tensor lives in the network's flat buffers.
+public struct TensorSlot: Sendable {
+    public enum Storage: Sendable { case parameter, state }
+    /// torch nn.Sequential state_dict name, e.g. "0.weight", "1.running_var".
+    public var name: String
+    /// The shape it is stored and exported in (torch's: a dense kernel is [out, in]).
+    public var shape: [Int]
+    public var storage: Storage
+    public var offset: Int
+    public var count: Int
+    /// Role for parameters (decides default weight decay); nil for state.
+    public var role: ParameterRole?
+    public var regularizer: Penalty?
+    /// False for the parameters of a frozen layer, which sit after every trainable one.
+    public var trainable = true
+}
+
+/// The one walk over a network's layer specs that every offset comes from: each parameter and
+/// state tensor's name, shape and place in the flat buffers. Trainable parameters come first,
+/// frozen ones after them, so what a step computes gradients for, synchronizes and updates is
+/// the prefix `0..<trainableCount` (as torch's DDP skips parameters without requires_grad).
+/// State (BatchNorm's running statistics) lives in a buffer of its own.
+///
+/// The layout knows nothing of ranks: a gradient sync that splits or pads the buffers builds
+/// its own layout from this one (`SyncBuffers`).
+public struct ParameterLayout: Sendable {
+    /// Every tensor, in layer order: each layer's parameters, then its state.
+    public let tensors: [TensorSlot]
+    /// Every parameter, trainable and frozen.
+    public let parameterCount: Int
+    /// The trainable parameters: the prefix of the parameter buffer that gradients cover.
+    public let trainableCount: Int
+    /// Floats of state.
+    public let stateCount: Int
+    /// Each layer's first parameter offset and first state offset, in layer order.
+    let layerStarts: [(parameter: Int, state: Int)]
+
+    init(layers: [Layer]) throws {
+        let trainableCount = layers.filter(\.trainable).reduce(0) { total, layer in
+            layer.parameterSpecs.reduce(total) { $0 + $1.shape.reduce(1, *) }
+        }
+        var slots: [TensorSlot] = []
+        var starts: [(parameter: Int, state: Int)] = []
+        var trainableOffset = 0, frozenOffset = trainableCount, stateOffset = 0
+        for layer in layers {
+            let start = layer.trainable ? trainableOffset : frozenOffset
+            starts.append((start, stateOffset))
+            var offset = start
+            for spec in layer.parameterSpecs {
+                let count = spec.shape.reduce(1, *)
+                slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: spec.shape, storage: .parameter,
+                                        offset: offset, count: count, role: spec.role,
+                                        regularizer: layer.trainable ? spec.regularizer.flatMap { $0.isZero ? nil : $0 } : nil,
+                                        trainable: layer.trainable))
+                offset += count
+            }
+            if layer.trainable { trainableOffset = offset } else { frozenOffset = offset }
+            for spec in layer.bufferSpecs {
+                let count = spec.shape.reduce(1, *)
+                slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: spec.shape, storage: .state,
+                                        offset: stateOffset, count: count, role: nil, regularizer: nil))
+                stateOffset += count
+            }
+        }
+        if trainableCount == 0 && frozenOffset > 0 {
+            throw DDPError(.config, "model.layers: every layer with parameters has trainable: false, so there is nothing to train")
+        }
+        tensors = slots
+        self.trainableCount = trainableCount
+        parameterCount = frozenOffset
+        stateCount = stateOffset
+        layerStarts = starts
+    }
+
+    /// The parameter tensors of trainable layers.
+    public var trainableTensors: some Sequence<TensorSlot> {
+        tensors.lazy.filter { $0.storage == .parameter && $0.trainable }
+    }
+}
+
+/// Where a network's parameters and gradients live. The network asks for it once, with its
+/// layout: a network alone owns plain memory (`ParameterMemory.owned`); a gradient sync lays
+/// the memory out for its collectives (padding, a reduction tail, a node-shared window) and
+/// hands the network views into it.
+public struct ParameterMemory {
+    /// At least `layout.parameterCount` floats, zeroed.
+    public let parameters: UnsafeMutablePointer<Float>
+    /// At least `layout.trainableCount` floats, zeroed.
+    public let gradients: UnsafeMutablePointer<Float>
+    /// Keeps the memory alive as long as the network that uses it.
+    let owner: AnyObject
+
+    public init(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>, owner: AnyObject) {
+        self.parameters = parameters
+        self.gradients = gradients
+        self.owner = owner
+    }
+
+    /// Memory of the network's own: the parameters in a huge-page region (the update streams
+    /// through them every step, see `HugePageFloats`), the gradients beside them.
+    public static func owned(_ layout: ParameterLayout) -> ParameterMemory {
+        let memory = HugePageFloats(counts: [layout.parameterCount, layout.trainableCount])
+        return ParameterMemory(parameters: memory.parts[0].baseAddress!, gradients: memory.parts[1].baseAddress!, owner: memory)
+    }
+}
