@@ -59,7 +59,7 @@ struct Train: ParsableCommand {
             let directory = runDir ?? Self.defaultRunDirectory(config: self.config)
             if !resume { try RunDirectory.prepareFresh(directory, overwrite: overwrite, remove: false) }
             try session.startCommunicator(watchdogTimeout: config.distributed.timeoutSeconds) { communicator in
-                let data = try localData ?? NodeSharedData.load(config: config, communicator: communicator as! MPICommunicator)
+                let data = try localData ?? communicator.loadData(config: config)
                 var trainOptions = TrainOptions(runDirectory: directory)
                 trainOptions.resume = resume
                 trainOptions.quiet = quiet

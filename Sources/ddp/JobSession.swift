@@ -21,7 +21,7 @@ final class JobSession {
     func execute(_ body: () throws -> Void) {
         do {
             try body()
-            (communicator as? MPICommunicator)?.finalize()
+            communicator?.finalize()
         } catch {
             fail(error)
         }
@@ -40,12 +40,12 @@ final class JobSession {
         }
         let communicator: Communicator = MPICommunicator.launchedByMPI ? try MPICommunicator() : LocalCommunicator()
         self.communicator = communicator
-        try (communicator as? MPICommunicator)?.startWatchdog(timeoutSeconds: watchdogTimeout)
+        try communicator.startWatchdog(timeoutSeconds: watchdogTimeout)
         try body(communicator)
     }
 
     private func fail(_ error: Error) -> Never {
-        if let agreed = error as? AgreedFailure, let communicator = communicator as? MPICommunicator {
+        if let agreed = error as? AgreedFailure, let communicator {
             if agreed.printHere {
                 let who = communicator.rank == 0 ? "" : " on rank \(communicator.rank) of \(communicator.size)"
                 FileHandle.standardError.write(Data("ddp: error\(who): \(agreed.error.message)\n".utf8))
@@ -64,7 +64,7 @@ final class JobSession {
                 sleep(1)
                 FileHandle.standardError.write(Data("ddp: error on rank \(rank): \(message)\n".utf8))
             }
-            (communicator as? MPICommunicator)?.finalize()
+            communicator?.finalize()
             exit(1)
         }
         // Other ranks usually hit a collective error at the same moment; let rank 0 speak first.

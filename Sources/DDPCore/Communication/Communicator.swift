@@ -35,6 +35,16 @@ public protocol Communicator: AnyObject {
     /// Collective: when every rank runs on this node, `count` zeroed floats that every rank maps
     /// (one MPI shared window); nil otherwise. Lives until MPI is finalized.
     func nodeSharedFloats(_ count: Int) throws -> UnsafeMutablePointer<Float>?
+    /// Collective: the run's data. Under MPI each node reads it once into memory its ranks
+    /// share (`NodeSharedData`); by default each rank reads its own.
+    func loadData(config: TrainingConfig) throws -> RunData
+    /// Where `--trace` records each collective with its bytes; nil records nothing.
+    var trace: TraceRecorder? { get set }
+    /// Starts what ends the job when one collective waits longer than `timeoutSeconds`
+    /// (`CollectiveWatchdog`); nothing to watch by default.
+    func startWatchdog(timeoutSeconds: Double) throws
+    /// Ends the transport; safe to call more than once, and on every exit path.
+    func finalize()
 }
 
 /// Most reductions `beginReduceScatterSum` may have started and not finished.
@@ -42,6 +52,14 @@ public let maxPendingReductions = 16
 
 extension Communicator {
     public var isRoot: Bool { rank == 0 }
+
+    public func loadData(config: TrainingConfig) throws -> RunData { try RunData(config: config) }
+    public var trace: TraceRecorder? {
+        get { nil }
+        set {}
+    }
+    public func startWatchdog(timeoutSeconds: Double) throws {}
+    public func finalize() {}
 
     /// One rank: the sum is the rank's own floats, at once.
     public func beginReduceScatterSum(_ send: UnsafePointer<Float>, counts: UnsafePointer<Int32>, into receive: UnsafeMutablePointer<Float>) throws {

@@ -103,3 +103,10 @@ public enum NodeSharedData {
         }
     }
 }
+
+extension MPICommunicator {
+    /// Each node reads the run's data once, into memory its ranks share.
+    public func loadData(config: TrainingConfig) throws -> RunData {
+        try NodeSharedData.load(config: config, communicator: self)
+    }
+}

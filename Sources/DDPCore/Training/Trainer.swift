@@ -168,7 +168,7 @@ public final class Trainer {
         if options.trace {
             let trace = TraceRecorder(path: options.runDirectory + "/trace.json", spansPerEpoch: plan.stepsPerEpoch * 32 + 256)
             observer.trace = trace
-            (communicator as? MPICommunicator)?.trace = trace
+            communicator.trace = trace
         }
         if communicator.isRoot && config.logging.tensorboard {
             tensorBoard = try TensorBoardWriter(directory: options.runDirectory, resumingAfter: options.resume ? state.startEpoch : nil)

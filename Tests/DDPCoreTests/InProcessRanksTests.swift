@@ -1,0 +1,162 @@
+import Foundation
+import XCTest
+@testable import DDPCore
+
+/// Whole training runs on 1, 2 and 4 ranks as threads of this process (`ThreadCommunicator`):
+/// the sync strategies against each other, SyncBatchNorm, and rank 0's broadcast decisions,
+/// without mpirun. The mpirun tests (IntegrationTests) keep what only real processes show.
+final class InProcessRanksTests: XCTestCase {
+    /// SGD, so a different summation order moves the weights by rounding only (Adam turns
+    /// near-zero gradients' rounding into full-size steps).
+    private static let yaml = """
+        seed: 5
+        data:
+          train: {format: moons, samples: 96, noise: 0.2}
+          validation: {format: moons, samples: 64, noise: 0.2, seed: 77}
+          normalize: standardize
+        model:
+          inputs: 2
+          layers:
+            - {type: dense, units: 24, activation: relu, kernel_regularizer: {l2: 0.001}}
+            - {type: dense, units: 12, activation: relu}
+            - {type: dense, units: 1}
+        loss: {type: binary_crossentropy, from_logits: true}
+        optimizer: {type: sgd, lr: 0.1, momentum: 0.9}
+        training: {epochs: 4, batch_size: 16, shuffle: true}
+        checkpoint: {every_epochs: 0, keep: 1}
+        logging: {tensorboard: false}
+        """
+
+    private struct RankResult: Sendable {
+        var parameters: [Float]
+        var state: [Float]
+        var outcome: TrainingOutcomeSummary
+    }
+
+    private struct TrainingOutcomeSummary: Sendable, Equatable {
+        var epochsRun: Int
+        var reason: String
+        var bestEpoch: Int
+        var losses: [Double]
+    }
+
+    /// Trains `yaml` on `ranks` threads; returns every rank's final parameters, BatchNorm
+    /// state and outcome.
+    private func train(ranks: Int, overrides: [String] = [], yaml: String = yaml) throws -> [RankResult] {
+        let config = try TrainingConfig.parse(yaml: yaml, overrides: overrides)
+        let directory = NSTemporaryDirectory() + "ddp-inprocess-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let results = Results<RankResult>(count: ranks)
+        try ThreadCommunicator.run(ranks: ranks) { communicator in
+            var options = TrainOptions(runDirectory: directory)
+            options.quiet = true
+            let trainer = try Trainer(config: config, data: try communicator.loadData(config: config), communicator: communicator,
+                                      options: options)
+            let outcome = try trainer.run()
+            results.set(communicator.rank, RankResult(parameters: Array(trainer.network.parameters), state: Array(trainer.network.state),
+                                                      outcome: .init(epochsRun: outcome.epochsRun, reason: outcome.reason.rawValue,
+                                                                     bestEpoch: outcome.bestEpoch, losses: outcome.records.map(\.loss))))
+        }
+        return try results.all()
+    }
+
+    private func assertClose(_ a: [Float], _ b: [Float], relative: Float, _ message: String, line: UInt = #line) {
+        XCTAssertEqual(a.count, b.count, message, line: line)
+        let scale = max(a.map(abs).max() ?? 0, 1e-6)
+        let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
+        XCTAssertLessThanOrEqual(worst / scale, relative, "\(message): largest difference \(worst) (scale \(scale))", line: line)
+    }
+
+    /// Every rank ends with the same model; the sharded update (through shared memory, and
+    /// through the reduce-scatter and allgather) gives the allreduce's bits, because both add
+    /// the ranks' gradients in rank order; and 2 or 4 ranks train the model of one process with
+    /// the same global batch, to rounding.
+    func testShardedAndAllreduceSyncsAgreeAtOneTwoAndFourRanks() throws {
+        let single = try train(ranks: 1)
+        XCTAssertEqual(single[0].outcome.epochsRun, 4)
+        for ranks in [2, 4] {
+            let allreduce = try train(ranks: ranks, overrides: ["distributed.sharded_update=false"])
+            let sharedMemory = try train(ranks: ranks)
+            let collectives = try train(ranks: ranks, overrides: ["distributed.shared_memory=false", "distributed.bucket_kb=1"])
+            for run in [allreduce, sharedMemory, collectives] {
+                for rank in run.indices { XCTAssertEqual(run[rank].parameters, run[0].parameters, "np=\(ranks): rank \(rank)'s model") }
+            }
+            XCTAssertEqual(sharedMemory[0].parameters, allreduce[0].parameters, "np=\(ranks): sharded through shared memory")
+            XCTAssertEqual(collectives[0].parameters, allreduce[0].parameters, "np=\(ranks): sharded through reduce-scatter buckets")
+            XCTAssertEqual(allreduce[0].outcome.losses.count, 4)
+            assertClose(allreduce[0].parameters, single[0].parameters, relative: 1e-5, "np=\(ranks) against np=1")
+            for (loss, reference) in zip(allreduce[0].outcome.losses, single[0].outcome.losses) {
+                XCTAssertEqual(loss, reference, accuracy: 1e-5 * max(1, abs(reference)), "np=\(ranks): epoch loss")
+            }
+        }
+    }
+
+    /// SyncBatchNorm: N ranks normalize with the global batch's statistics, so the running
+    /// statistics and the weights follow one process's.
+    func testSyncBatchNormFollowsOneProcessAtTwoAndFourRanks() throws {
+        let withNorm = Self.yaml.replacingOccurrences(
+            of: "- {type: dense, units: 24, activation: relu, kernel_regularizer: {l2: 0.001}}",
+            with: "- {type: dense, units: 24, use_bias: false}\n    - {type: batchnorm}\n    - {type: activation, fn: relu}")
+        XCTAssertNotEqual(withNorm, Self.yaml)
+        let single = try train(ranks: 1, yaml: withNorm)
+        XCTAssertEqual(single[0].state.count, 48, "running mean and variance of 24 features")
+        for ranks in [2, 4] {
+            let run = try train(ranks: ranks, yaml: withNorm)
+            for rank in run.indices { XCTAssertEqual(run[rank].state, run[0].state, "np=\(ranks): rank \(rank)'s running statistics") }
+            assertClose(run[0].state, single[0].state, relative: 1e-5, "np=\(ranks): running statistics against np=1")
+            assertClose(run[0].parameters, single[0].parameters, relative: 1e-4, "np=\(ranks): weights against np=1")
+        }
+    }
+
+    /// Rank 0 decides early stopping and broadcasts it: every rank stops after the same epoch,
+    /// the one a single process stops after.
+    func testEveryRankStopsEarlyWhereOneProcessDoes() throws {
+        let overrides = ["training.epochs=40", "optimizer.lr=0.5", "early_stopping.monitor=val_loss", "early_stopping.patience=1",
+                         "early_stopping.restore_best_weights=true"]
+        let single = try train(ranks: 1, overrides: overrides)
+        XCTAssertEqual(single[0].outcome.reason, "early_stopping")
+        XCTAssertLessThan(single[0].outcome.epochsRun, 40)
+        for ranks in [2, 4] {
+            let run = try train(ranks: ranks, overrides: overrides)
+            for rank in run.indices {
+                XCTAssertEqual(run[rank].outcome, run[0].outcome, "np=\(ranks): rank \(rank)'s outcome")
+                XCTAssertEqual(run[rank].parameters, run[0].parameters, "np=\(ranks): rank \(rank)'s restored weights")
+            }
+            XCTAssertEqual(run[0].outcome.epochsRun, single[0].outcome.epochsRun, "np=\(ranks) stops after the epoch np=1 does")
+            XCTAssertEqual(run[0].outcome.bestEpoch, single[0].outcome.bestEpoch)
+        }
+    }
+
+    /// A rank that fails stops the others at their next collective instead of leaving them
+    /// waiting, and the error names it.
+    func testOneRankFailingStopsTheOthers() throws {
+        XCTAssertThrowsError(try ThreadCommunicator.run(ranks: 3) { communicator in
+            if communicator.rank == 1 { throw DDPError(.data, "rank 1's data is damaged") }
+            var values: [Float] = [1, 2]
+            try values.withUnsafeMutableBufferPointer { try communicator.allreduceSum($0) }
+            try communicator.barrier()
+        }) { error in
+            XCTAssertTrue("\(error)".contains("rank 1's data is damaged"), "\(error)")
+        }
+    }
+}
+
+/// Each rank's result, written from its thread.
+private final class Results<Value: Sendable>: @unchecked Sendable {
+    private var values: [Value?]
+    private let lock = NSLock()
+
+    init(count: Int) { values = Array(repeating: nil, count: count) }
+
+    func set(_ index: Int, _ value: Value) {
+        lock.lock()
+        values[index] = value
+        lock.unlock()
+    }
+
+    func all() throws -> [Value] {
+        lock.lock()
+        defer { lock.unlock() }
+        return try values.enumerated().map { index, value in try XCTUnwrap(value, "rank \(index) returned nothing") }
+    }
+}
