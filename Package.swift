@@ -35,6 +35,8 @@ let package = Package(
         .executable(name: "ddp", targets: ["ddp"]),
         .library(name: "DDPCore", targets: ["DDPCore"]),
         .library(name: "DDPReport", targets: ["DDPReport"]),
+        .library(name: "DDPExperiments", targets: ["DDPExperiments"]),
+        .library(name: "DDPBench", targets: ["DDPBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -45,7 +47,7 @@ let package = Package(
         .executableTarget(
             name: "ddp",
             dependencies: [
-                "DDPCore", "DDPReport", "_CPreemption", "_CAffinity",
+                "DDPCore", "DDPReport", "DDPExperiments", "DDPBench", "_CPreemption",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -57,6 +59,11 @@ let package = Package(
         // Plots, HTML reports and comparison tables, read from finished runs: the trainer
         // (DDPCore) never links them.
         .target(name: "DDPReport", dependencies: ["DDPCore"]),
+        // Experiments that train: compared variants, repeats over seeds, cross-validation folds;
+        // they read their runs back through DDPReport's tables.
+        .target(name: "DDPExperiments", dependencies: ["DDPCore", "DDPReport"]),
+        // `ddp bench`'s harness: it runs the ddp binary per case and checks the host's cores.
+        .target(name: "DDPBench", dependencies: ["DDPCore", "DDPReport", "_CAffinity"]),
 
         // MARK: Implementation details: thin C shims over system libraries.
         // MPI handles are macros Swift cannot import, so `_CMPI` wraps the few calls we need.
@@ -80,6 +87,7 @@ let package = Package(
         // MARK: Tests
         .testTarget(name: "DDPCoreTests", dependencies: ["DDPCore"], exclude: ["Fixtures"]),
         .testTarget(name: "DDPReportTests", dependencies: ["DDPReport", "DDPCore"]),
+        .testTarget(name: "DDPExperimentsTests", dependencies: ["DDPExperiments", "DDPReport", "DDPCore"]),
         .testTarget(name: "IntegrationTests", dependencies: ["DDPCore"]),
     ]
 )

@@ -1,30 +1,12 @@
 import DDPCore
 import Foundation
 
-/// `ddp compare --repeats R`: every variant trained with seeds seed, seed + 1, …, seed + R − 1,
-/// summarized as one row per variant: the comparison table's columns, each figure the mean over
-/// the seeds and the headline figures (train loss, best val_loss, gap, val and test accuracy)
-/// as mean ± population std (np.std).
+/// `ddp compare --repeats R`: every variant trained with seeds seed, seed + 1, …, seed + R − 1
+/// (DDPExperiments' `ComparisonVariant.repeated`, runs named `<variant>/seed-S`), summarized as
+/// one row per variant: the comparison table's columns, each figure the mean over the seeds and
+/// the headline figures (train loss, best val_loss, gap, val and test accuracy) as mean ±
+/// population std (np.std).
 public enum RepeatedComparison {
-    /// `variant` once per seed, each loaded with `--set seed=S` after its other overrides (so a
-    /// generated data set without its own seed follows the seed too, as it would by hand) and
-    /// named `<variant>/seed-S`: a directory of its own under the variant's, a TensorBoard run of its own.
-    public static func expand(_ variants: [ComparisonVariant], repeats: Int) throws -> [ComparisonVariant] {
-        guard repeats > 1 else { return variants }
-        var result: [ComparisonVariant] = []
-        for variant in variants {
-            for index in 0..<repeats {
-                let seed = variant.config.seed &+ UInt64(index)
-                var repeated = variant
-                repeated.name = variant.name + "/seed-\(seed)"
-                repeated.overrides = variant.overrides + ["seed=\(seed)"]
-                repeated.config = index == 0 ? variant.config : try TrainingConfig.load(path: variant.configPath, overrides: repeated.overrides)
-                result.append(repeated)
-            }
-        }
-        return result
-    }
-
     /// The variant a repeated run belongs to: its name before `/seed-`.
     public static func variantName(_ run: String) -> String {
         run.range(of: "/seed-", options: .backwards).map { String(run[..<$0.lowerBound]) } ?? run

@@ -1,5 +1,6 @@
 import ArgumentParser
 import DDPCore
+import DDPExperiments
 import DDPReport
 import Foundation
 
@@ -104,53 +105,36 @@ struct Compare: ParsableCommand {
         BLASKernels.selectForThisHost()
         let session = JobSession()
         session.execute {
-            let variants = try RepeatedComparison.expand(Comparison.variants(configs: configs, overrides: options.overrides, sweeps: sweeps),
-                                                         repeats: repeats)
+            let variants = try ComparisonVariant.repeated(ComparisonVariant.variants(configs: configs, overrides: options.overrides, sweeps: sweeps),
+                                                          repeats: repeats)
+            let training = ComparisonTraining(variants: variants, outputDirectory: out)
             let start = Date()
             let console = Console(enabled: JobSession.launcherRank == 0)
             console.line("ddp compare: \(variants.count) variant\(variants.count == 1 ? "" : "s") into \(out)/: "
                          + variants.map(\.name).joined(separator: ", "))
             BLASKernels.announce(isRoot: JobSession.launcherRank == 0, quiet: false)
             if MPICommunicator.launchedByMPI {
-                // One watchdog for the whole comparison: the most patient variant's deadline.
-                let timeout = variants.map(\.config.distributed.timeoutSeconds).max() ?? DistributedConfig().timeoutSeconds
-                try session.startCommunicator(watchdogTimeout: timeout) { communicator in
-                    for (index, variant) in variants.enumerated() {
-                        let outcome = try Comparison.train(variant, runDirectory: directory(variant), communicator: communicator)
-                        if communicator.isRoot { report(index, variants.count, variant, outcome: outcome) }
-                    }
-                    if communicator.isRoot { try finish(variants, start: start) }
+                try session.startCommunicator(watchdogTimeout: training.watchdogTimeout) { communicator in
+                    try training.trainInTurn(communicator: communicator)
+                    if communicator.isRoot { try finish(training, start: start) }
                 }
             } else if jobs > 1 && variants.count > 1 {
-                try trainInProcesses(variants)
-                try finish(variants, start: start)
+                try training.trainInProcesses(jobs: jobs, executable: Self.executablePath())
+                try finish(training, start: start)
             } else {
-                for (index, variant) in variants.enumerated() {
-                    let outcome = try Comparison.train(variant, runDirectory: directory(variant))
-                    report(index, variants.count, variant, outcome: outcome)
-                }
-                try finish(variants, start: start)
+                try training.trainInTurn()
+                try finish(training, start: start)
             }
         }
     }
 
-    func directory(_ variant: ComparisonVariant) -> String { out + "/" + variant.name }
-
-    func report(_ index: Int, _ count: Int, _ variant: ComparisonVariant, outcome: TrainingOutcome) {
-        report(index, count, variant, epochs: outcome.epochsRun, best: outcome.bestEpoch, monitor: outcome.monitor, value: outcome.bestValue)
-    }
-
-    func report(_ index: Int, _ count: Int, _ variant: ComparisonVariant, epochs: Int, best: Int, monitor: String, value: Double?) {
-        print("[\(index + 1)/\(count)] \(variant.name): \(epochs) epochs, best epoch \(best) (\(monitor) "
-              + (value.map { String(format: "%.4f", $0) } ?? "—") + ")")
-    }
-
     /// Plots and a report per variant, then the table and index.html (rank 0 / the one process).
-    func finish(_ variants: [ComparisonVariant], start: Date) throws {
+    func finish(_ training: ComparisonTraining, start: Date) throws {
+        let variants = training.variants
         var rows: [ComparisonRow] = [], runs: [LoadedRun] = []
         var plots: [String: [RunPlots.Plot]] = [:]
         for variant in variants {
-            let run = try LoadedRun(directory: directory(variant), weights: plot.weights)
+            let run = try LoadedRun(directory: training.directory(variant), weights: plot.weights)
             let written = try RunPlots.write(run: run, options: plot.options)
             try HTMLReport.write(run: run, plots: written)
             plots[variant.name] = written
@@ -177,53 +161,7 @@ struct Compare: ParsableCommand {
         print("ddp compare: \(variants.count) variant\(variants.count == 1 ? "" : "s") in " + String(format: "%.1f s", wall) + "; wrote \(index)")
     }
 
-    /// Runs up to `jobs` `ddp train` processes at once; each writes its output to OUT/<variant>/train.log.
-    func trainInProcesses(_ variants: [ComparisonVariant]) throws {
-        let executable = Self.executablePath()
-        var pending = Array(variants.enumerated())
-        var running: [(index: Int, variant: ComparisonVariant, process: Process)] = []
-        var failures: [String] = []
-        while !pending.isEmpty || !running.isEmpty {
-            while running.count < jobs, !pending.isEmpty {
-                let (index, variant) = pending.removeFirst()
-                let directory = directory(variant)
-                try RunDirectory.create(directory)
-                let logPath = directory + "/train.log"
-                _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-                guard let log = FileHandle(forWritingAtPath: logPath) else { throw DDPError(.io, "cannot write \(logPath)") }
-                let process = Process()
-                process.executableURL = URL(fileURLWithPath: executable)
-                process.arguments = ["train", variant.configPath, "--run-dir", directory, "--quiet", "--overwrite"]
-                    + variant.overrides.flatMap { ["--set", $0] }
-                var environment = ProcessInfo.processInfo.environment
-                // Several small trainings share the cores: one BLAS thread each.
-                if environment["OPENBLAS_NUM_THREADS"] == nil { environment["OPENBLAS_NUM_THREADS"] = "1" }
-                process.environment = environment
-                process.standardOutput = log
-                process.standardError = log
-                try process.run()
-                running.append((index, variant, process))
-            }
-            usleep(20_000)
-            for entry in running where !entry.process.isRunning {
-                let logPath = directory(entry.variant) + "/train.log"
-                if entry.process.terminationStatus == 0 {
-                    let end = (try? RunMetrics.load(path: directory(entry.variant) + "/metrics.jsonl"))?.end
-                    report(entry.index, variants.count, entry.variant, epochs: end?.epochsRun ?? 0, best: end?.bestEpoch ?? 0,
-                           monitor: end?.monitor ?? "?", value: end?.bestValue)
-                } else {
-                    let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
-                    let tail = log.split(separator: "\n").suffix(3).joined(separator: "\n")
-                    failures.append("\(entry.variant.name) (exit \(entry.process.terminationStatus), \(logPath)): \(tail)")
-                }
-            }
-            running.removeAll { !$0.process.isRunning }
-        }
-        if !failures.isEmpty {
-            throw DDPError(.training, "\(failures.count) variant(s) failed:\n" + failures.joined(separator: "\n"))
-        }
-    }
-
+    /// This ddp binary, which `--jobs` and `ddp bench` start as child processes.
     static func executablePath() -> String {
         let linked = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
         if !linked.isEmpty { return linked }
