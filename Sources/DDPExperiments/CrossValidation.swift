@@ -83,8 +83,7 @@ public struct CrossValidation {
             if let cached = loaded.first(where: { $0.data == cvConfig.data }) {
                 data = cached.runData
             } else {
-                data = try (communicator as? MPICommunicator).map { try NodeSharedData.load(config: cvConfig, communicator: $0) }
-                    ?? RunData(config: cvConfig)
+                data = try communicator.loadData(config: cvConfig)
                 loaded.append((cvConfig.data, data))
             }
             let split: CrossValidationFolds

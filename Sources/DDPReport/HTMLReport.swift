@@ -125,7 +125,7 @@ public enum HTMLReport {
         page.heading("Summary")
         let stats = run.weightStatistics
         var summary: [(String, String)] = [
-            ("end", m.end.map { $0.reason == "early_stopping" ? "early stopping at epoch \($0.epochsRun)" : $0.reason } ?? "unfinished"),
+            ("end", m.end.map { $0.reason == EndReason.earlyStopping.rawValue ? "early stopping at epoch \($0.epochsRun)" : $0.reason } ?? "unfinished"),
             ("epochs run", String(m.end?.epochsRun ?? m.epochs.count)),
             ("monitor", m.monitor),
             ("best epoch", m.bestEpoch.map(String.init) ?? "—"),

@@ -47,7 +47,7 @@ public struct RunMetrics: Sendable {
 
     /// The epoch at which early stopping ended the run, if it did.
     public var earlyStopEpoch: Int? {
-        guard let end, end.reason == "early_stopping" else { return nil }
+        guard let end, end.reason == EndReason.earlyStopping.rawValue else { return nil }
         return end.epochsRun
     }
 
@@ -376,7 +376,7 @@ public enum RunPlots {
         let m = run.metrics
         var parts = ["\(m.epochs.count) epoch\(m.epochs.count == 1 ? "" : "s")"]
         if let end = m.end {
-            parts.append(end.reason == "early_stopping" ? "stopped early" : "completed")
+            parts.append(end.reason == EndReason.earlyStopping.rawValue ? "stopped early" : "completed")
             parts.append("\(end.ranks) rank\(end.ranks == 1 ? "" : "s"), global batch \(end.globalBatch)")
         } else {
             parts.append("unfinished")

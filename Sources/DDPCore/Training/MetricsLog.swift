@@ -193,6 +193,7 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
 /// the defaults below.
 public struct EndMetrics: Codable, Sendable, Equatable {
     public var event = "end"
+    /// An `EndReason`'s raw value (a string, so a reason written by a later version still reads).
     public var reason: String
     public var epochsRun: Int
     /// 1-based; 0 when unknown.
