@@ -26,7 +26,8 @@ public struct ComparisonTraining {
         for (index, variant) in variants.enumerated() {
             let outcome = try variant.train(runDirectory: directory(variant), communicator: communicator)
             if communicator.isRoot {
-                report(index, variant, epochs: outcome.epochsRun, best: outcome.bestEpoch, monitor: outcome.monitor, value: outcome.bestValue)
+                report(index, variant, epochs: outcome.end.epochsRun, best: outcome.end.bestEpoch, monitor: outcome.end.monitor,
+                       value: outcome.end.bestValue ?? .nan)
             }
         }
     }

@@ -106,8 +106,8 @@ public struct CrossValidation {
                 trainOptions.overwrite = true          // cross-validation retrains its folds from scratch
                 let outcome = try Trainer(config: foldConfig, data: foldData, communicator: communicator, options: trainOptions).run()
                 say("[\(plan.variant.name), seed \(plan.seed)] fold \(fold + 1)/\(folds): \(foldData.train.count) train / "
-                    + "\(foldData.validation!.count) validation samples, \(outcome.epochsRun) epochs, best epoch \(outcome.bestEpoch) "
-                    + "(\(outcome.monitor) " + String(format: "%.4f", outcome.bestValue) + ")")
+                    + "\(foldData.validation!.count) validation samples, \(outcome.end.epochsRun) epochs, best epoch \(outcome.end.bestEpoch) "
+                    + "(\(outcome.end.monitor) " + String(format: "%.4f", outcome.end.bestValue ?? .nan) + ")")
                 if communicator.isRoot {
                     results.append(try FoldResult(variant: plan.variant.name, seed: plan.seed, fold: fold + 1,
                                                   runDirectory: trainOptions.runDirectory))

@@ -153,7 +153,7 @@ public enum HTMLReport {
         page.heading("Timing and ranks")
         let epochSeconds = m.epochs.compactMap(\.seconds)
         let rates = m.epochs.compactMap(\.samplesPerSecond)
-        let allreduce = m.epochs.compactMap(\.allreduceSeconds).reduce(0, +)
+        let sync = m.epochs.compactMap(\.syncSeconds).reduce(0, +)
         var timing: [(String, String)] = [
             ("ranks", m.end.map { String($0.ranks) } ?? "—"),
             ("global batch", m.end.map { String($0.globalBatch) } ?? "—"),
@@ -162,8 +162,8 @@ public enum HTMLReport {
             ("mean throughput", rates.isEmpty ? "—" : String(format: "%.0f samples/s", rates.reduce(0, +) / Double(rates.count))),
         ]
         if !epochSeconds.isEmpty, epochSeconds.reduce(0, +) > 0 {
-            timing.append(("time in gradient allreduce", String(format: "%.3f s (%.1f%% of epoch time)", allreduce,
-                                                               100 * allreduce / epochSeconds.reduce(0, +))))
+            timing.append(("time in gradient sync", String(format: "%.3f s (%.1f%% of epoch time)", sync,
+                                                               100 * sync / epochSeconds.reduce(0, +))))
         }
         page.facts(timing)
 
@@ -182,14 +182,14 @@ public enum HTMLReport {
         if m.hasAccuracy { header.append("accuracy") }
         if m.hasValidation { header.append("val_loss") }
         if m.hasValidation && m.hasAccuracy { header.append("val_accuracy") }
-        header += ["lr", "seconds", "samples/s", "allreduce s"]
+        header += ["lr", "seconds", "samples/s", "sync s"]
         let best = m.bestEpoch
         let rows = m.epochs.map { e -> [String] in
             var cells = [e.epoch == best ? "\(e.epoch) ★" : String(e.epoch), f(e.loss)]
             if m.hasAccuracy { cells.append(f(e.accuracy)) }
             if m.hasValidation { cells.append(f(e.valLoss)) }
             if m.hasValidation && m.hasAccuracy { cells.append(f(e.valAccuracy)) }
-            cells += [f(e.lr, "%.3g"), f(e.seconds, "%.3f"), f(e.samplesPerSecond, "%.0f"), f(e.allreduceSeconds, "%.4f")]
+            cells += [f(e.lr, "%.3g"), f(e.seconds, "%.3f"), f(e.samplesPerSecond, "%.0f"), f(e.syncSeconds, "%.4f")]
             return cells
         }
         page.raw("<div class=\"scroll\">\n")

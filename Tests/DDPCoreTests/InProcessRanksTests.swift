@@ -54,8 +54,8 @@ final class InProcessRanksTests: XCTestCase {
                                       options: options)
             let outcome = try trainer.run()
             results.set(communicator.rank, RankResult(parameters: Array(trainer.network.parameters), state: Array(trainer.network.state),
-                                                      outcome: .init(epochsRun: outcome.epochsRun, reason: outcome.reason.rawValue,
-                                                                     bestEpoch: outcome.bestEpoch, losses: outcome.records.map(\.loss))))
+                                                      outcome: .init(epochsRun: outcome.end.epochsRun, reason: outcome.end.reason,
+                                                                     bestEpoch: outcome.end.bestEpoch, losses: outcome.epochs.map { $0.loss ?? .nan })))
         }
         return try results.all()
     }

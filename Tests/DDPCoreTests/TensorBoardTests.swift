@@ -140,9 +140,9 @@ final class TensorBoardTests: XCTestCase {
         XCTAssertEqual(try eventFiles(run).count, 1)
         let scalars = try readWithTensorBoard(run)
         XCTAssertEqual(Set(scalars.keys), ["loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds",
-                                           "samples_per_second", "allreduce_seconds", "data_seconds", "compute_seconds",
+                                           "samples_per_second", "sync_seconds", "data_seconds", "compute_seconds",
                                            "communication_seconds", "update_seconds"])
-        for record in outcome.records {
+        for record in outcome.epochs {
             for (tag, value) in record.tensorBoardScalars {
                 let logged = try XCTUnwrap(scalars[tag]?.first { $0[0] == Double(record.epoch) }, "\(tag) at epoch \(record.epoch)")
                 // Summary.Value.simple_value is a float: ours rounded to Float is exactly what TensorBoard read.
@@ -217,9 +217,10 @@ final class TensorBoardTests: XCTestCase {
         for (s, rate) in rates.enumerated() {
             XCTAssertEqual(rate[1], 0.01 * min(1, Double(s + 1) / 8), accuracy: 1e-9, "step \(s + 1)")   // float32 rounding
         }
-        for record in outcome.records {
+        for record in outcome.epochs {
             let epoch = losses[(record.epoch - 1) * 3..<record.epoch * 3].map { $0[1] }
-            XCTAssertEqual(epoch.reduce(0, +) / 3, record.loss, accuracy: 1e-6 * record.loss, "epoch \(record.epoch)")
+            let loss = try XCTUnwrap(record.loss)
+            XCTAssertEqual(epoch.reduce(0, +) / 3, loss, accuracy: 1e-6 * loss, "epoch \(record.epoch)")
         }
         XCTAssertFalse(try readWithTensorBoard(run).keys.contains("batch_loss"), "the epoch run has only the epoch scalars")
     }

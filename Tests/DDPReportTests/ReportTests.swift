@@ -164,11 +164,8 @@ final class ReportTests: XCTestCase {
         try AtomicFile.write(Self.moonsYAML, to: directory + "/config.yaml")
         let valLosses = [0.9, 0.7, 0.6, 0.5, 0.55, 0.62, 0.7]
         var lines = valLosses.enumerated().map { index, val in
-            var record = EpochRecord(epoch: index + 1, loss: 0.8 - 0.1 * Double(index), accuracy: 0.6 + 0.05 * Double(index),
-                                     validationLoss: val, validationAccuracy: 0.7, learningRate: 0.01, seconds: 0.1,
-                                     samplesPerSecond: 1000, allreduceSeconds: 0)
-            record.seconds = 0.1
-            return record.json
+            EpochMetrics(epoch: index + 1, loss: 0.8 - 0.1 * Double(index), accuracy: 0.6 + 0.05 * Double(index), valLoss: val,
+                         valAccuracy: 0.7, lr: 0.01, seconds: 0.1, samplesPerSecond: 1000, syncSeconds: 0).json
         }
         lines.append(#"{"event": "end", "reason": "early_stopping", "epochs_run": 7, "best_epoch": 4, "monitor": "val_loss", "best_value": 0.5, "test_loss": null, "test_accuracy": null, "ranks": 2, "global_batch": 32, "seconds": 0.7}"#)
         try AtomicFile.write(lines.joined(separator: "\n") + "\n", to: directory + "/metrics.jsonl")

@@ -99,9 +99,9 @@ public final class TensorBoardWriter {
     deinit { close(descriptor) }
 
     /// The epoch's scalars: loss, accuracy, val_loss, val_accuracy (those the run has), lr,
-    /// seconds, samples_per_second, allreduce_seconds and the step-time breakdown (data_seconds,
+    /// seconds, samples_per_second, sync_seconds and the step-time breakdown (data_seconds,
     /// compute_seconds, communication_seconds: all time in collectives, update_seconds).
-    public func append(_ record: EpochRecord) throws {
+    public func append(_ record: EpochMetrics) throws {
         try write(scalars: record.tensorBoardScalars, step: record.epoch)
     }
 
@@ -139,16 +139,13 @@ private func writeBytes(_ descriptor: Int32, _ buffer: UnsafeRawPointer, _ count
     write(descriptor, buffer, count)
 }
 
-extension EpochRecord {
-    /// The metrics.jsonl figures TensorBoard shows, under the same names.
+extension EpochMetrics {
+    /// The metrics.jsonl figures TensorBoard shows, under the same names (those present).
     var tensorBoardScalars: [(tag: String, value: Double)] {
-        var scalars: [(tag: String, value: Double)] = [("loss", loss)]
-        if let accuracy { scalars.append(("accuracy", accuracy)) }
-        if let validationLoss { scalars.append(("val_loss", validationLoss)) }
-        if let validationAccuracy { scalars.append(("val_accuracy", validationAccuracy)) }
-        scalars += [("lr", learningRate), ("seconds", seconds), ("samples_per_second", samplesPerSecond),
-                    ("allreduce_seconds", allreduceSeconds), ("data_seconds", dataSeconds), ("compute_seconds", computeSeconds),
-                    ("communication_seconds", communicationSeconds), ("update_seconds", updateSeconds)]
-        return scalars
+        let figures: [(String, Double?)] = [("loss", loss), ("accuracy", accuracy), ("val_loss", valLoss), ("val_accuracy", valAccuracy),
+                                            ("lr", lr), ("seconds", seconds), ("samples_per_second", samplesPerSecond),
+                                            ("sync_seconds", syncSeconds), ("data_seconds", dataSeconds), ("compute_seconds", computeSeconds),
+                                            ("communication_seconds", communicationSeconds), ("update_seconds", updateSeconds)]
+        return figures.compactMap { tag, value in value.map { (tag, $0) } }
     }
 }

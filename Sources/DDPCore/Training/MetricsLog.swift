@@ -1,52 +1,5 @@
 import Foundation
 
-/// One epoch's figures, as written to metrics.jsonl and printed in the Keras-like epoch line.
-public struct EpochRecord: Sendable {
-    public var epoch: Int            // 1-based, as Keras prints
-    public var loss: Double
-    public var accuracy: Double?
-    public var validationLoss: Double?
-    public var validationAccuracy: Double?
-    public var learningRate: Double
-    public var seconds: Double
-    public var samplesPerSecond: Double
-    /// Time in the gradient sync's collectives this epoch (the fused allreduce, or the
-    /// reduce-scatter, totals allreduce and allgather of the sharded update).
-    public var allreduceSeconds: Double
-    /// The step-time breakdown: gathering batches; forward, loss and backward; penalties,
-    /// clipping and the optimizer (each without time in collectives); and every collective
-    /// (SyncBatchNorm's included).
-    public var dataSeconds: Double = 0
-    public var computeSeconds: Double = 0
-    public var communicationSeconds: Double = 0
-    public var updateSeconds: Double = 0
-
-    /// The value a monitor name refers to.
-    public func value(of monitor: String) -> Double? {
-        switch monitor {
-        case "loss": return loss
-        case "accuracy": return accuracy
-        case "val_loss": return validationLoss
-        case "val_accuracy": return validationAccuracy
-        default: return nil
-        }
-    }
-
-    /// The metrics.jsonl line.
-    public var json: String { MetricsLog.encode(EpochMetrics(self)) }
-
-    /// "Epoch 3/50 - 2.1s - loss: 0.4321 - accuracy: 0.8456 - val_loss: … - lr: 1.0e-03 - 31,200 samples/s"
-    public func consoleLine(totalEpochs: Int) -> String {
-        var parts = ["Epoch \(epoch)/\(totalEpochs)", String(format: "%.1fs", seconds), String(format: "loss: %.4f", loss)]
-        if let accuracy { parts.append(String(format: "accuracy: %.4f", accuracy)) }
-        if let validationLoss { parts.append(String(format: "val_loss: %.4f", validationLoss)) }
-        if let validationAccuracy { parts.append(String(format: "val_accuracy: %.4f", validationAccuracy)) }
-        parts.append(String(format: "lr: %.2e", learningRate))
-        parts.append(String(format: "%.0f samples/s", samplesPerSecond))
-        return parts.joined(separator: " - ")
-    }
-}
-
 /// metrics.jsonl in the run directory: one line per epoch, then one "end" line. Rank 0 only.
 public final class MetricsLog {
     public let path: String
@@ -125,11 +78,12 @@ public enum MetricsLine: Sendable, Equatable {
     case end(EndMetrics)
 }
 
-/// The metrics.jsonl schema, in one place: the trainer writes these records and the reports
-/// read them back through the same Codable types. Keys are snake_case as Keras logs name them;
-/// a missing or non-finite number is null (JSON has no NaN).
+/// One epoch's figures, in one type from the step that measures them to the report that reads
+/// them back: the trainer's record, metrics.jsonl's line, TensorBoard's scalars and the
+/// Keras-like epoch line. Keys are snake_case as Keras logs name them; a missing or non-finite
+/// number is null (JSON has no NaN), and a figure an older file lacks reads as nil.
 public struct EpochMetrics: Codable, Sendable, Equatable {
-    public var epoch: Int
+    public var epoch: Int            // 1-based, as Keras prints
     public var loss: Double?
     public var accuracy: Double?
     public var valLoss: Double?
@@ -137,17 +91,22 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
     public var lr: Double?
     public var seconds: Double?
     public var samplesPerSecond: Double?
-    /// Time in the gradient sync's collectives.
-    public var allreduceSeconds: Double?
-    /// The step-time breakdown (see `EpochRecord`): written when present, which the trainer's
-    /// lines always are.
+    /// Time in the gradient sync's collectives this epoch (the allreduce, or the sharded
+    /// update's reduce-scatter, totals allreduce and allgather, or its barriers on one node).
+    /// Files written before it was named for what it measures call it allreduce_seconds.
+    public var syncSeconds: Double?
+    /// The step-time breakdown: gathering batches; forward, loss and backward; penalties,
+    /// clipping and the optimizer (each without time in collectives); and every collective
+    /// (SyncBatchNorm's included). Written when present, which the trainer's lines always are.
     public var dataSeconds: Double?
     public var computeSeconds: Double?
     public var communicationSeconds: Double?
     public var updateSeconds: Double?
 
     public init(epoch: Int, loss: Double? = nil, accuracy: Double? = nil, valLoss: Double? = nil, valAccuracy: Double? = nil,
-                lr: Double? = nil, seconds: Double? = nil, samplesPerSecond: Double? = nil, allreduceSeconds: Double? = nil) {
+                lr: Double? = nil, seconds: Double? = nil, samplesPerSecond: Double? = nil, syncSeconds: Double? = nil,
+                dataSeconds: Double? = nil, computeSeconds: Double? = nil, communicationSeconds: Double? = nil,
+                updateSeconds: Double? = nil) {
         self.epoch = epoch
         self.loss = loss
         self.accuracy = accuracy
@@ -156,24 +115,54 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
         self.lr = lr
         self.seconds = seconds
         self.samplesPerSecond = samplesPerSecond
-        self.allreduceSeconds = allreduceSeconds
+        self.syncSeconds = syncSeconds
+        self.dataSeconds = dataSeconds
+        self.computeSeconds = computeSeconds
+        self.communicationSeconds = communicationSeconds
+        self.updateSeconds = updateSeconds
     }
 
-    public init(_ record: EpochRecord) {
-        self.init(epoch: record.epoch, loss: record.loss, accuracy: record.accuracy, valLoss: record.validationLoss,
-                  valAccuracy: record.validationAccuracy, lr: record.learningRate, seconds: record.seconds,
-                  samplesPerSecond: record.samplesPerSecond, allreduceSeconds: record.allreduceSeconds)
-        dataSeconds = record.dataSeconds
-        computeSeconds = record.computeSeconds
-        communicationSeconds = record.communicationSeconds
-        updateSeconds = record.updateSeconds
+    /// The value a monitor name refers to.
+    public func value(of monitor: String) -> Double? {
+        switch monitor {
+        case "loss": return loss
+        case "accuracy": return accuracy
+        case "val_loss": return valLoss
+        case "val_accuracy": return valAccuracy
+        default: return nil
+        }
+    }
+
+    /// The metrics.jsonl line.
+    public var json: String { MetricsLog.encode(self) }
+
+    /// "Epoch 3/50 - 2.1s - loss: 0.4321 - accuracy: 0.8456 - val_loss: … - lr: 1.0e-03 - 31,200 samples/s"
+    public func consoleLine(totalEpochs: Int) -> String {
+        var parts = ["Epoch \(epoch)/\(totalEpochs)", String(format: "%.1fs", seconds ?? 0), String(format: "loss: %.4f", loss ?? .nan)]
+        if let accuracy { parts.append(String(format: "accuracy: %.4f", accuracy)) }
+        if let valLoss { parts.append(String(format: "val_loss: %.4f", valLoss)) }
+        if let valAccuracy { parts.append(String(format: "val_accuracy: %.4f", valAccuracy)) }
+        if let lr { parts.append(String(format: "lr: %.2e", lr)) }
+        if let samplesPerSecond { parts.append(String(format: "%.0f samples/s", samplesPerSecond)) }
+        return parts.joined(separator: " - ")
     }
 
     enum CodingKeys: String, CodingKey {
         case epoch, loss, accuracy, lr, seconds
         case valLoss = "val_loss", valAccuracy = "val_accuracy", samplesPerSecond = "samples_per_second"
-        case allreduceSeconds = "allreduce_seconds", dataSeconds = "data_seconds", computeSeconds = "compute_seconds"
+        case syncSeconds = "sync_seconds", dataSeconds = "data_seconds", computeSeconds = "compute_seconds"
         case communicationSeconds = "communication_seconds", updateSeconds = "update_seconds"
+        case allreduceSeconds = "allreduce_seconds"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        func figure(_ key: CodingKeys) throws -> Double? { try container.decodeIfPresent(Double.self, forKey: key) }
+        self.init(epoch: try container.decode(Int.self, forKey: .epoch), loss: try figure(.loss), accuracy: try figure(.accuracy),
+                  valLoss: try figure(.valLoss), valAccuracy: try figure(.valAccuracy), lr: try figure(.lr), seconds: try figure(.seconds),
+                  samplesPerSecond: try figure(.samplesPerSecond), syncSeconds: try figure(.syncSeconds) ?? figure(.allreduceSeconds),
+                  dataSeconds: try figure(.dataSeconds), computeSeconds: try figure(.computeSeconds),
+                  communicationSeconds: try figure(.communicationSeconds), updateSeconds: try figure(.updateSeconds))
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -181,7 +170,7 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
         try container.encode(epoch, forKey: .epoch)
         let always: [(CodingKeys, Double?)] = [(.loss, loss), (.accuracy, accuracy), (.valLoss, valLoss), (.valAccuracy, valAccuracy),
                                                (.lr, lr), (.seconds, seconds), (.samplesPerSecond, samplesPerSecond),
-                                               (.allreduceSeconds, allreduceSeconds)]
+                                               (.syncSeconds, syncSeconds)]
         for (key, value) in always { try container.encode(value.flatMap(finite), forKey: key) }
         let measured: [(CodingKeys, Double?)] = [(.dataSeconds, dataSeconds), (.computeSeconds, computeSeconds),
                                                  (.communicationSeconds, communicationSeconds), (.updateSeconds, updateSeconds)]
@@ -189,8 +178,9 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
     }
 }
 
-/// The last line of metrics.jsonl: how the run ended. Keys missing from an older file read as
-/// the defaults below.
+/// The last line of metrics.jsonl: how the run ended, and what `Trainer.run` returns (a
+/// preempted run returns one without writing it). Keys missing from an older file read as the
+/// defaults below.
 public struct EndMetrics: Codable, Sendable, Equatable {
     public var event = "end"
     /// An `EndReason`'s raw value (a string, so a reason written by a later version still reads).

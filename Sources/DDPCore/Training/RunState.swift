@@ -62,7 +62,7 @@ final class RunState {
     /// Rank 0 runs the monitor (and reduce_on_plateau) and broadcasts its decision and the next
     /// epoch's lr in one message; every rank adopts them. Returns the new lr when
     /// reduce_on_plateau lowered it.
-    func decide(epoch: Int, record: EpochRecord, network: Network) throws -> (EarlyStopping.Decision, reducedLearningRate: Float?) {
+    func decide(epoch: Int, record: EpochMetrics, network: Network) throws -> (EarlyStopping.Decision, reducedLearningRate: Float?) {
         guard let value = record.value(of: monitor.config.monitor) else {
             throw DDPError(.config, "early_stopping.monitor \(monitor.config.monitor) has no value in epoch \(epoch + 1)")
         }

@@ -24,16 +24,12 @@ public enum EndReason: String, Sendable {
     case preempted
 }
 
-/// How a run ended.
+/// How a run ended: metrics.jsonl's end line (written unless the run was preempted) and the
+/// epochs this process trained.
 public struct TrainingOutcome: Sendable {
-    public var epochsRun: Int
-    public var reason: EndReason
-    public var monitor: String
-    public var bestEpoch: Int          // 1-based
-    public var bestValue: Double
-    public var testLoss: Double?
-    public var testAccuracy: Double?
-    public var records: [EpochRecord]
+    public var end: EndMetrics
+    public var epochs: [EpochMetrics]
+    public var reason: EndReason { EndReason(rawValue: end.reason) ?? .completed }
 }
 
 /// The training run every rank executes, as a short story:
@@ -106,7 +102,7 @@ public final class Trainer {
     public func run() throws -> TrainingOutcome {
         try start()
         let runStart = Date()
-        var records: [EpochRecord] = []
+        var records: [EpochMetrics] = []
         var reason = EndReason.completed
         var epoch = state.startEpoch
         if let stopped = state.stoppedEarly {
@@ -119,7 +115,7 @@ public final class Trainer {
             let epochStart = Date()
             let continuing = state.resumePartial
             state.resumePartial = nil
-            var record: EpochRecord
+            var record: EpochMetrics
             switch try trainEpoch(epoch, continuing: continuing) {
             case .completed(let completed): record = completed
             case .preempted(let partial): return try preempt(epoch: epoch, partial: partial, records: records)
@@ -127,8 +123,8 @@ public final class Trainer {
             if let validation = data.validation {
                 let validationStart = observer.trace?.now() ?? 0
                 let result = try evaluator.evaluate(validation, transform: data.transform)
-                record.validationLoss = result.loss
-                record.validationAccuracy = result.accuracy
+                record.valLoss = result.loss
+                record.valAccuracy = result.accuracy
                 observer.trace?.record(.validation, since: validationStart)
             }
             record.seconds = Date().timeIntervalSince(epochStart) + (continuing?.seconds ?? 0)
@@ -183,7 +179,7 @@ public final class Trainer {
     // MARK: One epoch
 
     enum EpochResult {
-        case completed(EpochRecord)
+        case completed(EpochMetrics)
         /// A preemption signal reached some rank: every rank stopped after this many steps.
         case preempted(CheckpointState.PartialEpoch)
     }
@@ -214,18 +210,18 @@ public final class Trainer {
         }
         let elapsed = observer.epochSeconds + (continuing?.seconds ?? 0)
         let time = observer.times
-        return .completed(EpochRecord(epoch: epoch + 1, loss: sums.lossSum / sums.samples,
-                                      accuracy: config.loss.hasAccuracy ? sums.correct / sums.samples : nil,
-                                      validationLoss: nil, validationAccuracy: nil, learningRate: Double(lr), seconds: elapsed,
-                                      samplesPerSecond: sums.samples / elapsed, allreduceSeconds: time.gradientSync.seconds,
-                                      dataSeconds: time.data.seconds, computeSeconds: time.compute.seconds,
-                                      communicationSeconds: time.communication.seconds, updateSeconds: time.update.seconds))
+        return .completed(EpochMetrics(epoch: epoch + 1, loss: sums.lossSum / sums.samples,
+                                       accuracy: config.loss.hasAccuracy ? sums.correct / sums.samples : nil,
+                                       lr: Double(lr), seconds: elapsed, samplesPerSecond: sums.samples / elapsed,
+                                       syncSeconds: time.gradientSync.seconds, dataSeconds: time.data.seconds,
+                                       computeSeconds: time.compute.seconds, communicationSeconds: time.communication.seconds,
+                                       updateSeconds: time.update.seconds))
     }
 
     /// After the decision: rank 0 prints the epoch line, appends its metrics, writes the best
     /// weights when the monitor improved and the checkpoint when one is due (the moments are
     /// gathered from every rank first: a collective); then the trace's epoch is flushed.
-    private func endEpoch(_ epoch: Int, record: EpochRecord, decision: EarlyStopping.Decision, reducedLearningRate: Float?) throws {
+    private func endEpoch(_ epoch: Int, record: EpochMetrics, decision: EarlyStopping.Decision, reducedLearningRate: Float?) throws {
         let checkpointDue = state.checkpointDue(after: epoch, decision: decision)
         let checkpointStart = observer.trace?.now() ?? 0
         let moments = checkpointDue ? try sync.gatherOptimizerState() : nil
@@ -254,40 +250,40 @@ public final class Trainer {
 
     /// Restores the best weights if asked, evaluates the test split, and (rank 0) writes
     /// model.safetensors and metrics.jsonl's end line.
-    private func finish(epochsRun: Int, reason: EndReason, records: [EpochRecord], seconds: Double) throws -> TrainingOutcome {
+    private func finish(epochsRun: Int, reason: EndReason, records: [EpochMetrics], seconds: Double) throws -> TrainingOutcome {
         if let snapshot = state.snapshot, state.monitor.hasSnapshot {
             snapshot.restore(into: network)
             console.line("Restoring model weights from the end of the best epoch: \(state.monitor.bestEpoch + 1).")
         }
-        var outcome = TrainingOutcome(epochsRun: epochsRun, reason: reason, monitor: state.monitor.config.monitor,
-                                      bestEpoch: state.monitor.bestEpoch + 1, bestValue: state.monitor.best,
-                                      testLoss: nil, testAccuracy: nil, records: records)
+        var end = endMetrics(reason: reason, epochsRun: epochsRun, seconds: seconds)
         if let test = data.test {
             let result = try evaluator.evaluate(test, transform: data.transform)
-            outcome.testLoss = result.loss
-            outcome.testAccuracy = result.accuracy
+            end.testLoss = result.loss
+            end.testAccuracy = result.accuracy
         }
         if communicator.isRoot {
             try network.saveWeights(to: options.runDirectory + "/model.safetensors", metadata: weightsMetadata)
-            let end = EndMetrics(reason: reason.rawValue, epochsRun: epochsRun, bestEpoch: outcome.bestEpoch, monitor: outcome.monitor,
-                                 bestValue: outcome.bestValue, testLoss: outcome.testLoss, testAccuracy: outcome.testAccuracy,
-                                 ranks: communicator.size, globalBatch: plan.globalBatch, seconds: seconds,
-                                 blasCore: BLASKernels.current, blasCoreChosenBy: BLASKernels.statusHere?.chosenBy.rawValue)
             try metrics.append(MetricsLog.encode(end))
-            if let loss = outcome.testLoss {
-                console.line(String(format: "test_loss: %.4f", loss) + (outcome.testAccuracy.map { String(format: " - test_accuracy: %.4f", $0) } ?? ""))
+            if let loss = end.testLoss {
+                console.line(String(format: "test_loss: %.4f", loss) + (end.testAccuracy.map { String(format: " - test_accuracy: %.4f", $0) } ?? ""))
             }
         }
         try observer.trace?.close(communicator)
         try communicator.barrier()
-        return outcome
+        return TrainingOutcome(end: end, epochs: records)
+    }
+
+    private func endMetrics(reason: EndReason, epochsRun: Int, seconds: Double?) -> EndMetrics {
+        EndMetrics(reason: reason.rawValue, epochsRun: epochsRun, bestEpoch: state.monitor.bestEpoch + 1, monitor: state.monitor.config.monitor,
+                   bestValue: state.monitor.best, testLoss: nil, testAccuracy: nil, ranks: communicator.size, globalBatch: plan.globalBatch,
+                   seconds: seconds, blasCore: BLASKernels.current, blasCoreChosenBy: BLASKernels.statusHere?.chosenBy.rawValue)
     }
 
     /// Every rank stopped after the same step: rank 0 writes a checkpoint of the step (moments
     /// gathered from every rank), all wait until it is on disk, and the run ends `.preempted`
     /// (the CLI exits 75). A signal during the write only sets the flag again: the write goes
     /// on, and the previous checkpoint stays intact until the new one is whole.
-    private func preempt(epoch: Int, partial: CheckpointState.PartialEpoch, records: [EpochRecord]) throws -> TrainingOutcome {
+    private func preempt(epoch: Int, partial: CheckpointState.PartialEpoch, records: [EpochMetrics]) throws -> TrainingOutcome {
         let start = ContinuousClock.now
         let checkpointStart = observer.trace?.now() ?? 0
         let moments = try sync.gatherOptimizerState()
@@ -303,9 +299,7 @@ public final class Trainer {
         observer.trace?.record(.checkpoint, since: checkpointStart)
         try observer.trace?.close(communicator)
         try communicator.barrier()
-        return TrainingOutcome(epochsRun: epoch, reason: .preempted, monitor: state.monitor.config.monitor,
-                               bestEpoch: state.monitor.bestEpoch + 1, bestValue: state.monitor.best,
-                               testLoss: nil, testAccuracy: nil, records: records)
+        return TrainingOutcome(end: endMetrics(reason: .preempted, epochsRun: epoch, seconds: nil), epochs: records)
     }
 
     /// What every weights file carries besides the tensors: the fitted input transform, so
