@@ -9,7 +9,8 @@ struct DDP: ParsableCommand {
         commandName: "ddp",
         abstract: "Data-parallel neural-network training over MPI and OpenBLAS, driven by YAML configs.",
         discussion: "Run on N processes with `mpirun -np N ddp train CONFIG` (or launch/train). See README.md.",
-        subcommands: [Train.self, Summary.self, Evaluate.self, Predict.self, Plot.self, Compare.self, CrossValidate.self, Report.self, Bench.self]
+        subcommands: [Train.self, Summary.self, Evaluate.self, Predict.self, Plot.self, Compare.self, CrossValidate.self, Report.self, Bench.self,
+                      ConfigReferenceCommand.self]
     )
 }
 

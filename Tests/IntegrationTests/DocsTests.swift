@@ -3,7 +3,8 @@ import XCTest
 
 /// README's generated blocks (comparison tables, the default job's fixed-seed accuracies and the
 /// captions quoting them) against what the commands print today: `launch/docs --render` reruns
-/// them once, then `launch/docs --check` compares README, and a hand-edited copy, with it.
+/// them once, then `launch/docs --check` compares README, and a hand-edited copy, with it; and
+/// docs/CONFIG.md, and a hand-edited copy, against `ddp config-reference`.
 final class DocsTests: IntegrationTestCase {
     private func docs(_ arguments: [String]) throws -> ProcessResult {
         let job = try Job(executable: Integration.packageRoot + "/launch/docs", arguments: arguments,
@@ -47,5 +48,16 @@ final class DocsTests: IntegrationTestCase {
         timed[timed.count - 1] = "9.99 s |"
         try readme.replacingOccurrences(of: row, with: timed.joined(separator: " | ")).write(toFile: edited, atomically: true, encoding: .utf8)
         XCTAssertEqual(try docs(["--check", "--rendered", rendered, "--readme", edited]).status, 0)
+
+        // docs/CONFIG.md is `ddp config-reference` whole: a default edited by hand is caught.
+        let reference = try String(contentsOfFile: Integration.packageRoot + "/docs/CONFIG.md", encoding: .utf8)
+        XCTAssertTrue(reference.contains("| `timeout_seconds` | number in [1, 604800] | `300` |"), "CONFIG.md lists distributed.timeout_seconds")
+        let editedReference = path("CONFIG.edited.md")
+        try reference.replacingOccurrences(of: "| `timeout_seconds` | number in [1, 604800] | `300` |",
+                                           with: "| `timeout_seconds` | number in [1, 604800] | `600` |")
+            .write(toFile: editedReference, atomically: true, encoding: .utf8)
+        let drifted = try docs(["--check", "--rendered", rendered, "--config-doc", editedReference])
+        XCTAssertEqual(drifted.status, 1, drifted.output)
+        XCTAssertTrue(drifted.output.contains("differs from ddp config-reference") && drifted.output.contains("timeout_seconds"), drifted.output)
     }
 }

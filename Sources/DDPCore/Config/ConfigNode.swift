@@ -24,6 +24,7 @@ struct ConfigSection {
 
     mutating func node(_ name: String) -> Node? {
         consumed.insert(name)
+        ConfigKeyRecorder.current?.note(key(name))
         guard let value = mapping[Node(name)] else { return nil }
         if case .scalar(let scalar) = value, scalar.tag == Tag(.null) || ["null", "~", ""].contains(scalar.string) && scalar.style == .plain {
             return nil
@@ -32,21 +33,25 @@ struct ConfigSection {
     }
 
     mutating func section(_ name: String) throws -> ConfigSection? {
+        ConfigKeyRecorder.current?.note(key(name), type: "mapping")
         guard let value = node(name) else { return nil }
         return try ConfigSection(value, path: key(name))
     }
 
     mutating func string(_ name: String) throws -> String? {
+        ConfigKeyRecorder.current?.note(key(name), type: "text")
         guard let value = node(name) else { return nil }
         guard let scalar = value.scalar else { throw DDPError(.config, "\(key(name)): expected a text value") }
         return scalar.string
     }
 
     mutating func string(_ name: String, default fallback: String) throws -> String {
-        try string(name) ?? fallback
+        ConfigKeyRecorder.current?.note(key(name), type: "text", default: fallback)
+        return try string(name) ?? fallback
     }
 
     mutating func choice<T: RawRepresentable>(_ name: String, default fallback: T) throws -> T where T.RawValue == String {
+        ConfigKeyRecorder.current?.note(key(name), type: "one of \(Self.options(T.self))", default: fallback.rawValue)
         guard let text = try string(name) else { return fallback }
         guard let value = T(rawValue: text) else {
             throw DDPError(.config, "\(key(name)): '\(text)' is not one of \(Self.options(T.self))")
@@ -62,6 +67,7 @@ struct ConfigSection {
     }
 
     mutating func double(_ name: String) throws -> Double? {
+        ConfigKeyRecorder.current?.note(key(name), type: "number")
         guard let value = node(name) else { return nil }
         guard let text = value.scalar?.string, let number = Double(text.replacingOccurrences(of: "_", with: "")),
               number.isFinite else {
@@ -71,6 +77,7 @@ struct ConfigSection {
     }
 
     mutating func double(_ name: String, default fallback: Double, in range: ClosedRange<Double>? = nil) throws -> Double {
+        ConfigKeyRecorder.current?.note(key(name), type: ConfigKeyRecorder.number(in: range), default: ConfigKeyRecorder.text(fallback))
         let value = try double(name) ?? fallback
         if let range, !range.contains(value) {
             throw DDPError(.config, "\(key(name)): expected a number in [\(range.lowerBound), \(range.upperBound)], got \(value)")
@@ -81,6 +88,7 @@ struct ConfigSection {
     /// A number the model computes with in float32: one beyond its range (±3.4e38) would
     /// become infinite there, so it is refused here, naming the key.
     mutating func float(_ name: String, default fallback: Float, in range: ClosedRange<Double>? = nil) throws -> Float {
+        ConfigKeyRecorder.current?.note(key(name), type: ConfigKeyRecorder.number(in: range), default: ConfigKeyRecorder.text(fallback))
         let value = try double(name, default: Double(fallback), in: range)
         guard Float(value).isFinite else {
             throw DDPError(.config, "\(key(name)): \(value) is beyond float32's range (±\(Float.greatestFiniteMagnitude))")
@@ -89,6 +97,7 @@ struct ConfigSection {
     }
 
     mutating func int(_ name: String) throws -> Int? {
+        ConfigKeyRecorder.current?.note(key(name), type: "integer")
         guard let value = node(name) else { return nil }
         guard let text = value.scalar?.string, let number = Int(text.replacingOccurrences(of: "_", with: "")) else {
             throw DDPError(.config, "\(key(name)): expected an integer, got '\(Self.describe(value))'")
@@ -97,12 +106,14 @@ struct ConfigSection {
     }
 
     mutating func int(_ name: String, default fallback: Int, min minimum: Int) throws -> Int {
+        ConfigKeyRecorder.current?.note(key(name), type: "integer ≥ \(minimum)", default: "\(fallback)")
         let value = try int(name) ?? fallback
         guard value >= minimum else { throw DDPError(.config, "\(key(name)): expected an integer ≥ \(minimum), got \(value)") }
         return value
     }
 
     mutating func bool(_ name: String, default fallback: Bool) throws -> Bool {
+        ConfigKeyRecorder.current?.note(key(name), type: "true or false", default: "\(fallback)")
         guard let value = node(name) else { return fallback }
         switch value.scalar?.string.lowercased() {
         case "true", "yes", "on": return true

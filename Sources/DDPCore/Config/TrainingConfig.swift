@@ -69,7 +69,8 @@ public struct LoggingConfig: Sendable, Equatable {
     public var progressSeconds = 30.0
 }
 
-/// A whole training config, parsed and validated. See README.md for every key.
+/// A whole training config, parsed and validated. docs/CONFIG.md lists every key (generated
+/// from this parser by `ConfigReference`).
 public struct TrainingConfig: Sendable, Equatable {
     public var seed: UInt64 = 0
     public var data: DataConfig
