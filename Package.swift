@@ -53,7 +53,7 @@ let package = Package(
         ),
         .target(
             name: "DDPCore",
-            dependencies: ["_CMPI", "_CWatchdog", "_CPreemption", "_CPrefetch", "_CDropoutMask", "CBLAS", "CZlib", "Yams"],
+            dependencies: ["_CMPI", "_CWatchdog", "_CPreemption", "_CPrefetch", "_CDropoutMask", "_CBLAS", "_CZlib", "Yams"],
             swiftSettings: coreSettings
         ),
         // Plots, HTML reports and comparison tables, read from finished runs: the trainer
@@ -69,9 +69,9 @@ let package = Package(
         // MPI handles are macros Swift cannot import, so `_CMPI` wraps the few calls we need.
         .systemLibrary(name: "_CMPI", pkgConfig: "ompi-c",
                        providers: [.apt(["libopenmpi-dev"])]),
-        .systemLibrary(name: "CBLAS", pkgConfig: "openblas",
+        .systemLibrary(name: "_CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
-        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "_CZlib", providers: [.apt(["zlib1g-dev"])]),
         // The collective watchdog: a pthread and atomics, state once per process (so not
         // static inline in a header), MPI-free (the abort is passed in).
         .target(name: "_CWatchdog"),

@@ -1,4 +1,4 @@
-import CZlib
+import _CZlib
 #if canImport(Glibc)
 import Glibc
 #else

@@ -1,4 +1,4 @@
-import CBLAS
+import _CBLAS
 import Foundation
 
 /// The OpenBLAS kernel table a process runs its GEMMs with, and the one ddp asks for: the

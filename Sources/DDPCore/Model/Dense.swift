@@ -1,4 +1,4 @@
-import CBLAS
+import _CBLAS
 
 /// Fully connected layer, y = x·Wᵀ + b, with torch.nn.Linear's layout: W is (units, inputs)
 /// row-major, so the exported tensor loads into nn.Linear unchanged. All three products go to
