@@ -4,6 +4,12 @@
 struct ProtobufWriter {
     private(set) var bytes: [UInt8] = []
 
+    init(capacity: Int = 0) { bytes.reserveCapacity(capacity) }
+
+    /// Empties the message, keeping its capacity: a writer reused for every event allocates
+    /// nothing once it has grown to the largest.
+    mutating func reset() { bytes.removeAll(keepingCapacity: true) }
+
     private enum WireType: UInt64 {
         case varint = 0, fixed64 = 1, lengthDelimited = 2, fixed32 = 5
     }

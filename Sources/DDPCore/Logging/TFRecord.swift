@@ -5,14 +5,22 @@
 ///     | data[length] | uint32 masked CRC-32C of data
 public enum TFRecord {
     public static func frame(_ data: [UInt8]) -> [UInt8] {
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(data.count + 16)
-        let length = withUnsafeBytes(of: UInt64(data.count).littleEndian, Array.init)
-        bytes += length
-        withUnsafeBytes(of: CRC32C.masked(length).littleEndian) { bytes.append(contentsOf: $0) }
-        bytes += data
-        withUnsafeBytes(of: CRC32C.masked(data).littleEndian) { bytes.append(contentsOf: $0) }
-        return bytes
+        var record: [UInt8] = []
+        record.reserveCapacity(data.count + 16)
+        frame(data, into: &record)
+        return record
+    }
+
+    /// Frames `data` into `record`, replacing what it held: with the capacity reserved once,
+    /// nothing is allocated (the per-step writer frames every event this way).
+    public static func frame(_ data: [UInt8], into record: inout [UInt8]) {
+        record.removeAll(keepingCapacity: true)
+        withUnsafeBytes(of: UInt64(data.count).littleEndian) { length in
+            record.append(contentsOf: length)
+            withUnsafeBytes(of: CRC32C.masked(length).littleEndian) { record.append(contentsOf: $0) }
+        }
+        record.append(contentsOf: data)
+        withUnsafeBytes(of: CRC32C.masked(data).littleEndian) { record.append(contentsOf: $0) }
     }
 
     /// The records of a whole file, every length and checksum verified. A record cut short at
