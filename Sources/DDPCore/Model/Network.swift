@@ -164,8 +164,17 @@ public final class Network {
         input = .allocate(capacity: maxBatch * inputWidth)
         input.initialize(repeating: 0)
         outputs.forEach { $0.deallocate() }
-        outputs = layers.map { layer in
-            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: maxBatch * layer.outputWidth)
+        // Inside a fused run only the last layer's output is written and read, and the run keeps
+        // its own dropout mask: the inner layers' outputs and the Dropout layer's workspace stay
+        // empty.
+        let runs = steps.compactMap { step -> FusedNormActivation? in
+            guard case .fused(let run) = step else { return nil }
+            return run
+        }
+        let unwritten = Set(runs.flatMap { Array($0.first..<$0.last) })
+        let replaced = Set(runs.compactMap { $0.dropout.map(ObjectIdentifier.init) })
+        outputs = layers.enumerated().map { index, layer in
+            let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: unwritten.contains(index) ? 0 : maxBatch * layer.outputWidth)
             buffer.initialize(repeating: 0)
             return buffer
         }
@@ -176,8 +185,8 @@ public final class Network {
             buffer.initialize(repeating: 0)
             return buffer
         }
-        layers.forEach { $0.reserve(maxBatch: maxBatch) }
-        for case .fused(let run) in steps { run.reserve(maxBatch: maxBatch) }
+        for layer in layers where !replaced.contains(ObjectIdentifier(layer)) { layer.reserve(maxBatch: maxBatch) }
+        runs.forEach { $0.reserve(maxBatch: maxBatch) }
     }
 
     /// The output (batch, outputWidth) of the last `forward`.
