@@ -85,7 +85,7 @@ let package = Package(
         .target(name: "_CAffinity"),
 
         // MARK: Tests
-        .testTarget(name: "DDPCoreTests", dependencies: ["DDPCore"], exclude: ["Fixtures"]),
+        .testTarget(name: "DDPCoreTests", dependencies: ["DDPCore"], exclude: ["Model/Fixtures"]),
         .testTarget(name: "DDPReportTests", dependencies: ["DDPReport", "DDPCore"]),
         .testTarget(name: "DDPExperimentsTests", dependencies: ["DDPExperiments", "DDPReport", "DDPCore"]),
         .testTarget(name: "IntegrationTests", dependencies: ["DDPCore"]),

@@ -63,6 +63,20 @@ enum Layers {
     static func noise(_ stddev: Float) -> LayerConfig { LayerConfig(GaussianNoiseSpec(stddev: stddev)) }
 }
 
+/// A small valid config (moons, two dense layers) for tests that parse variations of it.
+let smallTrainingYAML = """
+        seed: 1
+        data:
+          train: {format: moons, samples: 64}
+        model:
+          inputs: 2
+          layers:
+            - {type: dense, units: 8, activation: relu}
+            - {type: dense, units: 2}
+        optimizer: {type: sgd, lr: 0.1}
+        training: {epochs: 1, batch_size: 16}
+        """
+
 /// A network ready to run: reserved for `maxBatch` rows and initialized from `seed`.
 func makeNetwork(inputs: Int, _ layers: [LayerConfig], maxBatch: Int = 8, seed: UInt64 = 1) throws -> Network {
     let network = try Network(config: ModelConfig(inputs: inputs, layers: layers))
@@ -281,4 +295,27 @@ func runPython(_ python: String, _ arguments: [String]) throws -> (status: Int32
     let output = pipe.fileHandleForReading.readDataToEndOfFile()
     process.waitUntilExit()
     return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+}
+
+// MARK: Layer gradient checks
+
+/// Checks dL/dx and dL/dθ of a probed layer against central differences.
+func checkLayer(_ probe: LayerProbe, _ label: String, h: Float = 1e-2, relative: Double = 1e-2,
+                        file: StaticString = #filePath, line: UInt = #line) throws {
+    let inputCount = probe.batch * probe.layer.inputWidth
+    let numericInput = try centralDifferences(probe.input, count: inputCount, h: h, probe.objective)
+    let numericParameters = try centralDifferences(probe.parameters, count: probe.parameterCount, h: h, probe.objective)
+    try probe.backward()
+    assertGradientsMatch(probe.inputGradient.prefix(inputCount).map(Double.init), numericInput,
+                         "\(label) dL/dx", relative: relative, file: file, line: line)
+    if probe.parameterCount > 0 {
+        assertGradientsMatch(probe.gradients.prefix(probe.parameterCount).map(Double.init), numericParameters,
+                             "\(label) dL/dθ", relative: relative, file: file, line: line)
+    }
+}
+
+func fill(_ probe: LayerProbe, inputs: [Float], seed: UInt64) {
+    var random = TestRandom(seed: seed)
+    store(inputs, into: probe.input)
+    store(random.array(probe.batch * probe.layer.outputWidth, -1, 1), into: probe.upstream)
 }

@@ -196,6 +196,18 @@ enum ProcessTable {
     static func isAlive(_ pid: pid_t) -> Bool {
         all().contains { $0.pid == pid && $0.state != "Z" && $0.state != "X" }
     }
+
+    /// Those of `pids` still running after `timeout` seconds; it returns as soon as all are gone,
+    /// so the timeout is a deadline against a hang, not a guess at how long teardown takes.
+    static func survivors(_ pids: [pid_t], within timeout: Double) -> [pid_t] {
+        let deadline = Date().addingTimeInterval(timeout)
+        var alive = pids.filter(isAlive)
+        while !alive.isEmpty, Date() < deadline {
+            usleep(20_000)
+            alive = alive.filter(isAlive)
+        }
+        return alive
+    }
 }
 
 /// A test case with its own temporary directory and helpers to run `ddp`.

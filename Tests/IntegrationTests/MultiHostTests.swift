@@ -190,8 +190,7 @@ final class MultiHostTests: IntegrationTestCase {
         guard ended else { return }
         XCTAssertEqual(job.process.terminationStatus, CollectiveWatchdog.exitCode,
                        "the watchdog's MPI_Abort should end the job, with its status:\n\(output)")
-        usleep(500_000)
-        let stillAlive = (survivors + onLostHost).filter(ProcessTable.isAlive)
+        let stillAlive = ProcessTable.survivors(survivors + onLostHost, within: 10)
         XCTAssertEqual(stillAlive, [], "ranks still alive \(seconds) s after the host was lost: " +
                        stillAlive.map { "\($0) \(ProcessTable.commandLine($0))" }.joined(separator: "; "))
         XCTAssertTrue(output.contains("ddp: watchdog: rank ") && output.contains(" of 4 (host \(Self.host(0)))"),

@@ -28,14 +28,18 @@ public final class Console {
     private var progressShown = false
     private var plainEpoch = -1
     private var lastPlainLine = ContinuousClock.now
+    /// The time plain mode's interval is measured in: the continuous clock, or a test's own.
+    private let now: () -> ContinuousClock.Instant
 
     public init(enabled: Bool, plainProgressSeconds: Double = 30, mode: Mode = Console.detectedMode(),
-                output: FileHandle = .standardOutput, errors: FileHandle = .standardError) {
+                output: FileHandle = .standardOutput, errors: FileHandle = .standardError,
+                now: @escaping () -> ContinuousClock.Instant = { ContinuousClock.now }) {
         self.enabled = enabled
         self.mode = mode
         self.plainProgressSeconds = plainProgressSeconds
         self.output = output
         self.errors = errors
+        self.now = now
     }
 
     /// `DDP_PROGRESS` when set to terminal or plain, else whether stderr is a terminal.
@@ -58,13 +62,13 @@ public final class Console {
             errors.write(Data(("\r" + text.padding(toLength: Self.progressWidth, withPad: " ", startingAt: 0)).utf8))
             progressShown = true
         case .plain:
-            let now = ContinuousClock.now
+            let time = now()
             if epoch != plainEpoch {
                 // The first call of an epoch comes a little after its start; count from here.
                 plainEpoch = epoch
-                lastPlainLine = now
-            } else if now - lastPlainLine >= .milliseconds(Int64(plainProgressSeconds * 1000)) {
-                lastPlainLine = now
+                lastPlainLine = time
+            } else if time - lastPlainLine >= .milliseconds(Int64(plainProgressSeconds * 1000)) {
+                lastPlainLine = time
                 errors.write(Data((text + "\n").utf8))
             }
         }

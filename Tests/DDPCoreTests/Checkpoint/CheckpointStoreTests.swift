@@ -5,9 +5,9 @@ import XCTest
 /// Resume picks the newest checkpoint and pruning removes the oldest, by epoch number: past
 /// epoch 9999 the file names grow a digit, and name order ("epoch-10000" < "epoch-9999") would
 /// resume from the older one and prune the newest. (In process: 10 000 real epochs take too long.)
-final class CheckpointOrderTests: XCTestCase {
+final class CheckpointStoreTests: XCTestCase {
     func testNewestCheckpointPastEpoch9999() throws {
-        let run = FileManager.default.temporaryDirectory.appendingPathComponent("CheckpointOrderTests-\(UUID().uuidString.prefix(8))").path
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("CheckpointStoreTests-\(UUID().uuidString.prefix(8))").path
         defer { try? FileManager.default.removeItem(atPath: run) }
         let store = CheckpointStore(runDirectory: run)
         for epoch in [9998, 9999, 10000] {
@@ -29,7 +29,7 @@ final class CheckpointOrderTests: XCTestCase {
     /// A checkpoint's JSON names its tensors file; one that points outside the directory (here
     /// at /dev/zero, which would be read forever) is skipped, not followed.
     func testTensorsFileOutsideTheDirectoryIsNotRead() throws {
-        let run = FileManager.default.temporaryDirectory.appendingPathComponent("CheckpointOrderTests-\(UUID().uuidString.prefix(8))").path
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("CheckpointStoreTests-\(UUID().uuidString.prefix(8))").path
         defer { try? FileManager.default.removeItem(atPath: run) }
         let store = CheckpointStore(runDirectory: run)
         let state = try JSONDecoder().decode(CheckpointState.self, from: Data("""
@@ -52,7 +52,7 @@ final class CheckpointOrderTests: XCTestCase {
     /// A preemption checkpoint ("epoch-0003-step-000010": 10 steps into the 4th epoch) sorts
     /// after its epoch's and before the next epoch's.
     func testStepCheckpointsSortBetweenEpochs() throws {
-        let run = FileManager.default.temporaryDirectory.appendingPathComponent("CheckpointOrderTests-\(UUID().uuidString.prefix(8))").path
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("CheckpointStoreTests-\(UUID().uuidString.prefix(8))").path
         defer { try? FileManager.default.removeItem(atPath: run) }
         let store = CheckpointStore(runDirectory: run)
         func save(epoch: Int, step: Int?) throws {

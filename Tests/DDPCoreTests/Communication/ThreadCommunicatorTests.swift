@@ -5,7 +5,7 @@ import XCTest
 /// Whole training runs on 1, 2 and 4 ranks as threads of this process (`ThreadCommunicator`):
 /// the sync strategies against each other, SyncBatchNorm, and rank 0's broadcast decisions,
 /// without mpirun. The mpirun tests (IntegrationTests) keep what only real processes show.
-final class InProcessRanksTests: XCTestCase {
+final class ThreadCommunicatorTests: XCTestCase {
     /// SGD, so a different summation order moves the weights by rounding only (Adam turns
     /// near-zero gradients' rounding into full-size steps).
     private static let yaml = """

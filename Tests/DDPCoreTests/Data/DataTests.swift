@@ -127,6 +127,26 @@ final class DataTests: XCTestCase {
         assertDDPError(.data, containing: [bad, "corrupt gzip"]) { try DataFile.contents(of: bad, what: "labels") }
     }
 
+    func testGzipThatInflatesPastTheLimitIsAnError() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("DataTests-gzip-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let raw = directory.appendingPathComponent("zeros")
+        try Data(count: 4 << 20).write(to: raw)
+        let gzip = Process()
+        gzip.executableURL = URL(fileURLWithPath: "/bin/gzip")
+        gzip.arguments = ["-k", raw.path]
+        try gzip.run()
+        gzip.waitUntilExit()
+        XCTAssertEqual(gzip.terminationStatus, 0)
+        let compressed = try DataFile.readAll(raw.path + ".gz", what: "test")
+        XCTAssertLessThan(compressed.count, 10_000)
+        XCTAssertEqual(try DataFile.gunzip(compressed, path: "z.gz", limit: 8 << 20).count, 4 << 20)
+        assertDDPError(.data, containing: ["z.gz", "decompresses to more than", "bytes"]) {
+            try DataFile.gunzip(compressed, path: "z.gz", limit: 1 << 20)
+        }
+    }
+
     // MARK: CSV
 
     func testCSVLabelByNameIndexAndNegativeIndex() throws {

@@ -2,11 +2,94 @@ import Foundation
 import XCTest
 @testable import DDPCore
 
-/// Label smoothing: cross-entropy against torch.nn.CrossEntropyLoss(label_smoothing=ε) itself
-/// (loss and gradient, through DDP_PYTHON), binary cross-entropy against Keras's rule
-/// y ← y·(1 − ε) + ε/2 computed here in Double, finite differences for every form, and the
-/// config's errors.
-final class LabelSmoothingTests: XCTestCase {
+/// The losses: each gradient against central differences of its own value, values and accuracy
+/// counts against torch's formulas worked by hand; label smoothing: cross-entropy against
+/// torch.nn.CrossEntropyLoss(label_smoothing=ε) itself (loss and gradient, through DDP_PYTHON),
+/// binary cross-entropy against Keras's rule y ← y·(1 − ε) + ε/2 computed here in Double, finite
+/// differences for every form, and the config's errors.
+final class LossTests: XCTestCase {
+    // MARK: Without smoothing
+
+    /// d(Σ losses)/d(output) from `evaluate` against central differences of its loss sum.
+    private func checkLoss(_ loss: Loss, outputs: [Float], labels: [Float], width: Int, h: Float, _ label: String,
+                           file: StaticString = #filePath, line: UInt = #line) {
+        let batch = labels.count
+        let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: outputs.count)
+        let gradient = UnsafeMutableBufferPointer<Float>.allocate(capacity: outputs.count)
+        defer { values.deallocate(); gradient.deallocate() }
+        _ = values.initialize(from: outputs)
+        gradient.initialize(repeating: .nan)
+        let numeric = labels.withUnsafeBufferPointer { y in
+            centralDifferences(values, count: outputs.count, h: h) {
+                loss.evaluate(output: values.baseAddress!, labels: y.baseAddress!, batch: batch, width: width, gradient: nil).lossSum
+            }
+        }
+        _ = labels.withUnsafeBufferPointer { y in
+            loss.evaluate(output: values.baseAddress!, labels: y.baseAddress!, batch: batch, width: width, gradient: gradient.baseAddress!)
+        }
+        assertGradientsMatch(gradient.map(Double.init), numeric, label, file: file, line: line)
+    }
+
+    func testCrossEntropyGradient() {
+        var random = TestRandom(seed: 50)
+        checkLoss(.crossEntropy, outputs: random.array(5 * 4, -3, 3), labels: [0, 3, 1, 2, 3], width: 4, h: 1e-2, "cross_entropy")
+    }
+
+    func testBinaryCrossEntropyFromLogitsGradient() {
+        var random = TestRandom(seed: 51)
+        checkLoss(.binaryCrossEntropy(fromLogits: true), outputs: random.array(6, -4, 4), labels: [0, 1, 1, 0, 1, 0],
+                  width: 1, h: 1e-2, "bce from logits, width 1")
+        checkLoss(.binaryCrossEntropy(fromLogits: true), outputs: random.array(12, -4, 4), labels: [0, 1, 1, 0],
+                  width: 3, h: 1e-2, "bce from logits, width 3")
+    }
+
+    func testBinaryCrossEntropyFromProbabilitiesGradient() {
+        var random = TestRandom(seed: 52)
+        checkLoss(.binaryCrossEntropy(fromLogits: false), outputs: random.array(6, 0.05, 0.95), labels: [0, 1, 1, 0, 1, 0],
+                  width: 1, h: 1e-3, "bce from probabilities, width 1")
+        checkLoss(.binaryCrossEntropy(fromLogits: false), outputs: random.array(8, 0.05, 0.95), labels: [1, 0, 0, 1],
+                  width: 2, h: 1e-3, "bce from probabilities, width 2")
+    }
+
+    func testMeanSquaredErrorGradient() {
+        var random = TestRandom(seed: 53)
+        checkLoss(.meanSquaredError, outputs: random.array(5, -2, 2), labels: random.array(5, -1, 1), width: 1, h: 1e-2, "mse, width 1")
+        checkLoss(.meanSquaredError, outputs: random.array(12, -2, 2), labels: random.array(4, -1, 1), width: 3, h: 1e-2, "mse, width 3")
+    }
+
+    /// Loss values and accuracy counts against torch's formulas worked by hand.
+    func testLossValuesByHand() {
+        func evaluate(_ loss: Loss, _ outputs: [Float], _ labels: [Float], width: Int) -> (Double, Double) {
+            outputs.withUnsafeBufferPointer { o in
+                labels.withUnsafeBufferPointer { y in
+                    let r = loss.evaluate(output: o.baseAddress!, labels: y.baseAddress!, batch: labels.count, width: width, gradient: nil)
+                    return (r.lossSum, r.correct)
+                }
+            }
+        }
+        // cross entropy: [0,0,0]→label 2 is ln 3 (argmax is index 0, wrong); [1,2,3]→label 0 is lse − 1 (wrong);
+        // [1,2,3]→label 2 is lse − 3 (right).
+        let lse = log(exp(1.0) + exp(2.0) + exp(3.0))
+        var (sum, correct) = evaluate(.crossEntropy, [0, 0, 0, 1, 2, 3, 1, 2, 3], [2, 0, 2], width: 3)
+        XCTAssertEqual(sum, log(3) + (lse - 1) + (lse - 3), accuracy: 1e-5)
+        XCTAssertEqual(correct, 1)
+        // BCE from logits: z = 0, y = 1 → ln 2; z = 2, y = 0 → ln(1 + e²); z = −3, y = 1 → ln(1 + e³); z = 5, y = 1 → ln(1 + e⁻⁵).
+        (sum, correct) = evaluate(.binaryCrossEntropy(fromLogits: true), [0, 2, -3, 5], [1, 0, 1, 1], width: 1)
+        XCTAssertEqual(sum, log(2) + log(1 + exp(2)) + log(1 + exp(3)) + log(1 + exp(-5)), accuracy: 1e-5)
+        XCTAssertEqual(correct, 1)          // only z = 5 for y = 1 (z = 0 is not > 0)
+        // BCE from probabilities: −ln 0.8, −ln 0.2, and p = 0 with y = 1 clamps log at −100.
+        (sum, correct) = evaluate(.binaryCrossEntropy(fromLogits: false), [0.8, 0.8, 0], [1, 0, 1], width: 1)
+        XCTAssertEqual(sum, -log(0.8) - log(0.2) + 100, accuracy: 1e-4)
+        XCTAssertEqual(correct, 1)
+        // BCE over 2 units is the mean over units (torch's 'mean' per sample).
+        (sum, _) = evaluate(.binaryCrossEntropy(fromLogits: true), [0, 0], [1], width: 2)
+        XCTAssertEqual(sum, log(2), accuracy: 1e-6)
+        // MSE: mean over units of (ŷ − y)²: ((1 − 2)² + (3 − 2)²)/2 = 1, and (0.5 − 0)² = 0.25.
+        (sum, _) = evaluate(.meanSquaredError, [1, 3, 0.5, 0], [2, 0], width: 2)
+        XCTAssertEqual(sum, 1 + 0.125, accuracy: 1e-6)
+    }
+
+    // MARK: Label smoothing
 
     private func evaluate(_ loss: Loss, _ outputs: [Float], _ labels: [Float], width: Int)
         -> (lossSum: Double, correct: Double, gradient: [Float]) {

@@ -5,7 +5,7 @@ import XCTest
 /// The kernels a real run used, as its metrics.jsonl records them: the ones
 /// `BLASKernels.decide` names for this host's features (each rank re-executes itself with
 /// them), else the library's pick; and any `OPENBLAS_CORETYPE` the user set, untouched.
-final class BLASKernelTests: IntegrationTestCase {
+final class KernelSelectionCommandTests: IntegrationTestCase {
     static let yaml = """
         seed: 3
         data:

@@ -4,7 +4,7 @@ import XCTest
 
 /// Config parsing with synthetic moons data (no files): values land where they should,
 /// every error names the key and what was expected, and `--set` overrides apply.
-final class ConfigTests: XCTestCase {
+final class TrainingConfigTests: XCTestCase {
     private let base = """
         seed: 7
         data:

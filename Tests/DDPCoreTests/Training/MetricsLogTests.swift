@@ -4,7 +4,7 @@ import XCTest
 
 /// metrics.jsonl is written and read by the same Codable records: its keys, its nulls, and the
 /// round trip, checked against an independent JSON reader.
-final class MetricsRecordTests: XCTestCase {
+final class MetricsLogTests: XCTestCase {
     private func object(_ line: String) throws -> [String: Any] {
         try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], line)
     }

@@ -4,7 +4,8 @@ import XCTest
 
 /// The console's two progress modes, written to files as a terminal or a log would receive them.
 final class ConsoleTests: XCTestCase {
-    private func capture(_ body: (Console) throws -> Void, mode: Console.Mode, plainSeconds: Double = 30) throws -> (stdout: String, stderr: String) {
+    private func capture(_ body: (Console) throws -> Void, mode: Console.Mode, plainSeconds: Double = 30,
+                         now: @escaping () -> ContinuousClock.Instant = { ContinuousClock.now }) throws -> (stdout: String, stderr: String) {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("ConsoleTests-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -12,7 +13,7 @@ final class ConsoleTests: XCTestCase {
         XCTAssertTrue(FileManager.default.createFile(atPath: out.path, contents: nil))
         XCTAssertTrue(FileManager.default.createFile(atPath: err.path, contents: nil))
         let outHandle = try FileHandle(forWritingTo: out), errHandle = try FileHandle(forWritingTo: err)
-        try body(Console(enabled: true, plainProgressSeconds: plainSeconds, mode: mode, output: outHandle, errors: errHandle))
+        try body(Console(enabled: true, plainProgressSeconds: plainSeconds, mode: mode, output: outHandle, errors: errHandle, now: now))
         try outHandle.close()
         try errHandle.close()
         return (try String(contentsOf: out, encoding: .utf8), try String(contentsOf: err, encoding: .utf8))
@@ -36,19 +37,21 @@ final class ConsoleTests: XCTestCase {
     }
 
     /// Plain mode: no carriage return; a line only once `plainProgressSeconds` have passed in the
-    /// epoch (counted from its first progress call), then at most one per interval.
+    /// epoch (counted from its first progress call), then at most one per interval. The test
+    /// moves the console's clock itself, so the machine's speed plays no part.
     func testPlainModeWritesTimedLinesWithoutCarriageReturns() throws {
+        var clock = ContinuousClock.now
         let (stdout, stderr) = try capture({ console in
             for epoch in 1...2 {
                 console.progress(epoch: epoch, of: 2, step: 16, of: 100, loss: 0.5, rate: 1000)
                 console.progress(epoch: epoch, of: 2, step: 32, of: 100, loss: 0.5, rate: 1000)
-                Thread.sleep(forTimeInterval: 0.25)
+                clock += .milliseconds(250)
                 console.progress(epoch: epoch, of: 2, step: 48, of: 100, loss: 0.5, rate: 1000)
                 console.progress(epoch: epoch, of: 2, step: 64, of: 100, loss: 0.5, rate: 1000)
                 console.endProgress()
                 console.line("Epoch \(epoch)/2 - done")
             }
-        }, mode: .plain, plainSeconds: 0.2)
+        }, mode: .plain, plainSeconds: 0.2, now: { clock })
         XCTAssertFalse(stdout.contains("\r") || stderr.contains("\r"))
         XCTAssertEqual(stdout, "Epoch 1/2 - done\nEpoch 2/2 - done\n")
         XCTAssertEqual(stderr.split(separator: "\n").map { String($0.prefix(22)) },
