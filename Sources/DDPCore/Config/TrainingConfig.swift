@@ -130,8 +130,8 @@ public struct TrainingConfig: Sendable, Equatable {
         if let node = dataSection.node("test") {
             data.test = try dataSource(node, path: "data.test", seed: seed &+ 2)
         }
-        data.validationSplit = try dataSection.double("validation_split", default: 0, in: 0...0.99)
-        data.normalize = try dataSection.choice("normalize", default: Normalization.scale)
+        data.validationSplit = try dataSection.double("validation_split", default: data.validationSplit, in: 0...0.99)
+        data.normalize = try dataSection.choice("normalize", default: data.normalize)
         data.imageShape = try ImageShape.parse(&dataSection, "image_shape")
         data.augment = try AugmentTransform.parseList(dataSection.node("augment"), path: "data.augment")
         if data.validation != nil && data.validationSplit > 0 {
@@ -153,14 +153,14 @@ public struct TrainingConfig: Sendable, Equatable {
 
         var config = TrainingConfig(seed: seed, data: data, model: model, loss: loss, optimizer: optimizer)
         if var section = try top.section("training") {
-            config.training.epochs = try section.int("epochs", default: 10, min: 1)
-            config.training.batchSize = try section.int("batch_size", default: 32, min: 1)
+            config.training.epochs = try section.int("epochs", default: config.training.epochs, min: 1)
+            config.training.batchSize = try section.int("batch_size", default: config.training.batchSize, min: 1)
             config.training.batchSizePerRank = try section.int("batch_size_per_rank")
             if let perRank = config.training.batchSizePerRank, perRank < 1 {
                 throw DDPError(.config, "training.batch_size_per_rank: expected an integer ≥ 1, got \(perRank)")
             }
-            config.training.shuffle = try section.bool("shuffle", default: true)
-            config.training.dropLast = try section.bool("drop_last", default: false)
+            config.training.shuffle = try section.bool("shuffle", default: config.training.shuffle)
+            config.training.dropLast = try section.bool("drop_last", default: config.training.dropLast)
             try section.finish()
         }
         if var section = try top.section("schedule") {
@@ -172,34 +172,34 @@ public struct TrainingConfig: Sendable, Equatable {
         }
         if var section = try top.section("early_stopping") {
             var early = EarlyStoppingConfig()
-            early.monitor = try section.string("monitor", default: "val_loss")
+            early.monitor = try section.string("monitor", default: early.monitor)
             try checkMonitor(early.monitor, key: "early_stopping.monitor", data: data, loss: loss)
-            early.minDelta = try section.double("min_delta", default: 0)
-            early.patience = try section.int("patience", default: 0, min: 0)
-            early.mode = try section.choice("mode", default: EarlyStoppingConfig.Mode.auto)
+            early.minDelta = try section.double("min_delta", default: early.minDelta)
+            early.patience = try section.int("patience", default: early.patience, min: 0)
+            early.mode = try section.choice("mode", default: early.mode)
             early.baseline = try section.double("baseline")
-            early.restoreBestWeights = try section.bool("restore_best_weights", default: false)
-            early.startFromEpoch = try section.int("start_from_epoch", default: 0, min: 0)
+            early.restoreBestWeights = try section.bool("restore_best_weights", default: early.restoreBestWeights)
+            early.startFromEpoch = try section.int("start_from_epoch", default: early.startFromEpoch, min: 0)
             try section.finish()
             _ = try early.minimizes()
             config.earlyStopping = early
         }
         if var section = try top.section("checkpoint") {
-            config.checkpoint.everyEpochs = try section.int("every_epochs", default: 1, min: 0)
-            config.checkpoint.keep = try section.int("keep", default: 3, min: 1)
+            config.checkpoint.everyEpochs = try section.int("every_epochs", default: config.checkpoint.everyEpochs, min: 0)
+            config.checkpoint.keep = try section.int("keep", default: config.checkpoint.keep, min: 1)
             try section.finish()
         }
         if var section = try top.section("distributed") {
-            config.distributed.shardedUpdate = try section.bool("sharded_update", default: true)
-            config.distributed.sharedMemory = try section.bool("shared_memory", default: true)
+            config.distributed.shardedUpdate = try section.bool("sharded_update", default: config.distributed.shardedUpdate)
+            config.distributed.sharedMemory = try section.bool("shared_memory", default: config.distributed.sharedMemory)
             config.distributed.bucketKilobytes = try section.double("bucket_kb", default: config.distributed.bucketKilobytes, in: 0...1_048_576)
             config.distributed.timeoutSeconds = try section.double("timeout_seconds", default: config.distributed.timeoutSeconds,
                                                                    in: 1...604_800)
             try section.finish()
         }
         if var section = try top.section("logging") {
-            config.logging.tensorboard = try section.bool("tensorboard", default: true)
-            config.logging.progressSeconds = try section.double("progress_seconds", default: 30, in: 0.1...86_400)
+            config.logging.tensorboard = try section.bool("tensorboard", default: config.logging.tensorboard)
+            config.logging.progressSeconds = try section.double("progress_seconds", default: config.logging.progressSeconds, in: 0.1...86_400)
             config.logging.tensorboardEverySteps = try section.int("tensorboard_every_steps", default: config.logging.tensorboardEverySteps, min: 0)
             if config.logging.tensorboardEverySteps > 0 && !config.logging.tensorboard {
                 throw DDPError(.config, "logging.tensorboard_every_steps is \(config.logging.tensorboardEverySteps) but logging.tensorboard is false; set tensorboard: true or tensorboard_every_steps: 0")
@@ -303,13 +303,13 @@ public struct TrainingConfig: Sendable, Equatable {
         let kind = try section.choice("type", default: OptimizerConfig.Kind.adam)
         var config = OptimizerConfig(kind: kind, learningRate: try section.float("lr", default: kind == .sgd ? 0.01 : 0.001, in: 0...1e3))
         config.weightDecay = try section.float("weight_decay", default: kind == .adamw ? 0.01 : 0, in: 0...1e3)
-        config.decay = try section.choice("decay", default: DecayScope.kernels)
-        config.momentum = try section.float("momentum", default: 0, in: 0...1)
-        config.dampening = try section.float("dampening", default: 0, in: 0...1)
-        config.nesterov = try section.bool("nesterov", default: false)
-        config.beta1 = try section.float("beta1", default: 0.9, in: 0...0.999_999)
-        config.beta2 = try section.float("beta2", default: 0.999, in: 0...0.999_999_9)
-        config.epsilon = try section.float("epsilon", default: 1e-8, in: 0...1)
+        config.decay = try section.choice("decay", default: config.decay)
+        config.momentum = try section.float("momentum", default: config.momentum, in: 0...1)
+        config.dampening = try section.float("dampening", default: config.dampening, in: 0...1)
+        config.nesterov = try section.bool("nesterov", default: config.nesterov)
+        config.beta1 = try section.float("beta1", default: config.beta1, in: 0...0.999_999)
+        config.beta2 = try section.float("beta2", default: config.beta2, in: 0...0.999_999_9)
+        config.epsilon = try section.float("epsilon", default: config.epsilon, in: 0...1)
         if let clip = try section.double("clip_norm") {
             guard clip > 0 else { throw DDPError(.config, "optimizer.clip_norm: expected a positive number, got \(clip)") }
             config.clipNorm = Float(clip)
