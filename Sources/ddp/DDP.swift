@@ -54,9 +54,14 @@ struct Train: ParsableCommand {
             // memory its ranks share, once MPI runs (below).
             let localData = MPICommunicator.launchedByMPI ? nil : try RunData(config: config)
             // Errors every rank would hit alike, before any rank starts MPI: shapes, the initial
-            // weights file, a directory that already holds a run.
-            let network = try Network(config: config.model)
-            if let path = config.model.initWeights { try network.loadWeights(from: path) }
+            // weights file (read once: rank 0 trains from these tensors), a directory that
+            // already holds a run.
+            let layout = try ParameterLayout(config: config.model)
+            let initialWeights = try config.model.initWeights.map { path in
+                let tensors = try SafeTensors.read(path: path).tensors
+                try layout.checkImport(tensors, file: path)
+                return tensors
+            }
             let directory = runDir ?? Self.defaultRunDirectory(config: self.config)
             if !resume { try RunDirectory.prepareFresh(directory, overwrite: overwrite, remove: false) }
             try session.startCommunicator(watchdogTimeout: config.distributed.timeoutSeconds) { communicator in
@@ -66,6 +71,7 @@ struct Train: ParsableCommand {
                 trainOptions.quiet = quiet
                 trainOptions.overwrite = overwrite
                 trainOptions.trace = trace
+                trainOptions.initialWeights = initialWeights
                 let trainer = try Trainer(config: config, data: data, communicator: communicator, options: trainOptions)
                 Console(enabled: communicator.isRoot && !quiet).line("ddp: \(communicator.size) rank(s), global batch \(trainer.plan.globalBatch), \(trainer.plan.stepsPerEpoch) steps/epoch, \(data.train.count) training samples; run directory \(directory)")
                 BLASKernels.announce(isRoot: communicator.isRoot, quiet: quiet)

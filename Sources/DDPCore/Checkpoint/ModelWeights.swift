@@ -22,30 +22,7 @@ extension Network {
     /// Loads weights saved by `exportTensors` or by torch. Every tensor of the model must be
     /// present with its exact shape; an extra tensor is an error too (as load_state_dict strict).
     public func importTensors(_ stored: [String: StoredTensor], file: String) throws {
-        var expected = Set(tensors.map(\.name))
-        for norm in batchNorms { expected.insert("\(norm.configIndex).num_batches_tracked") }
-        let extra = Set(stored.keys).subtracting(expected).sorted()
-        let missing = expected.subtracting(stored.keys).filter { !$0.hasSuffix("num_batches_tracked") }.sorted()
-        if !missing.isEmpty {
-            throw DDPError(.weights, "\(file) is missing tensor(s) \(missing.joined(separator: ", ")) that the model needs")
-        }
-        if !extra.isEmpty {
-            throw DDPError(.weights, "\(file) has tensor(s) \(extra.joined(separator: ", ")) that the model does not have (model tensors: \(tensors.map(\.name).joined(separator: ", ")))")
-        }
-        for slot in tensors {
-            let tensor = stored[slot.name]!
-            guard tensor.shape == slot.shape else {
-                throw DDPError(.weights, "\(file): tensor \(slot.name) has shape \(tensor.shape) but the model expects \(slot.shape)")
-            }
-            guard tensor.dtype == .float32 else {
-                throw DDPError(.weights, "\(file): tensor \(slot.name) is \(tensor.dtype.rawValue), expected F32")
-            }
-        }
-        for norm in batchNorms {
-            if let counter = stored["\(norm.configIndex).num_batches_tracked"], counter.int64s()?.count != 1 {
-                throw DDPError(.weights, "\(file): tensor \(norm.configIndex).num_batches_tracked must be one int64 (I64), got \(counter.dtype.rawValue) \(counter.shape)")
-            }
-        }
+        try layout.checkImport(stored, file: file)
         // Everything checked: copy, so a bad file never leaves the model half loaded.
         for slot in tensors {
             let tensor = stored[slot.name]!

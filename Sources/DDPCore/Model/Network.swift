@@ -63,18 +63,7 @@ public final class Network {
     init(config: ModelConfig, memory: (ParameterLayout) throws -> ParameterMemory = ParameterMemory.owned, fusing: Bool) throws {
         self.config = config
         inputWidth = config.inputs
-        guard config.inputs > 0 else { throw DDPError(.config, "model.inputs must be a positive integer, got \(config.inputs)") }
-        guard !config.layers.isEmpty else { throw DDPError(.config, "model.layers is empty: expected at least one layer") }
-        var layers: [Layer] = []
-        var penalties: [Penalty?] = []
-        var width = config.inputs
-        for (index, entry) in config.layers.enumerated() {
-            let built = entry.spec.makeLayers(configIndex: index, inputWidth: width, frozen: !entry.trainable)
-            layers += built
-            penalties += Array(repeating: nil, count: built.count - 1)
-            penalties.append(entry.activityRegularizer.flatMap { $0.isZero ? nil : $0 })
-            width = entry.spec.outputWidth(inputWidth: width)
-        }
+        let (layers, penalties, width) = try Self.layers(of: config)
         self.layers = layers
         activityPenalties = penalties
         var steps: [Step] = []
@@ -128,6 +117,24 @@ public final class Network {
                        gradients: layer.trainable ? gradients.baseAddress! + start.parameter : nil,
                        buffers: state.baseAddress! + start.state)
         }
+    }
+
+    /// The layers `config` describes (a config entry may expand to several, as a dense layer
+    /// with an activation), each one's activity penalty, and the output width.
+    static func layers(of config: ModelConfig) throws -> (layers: [Layer], activityPenalties: [Penalty?], outputWidth: Int) {
+        guard config.inputs > 0 else { throw DDPError(.config, "model.inputs must be a positive integer, got \(config.inputs)") }
+        guard !config.layers.isEmpty else { throw DDPError(.config, "model.layers is empty: expected at least one layer") }
+        var layers: [Layer] = []
+        var penalties: [Penalty?] = []
+        var width = config.inputs
+        for (index, entry) in config.layers.enumerated() {
+            let built = entry.spec.makeLayers(configIndex: index, inputWidth: width, frozen: !entry.trainable)
+            layers += built
+            penalties += Array(repeating: nil, count: built.count - 1)
+            penalties.append(entry.activityRegularizer.flatMap { $0.isZero ? nil : $0 })
+            width = entry.spec.outputWidth(inputWidth: width)
+        }
+        return (layers, penalties, width)
     }
 
     deinit {

@@ -34,8 +34,18 @@ public struct ParameterLayout: Sendable {
     public let stateCount: Int
     /// Each layer's first parameter offset and first state offset, in layer order.
     let layerStarts: [(parameter: Int, state: Int)]
+    /// The integer state a checkpoint carries beside the tensors, torch's names:
+    /// "{i}.num_batches_tracked" of each BatchNorm.
+    public let counters: [String]
+
+    /// The layout of the network `config` describes, without the network: what a weights file
+    /// must hold, known before any memory is allocated.
+    public init(config: ModelConfig) throws {
+        try self.init(layers: try Network.layers(of: config).layers)
+    }
 
     init(layers: [Layer]) throws {
+        counters = layers.compactMap { $0 as? BatchNorm }.map { "\($0.configIndex).num_batches_tracked" }
         let trainableCount = layers.filter(\.trainable).reduce(0) { total, layer in
             layer.parameterSpecs.reduce(total) { $0 + $1.shape.reduce(1, *) }
         }
@@ -70,6 +80,36 @@ public struct ParameterLayout: Sendable {
         parameterCount = frozenOffset
         stateCount = stateOffset
         layerStarts = starts
+    }
+
+    /// Checks that `stored` holds every tensor of the layout with its exact shape as float32,
+    /// and nothing else (torch's load_state_dict, strict); a counter may be missing. `file`
+    /// names the file in the error.
+    public func checkImport(_ stored: [String: StoredTensor], file: String) throws {
+        var expected = Set(tensors.map(\.name))
+        expected.formUnion(counters)
+        let extra = Set(stored.keys).subtracting(expected).sorted()
+        let missing = expected.subtracting(stored.keys).subtracting(counters).sorted()
+        if !missing.isEmpty {
+            throw DDPError(.weights, "\(file) is missing tensor(s) \(missing.joined(separator: ", ")) that the model needs")
+        }
+        if !extra.isEmpty {
+            throw DDPError(.weights, "\(file) has tensor(s) \(extra.joined(separator: ", ")) that the model does not have (model tensors: \(tensors.map(\.name).joined(separator: ", ")))")
+        }
+        for slot in tensors {
+            let tensor = stored[slot.name]!
+            guard tensor.shape == slot.shape else {
+                throw DDPError(.weights, "\(file): tensor \(slot.name) has shape \(tensor.shape) but the model expects \(slot.shape)")
+            }
+            guard tensor.dtype == .float32 else {
+                throw DDPError(.weights, "\(file): tensor \(slot.name) is \(tensor.dtype.rawValue), expected F32")
+            }
+        }
+        for name in counters {
+            if let counter = stored[name], counter.int64s()?.count != 1 {
+                throw DDPError(.weights, "\(file): tensor \(name) must be one int64 (I64), got \(counter.dtype.rawValue) \(counter.shape)")
+            }
+        }
     }
 
     /// The parameter tensors of trainable layers.

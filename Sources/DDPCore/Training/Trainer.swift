@@ -11,6 +11,9 @@ public struct TrainOptions: Sendable {
     public var overwrite = false
     /// Write RUN_DIR/trace.json: every rank's step timeline (see `TraceRecorder`).
     public var trace = false
+    /// `model.init_weights`' tensors when the caller has read and checked them already (the
+    /// CLI does, before MPI starts): a fresh run's rank 0 then does not read the file again.
+    public var initialWeights: [String: StoredTensor]?
     public init(runDirectory: String) { self.runDirectory = runDirectory }
 }
 
@@ -155,7 +158,9 @@ public final class Trainer {
                                               metrics: metrics, console: console)
         } else {
             network.initialize(seed: config.seed)
-            if communicator.isRoot, let path = config.model.initWeights { try network.loadWeights(from: path) }
+            if communicator.isRoot, let path = config.model.initWeights {
+                try network.importTensors(try options.initialWeights ?? SafeTensors.read(path: path).tensors, file: path)
+            }
             try state.broadcastModel(network)
             if communicator.isRoot { try AtomicFile.write("", to: metrics.path) }
         }
