@@ -6,18 +6,16 @@ import Foundation
 /// over SIMD8<Float>; built for baseline x86-64 they run as pairs of 4-wide SSE operations.
 /// Where the building machine has AVX2 and FMA (every x86-64 CPU since 2013), the core is
 /// compiled for Haswell's instruction set: the same IEEE operations in 8-wide registers.
-/// Measured on the 2-core development machine (AMD EPYC, 2026-11-23): one process on the
-/// default config, 4 interleaved rounds of 3 epochs, 55.2k against 52.1k samples/s (1.06×),
-/// with byte-identical model.safetensors. A binary built this way needs such a CPU to run;
-/// ddp is built where it runs (launch/train, launch/test).
+/// One process 1.06× faster, byte-identical weights (docs/PERFORMANCE.md, 'Compiler settings
+/// (Package.swift)'). A binary built this way needs such a CPU to run; ddp is built where it
+/// runs (launch/train, launch/test).
 ///
 /// `-fno-math-errno`: on Linux, Float.squareRoot() reaches the C library's sqrtf through a
 /// SwiftShims inline function, so under C's default (sqrt of a negative number sets errno)
 /// every lane of the Adam update's SIMD8 square root was a scalar sqrtss, a branch and a
 /// stack spill. Without errno it is one vsqrtps: the same IEEE square root, so weights stay
-/// byte-identical, and one process ran 1.17× faster (64.2k against 54.9k samples/s, 4
-/// interleaved rounds of 3 epochs, same machine and date): in perf the update fell from 16.9 %
-/// to 4.8 % of the profile, 0.214 to 0.058 s an epoch.
+/// byte-identical, and one process ran 1.17× faster (docs/PERFORMANCE.md, 'Compiler settings
+/// (Package.swift)').
 let coreSettings: [SwiftSetting] = {
     let noErrno: [String] = ["-Xcc", "-fno-math-errno"]
     #if arch(x86_64) && os(Linux)

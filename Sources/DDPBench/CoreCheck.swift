@@ -64,11 +64,9 @@ extension CoreCheck {
     /// How much slower one core reads memory another core has just written than memory it has
     /// just written itself: 512 KiB, the first two CPUs this process may run on, the median of
     /// 9 tries. A virtual machine's host can move its vCPUs between cores that share a cache and
-    /// cores that do not, within seconds: on the 2-core development VM (2026-11-23) this read
-    /// 1.00–1.01 while np = 2 trained at 117–124k samples/s and `benchmarks/cross_core.c` read
-    /// the other rank's 542 kB in 15 µs, and 1.41–1.90 while np = 2 trained at 79–84k and
-    /// cross_core's read took 26–32 µs (and its write of a slot the other rank had read 229–283
-    /// µs, against 24–27 µs); one process with two BLAS threads fell from 103k to 51k.
+    /// cores that do not, within seconds: on the AMD development VM this read 1.00–1.01 while
+    /// np = 2 trained at 117–124k samples/s and 1.41–1.90 while it trained at 79–84k
+    /// (docs/PERFORMANCE.md, 'The bench's core-layout check (CoreCheck, ScalingBench)').
     /// `ddp bench` checks it around every multi-core run.
     /// Returns 1 where there are not two CPUs to pin threads to.
     static func crossCoreSlowdown() -> Double {

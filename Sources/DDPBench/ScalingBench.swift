@@ -160,10 +160,10 @@ public struct ScalingBench {
     static let minimumAvailability = 0.9
     /// A multi-core run counts as made with the cores together when `CoreCheck.crossCoreSlowdown`
     /// before and after it is at most this many times the closest layout the bench has read
-    /// (`Layout.closest`): on the AMD development VM it read 1.00–1.01 while np = 2 ran at
-    /// 117–124k samples/s and 1.41–1.90 while np = 2 ran at 79–84k, switching every few seconds
-    /// to minutes (2026-11-23). Relative,
-    /// so that a machine whose cores never share a cache runs every case once.
+    /// (`Layout.closest`): on the AMD development VM it read 1.00–1.01 or 1.41–1.90, np = 2
+    /// training at 117–124k or 79–84k samples/s (docs/PERFORMANCE.md, 'The bench's core-layout
+    /// check (CoreCheck, ScalingBench)'). Relative, so that a machine whose cores never share a
+    /// cache runs every case once.
     static let layoutTolerance = 1.25
     /// Runs of one case per round before its figures are taken whatever the check says.
     static let maximumAttempts = 4
@@ -171,12 +171,12 @@ public struct ScalingBench {
     /// The closest layout the host has shown: the lower quartile of the checks made before and
     /// after each run (not those made while waiting for the layout, which would fill it with
     /// one layout). Not the lowest: on the Intel (Emerald Rapids) development VM, whose cores
-    /// share no L2, a read of the other core's data takes 2.4× one of its own in the median, and
-    /// 100 checks of a C copy of the probe read 1.60–2.77 in one layout (2026-12-07). The few
-    /// low ones made a minimum-based limit reject nearly every run there, each after waiting
-    /// `--layout-wait` for a layout that never came. The lower quartile stays at 1.00 on the AMD
-    /// VM as long as a quarter of the checks find the cores together. It can rise as well as
-    /// fall, so bench.json records the limit after each round.
+    /// share no L2, checks in one layout read 1.60–2.77 (docs/PERFORMANCE.md, 'The bench's
+    /// core-layout check (CoreCheck, ScalingBench)'). The few low ones made a minimum-based
+    /// limit reject nearly every run there, each after waiting `--layout-wait` for a layout
+    /// that never came. The lower quartile stays at 1.00 on the AMD VM as long as a quarter of
+    /// the checks find the cores together. It can rise as well as fall, so bench.json records
+    /// the limit after each round.
     private final class Layout {
         private var readings: [Double] = []
         var closest: Double { readings.isEmpty ? .infinity : readings.sorted()[readings.count / 4] }

@@ -9,10 +9,9 @@
 /// it; this stays safe on any x86-64. Elsewhere (musl, whose loader older clangs' ifuncs
 /// fail on; macOS; ARM) it is one plain function.
 ///
-/// Measured, one 128 × 256 layer of masks (the default config's), 2-core development machine
-/// (AMD EPYC, Zen 4), 2026-11-23: 10.7 µs with the AVX-512 loop, 27 µs for the AVX2 loop and
-/// for the Swift loop it replaces (compiled for Haswell), 52 µs baseline. Two such layers a
-/// step made the Swift loop about 3 % of a one-process profile.
+/// One 128 × 256 layer of masks (the default config's) takes 10.7 µs with the AVX-512 loop,
+/// 27 µs with the AVX2 loop or the Swift one it replaces: one process 1.018×
+/// (docs/PERFORMANCE.md, 'Dropout's mask draw (dropout_mask.c)').
 #if defined(__x86_64__) && defined(__linux__) && defined(__GLIBC__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
 __attribute__((target_clones("avx512dq", "avx2", "default")))

@@ -29,24 +29,16 @@
 ///
 /// Each rank reads P floats of gradients and P − P/N of parameters and writes P/N to the
 /// window, instead of MPI's copy-in/copy-out of 2·P floats each way through its shared-memory
-/// transport. Measured with `ddp bench --allreduce` (default config, np = 2, 2 rounds, 2-core
-/// development machine, 2026-11-23): 84.0k samples/s through shared memory, 63.2k through
-/// MPI's reduce-scatter and allgather, 59.0k with one allreduce.
+/// transport: np = 2 ran 84.0k samples/s this way against 63.2k through MPI's reduce-scatter
+/// and allgather (docs/PERFORMANCE.md, 'The sharded update (ShardedSync)').
 ///
 /// Why every rank computes with its own copy, not with the window itself (as before): writing
-/// memory that another core has read costs far more than writing memory only this core uses,
-/// and most when this core has read it too. `benchmarks/cross_core.c` (np = 2, 542 kB, cores
-/// sharing a cache, 2-core development machine, 2026-11-23): a rank writes its slot of a window
-/// the other rank has read in 24–27 µs, its private memory in 11–12 µs. With the layers computing
-/// on the window, the rank read its own block too, and copying the updated block back took
-/// 38 µs a step (of a 1.05 ms step, np = 2 at the global batch of 128); published from the
-/// rank's own copy, whose window block only the other rank reads, the same copy took 14 µs, and
-/// copying the other block in 14.5 µs. Storing the block from inside the Adam loop saves the
-/// copy's loads where the cores share a cache and stalls the loop where they do not
-/// (`PublishChoice` takes the faster). Against the window design, every run made with the cores
-/// sharing a cache (np = 2, global batch 128, 3-epoch runs alternated, byte-identical weights):
-/// **1.026–1.044×** (3 of 3 rounds; the update 41 → 30 ms an epoch), and 1.025× in a round with
-/// the cores apart, where always mirroring ran 0.68–0.71×.
+/// memory that another core has read costs about twice writing memory only this core uses, and
+/// most when this core has read it too (`benchmarks/cross_core.c`). On the window, copying the
+/// updated block back took 38 µs a step; from the rank's own copy, whose window block only the
+/// other rank reads, publishing takes 14 µs: np = 2 1.026–1.044× against computing on the
+/// window. Storing the block from inside the Adam loop saves the copy's loads where the cores
+/// share a cache and stalls the loop where they do not (`PublishChoice` takes the faster).
 ///
 /// Overlapping communication with backward (MPI path): backward reports after each layer
 /// which gradients are final (`gradientsReady`, last layers first). Once `distributed.bucket_kb`
@@ -55,15 +47,11 @@
 /// the allgather and checkpoints are unchanged) and progresses while the earlier layers'
 /// gradients are computed; the rest is started after backward, and all are waited for before
 /// the update. On the default model that overlaps the last 68,618 floats with the first
-/// layer's backward; its 200,704-float kernel gradient comes last and cannot overlap.
-/// `benchmarks/overlap_probe.c` had bounded the gain at 7–204 µs of a ~450 µs reduce-scatter.
-/// Measured against the same code with one blocking reduce-scatter, the binaries alternated,
-/// 128 samples per rank, 2-core development machine, 2026-11-23: on two hosts of
-/// `launch/cluster` joined at 1 Gbit/s, **1.11×** (15.4k against 13.9k samples/s, 4 of 4
-/// rounds, 2 epochs each; communication 3.03 s an epoch instead of 3.40 s); on one node with
-/// `distributed.shared_memory=false`, 1.011× (5 of 6 rounds faster). On one node with shared
-/// memory there is nothing to overlap: ranks wait at a barrier for the slowest, then read
-/// memory.
+/// layer's backward; its 200,704-float kernel gradient comes last and cannot overlap. Against
+/// one blocking reduce-scatter: 1.11× on two hosts joined at 1 Gbit/s, 1.011× on one node
+/// without shared memory (docs/PERFORMANCE.md, 'The sharded update (ShardedSync)'). On one
+/// node with shared memory there is nothing to overlap: ranks wait at a barrier for the
+/// slowest, then read memory.
 public final class ShardedSync: GradientSync {
     public let optimizer: Optimizer
     private let network: Network
@@ -77,13 +65,11 @@ public final class ShardedSync: GradientSync {
     /// The reduced gradient of this rank's block (block floats).
     private let shardGradient: UnsafeMutableBufferPointer<Float>
     /// Node-shared mode: the window the ranks publish their updated blocks to (block r at
-    /// offset r·block, as in the parameter buffer). Measured before this design, with the
-    /// layers computing on the window (np = 2, 128 samples globally, binaries alternated,
-    /// byte-identical weights, 2026-11-23), each slower than the copy back it replaced: Adam
-    /// writing into the window in place 0.986× (with PREFETCHW 1 kB ahead of its stores
-    /// 0.995–0.998×); a second parameter window that the update writes directly and the layers
-    /// swap to 0.95–0.98×; the copy with non-temporal stores 0.972×; Adam staged through an
-    /// L1-sized buffer 0.94–0.97×.
+    /// offset r·block, as in the parameter buffer). Tried when the layers computed on the window,
+    /// and each slower than the copy back it would replace (0.94–0.998×): Adam writing into the
+    /// window in place, with or without PREFETCHW; a second window the layers swap to;
+    /// non-temporal stores; Adam staged through an L1-sized buffer (docs/PERFORMANCE.md, 'The
+    /// sharded update (ShardedSync)').
     private let published: UnsafeMutablePointer<Float>?
     private var publishing = PublishChoice()
     /// [loss sum, samples, correct, non-finite, penalty share, Σg² share, stop], summed over ranks.
@@ -92,9 +78,9 @@ public final class ShardedSync: GradientSync {
     private let gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)?
     /// Node-shared mode without penalties or clipping, with Adam or AdamW: the reduced gradient
     /// is never stored; the optimizer sums the slots as it reads them (`Optimizer.apply(_:gradients:
-    /// copyTo:lr:)` with a `GradientSource` of N terms), one pass over them instead of a sum written and read back. np = 2,
-    /// default config: 1.021× at 128 samples per rank and 1.024× at the global batch of 128 (6
-    /// interleaved rounds each, byte-identical weights; 2-core development machine, 2026-11-23).
+    /// copyTo:lr:)` with a `GradientSource` of N terms), one pass over them instead of a sum
+    /// written and read back: np = 2 1.021× at 128 samples per rank (docs/PERFORMANCE.md, 'The
+    /// sharded update (ShardedSync)').
     private let summingInUpdate: Bool
     /// MPI mode, this step: the gradients from here to the padded end are being reduced.
     private var unreducedEnd: Int
@@ -260,14 +246,10 @@ public final class ShardedSync: GradientSync {
 /// itself: mirrored (each value stored to the window inside the loop) or copied after the loop.
 /// Which is faster depends on where the other ranks' cores are, so each rank times both and
 /// takes the faster; both store the same values, so the choice never changes a result, and
-/// ranks need not agree on it.
-///
-/// Measured (np = 2, global batch 128, 2-core development machine, 2026-11-23): with the cores
-/// sharing a cache, the loop with its mirror stores took 63–67 µs a step against 55–59 µs and a
-/// 14 µs copy (np = 2 1.02× with mirroring); with the host's cores apart (no shared cache, as
-/// ranks on different CCXs or sockets), mirroring made the update 3.5× slower (430 against
-/// 125 ms an epoch: the loop stalls on each store to a line another core's cache holds), where
-/// one copy after the loop cost what the copy back into the window had.
+/// ranks need not agree on it. Neither way wins everywhere: with the cores sharing a cache,
+/// mirroring ran np = 2 1.02× faster than the copy; with them apart (as ranks on different
+/// CCXs or sockets) it made the update 3.5× slower, each store stalling on a line another
+/// core's cache holds (docs/PERFORMANCE.md, 'The sharded update (ShardedSync)').
 struct PublishChoice {
     /// Time of the update (loop and publishing) per way: a running mean over the steps that
     /// took it as the faster, or the latest trial.

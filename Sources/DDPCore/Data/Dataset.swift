@@ -131,10 +131,9 @@ extension Dataset {
 extension Dataset {
     /// Starts loading the rows `order[p]` for each p in `positions` into the caches without
     /// waiting for them: the trainer asks for the next step's rows while this step computes, so
-    /// the next gather finds them in cache instead of memory. Against the binary without it
-    /// (default config, 3 epochs, alternated, byte-identical weights; 2-core AMD EPYC VM,
-    /// 2026-11-23): np = 2 at 128 samples per rank 1.011× (7 rounds with the cores sharing a
-    /// cache, 0.999–1.020×), where both ranks' gathers compete for memory; one process 1.003×.
+    /// the next gather finds them in cache instead of memory: np = 2 1.011×, where both ranks'
+    /// gathers compete for memory; one process 1.003× (docs/PERFORMANCE.md, 'The batch gather's
+    /// prefetch (Dataset)').
     public func prefetch(rows order: UnsafePointer<Int32>, positions: StrideTo<Int>) {
         let width = featureCount
         guard width > 0 else { return }
@@ -171,12 +170,8 @@ extension Float: StoredFeature {
 extension Dataset {
     /// Every line of the row four ahead is prefetched while a row is transformed: the rows are
     /// random places in a data set far larger than the caches, and the hardware prefetcher
-    /// only follows a row after missing on it. The gather had been 3.5 % of a one-process run
-    /// in perf (2.6 % now). Against the binary without it (default config, 3 epochs, the two
-    /// alternated for 4 rounds, byte-identical weights; 2-core AMD EPYC VM, 2026-11-23): one
-    /// process 1.012× and 1.018× in two such runs, and 1.025–1.031× in a third, with 2, 4 and 8
-    /// rows ahead alike; np = 2 1.011× and one process with two BLAS threads 1.020×, with the
-    /// cores sharing a cache.
+    /// only follows a row after missing on it: one process 1.012–1.031× faster, with 2, 4 and 8
+    /// rows ahead alike (docs/PERFORMANCE.md, 'The batch gather's prefetch (Dataset)').
     @inline(__always)
     fileprivate static func transformRows<Feature: StoredFeature>(_ base: UnsafePointer<Feature>, _ rows: UnsafePointer<Int32>, _ count: Int,
                                                                   _ scale: UnsafePointer<Float>, _ shift: UnsafePointer<Float>,

@@ -22,15 +22,15 @@ import Foundation
 /// - AMD Zen 4 (family 25 with AVX-512), with OpenBLAS before 0.3.34 → Haswell: those
 ///   releases run their Intel AVX-512 tables there, blocked for Intel's caches on a core that executes each 512-bit
 ///   operation as two halves, and Haswell's AVX2 table ran ddp 1.030× faster in one process
-///   and 1.054× at np = 2 (Zen 4 development machine, 2026-11-23, docs/PERFORMANCE.md).
+///   and 1.054× at np = 2 (docs/PERFORMANCE.md, 'OpenBLAS kernel tables by CPU features').
 ///
 /// aarch64 (the Features line): SVE2 → NeoverseN2 (Neoverse N2/V2, Grace, Graviton 4: SVE at
 /// 128 bits), SVE → NeoverseV1 (Graviton 3), dot product and LSE atomics (Armv8.2) →
 /// NeoverseN1 (Graviton 2, Ampere Altra).
 ///
 /// Where tables tie, the features decide. SkylakeX's and Cooperlake's tables trained equally
-/// fast on Emerald Rapids (77.3k and 76.0k samples/s, medians of 4 interleaved rounds,
-/// 2026-12-07, docs/PERFORMANCE.md) but round differently (the weights differ), so ddp asks
+/// fast on Emerald Rapids (77.3k and 76.0k samples/s; docs/PERFORMANCE.md, 'OpenBLAS kernel
+/// tables by CPU features') but round differently (the weights differ), so ddp asks
 /// for the table the features name, and hosts with the same features run the same one.
 /// SapphireRapids' table is Cooperlake's plus AMX bf16 kernels (OpenBLAS's
 /// KERNEL.SAPPHIRERAPIDS includes KERNEL.COOPERLAKE): one tier for fp32 GEMMs, so a library's

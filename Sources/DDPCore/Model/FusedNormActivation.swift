@@ -23,25 +23,8 @@
 /// Σx, Σx², n; backward Σg, Σg·x̂), so fused and separate layers give bit-identical outputs,
 /// gradients and running statistics (FusedNormActivationTests).
 ///
-/// Measured on the default config (configs/fashion-mnist.yaml: batch 128, width 256, dropout
-/// 0.3, one BLAS thread), 2-core dev VM (AMD EPYC), 2026-11-23, against the same code with the
-/// layers separate:
-/// - `perf record -g ddp train … --set training.epochs=4`, one process (~20k samples each):
-///   BatchNorm, ReLU and dropout 12.2 % of the profile separate, 10.1 % fused (forward 8.1 →
-///   6.4 %, backward 4.1 → 3.7 %). BatchNorm's row formulas (normalize, scale and shift, the
-///   gradient sums, dx) then went from scalar loops to SIMD8 (`BatchNorm.TrainingAffine.apply(row:…)`
-///   and its siblings): backward 3.9 → 1.0 % of the profile, one process 1.05× faster (4
-///   interleaved rounds, byte-identical weights). What was left in forward was mostly the
-///   mask draw, one SplitMix64 round per element, which has no 64-bit vector multiply in AVX2;
-///   it now runs in C with an AVX-512 clone (`CounterRandom.keepFactors`): 27 → 10.7 µs a
-///   128 × 256 layer, and with byte-identical weights one process 1.018× faster (4 interleaved
-///   rounds of 3 epochs, 71.7k → 73.0k samples/s), np = 2 at 128 samples per rank 1.02× (6
-///   rounds with the cores sharing a cache, 1.016–1.038×; 2026-11-23, same machine).
-/// - `ddp train … --set training.epochs=3`, the two binaries alternated for 8 rounds, samples/s
-///   the median of epochs 2–3, median of the per-round ratios: np=1 **1.020×** (49,100 → 49,700
-///   samples/s), np=2 **1.032×** (83,900 → 86,000); load average 1.6–3.0 on the shared machine.
-///   Both gave the same loss in every epoch and byte-identical model files in all 16 pairs of
-///   runs (np=2 included, through SyncBatchNorm's collectives).
+/// Fused against separate layers, byte-identical weights: np = 1 1.020×, np = 2 1.032×
+/// (docs/PERFORMANCE.md, 'Fused BatchNorm → ReLU → Dropout (FusedNormActivation)').
 final class FusedNormActivation {
     /// Indices in `Network.layers` of the first and the last layer it stands for.
     let first: Int

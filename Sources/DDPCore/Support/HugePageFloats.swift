@@ -12,15 +12,10 @@ import Darwin
 ///
 /// Why: with the moments and the sharded update's private copy in plain allocations (separate
 /// 4 KiB-page mappings), the sharded update's Adam loop (5 streams read, 3 written) ran at full
-/// speed in one rank and at half of it in the other, and which rank was slow followed its
-/// allocations, not its core (ranks bound to swapped cores) or its block (blocks swapped), and
-/// changed between runs with the same addresses (ASLR off): physical placement. Timed around
-/// that loop (np = 2, default config, 2-core development machine, 2026-11-23), rank 1 took
-/// 91–166 µs a step in 13 of 16 runs (69–75 µs in the others), rank 0 57–72 µs in all; in
-/// these regions both ranks took 57–63 µs in 6 of 6 runs. Whole runs, the binaries alternated
-/// with byte-identical weights:
-/// np = 2 at the global batch of 128 1.051× (6 of 6 rounds faster), np = 1 0.999×. A region
-/// costs at most one huge page more than it uses.
+/// speed in one rank and at half of it in the other, by physical placement (it followed the
+/// allocations, not the core or the block). In these regions both ranks run at full speed:
+/// np = 2 1.051×, np = 1 unchanged (docs/PERFORMANCE.md, 'Huge pages for the update's buffers
+/// (HugePageFloats)'). A region costs at most one huge page more than it uses.
 final class HugePageFloats {
     static let alignment = 2 << 20
     let parts: [UnsafeMutableBufferPointer<Float>]
