@@ -38,6 +38,13 @@ struct ConfigSection {
         return try ConfigSection(value, path: key(name))
     }
 
+    /// Reads the optional section `name` with `body`, then rejects its keys `body` left unread.
+    mutating func parseSection(_ name: String, _ body: (inout ConfigSection) throws -> Void) throws {
+        guard var section = try section(name) else { return }
+        try body(&section)
+        try section.finish()
+    }
+
     mutating func string(_ name: String) throws -> String? {
         ConfigKeyRecorder.current?.note(key(name), type: "text")
         guard let value = node(name) else { return nil }

@@ -117,99 +117,104 @@ public struct TrainingConfig: Sendable, Equatable {
         }
     }
 
+    /// The sections in the order they depend on one another: the seed keys the data sources,
+    /// the data and loss decide which monitors exist, the epochs the schedule's length.
     static func parse(root: Node) throws -> TrainingConfig {
         var top = try ConfigSection(root, path: "")
         let seed = UInt64(try top.int("seed", default: 0, min: 0))
-
         guard var dataSection = try top.section("data") else { throw DDPError(.config, "missing key 'data'") }
-        guard let trainNode = dataSection.node("train") else { throw DDPError(.config, "missing key 'data.train'") }
-        var data = DataConfig(train: try dataSource(trainNode, path: "data.train", seed: seed))
-        if let node = dataSection.node("validation") {
-            data.validation = try dataSource(node, path: "data.validation", seed: seed &+ 1)
-        }
-        if let node = dataSection.node("test") {
-            data.test = try dataSource(node, path: "data.test", seed: seed &+ 2)
-        }
-        data.validationSplit = try dataSection.double("validation_split", default: data.validationSplit, in: 0...0.99)
-        data.normalize = try dataSection.choice("normalize", default: data.normalize)
-        data.imageShape = try ImageShape.parse(&dataSection, "image_shape")
-        data.augment = try AugmentTransform.parseList(dataSection.node("augment"), path: "data.augment")
-        if data.validation != nil && data.validationSplit > 0 {
-            throw DDPError(.config, "data.validation and data.validation_split are both set; use one")
-        }
+        let data = try dataConfig(&dataSection, seed: seed)
         try dataSection.finish()
-
         guard var modelSection = try top.section("model") else { throw DDPError(.config, "missing key 'model'") }
         let model = try modelConfig(&modelSection)
         try modelSection.finish()
         if let shape = data.imageShape, shape.featureCount != model.inputs {
             throw DDPError(.config, "data.image_shape \(shape) holds \(shape.featureCount) values per sample but model.inputs is \(model.inputs)")
         }
-
         let loss = try lossConfig(top.node("loss"))
         guard var optimizerSection = try top.section("optimizer") else { throw DDPError(.config, "missing key 'optimizer'") }
         let optimizer = try optimizerConfig(&optimizerSection)
         try optimizerSection.finish()
 
         var config = TrainingConfig(seed: seed, data: data, model: model, loss: loss, optimizer: optimizer)
-        if var section = try top.section("training") {
-            config.training.epochs = try section.int("epochs", default: config.training.epochs, min: 1)
-            config.training.batchSize = try section.int("batch_size", default: config.training.batchSize, min: 1)
-            config.training.batchSizePerRank = try section.int("batch_size_per_rank")
-            if let perRank = config.training.batchSizePerRank, perRank < 1 {
-                throw DDPError(.config, "training.batch_size_per_rank: expected an integer ≥ 1, got \(perRank)")
-            }
-            config.training.shuffle = try section.bool("shuffle", default: config.training.shuffle)
-            config.training.dropLast = try section.bool("drop_last", default: config.training.dropLast)
-            try section.finish()
+        try top.parseSection("training") { try loopConfig(&$0, into: &config.training) }
+        try top.parseSection("schedule") { config.schedule = try scheduleConfig(&$0, epochs: config.training.epochs) }
+        if case let .reduceOnPlateau(plateau) = config.schedule.kind {
+            try checkMonitor(plateau.monitor, key: "schedule.monitor", data: data, loss: loss)
         }
-        if var section = try top.section("schedule") {
-            config.schedule = try scheduleConfig(&section, epochs: config.training.epochs)
-            try section.finish()
-            if case let .reduceOnPlateau(plateau) = config.schedule.kind {
-                try checkMonitor(plateau.monitor, key: "schedule.monitor", data: data, loss: loss)
-            }
-        }
-        if var section = try top.section("early_stopping") {
-            var early = EarlyStoppingConfig()
-            early.monitor = try section.string("monitor", default: early.monitor)
-            try checkMonitor(early.monitor, key: "early_stopping.monitor", data: data, loss: loss)
-            early.minDelta = try section.double("min_delta", default: early.minDelta)
-            early.patience = try section.int("patience", default: early.patience, min: 0)
-            early.mode = try section.choice("mode", default: early.mode)
-            early.baseline = try section.double("baseline")
-            early.restoreBestWeights = try section.bool("restore_best_weights", default: early.restoreBestWeights)
-            early.startFromEpoch = try section.int("start_from_epoch", default: early.startFromEpoch, min: 0)
-            try section.finish()
-            _ = try early.minimizes()
-            config.earlyStopping = early
-        }
-        if var section = try top.section("checkpoint") {
-            config.checkpoint.everyEpochs = try section.int("every_epochs", default: config.checkpoint.everyEpochs, min: 0)
-            config.checkpoint.keep = try section.int("keep", default: config.checkpoint.keep, min: 1)
-            try section.finish()
-        }
-        if var section = try top.section("distributed") {
-            config.distributed.shardedUpdate = try section.bool("sharded_update", default: config.distributed.shardedUpdate)
-            config.distributed.sharedMemory = try section.bool("shared_memory", default: config.distributed.sharedMemory)
-            config.distributed.bucketKilobytes = try section.double("bucket_kb", default: config.distributed.bucketKilobytes, in: 0...1_048_576)
-            config.distributed.timeoutSeconds = try section.double("timeout_seconds", default: config.distributed.timeoutSeconds,
-                                                                   in: 1...604_800)
-            try section.finish()
-        }
-        if var section = try top.section("logging") {
-            config.logging.tensorboard = try section.bool("tensorboard", default: config.logging.tensorboard)
-            config.logging.progressSeconds = try section.double("progress_seconds", default: config.logging.progressSeconds, in: 0.1...86_400)
-            config.logging.tensorboardEverySteps = try section.int("tensorboard_every_steps", default: config.logging.tensorboardEverySteps, min: 0)
-            if config.logging.tensorboardEverySteps > 0 && !config.logging.tensorboard {
-                throw DDPError(.config, "logging.tensorboard_every_steps is \(config.logging.tensorboardEverySteps) but logging.tensorboard is false; set tensorboard: true or tensorboard_every_steps: 0")
-            }
-            try section.finish()
-        }
+        try top.parseSection("early_stopping") { config.earlyStopping = try earlyStoppingConfig(&$0, data: data, loss: loss) }
+        try top.parseSection("checkpoint") { try checkpointConfig(&$0, into: &config.checkpoint) }
+        try top.parseSection("distributed") { try distributedConfig(&$0, into: &config.distributed) }
+        try top.parseSection("logging") { try loggingConfig(&$0, into: &config.logging) }
         try top.finish()
         try MemoryCheck.checkModel(config.model, batch: config.training.batchSizePerRank ?? config.training.batchSize,
                                    batchKey: config.training.batchSizePerRank == nil ? "training.batch_size" : "training.batch_size_per_rank")
         return config
+    }
+
+    static func dataConfig(_ section: inout ConfigSection, seed: UInt64) throws -> DataConfig {
+        guard let trainNode = section.node("train") else { throw DDPError(.config, "missing key 'data.train'") }
+        var data = DataConfig(train: try dataSource(trainNode, path: "data.train", seed: seed))
+        if let node = section.node("validation") {
+            data.validation = try dataSource(node, path: "data.validation", seed: seed &+ 1)
+        }
+        if let node = section.node("test") {
+            data.test = try dataSource(node, path: "data.test", seed: seed &+ 2)
+        }
+        data.validationSplit = try section.double("validation_split", default: data.validationSplit, in: 0...0.99)
+        data.normalize = try section.choice("normalize", default: data.normalize)
+        data.imageShape = try ImageShape.parse(&section, "image_shape")
+        data.augment = try AugmentTransform.parseList(section.node("augment"), path: "data.augment")
+        if data.validation != nil && data.validationSplit > 0 {
+            throw DDPError(.config, "data.validation and data.validation_split are both set; use one")
+        }
+        return data
+    }
+
+    static func loopConfig(_ section: inout ConfigSection, into loop: inout LoopConfig) throws {
+        loop.epochs = try section.int("epochs", default: loop.epochs, min: 1)
+        loop.batchSize = try section.int("batch_size", default: loop.batchSize, min: 1)
+        loop.batchSizePerRank = try section.int("batch_size_per_rank")
+        if let perRank = loop.batchSizePerRank, perRank < 1 {
+            throw DDPError(.config, "training.batch_size_per_rank: expected an integer ≥ 1, got \(perRank)")
+        }
+        loop.shuffle = try section.bool("shuffle", default: loop.shuffle)
+        loop.dropLast = try section.bool("drop_last", default: loop.dropLast)
+    }
+
+    static func earlyStoppingConfig(_ section: inout ConfigSection, data: DataConfig, loss: Loss) throws -> EarlyStoppingConfig {
+        var early = EarlyStoppingConfig()
+        early.monitor = try section.string("monitor", default: early.monitor)
+        try checkMonitor(early.monitor, key: "early_stopping.monitor", data: data, loss: loss)
+        early.minDelta = try section.double("min_delta", default: early.minDelta)
+        early.patience = try section.int("patience", default: early.patience, min: 0)
+        early.mode = try section.choice("mode", default: early.mode)
+        early.baseline = try section.double("baseline")
+        early.restoreBestWeights = try section.bool("restore_best_weights", default: early.restoreBestWeights)
+        early.startFromEpoch = try section.int("start_from_epoch", default: early.startFromEpoch, min: 0)
+        _ = try early.minimizes()
+        return early
+    }
+
+    static func checkpointConfig(_ section: inout ConfigSection, into checkpoint: inout CheckpointConfig) throws {
+        checkpoint.everyEpochs = try section.int("every_epochs", default: checkpoint.everyEpochs, min: 0)
+        checkpoint.keep = try section.int("keep", default: checkpoint.keep, min: 1)
+    }
+
+    static func distributedConfig(_ section: inout ConfigSection, into distributed: inout DistributedConfig) throws {
+        distributed.shardedUpdate = try section.bool("sharded_update", default: distributed.shardedUpdate)
+        distributed.sharedMemory = try section.bool("shared_memory", default: distributed.sharedMemory)
+        distributed.bucketKilobytes = try section.double("bucket_kb", default: distributed.bucketKilobytes, in: 0...1_048_576)
+        distributed.timeoutSeconds = try section.double("timeout_seconds", default: distributed.timeoutSeconds, in: 1...604_800)
+    }
+
+    static func loggingConfig(_ section: inout ConfigSection, into logging: inout LoggingConfig) throws {
+        logging.tensorboard = try section.bool("tensorboard", default: logging.tensorboard)
+        logging.progressSeconds = try section.double("progress_seconds", default: logging.progressSeconds, in: 0.1...86_400)
+        logging.tensorboardEverySteps = try section.int("tensorboard_every_steps", default: logging.tensorboardEverySteps, min: 0)
+        if logging.tensorboardEverySteps > 0 && !logging.tensorboard {
+            throw DDPError(.config, "logging.tensorboard_every_steps is \(logging.tensorboardEverySteps) but logging.tensorboard is false; set tensorboard: true or tensorboard_every_steps: 0")
+        }
     }
 
     static func dataSource(_ node: Node, path: String, seed: UInt64) throws -> DataSource {
