@@ -121,15 +121,16 @@ public final class AllreduceSync: GradientSync {
     public func gatherOptimizerState() throws -> (first: [Float], second: [Float])? {
         guard communicator.isRoot else { return nil }
         let count = optimizer.count
-        return (Array(optimizer.firstMoment.prefix(count)), Array(optimizer.secondMoment.prefix(count)))
+        let second = optimizer.keepsSecondMoment ? Array(optimizer.secondMoment.prefix(count)) : [Float](repeating: 0, count: count)
+        return (Array(optimizer.firstMoment.prefix(count)), second)
     }
 
     public func scatterOptimizerState(_ state: (first: [Float], second: [Float])?) throws {
         if let state {
             _ = optimizer.firstMoment.update(fromContentsOf: state.first)
-            _ = optimizer.secondMoment.update(fromContentsOf: state.second)
+            if optimizer.keepsSecondMoment { _ = optimizer.secondMoment.update(fromContentsOf: state.second) }
         }
         try communicator.broadcast(optimizer.firstMoment)
-        try communicator.broadcast(optimizer.secondMoment)
+        if optimizer.keepsSecondMoment { try communicator.broadcast(optimizer.secondMoment) }
     }
 }

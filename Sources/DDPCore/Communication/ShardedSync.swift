@@ -223,8 +223,10 @@ public final class ShardedSync: GradientSync {
         try first.withUnsafeMutableBufferPointer { full in
             try communicator.gather(UnsafeBufferPointer(rebasing: optimizer.firstMoment[0..<block]), into: full.baseAddress, root: 0)
         }
-        try second.withUnsafeMutableBufferPointer { full in
-            try communicator.gather(UnsafeBufferPointer(rebasing: optimizer.secondMoment[0..<block]), into: full.baseAddress, root: 0)
+        if optimizer.keepsSecondMoment {
+            try second.withUnsafeMutableBufferPointer { full in
+                try communicator.gather(UnsafeBufferPointer(rebasing: optimizer.secondMoment[0..<block]), into: full.baseAddress, root: 0)
+            }
         }
         guard communicator.isRoot else { return nil }
         return (Array(first.prefix(count)), Array(second.prefix(count)))
@@ -232,7 +234,8 @@ public final class ShardedSync: GradientSync {
 
     public func scatterOptimizerState(_ state: (first: [Float], second: [Float])?) throws {
         let size = communicator.size
-        for (index, moment) in [optimizer.firstMoment, optimizer.secondMoment].enumerated() {
+        let kept = optimizer.keepsSecondMoment ? [optimizer.firstMoment, optimizer.secondMoment] : [optimizer.firstMoment]
+        for (index, moment) in kept.enumerated() {
             var full = [Float](repeating: 0, count: communicator.isRoot ? size * block : 0)
             if let state { full.replaceSubrange(0..<network.trainableCount, with: index == 0 ? state.first : state.second) }
             try full.withUnsafeBufferPointer { full in

@@ -53,8 +53,10 @@ public final class Optimizer {
     public let count: Int
     /// First moment (Adam) or momentum buffer (SGD); `capacity` floats, the first `count` used.
     public let firstMoment: UnsafeMutableBufferPointer<Float>
-    /// Second moment (Adam); unused by SGD.
+    /// Second moment (Adam); empty for SGD, which keeps none (its checkpoints hold zeros there,
+    /// so every checkpoint has the same tensors).
     public let secondMoment: UnsafeMutableBufferPointer<Float>
+    public var keepsSecondMoment: Bool { config.kind != .sgd }
     /// Holds both moments (see `HugePageFloats` for why not two plain allocations).
     private let moments: HugePageFloats
     /// Steps taken so far (torch's `state['step']`).
@@ -74,9 +76,9 @@ public final class Optimizer {
         self.config = config
         self.range = range
         count = range.count
-        moments = HugePageFloats(counts: [capacity, capacity])
+        moments = HugePageFloats(counts: config.kind == .sgd ? [capacity] : [capacity, capacity])
         firstMoment = moments.parts[0]
-        secondMoment = moments.parts[1]
+        secondMoment = config.kind == .sgd ? UnsafeMutableBufferPointer(start: nil, count: 0) : moments.parts[1]
         var ranges: [Range<Int>] = []
         for slot in layout.trainableTensors {
             guard config.decay == .all || slot.role == .kernel else { continue }
