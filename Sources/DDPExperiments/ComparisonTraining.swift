@@ -75,7 +75,7 @@ public struct ComparisonTraining {
             running.removeAll { !$0.process.isRunning }
         }
         if !failures.isEmpty {
-            throw DDPError(.training, "\(failures.count) variant(s) failed:\n" + failures.joined(separator: "\n"))
+            throw DDPError(.training, "\(counted(failures.count, "variant")) failed:\n" + failures.joined(separator: "\n"))
         }
     }
 

@@ -16,6 +16,19 @@ static inline int cmpi_init(void) {
     return MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
 }
 
+// The MPI library's version text (MPI_Get_library_version, callable before MPI_Init), into
+// `text` of `capacity` bytes, NUL-terminated.
+static inline int cmpi_library_version(char *text, int capacity) {
+    char version[MPI_MAX_LIBRARY_VERSION_STRING];
+    int length = 0;
+    int rc = MPI_Get_library_version(version, &length);
+    if (rc != MPI_SUCCESS || capacity < 1) return rc;
+    int count = length < capacity - 1 ? length : capacity - 1;
+    for (int i = 0; i < count; i++) text[i] = version[i];
+    text[count] = 0;
+    return MPI_SUCCESS;
+}
+
 static inline int cmpi_is_finalized(void) {
     int finalized = 0;
     MPI_Finalized(&finalized);

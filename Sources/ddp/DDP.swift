@@ -12,6 +12,14 @@ struct DDP: ParsableCommand {
         subcommands: [Train.self, Summary.self, Evaluate.self, Predict.self, Plot.self, Compare.self, CrossValidate.self, Report.self, Bench.self,
                       ConfigReferenceCommand.self]
     )
+
+    @Flag(help: "Print ddp's version and commit, and the Swift, MPI and OpenBLAS (with its kernel table) it runs with.")
+    var version = false
+
+    func run() throws {
+        guard version else { throw CleanExit.helpRequest(self) }
+        print(VersionReport.text)
+    }
 }
 
 /// Options shared by commands that read a config.
@@ -73,7 +81,7 @@ struct Train: ParsableCommand {
                 trainOptions.trace = trace
                 trainOptions.initialWeights = initialWeights
                 let trainer = try Trainer(config: config, data: data, communicator: communicator, options: trainOptions)
-                Console(enabled: communicator.isRoot && !quiet).line("ddp: \(communicator.size) rank(s), global batch \(trainer.plan.globalBatch), \(trainer.plan.stepsPerEpoch) steps/epoch, \(data.train.count) training samples; run directory \(directory)")
+                Console(enabled: communicator.isRoot && !quiet).line("ddp: \(counted(communicator.size, "rank")), global batch \(trainer.plan.globalBatch), \(trainer.plan.stepsPerEpoch) steps/epoch, \(counted(data.train.count, "training sample")); run directory \(directory)")
                 BLASKernels.announce(isRoot: communicator.isRoot, quiet: quiet)
                 preempted = try trainer.run().reason == .preempted
                 if plot && communicator.isRoot && !preempted {
@@ -102,6 +110,8 @@ struct Summary: ParsableCommand {
         JobSession().execute {
             let config = try options.load(config)
             let network = try Network(config: config.model)
+            // Under mpirun every rank parses alike; the launcher's rank 0 prints.
+            guard JobSession.launcherRank == 0 else { return }
             print(ModelSummary(network: network, inputShape: try RunData.inputShape(config: config)).text)
         }
     }
@@ -119,17 +129,24 @@ struct Evaluate: ParsableCommand {
         BLASKernels.selectForThisHost()
         // Standard output carries the results: only a warning about the kernels, on stderr.
         BLASKernels.announce(isRoot: JobSession.launcherRank == 0, quiet: true)
-        JobSession().execute {
+        let session = JobSession()
+        session.execute {
             let config = try options.load(self.config)
             // The weights carry the input normalization: test and a separate validation source
             // need no training data (older files refit it, with a notice).
             let model = try TrainedModel(config: config, weights: weights)
             let (dataset, transform) = try model.evaluationData(split: split) {
+                guard JobSession.launcherRank == 0 else { return }
                 FileHandle.standardError.write(Data((TrainedModel.refitNotice(weights: weights, normalize: config.data.normalize) + "\n").utf8))
             }
-            let context = StepContext(communicator: LocalCommunicator(), maxBatch: Evaluator.chunk)
-            let result = try Evaluator(network: model.network, loss: config.loss, context: context).evaluate(dataset, transform: transform)
-            print(MetricsLog.encode(EvaluationLine(split: split, samples: dataset.count, loss: result.loss, accuracy: result.accuracy)))
+            // Under mpirun the ranks share the rows (rank r scores rows r, r + N, …) and rank 0
+            // prints the one result.
+            try session.startCommunicator(watchdogTimeout: config.distributed.timeoutSeconds) { communicator in
+                let context = StepContext(communicator: communicator, maxBatch: Evaluator.chunk)
+                let result = try Evaluator(network: model.network, loss: config.loss, context: context).evaluate(dataset, transform: transform)
+                guard communicator.isRoot else { return }
+                print(MetricsLog.encode(EvaluationLine(split: split, samples: dataset.count, loss: result.loss, accuracy: result.accuracy)))
+            }
         }
     }
 }

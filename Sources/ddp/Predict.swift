@@ -43,11 +43,15 @@ struct Predict: ParsableCommand {
             let config = try options.load(self.config)
             let model = try TrainedModel(config: config, weights: weights)
             let transform = try model.inputTransform {
+                guard JobSession.launcherRank == 0 else { return }
                 FileHandle.standardError.write(Data((TrainedModel.refitNotice(weights: weights, normalize: config.data.normalize) + "\n").utf8))
             }
             let resolved = format.flatMap(PredictionInput.Format.init) ?? PredictionInput.format(inferredFrom: input)!
             let csvLabel: CSVLabel = label.map { Int($0).map(CSVLabel.index) ?? .name($0) } ?? .none
             let data = try PredictionInput.load(path: input, format: resolved, labels: labels, csvLabel: csvLabel, header: header)
+            // Under mpirun every rank has checked the same inputs; the launcher's rank 0 alone
+            // predicts and writes, so the output is written once.
+            guard JobSession.launcherRank == 0 else { return }
             if let output {
                 var text = ""
                 try PredictionWriter.predict(model, input: data, transform: transform) { text += $0 }

@@ -123,6 +123,20 @@ final class BadInputTests: IntegrationTestCase {
                                 naming: ["fill", "float32"])
     }
 
+    /// A bad value given on the command line is blamed on the --set, not on the file.
+    func testASetValueIsBlamedOnTheSet() throws {
+        try assertOneClearError(["summary", Self.moons, "--set", "training.epochs=abc"],
+                                naming: ["--set training.epochs=abc", "expected an integer"])
+    }
+
+    /// A missing Fashion-MNIST file names the Debian package that installs it.
+    func testAMissingDatasetFileNamesItsPackage() throws {
+        let missing = "/usr/share/datasets/fashion-mnist/missing-images-idx3-ubyte.gz"
+        try assertOneClearError(["train", Integration.packageRoot + "/configs/fashion-mnist.yaml", "--run-dir", path("missing"),
+                                 "--set", "data.train.images=" + missing],
+                                naming: [missing, "dataset-fashion-mnist"])
+    }
+
     func testAKeyGivenTwice() throws {
         let text = try String(contentsOfFile: Self.moons, encoding: .utf8)
         let config = try writeConfig("twice.yaml", text + "optimizer: {type: sgd, lr: 0.5}\n")

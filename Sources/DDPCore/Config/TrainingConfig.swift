@@ -113,7 +113,12 @@ public struct TrainingConfig: Sendable, Equatable {
             config.resolvedYAML = (try? Yams.serialize(node: root)) ?? text
             return config
         } catch let error as DDPError {
-            throw DDPError(error.kind, "\(source): \(error.message)")
+            // A value that came from the command line is blamed on the --set that gave it.
+            let blamed = overrides.first { assignment in
+                let key = assignment.split(separator: "=", maxSplits: 1).first.map(String.init) ?? ""
+                return !key.isEmpty && (error.message.hasPrefix(key + ":") || error.message.contains("'\(key)'"))
+            }
+            throw DDPError(error.kind, blamed.map { "--set \($0) (over \(source)): \(error.message)" } ?? "\(source): \(error.message)")
         }
     }
 

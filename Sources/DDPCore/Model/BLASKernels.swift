@@ -77,6 +77,9 @@ public enum BLASKernels {
     }
 
     /// This process's library; nil where it names no table.
+    /// `openblas_get_config()`: version, build options and the table the library picked.
+    public static var libraryConfig: String? { openblas_get_config().map { String(cString: $0) } }
+
     public static var library: Library? {
         guard let pick = current else { return nil }
         return Library(pick: pick, config: openblas_get_config().map { String(cString: $0) } ?? "")

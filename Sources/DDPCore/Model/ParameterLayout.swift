@@ -91,10 +91,10 @@ public struct ParameterLayout: Sendable {
         let extra = Set(stored.keys).subtracting(expected).sorted()
         let missing = expected.subtracting(stored.keys).subtracting(counters).sorted()
         if !missing.isEmpty {
-            throw DDPError(.weights, "\(file) is missing tensor(s) \(missing.joined(separator: ", ")) that the model needs")
+            throw DDPError(.weights, "\(file) is missing \(missing.count == 1 ? "tensor" : "tensors") \(missing.joined(separator: ", ")) that the model needs")
         }
         if !extra.isEmpty {
-            throw DDPError(.weights, "\(file) has tensor(s) \(extra.joined(separator: ", ")) that the model does not have (model tensors: \(tensors.map(\.name).joined(separator: ", ")))")
+            throw DDPError(.weights, "\(file) has \(extra.count == 1 ? "tensor" : "tensors") \(extra.joined(separator: ", ")) that the model does not have (model tensors: \(tensors.map(\.name).joined(separator: ", ")))")
         }
         for slot in tensors {
             let tensor = stored[slot.name]!

@@ -11,12 +11,23 @@ import Darwin
 /// is read up to `streamLimit` bytes; a device or socket is refused: `/dev/zero` would otherwise
 /// be read until the allocation traps.
 enum FileBytes {
+    /// Data files a Debian package installs, by directory: a missing one names the package.
+    static let packages = ["/usr/share/datasets/fashion-mnist/": "dataset-fashion-mnist"]
+
+    static func packageHint(_ path: String) -> String {
+        guard let package = packages.first(where: { path.hasPrefix($0.key) })?.value else { return "" }
+        return " (Debian's \(package) package installs it: apt-get install \(package))"
+    }
+
     /// The most bytes read from a pipe: a quarter of the machine's memory, as gunzip's limit.
     static var streamLimit: Int { MemoryCheck.physicalBytes / 4 }
 
     static func read(_ path: String, what: String, kind: DDPError.Kind, streamLimit: Int = FileBytes.streamLimit) throws -> [UInt8] {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { throw DDPError(kind, "cannot read \(what) \(path): \(errorText())") }
+        guard fd >= 0 else {
+            let missing = errno == ENOENT
+            throw DDPError(kind, "cannot read \(what) \(path): \(errorText())" + (missing ? packageHint(path) : ""))
+        }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw DDPError(.io, "cannot read \(what) \(path): \(errorText())") }

@@ -166,8 +166,7 @@ final class RunState {
                     if state.monitor.hasSnapshot, let snapshot { try snapshot.load(found.tensors, file: found.path) }
                     stateBytes = Array(try state.encoded())
                     try metrics.truncate(toEpoch: state.epoch)
-                    let within = state.partialEpoch.map { ", then \($0.steps) step(s) of epoch \(state.epoch + 1)" } ?? ""
-                    console.line("Resuming from \(found.path) (epoch \(state.epoch) done\(within); step \(state.globalStep))")
+                    console.line("Resuming from \(found.path): " + Self.position(state, stepsPerEpoch: plan.stepsPerEpoch))
                 } catch let error as DDPError {
                     failure = error.message
                 }
@@ -193,6 +192,15 @@ final class RunState {
         return state.optimizerStep
     }
 
+    /// Where a checkpoint leaves the run, 1-based as the epoch lines count: "after epoch 3
+    /// (optimizer step 2,814)", or inside an epoch "in epoch 2, after step 148 of 938
+    /// (optimizer step 1,086)".
+    static func position(_ state: CheckpointState, stepsPerEpoch: Int) -> String {
+        let where_ = state.partialEpoch.map { "in epoch \(state.epoch + 1), after step \($0.steps) of \(stepsPerEpoch)" }
+            ?? (state.epoch == 0 ? "before the first epoch" : "after epoch \(state.epoch)")
+        return where_ + " (optimizer step \(state.globalStep))"
+    }
+
     /// A checkpoint continues *this* run only if what fixes the trajectory matches: the seed
     /// (data order, dropout masks), the loss, the global batch and the steps per epoch (the
     /// training set's size), and its counters are ones a run can have written. Epochs may grow.
@@ -211,8 +219,8 @@ final class RunState {
         let steps = plan.stepsPerEpoch, partial = state.partialEpoch?.steps ?? 0
         let whole = state.epoch.multipliedReportingOverflow(by: steps)
         guard partial <= steps, !whole.overflow, whole.partialValue.addingReportingOverflow(partial) == (state.globalStep, false) else {
-            throw DDPError(.config, "\(file) was written at step \(state.globalStep) after \(state.epoch) epoch(s)"
-                           + (state.partialEpoch.map { " and \($0.steps) step(s) of the next" } ?? "")
+            throw DDPError(.config, "\(file) was written at step \(state.globalStep) after \(counted(state.epoch, "epoch"))"
+                           + (state.partialEpoch.map { " and \(counted($0.steps, "step")) of the next" } ?? "")
                            + ", which is not where a run of \(steps) steps per epoch (\(trainingSamples) training samples, global batch "
                            + "\(plan.globalBatch)) can be: the training data or its split changed since; resuming would not continue the same run")
         }
