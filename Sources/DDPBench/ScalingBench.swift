@@ -74,6 +74,30 @@ public struct ScalingBench {
     public func run() throws {
         let config = try TrainingConfig.load(path: self.config, overrides: overrides)
         let batch = config.training.batchSizePerRank ?? config.training.batchSize
+        let cases = benchCases()
+        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
+        print("ddp bench: \(cases.count) cases × \(repeats) rounds (up to \(2 * repeats) if some are left out), \(epochs) epochs each, batch \(batch)"
+              + (config.training.batchSizePerRank == nil ? " (global)" : " per rank") + "; \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        var log = RoundLog()
+        let layout = Layout()
+        let checkedCores = min(cases.map { $0.ranks * $0.threads }.max() ?? 1, ProcessInfo.processInfo.activeProcessorCount)
+        // Rounds left out are made again, at most `repeats` more, so that the medians come
+        // from `repeats` rounds where the machine allows.
+        while log.rounds.count < repeats || (log.counted(layout: layout).count < repeats && log.rounds.count < 2 * repeats) {
+            try runRound(log.rounds.count + 1, cases: cases, batch: batch, checkedCores: checkedCores, layout: layout, log: &log)
+        }
+        log.printCasesApart(layout: layout)
+        let kept = log.kept(layout: layout)
+        let keptGemm = log.gemmLimits.count == log.rounds.count ? kept.map { log.gemmLimits[$0] } : log.gemmLimits
+        let summary = report(cases: cases, rounds: kept.map { log.rounds[$0] }, gemmLimits: keptGemm)
+        try write(cases: cases, rounds: log.rounds, gemmLimits: log.gemmLimits, gemmCores: log.gemmCores.sorted(), availability: log.availability,
+                  layoutLimits: log.layoutLimits, kept: kept.map { $0 + 1 }, summary: summary)
+    }
+
+    /// One process, then for each rank count above 1: that many BLAS threads (`threadComparison`),
+    /// and per scaling the ranks, their no-comm ceiling and the other gradient syncs as asked;
+    /// last the PyTorch peer at each rank count (`peer`).
+    private func benchCases() -> [Case] {
         var cases = [Case(name: "np=1", ranks: 1, threads: 1, scaling: "-", sharded: false)]
         for n in rankCounts where n > 1 {
             if threadComparison { cases.append(Case(name: "1 process × \(n) threads", ranks: 1, threads: n, scaling: "-", sharded: false)) }
@@ -91,69 +115,76 @@ public struct ScalingBench {
         if peer != nil {
             for n in rankCounts { cases.append(Case(name: "torch peer np=\(n)", ranks: n, threads: 1, scaling: "weak", sharded: false, peer: true)) }
         }
-        try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        print("ddp bench: \(cases.count) cases × \(repeats) rounds (up to \(2 * repeats) if some are left out), \(epochs) epochs each, batch \(batch)"
-              + (config.training.batchSizePerRank == nil ? " (global)" : " per rank") + "; \(ProcessInfo.processInfo.activeProcessorCount) cores")
+        return cases
+    }
+
+    /// Round `round`: every case once, the 8-GEMM limit when `gemmScript` is set, and the share of
+    /// `checkedCores` the host gave (the lower of before and after), all added to `log`.
+    private func runRound(_ round: Int, cases: [Case], batch: Int, checkedCores: Int, layout: Layout, log: inout RoundLog) throws {
+        var figures: [String: Figures] = [:]
+        let before = CoreCheck.availability(threads: checkedCores)
+        for item in cases {
+            figures[item.name] = try measure(item, round: round, layout: layout) {
+                try item.peer ? runPeer(item)
+                    : item.independent ? runIndependent(item, binary: binary, batch: batch, round: round)
+                    : runOurs(item, binary: binary, batch: batch, round: round)
+            }
+        }
+        if let limit = try gemmLimit(batch: batch) {
+            log.gemmLimits.append(limit.samplesPerSecond)
+            if let core = limit.blasCore { log.gemmCores.insert(core) }
+            print("  round \(round)  " + Self.padded("8-GEMM limit (1 thread)", 28) + String(format: " %9.0f samples/s", limit.samplesPerSecond)
+                  + (limit.blasCore.map { " (OpenBLAS \($0))" } ?? ""))
+        }
+        let cores = min(before, CoreCheck.availability(threads: checkedCores))
+        log.availability.append(cores)
+        print("  round \(round)  " + Self.padded("\(checkedCores) cores available", 28) + String(format: " %9.2f", cores)
+              + (cores < Self.minimumAvailability ? "  (left out: the host took part of a core)" : ""))
+        log.rounds.append(figures)
+        log.layoutLimits.append(layout.limit)
+    }
+
+    /// What the rounds measured: one entry per round in each array (in `gemmLimits` only with
+    /// `gemmScript`), and the OpenBLAS kernel tables the GEMM limits ran on.
+    private struct RoundLog {
         var rounds: [[String: Figures]] = []
         var gemmLimits: [Double] = []
         var gemmCores: Set<String> = []
         /// The layout limit as each round ended: what decided whether another round was needed.
-        var roundLimits: [Double] = []
+        var layoutLimits: [Double] = []
         var availability: [Double] = []
-        let layout = Layout()
-        let checkedCores = min(cases.map { $0.ranks * $0.threads }.max() ?? 1, ProcessInfo.processInfo.activeProcessorCount)
+
         /// A round counts when the host gave every core (`CoreCheck.availability`) and every
         /// checked multi-core case ran within `layoutTolerance` of the closest layout the bench
         /// has seen (`layout.limit`): its ratios then compare like with like. A run the check
         /// passed before the bench had seen the cores together (a bench that started apart kept
         /// np=2 at 84.8k and two threads at 53.5k samples/s, against 126k and 105k), or one kept
         /// after `maximumAttempts` runs apart, leaves its round out.
-        func counts(_ index: Int) -> Bool {
-            availability[index] >= Self.minimumAvailability && rounds[index].values.allSatisfy(layout.together)
+        func counts(_ index: Int, layout: Layout) -> Bool {
+            availability[index] >= ScalingBench.minimumAvailability && rounds[index].values.allSatisfy(layout.together)
         }
-        var round = 0
-        // Rounds left out are made again, at most `repeats` more, so that the medians come
-        // from `repeats` rounds where the machine allows.
-        while round < repeats || (rounds.indices.filter(counts).count < repeats && round < 2 * repeats) {
-            round += 1
-            var figures: [String: Figures] = [:]
-            let before = CoreCheck.availability(threads: checkedCores)
-            for item in cases {
-                figures[item.name] = try measure(item, round: round, layout: layout) {
-                    try item.peer ? runPeer(item)
-                        : item.independent ? runIndependent(item, binary: binary, batch: batch, round: round)
-                        : runOurs(item, binary: binary, batch: batch, round: round)
+
+        /// The indices of the rounds that count, by the layout limit now.
+        func counted(layout: Layout) -> [Int] { rounds.indices.filter { counts($0, layout: layout) } }
+
+        /// For each round the host gave every core, the cases that ran with the cores apart.
+        func printCasesApart(layout: Layout) {
+            for (index, figures) in rounds.enumerated() where availability[index] >= ScalingBench.minimumAvailability {
+                let apart = figures.filter { !layout.together($0.value) }.map(\.key).sorted()
+                if !apart.isEmpty {
+                    print("  round \(index + 1)  left out: " + apart.joined(separator: ", ")
+                          + String(format: " ran with the cores apart (cross-core reads above %.2f× own)", layout.limit))
                 }
             }
-            if let limit = try gemmLimit(batch: batch) {
-                gemmLimits.append(limit.samplesPerSecond)
-                if let core = limit.blasCore { gemmCores.insert(core) }
-                print("  round \(round)  " + Self.padded("8-GEMM limit (1 thread)", 28) + String(format: " %9.0f samples/s", limit.samplesPerSecond)
-                      + (limit.blasCore.map { " (OpenBLAS \($0))" } ?? ""))
-            }
-            let cores = min(before, CoreCheck.availability(threads: checkedCores))
-            availability.append(cores)
-            print("  round \(round)  " + Self.padded("\(checkedCores) cores available", 28) + String(format: " %9.2f", cores)
-                  + (cores < Self.minimumAvailability ? "  (left out: the host took part of a core)" : ""))
-            rounds.append(figures)
-            roundLimits.append(layout.limit)
         }
-        for (index, figures) in rounds.enumerated() where availability[index] >= Self.minimumAvailability {
-            let apart = figures.filter { !layout.together($0.value) }.map(\.key).sorted()
-            if !apart.isEmpty {
-                print("  round \(index + 1)  left out: " + apart.joined(separator: ", ")
-                      + String(format: " ran with the cores apart (cross-core reads above %.2f× own)", layout.limit))
-            }
-        }
-        var kept = rounds.indices.filter(counts)
-        if kept.isEmpty {
+
+        /// The rounds the figures come from: those that count, else (with a warning) all of them.
+        func kept(layout: Layout) -> [Int] {
+            let kept = counted(layout: layout)
+            guard kept.isEmpty else { return kept }
             print("ddp bench: warning: no round ran with every core and the cores together; figures use all rounds")
-            kept = Array(rounds.indices)
+            return Array(rounds.indices)
         }
-        let keptGemm = gemmLimits.count == rounds.count ? kept.map { gemmLimits[$0] } : gemmLimits
-        let summary = report(cases: cases, rounds: kept.map { rounds[$0] }, gemmLimits: keptGemm)
-        try write(cases: cases, rounds: rounds, gemmLimits: gemmLimits, gemmCores: gemmCores.sorted(), availability: availability,
-                  layoutLimits: roundLimits, kept: kept.map { $0 + 1 }, summary: summary)
     }
 
     /// Below this `CoreCheck.availability`, a round is left out of the figures.

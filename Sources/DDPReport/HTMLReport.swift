@@ -108,56 +108,79 @@ public enum HTMLReport {
 
     @discardableResult
     public static func write(run: LoadedRun, plots: [RunPlots.Plot]) throws -> String {
-        let m = run.metrics
         var page = HTMLPage(title: "Run report — \(run.name)")
         page.paragraph("\(URL(fileURLWithPath: run.directory).standardizedFileURL.path) · \(RunPlots.subtitle(run))", classes: "muted")
+        addTestMetrics(run.metrics, to: &page)
+        page.heading("Summary")
+        page.facts(summary(run))
+        page.heading("Timing and ranks")
+        page.facts(timing(run.metrics))
+        addPlots(plots, of: run, to: &page)
+        addEpochTable(run.metrics, to: &page)
+        page.heading("Config")
+        let configText = (try? String(contentsOfFile: run.directory + "/config.yaml", encoding: .utf8)) ?? run.config.resolvedYAML
+        page.raw("<pre>\(HTMLPage.escape(configText))</pre>\n")
 
-        func f(_ value: Double?, _ format: String = "%.4f") -> String { value.map { String(format: format, $0) } ?? "—" }
+        let path = run.directory + "/" + fileName
+        try AtomicFile.write(page.finish(), to: path)
+        return path
+    }
 
+    /// A value as the report prints it, "—" when there is none.
+    private static func formatted(_ value: Double?, _ format: String = "%.4f") -> String {
+        value.map { String(format: format, $0) } ?? "—"
+    }
+
+    /// The test loss and accuracy, or why there are none.
+    private static func addTestMetrics(_ m: RunMetrics, to page: inout HTMLPage) {
         page.heading("Final test metrics")
         if let end = m.end, end.testLoss != nil || end.testAccuracy != nil {
-            page.facts([("test loss", f(end.testLoss)), ("test accuracy", f(end.testAccuracy))], classes: "headline")
+            page.facts([("test loss", formatted(end.testLoss)), ("test accuracy", formatted(end.testAccuracy))], classes: "headline")
         } else {
             page.paragraph(m.end == nil ? "The run has not finished (metrics.jsonl has no end line)." : "The config has no test data (data.test).",
                            classes: "muted")
         }
+    }
 
-        page.heading("Summary")
-        let stats = run.weightStatistics
+    /// How the run ended, its best and final figures, and the size and sparsity of its weights.
+    private static func summary(_ run: LoadedRun) -> [(String, String)] {
+        let m = run.metrics
         var summary: [(String, String)] = [
             ("end", m.end.map { $0.reason == EndReason.earlyStopping.rawValue ? "early stopping at epoch \($0.epochsRun)" : $0.reason } ?? "unfinished"),
             ("epochs run", String(m.end?.epochsRun ?? m.epochs.count)),
             ("monitor", m.monitor),
             ("best epoch", m.bestEpoch.map(String.init) ?? "—"),
-            ("best \(m.monitor)", f(m.end?.bestValue)),
-            ("final loss", f(m.last?.loss)),
+            ("best \(m.monitor)", formatted(m.end?.bestValue)),
+            ("final loss", formatted(m.last?.loss)),
         ]
         if m.hasValidation {
-            summary += [("final val_loss", f(m.last?.valLoss)), ("best val_loss", f(m.bestValLoss)),
-                        ("generalization gap (val_loss − loss)", f(m.gap, "%+.4f"))]
+            summary += [("final val_loss", formatted(m.last?.valLoss)), ("best val_loss", formatted(m.bestValLoss)),
+                        ("generalization gap (val_loss − loss)", formatted(m.gap, "%+.4f"))]
         }
         if m.hasAccuracy {
-            summary.append(("final accuracy", f(m.last?.accuracy)))
-            if m.hasValidation { summary.append(("final val_accuracy", f(m.last?.valAccuracy))) }
+            summary.append(("final accuracy", formatted(m.last?.accuracy)))
+            if m.hasValidation { summary.append(("final val_accuracy", formatted(m.last?.valAccuracy))) }
         }
         if let network = run.network {
             summary.append(("parameters", network.parameterCount.grouped))
         }
-        if let stats {
+        if let stats = run.weightStatistics {
             summary += [("dense kernel L2 norm", String(format: "%.3f", stats.l2Norm)),
                         ("near-zero kernel weights (|w| < 1e-3)", String(format: "%.1f%%", stats.nearZeroShare * 100) + " (\(stats.nearZero.grouped) of \(stats.count.grouped))")]
         }
         summary.append(("weights", run.weightsFile.map { URL(fileURLWithPath: $0).lastPathComponent } ?? "none found"))
-        page.facts(summary)
+        return summary
+    }
 
-        page.heading("Timing and ranks")
+    /// Ranks, batch, times and throughput, and the share of epoch time spent in gradient sync.
+    private static func timing(_ m: RunMetrics) -> [(String, String)] {
         let epochSeconds = m.epochs.compactMap(\.seconds)
         let rates = m.epochs.compactMap(\.samplesPerSecond)
         let sync = m.epochs.compactMap(\.syncSeconds).reduce(0, +)
         var timing: [(String, String)] = [
             ("ranks", m.end.map { String($0.ranks) } ?? "—"),
             ("global batch", m.end.map { String($0.globalBatch) } ?? "—"),
-            ("training time", f(m.end?.seconds, "%.2f s")),
+            ("training time", formatted(m.end?.seconds, "%.2f s")),
             ("mean epoch time", epochSeconds.isEmpty ? "—" : String(format: "%.3f s", epochSeconds.reduce(0, +) / Double(epochSeconds.count))),
             ("mean throughput", rates.isEmpty ? "—" : String(format: "%.0f samples/s", rates.reduce(0, +) / Double(rates.count))),
         ]
@@ -165,8 +188,11 @@ public enum HTMLReport {
             timing.append(("time in gradient sync", String(format: "%.3f s (%.1f%% of epoch time)", sync,
                                                                100 * sync / epochSeconds.reduce(0, +))))
         }
-        page.facts(timing)
+        return timing
+    }
 
+    /// The run's plots inlined from plots/, so the page stands alone; a plot that cannot be read is left out.
+    private static func addPlots(_ plots: [RunPlots.Plot], of run: LoadedRun, to page: inout HTMLPage) {
         page.heading("Plots")
         page.raw("<div class=\"plots\">\n")
         for plot in plots {
@@ -176,7 +202,10 @@ public enum HTMLReport {
             }
         }
         page.raw("</div>\n")
+    }
 
+    /// Every epoch's metrics in a scrolling table, the best epoch starred.
+    private static func addEpochTable(_ m: RunMetrics, to page: inout HTMLPage) {
         page.heading("Metrics per epoch")
         var header = ["epoch", "loss"]
         if m.hasAccuracy { header.append("accuracy") }
@@ -184,25 +213,20 @@ public enum HTMLReport {
         if m.hasValidation && m.hasAccuracy { header.append("val_accuracy") }
         header += ["lr", "seconds", "samples/s", "sync s"]
         let best = m.bestEpoch
-        let rows = m.epochs.map { e -> [String] in
-            var cells = [e.epoch == best ? "\(e.epoch) ★" : String(e.epoch), f(e.loss)]
-            if m.hasAccuracy { cells.append(f(e.accuracy)) }
-            if m.hasValidation { cells.append(f(e.valLoss)) }
-            if m.hasValidation && m.hasAccuracy { cells.append(f(e.valAccuracy)) }
-            cells += [f(e.lr, "%.3g"), f(e.seconds, "%.3f"), f(e.samplesPerSecond, "%.0f"), f(e.syncSeconds, "%.4f")]
-            return cells
-        }
+        let rows = m.epochs.map { epochRow($0, of: m, best: best) }
         page.raw("<div class=\"scroll\">\n")
         page.table(header: header, rows: rows, numericFrom: 0)
         page.raw("</div>\n")
         if best != nil { page.paragraph("★ best epoch by \(m.monitor).", classes: "muted") }
+    }
 
-        page.heading("Config")
-        let configText = (try? String(contentsOfFile: run.directory + "/config.yaml", encoding: .utf8)) ?? run.config.resolvedYAML
-        page.raw("<pre>\(HTMLPage.escape(configText))</pre>\n")
-
-        let path = run.directory + "/" + fileName
-        try AtomicFile.write(page.finish(), to: path)
-        return path
+    /// One epoch's cells, in the columns `addEpochTable` heads.
+    private static func epochRow(_ e: RunMetrics.Epoch, of m: RunMetrics, best: Int?) -> [String] {
+        var cells = [e.epoch == best ? "\(e.epoch) ★" : String(e.epoch), formatted(e.loss)]
+        if m.hasAccuracy { cells.append(formatted(e.accuracy)) }
+        if m.hasValidation { cells.append(formatted(e.valLoss)) }
+        if m.hasValidation && m.hasAccuracy { cells.append(formatted(e.valAccuracy)) }
+        cells += [formatted(e.lr, "%.3g"), formatted(e.seconds, "%.3f"), formatted(e.samplesPerSecond, "%.0f"), formatted(e.syncSeconds, "%.4f")]
+        return cells
     }
 }

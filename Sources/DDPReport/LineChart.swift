@@ -58,6 +58,21 @@ public struct LineChart {
         var svg = SVGWriter(width: width, height: height, title: title, classes: "chart line-chart")
         svg.heading(title, subtitle: subtitle, frame: frame)
 
+        let (xScale, yScale) = scales()
+        let xAxis = AxisSpec(scale: xScale, title: xTitle), yAxis = AxisSpec(scale: yScale, title: yTitle)
+        let mx = LinearMap(domain: (xScale.lower, xScale.upper), range: (frame.plotLeft, frame.plotRight))
+        let my = LinearMap(domain: (yScale.lower, yScale.upper), range: (frame.plotBottom, frame.plotTop))
+
+        svg.grid(frame: frame, x: xAxis, y: yAxis)
+        svg.axes(frame: frame, x: xAxis, y: yAxis)
+        let pixelPoints = drawSeries(into: &svg, mx: mx, my: my)
+        drawMarkers(into: &svg, frame: frame, mx: mx, my: my)
+        drawLegend(into: &svg, frame: frame, avoiding: pixelPoints)
+        return svg.finish()
+    }
+
+    /// The x scale over every point and marker, and the y scale over the finite points.
+    private func scales() -> (x: NiceScale, y: NiceScale) {
         let xs = series.flatMap { $0.points.map(\.x) } + markers.map(\.x)
         let ys = series.flatMap { $0.points.map(\.y) }.filter(\.isFinite)
         let xLow = xs.min() ?? 0, xHigh = xs.max() ?? 1
@@ -65,13 +80,11 @@ public struct LineChart {
         // A 3 % margin, so a curve never runs along the frame.
         let yLow = ys.min() ?? 0, yHigh = ys.max() ?? 1, margin = (yHigh - yLow) * 0.03
         let yScale = NiceScale(yLow >= 0 ? max(0, yLow - margin) : yLow - margin, yHigh + margin, maxTicks: 6)
-        let xAxis = AxisSpec(scale: xScale, title: xTitle), yAxis = AxisSpec(scale: yScale, title: yTitle)
-        let mx = LinearMap(domain: (xScale.lower, xScale.upper), range: (frame.plotLeft, frame.plotRight))
-        let my = LinearMap(domain: (yScale.lower, yScale.upper), range: (frame.plotBottom, frame.plotTop))
+        return (xScale, yScale)
+    }
 
-        svg.grid(frame: frame, x: xAxis, y: yAxis)
-        svg.axes(frame: frame, x: xAxis, y: yAxis)
-
+    /// One polyline per series; returns the pixels the lines cover, for the legend to avoid.
+    private func drawSeries(into svg: inout SVGWriter, mx: LinearMap, my: LinearMap) -> [(Double, Double)] {
         svg.open("g", [("class", "series-group"), ("fill", "none"), ("stroke-linejoin", "round"), ("stroke-linecap", "round")])
         var pixelPoints: [(Double, Double)] = []
         for item in series {
@@ -91,38 +104,47 @@ public struct LineChart {
             }
         }
         svg.close("g")
+        return pixelPoints
+    }
 
-        if !markers.isEmpty {
-            svg.open("g", [("class", "markers")])
-            for (index, marker) in markers.enumerated() {
-                let px = mx(marker.x)
-                let epochAttribute = SVGWriter.value(marker.x)
-                svg.element("line", [("class", "marker"), ("data-marker", marker.name), ("data-epoch", epochAttribute),
-                                     ("x1", SVGWriter.number(px)), ("y1", SVGWriter.number(frame.plotTop)),
-                                     ("x2", SVGWriter.number(px)), ("y2", SVGWriter.number(frame.plotBottom)),
-                                     ("stroke", marker.color.hex), ("stroke-width", "1.5"), ("stroke-dasharray", "5 4")])
-                let rightHalf = px > frame.plotLeft + frame.plotWidth * 0.72
-                svg.label(marker.label, x: px + (rightHalf ? -5 : 5), y: frame.plotTop + 14 + Double(index) * 15,
-                          anchor: rightHalf ? "end" : "start", size: 11, fill: marker.color.hex, classes: "marker-label",
-                          extra: [("data-marker", marker.name), ("stroke", "#ffffff"), ("stroke-width", "3"),
-                                  ("stroke-opacity", "0.85"), ("paint-order", "stroke")])
-                if let name = marker.series, let item = series.first(where: { $0.name == name }),
-                   let point = item.points.first(where: { $0.x == marker.x && $0.y.isFinite }) {
-                    svg.element("circle", [("class", "marker-point"), ("data-marker", marker.name), ("data-series", name),
-                                           ("data-epoch", epochAttribute), ("cx", SVGWriter.number(px)),
-                                           ("cy", SVGWriter.number(my(point.y))), ("r", "5"), ("fill", item.color.hex),
-                                           ("stroke", "#ffffff"), ("stroke-width", "1.5")])
-                }
-            }
-            svg.close("g")
+    private func drawMarkers(into svg: inout SVGWriter, frame: PlotFrame, mx: LinearMap, my: LinearMap) {
+        guard !markers.isEmpty else { return }
+        svg.open("g", [("class", "markers")])
+        for (index, marker) in markers.enumerated() {
+            drawMarker(marker, index: index, into: &svg, frame: frame, px: mx(marker.x), my: my)
         }
+        svg.close("g")
+    }
 
+    /// A marker's dashed line and label (the `index`-th, stacked below the earlier ones' labels),
+    /// and a dot on its series' point at the marker's x.
+    private func drawMarker(_ marker: Marker, index: Int, into svg: inout SVGWriter, frame: PlotFrame, px: Double, my: LinearMap) {
+        let epochAttribute = SVGWriter.value(marker.x)
+        svg.element("line", [("class", "marker"), ("data-marker", marker.name), ("data-epoch", epochAttribute),
+                             ("x1", SVGWriter.number(px)), ("y1", SVGWriter.number(frame.plotTop)),
+                             ("x2", SVGWriter.number(px)), ("y2", SVGWriter.number(frame.plotBottom)),
+                             ("stroke", marker.color.hex), ("stroke-width", "1.5"), ("stroke-dasharray", "5 4")])
+        let rightHalf = px > frame.plotLeft + frame.plotWidth * 0.72
+        svg.label(marker.label, x: px + (rightHalf ? -5 : 5), y: frame.plotTop + 14 + Double(index) * 15,
+                  anchor: rightHalf ? "end" : "start", size: 11, fill: marker.color.hex, classes: "marker-label",
+                  extra: [("data-marker", marker.name), ("stroke", "#ffffff"), ("stroke-width", "3"),
+                          ("stroke-opacity", "0.85"), ("paint-order", "stroke")])
+        if let name = marker.series, let item = series.first(where: { $0.name == name }),
+           let point = item.points.first(where: { $0.x == marker.x && $0.y.isFinite }) {
+            svg.element("circle", [("class", "marker-point"), ("data-marker", marker.name), ("data-series", name),
+                                   ("data-epoch", epochAttribute), ("cx", SVGWriter.number(px)),
+                                   ("cy", SVGWriter.number(my(point.y))), ("r", "5"), ("fill", item.color.hex),
+                                   ("stroke", "#ffffff"), ("stroke-width", "1.5")])
+        }
+    }
+
+    /// Series and markers in the legend, placed in the corner with the fewest line pixels under it.
+    private func drawLegend(into svg: inout SVGWriter, frame: PlotFrame, avoiding pixelPoints: [(Double, Double)]) {
         var items = series.map { LegendItem(label: $0.label, swatch: .line(color: $0.color.hex, dash: $0.dashed ? "6 4" : nil, width: 2), key: $0.name) }
         items += markers.map { LegendItem(label: $0.label, swatch: .line(color: $0.color.hex, dash: "5 4", width: 1.5), key: $0.name) }
         let corner = Self.emptiestCorner(for: SVGWriter.legendSize(items), frame: frame, avoiding: pixelPoints,
                                          reserveTop: Double(markers.count) * 15 + 6)
         svg.legend(items, x: corner.x, y: corner.y)
-        return svg.finish()
     }
 
     /// Points along each segment, so a legend is not placed across a line between two epochs.

@@ -65,8 +65,22 @@ public struct RegionChart {
         let yAxis = AxisSpec(lower: yRange.lowerBound, upper: yRange.upperBound, ticks: yScale.ticks, format: yScale.label, title: yTitle)
         let mx = LinearMap(domain: (xAxis.lower, xAxis.upper), range: (frame.plotLeft, frame.plotRight))
         let my = LinearMap(domain: (yAxis.lower, yAxis.upper), range: (frame.plotBottom, frame.plotTop))
-        let cellWidth = frame.plotWidth / Double(cols), cellHeight = frame.plotHeight / Double(rows)
 
+        drawCells(into: &svg, frame: frame)
+        drawGridLines(into: &svg, frame: frame, xPixels: xAxis.ticks.map { mx($0) }, yPixels: yAxis.ticks.map { my($0) })
+        drawPoints(into: &svg, mx: mx, my: my)
+        svg.element("rect", [("class", "plot-border"), ("x", SVGWriter.number(frame.plotLeft)), ("y", SVGWriter.number(frame.plotTop)),
+                             ("width", SVGWriter.number(frame.plotWidth)), ("height", SVGWriter.number(frame.plotHeight)),
+                             ("fill", "none"), ("stroke", Palette.axis)])
+        svg.axes(frame: frame, x: xAxis, y: yAxis)
+        if let colorBar { drawColorBar(colorBar, into: &svg, frame: frame) }
+        drawLegend(into: &svg, frame: frame, mx: mx, my: my)
+        return svg.finish()
+    }
+
+    /// The grid's cells, row by row, a run of equal cells in one row as one `rect`.
+    private func drawCells(into svg: inout SVGWriter, frame: PlotFrame) {
+        let cellWidth = frame.plotWidth / Double(cols), cellHeight = frame.plotHeight / Double(rows)
         svg.open("g", [("class", "regions"), ("shape-rendering", "crispEdges"), ("data-rows", String(rows)), ("data-cols", String(cols)),
                        ("data-x-min", SVGWriter.value(xRange.lowerBound)), ("data-x-max", SVGWriter.value(xRange.upperBound)),
                        ("data-y-min", SVGWriter.value(yRange.lowerBound)), ("data-y-max", SVGWriter.value(yRange.upperBound))])
@@ -74,9 +88,7 @@ public struct RegionChart {
             var col = 0
             while col < cols {
                 let cell = cells[row * cols + col]
-                var span = 1
-                while col + span < cols, cells[row * cols + col + span].level == cell.level,
-                      cells[row * cols + col + span].predicted == cell.predicted { span += 1 }
+                let span = runLength(row: row, col: col)
                 // Pixel edges from the grid lines, so neighbouring rects meet without gaps.
                 let x0 = frame.plotLeft + Double(col) * cellWidth, x1 = frame.plotLeft + Double(col + span) * cellWidth
                 let y1 = frame.plotBottom - Double(row) * cellHeight, y0 = frame.plotBottom - Double(row + 1) * cellHeight
@@ -91,19 +103,32 @@ public struct RegionChart {
             }
         }
         svg.close("g")
+    }
 
-        // Ticks and grid lines over the regions, faint, so positions can be read off.
+    /// How many cells from (row, col) rightwards share its level and class.
+    private func runLength(row: Int, col: Int) -> Int {
+        let cell = cells[row * cols + col]
+        var span = 1
+        while col + span < cols, cells[row * cols + col + span].level == cell.level,
+              cells[row * cols + col + span].predicted == cell.predicted { span += 1 }
+        return span
+    }
+
+    /// Grid lines at the ticks' pixel positions, over the regions, faint, so positions can be read off.
+    private func drawGridLines(into svg: inout SVGWriter, frame: PlotFrame, xPixels: [Double], yPixels: [Double]) {
         svg.open("g", [("class", "grid"), ("stroke", "#ffffff"), ("stroke-opacity", "0.45"), ("stroke-width", "1")])
-        for tick in xAxis.ticks {
-            let px = SVGWriter.number(mx(tick))
+        for x in xPixels {
+            let px = SVGWriter.number(x)
             svg.element("line", [("x1", px), ("y1", SVGWriter.number(frame.plotTop)), ("x2", px), ("y2", SVGWriter.number(frame.plotBottom))])
         }
-        for tick in yAxis.ticks {
-            let py = SVGWriter.number(my(tick))
+        for y in yPixels {
+            let py = SVGWriter.number(y)
             svg.element("line", [("x1", SVGWriter.number(frame.plotLeft)), ("y1", py), ("x2", SVGWriter.number(frame.plotRight)), ("y2", py)])
         }
         svg.close("g")
+    }
 
+    private func drawPoints(into svg: inout SVGWriter, mx: LinearMap, my: LinearMap) {
         svg.open("g", [("class", "points"), ("data-count", String(points.count))])
         for point in points {
             let color = pointColors[min(max(point.label, 0), pointColors.count - 1)]
@@ -112,41 +137,39 @@ public struct RegionChart {
                                                     ("data-x", SVGWriter.value(point.x)), ("data-y", SVGWriter.value(point.y))])
         }
         svg.close("g")
-        svg.element("rect", [("class", "plot-border"), ("x", SVGWriter.number(frame.plotLeft)), ("y", SVGWriter.number(frame.plotTop)),
-                             ("width", SVGWriter.number(frame.plotWidth)), ("height", SVGWriter.number(frame.plotHeight)),
-                             ("fill", "none"), ("stroke", Palette.axis)])
-        svg.axes(frame: frame, x: xAxis, y: yAxis)
+    }
 
-        if let colorBar {
-            let barX = frame.plotRight + 22, barWidth = 16.0, barTop = frame.plotTop + 8, barHeight = frame.plotHeight * 0.6
-            svg.open("g", [("class", "color-bar")])
-            let levels = levelColors.count
-            for (level, color) in levelColors.enumerated() {
-                let y1 = barTop + barHeight - Double(level) * barHeight / Double(levels)
-                let y0 = barTop + barHeight - Double(level + 1) * barHeight / Double(levels)
-                svg.element("rect", [("x", SVGWriter.number(barX)), ("y", SVGWriter.number(y0)), ("width", SVGWriter.number(barWidth)),
-                                     ("height", SVGWriter.number(y1 - y0 + 0.3)), ("fill", color.hex)])
-            }
-            svg.element("rect", [("x", SVGWriter.number(barX)), ("y", SVGWriter.number(barTop)), ("width", SVGWriter.number(barWidth)),
-                                 ("height", SVGWriter.number(barHeight)), ("fill", "none"), ("stroke", "#888888"), ("stroke-width", "0.5")])
-            for (position, text) in colorBar.ticks {
-                let y = barTop + barHeight * (1 - position)
-                svg.element("line", [("x1", SVGWriter.number(barX + barWidth)), ("y1", SVGWriter.number(y)),
-                                     ("x2", SVGWriter.number(barX + barWidth + 4)), ("y2", SVGWriter.number(y)), ("stroke", Palette.axis)])
-                svg.label(text, x: barX + barWidth + 7, y: y + 4, size: 10.5)
-            }
-            svg.label(colorBar.title, x: barX - 4, y: barTop + barHeight + 18, size: 11, classes: "color-bar-title")
-            svg.close("g")
+    /// A vertical bar of the level colors right of the plot, bottom level at the bottom, with its ticks and title.
+    private func drawColorBar(_ colorBar: (title: String, ticks: [(Double, String)]), into svg: inout SVGWriter, frame: PlotFrame) {
+        let barX = frame.plotRight + 22, barWidth = 16.0, barTop = frame.plotTop + 8, barHeight = frame.plotHeight * 0.6
+        svg.open("g", [("class", "color-bar")])
+        let levels = levelColors.count
+        for (level, color) in levelColors.enumerated() {
+            let y1 = barTop + barHeight - Double(level) * barHeight / Double(levels)
+            let y0 = barTop + barHeight - Double(level + 1) * barHeight / Double(levels)
+            svg.element("rect", [("x", SVGWriter.number(barX)), ("y", SVGWriter.number(y0)), ("width", SVGWriter.number(barWidth)),
+                                 ("height", SVGWriter.number(y1 - y0 + 0.3)), ("fill", color.hex)])
         }
+        svg.element("rect", [("x", SVGWriter.number(barX)), ("y", SVGWriter.number(barTop)), ("width", SVGWriter.number(barWidth)),
+                             ("height", SVGWriter.number(barHeight)), ("fill", "none"), ("stroke", "#888888"), ("stroke-width", "0.5")])
+        for (position, text) in colorBar.ticks {
+            let y = barTop + barHeight * (1 - position)
+            svg.element("line", [("x1", SVGWriter.number(barX + barWidth)), ("y1", SVGWriter.number(y)),
+                                 ("x2", SVGWriter.number(barX + barWidth + 4)), ("y2", SVGWriter.number(y)), ("stroke", Palette.axis)])
+            svg.label(text, x: barX + barWidth + 7, y: y + 4, size: 10.5)
+        }
+        svg.label(colorBar.title, x: barX - 4, y: barTop + barHeight + 18, size: 11, classes: "color-bar-title")
+        svg.close("g")
+    }
 
+    /// The point classes' legend, in the corner with the fewest points under it (none without a legend).
+    private func drawLegend(into svg: inout SVGWriter, frame: PlotFrame, mx: LinearMap, my: LinearMap) {
         let items = legend.map { LegendItem(label: $0.label, swatch: .marker(PointShape.forClass($0.key), fill: pointColors[min($0.key, pointColors.count - 1)].hex),
                                             key: "class-\($0.key)") }
-        if !items.isEmpty {
-            let size = SVGWriter.legendSize(items)
-            let pixels = points.map { (mx($0.x), my($0.y)) }
-            let corner = LineChart.emptiestCorner(for: size, frame: frame, avoiding: pixels, reserveTop: 0)
-            svg.legend(items, x: corner.x, y: corner.y)
-        }
-        return svg.finish()
+        guard !items.isEmpty else { return }
+        let size = SVGWriter.legendSize(items)
+        let pixels = points.map { (mx($0.x), my($0.y)) }
+        let corner = LineChart.emptiestCorner(for: size, frame: frame, avoiding: pixels, reserveTop: 0)
+        svg.legend(items, x: corner.x, y: corner.y)
     }
 }

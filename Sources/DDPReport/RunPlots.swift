@@ -190,7 +190,21 @@ public struct DecisionGrid {
         rows = max(resolution, 2)
         cols = max(resolution, 2)
 
-        // Raw grid coordinates, then the run's normalization (x·scale + shift), then predict.
+        // The grid's cells, then the training rows: one prediction gives the map and the train accuracy.
+        let cellCount = rows * cols, total = cellCount + train.count
+        let inputs = Self.inputs(xRange: xRange, yRange: yRange, rows: rows, cols: cols, data: data)
+        let outputs = try Self.predict(inputs, rows: total, network: network, loss: config.loss)
+        let read = Self.read(outputs, rows: total, width: network.outputWidth, cellCount: cellCount, loss: config.loss)
+        kind = read.kind
+        trainAccuracy = Self.accuracy(kind: read.kind, trainPredicted: read.predicted[cellCount...], train: train)
+        self.predicted = Array(read.predicted[0..<cellCount])
+        self.value = Array(read.value[0..<cellCount])
+    }
+
+    /// The model's inputs, two per row: each cell's center (row-major from the bottom row), then
+    /// each training row, all normalized as the run's data (x·scale + shift).
+    private static func inputs(xRange: ClosedRange<Double>, yRange: ClosedRange<Double>, rows: Int, cols: Int, data: RunData) -> [Float] {
+        let train = data.train
         let cellCount = rows * cols, total = cellCount + train.count
         var inputs = [Float](repeating: 0, count: total * 2)
         let (sx, sy) = (data.transform.scale, data.transform.shift)
@@ -208,54 +222,77 @@ public struct DecisionGrid {
             inputs[2 * i] = train.feature(row: row, column: 0) * sx[0] + sy[0]
             inputs[2 * i + 1] = train.feature(row: row, column: 1) * sx[1] + sy[1]
         }
-        let width = network.outputWidth
-        var outputs = [Float](repeating: 0, count: total * width)
+        return inputs
+    }
+
+    /// The network's outputs for `rows` rows of `inputs`, `network.outputWidth` per row.
+    private static func predict(_ inputs: [Float], rows total: Int, network: Network, loss: Loss) throws -> [Float] {
+        var outputs = [Float](repeating: 0, count: total * network.outputWidth)
         let context = StepContext(communicator: LocalCommunicator(), maxBatch: Evaluator.chunk)
-        let evaluator = Evaluator(network: network, loss: config.loss, context: context)
+        let evaluator = Evaluator(network: network, loss: loss, context: context)
         try inputs.withUnsafeBufferPointer { input in
             try outputs.withUnsafeMutableBufferPointer { output in
                 try evaluator.predict(inputs: input.baseAddress!, rows: total, into: output.baseAddress!)
             }
         }
+        return outputs
+    }
 
-        var predicted: [Int?] = [], value: [Double] = []
-        predicted.reserveCapacity(total)
-        value.reserveCapacity(total)
-        switch config.loss {
+    /// Each row's class and value as the loss reads the outputs (see `predicted` and `value`);
+    /// a regression's color range spans the first `cellCount` rows, the grid's.
+    private static func read(_ outputs: [Float], rows total: Int, width: Int, cellCount: Int,
+                             loss: Loss) -> (kind: Kind, predicted: [Int?], value: [Double]) {
+        switch loss {
         case .binaryCrossEntropy(let fromLogits, _):
-            kind = .binary
-            for i in 0..<total {
-                let z = outputs[i * width]
-                let p = fromLogits ? Double(Activation.sigmoid(z)) : Double(z)
-                // The same decision the loss's accuracy uses: logit > 0, or probability > 0.5.
-                predicted.append((fromLogits ? z > 0 : z > 0.5) ? 1 : 0)
-                value.append(p)
-            }
+            let read = readBinary(outputs, rows: total, width: width, fromLogits: fromLogits)
+            return (.binary, read.predicted, read.value)
         case .crossEntropy:
-            kind = .multiclass(classes: width)
-            for i in 0..<total {
-                let z = outputs[(i * width)..<((i + 1) * width)]
-                var best = 0, maximum = -Float.infinity
-                for (j, v) in z.enumerated() where v > maximum { maximum = v; best = j }
-                let sum = z.reduce(0.0) { $0 + exp(Double($1 - maximum)) }
-                predicted.append(best)
-                value.append(1 / sum)
-            }
+            let read = readMulticlass(outputs, rows: total, width: width)
+            return (.multiclass(classes: width), read.predicted, read.value)
         case .meanSquaredError:
             let values = (0..<total).map { Double(outputs[$0 * width]) }
             let cellValues = values[0..<cellCount]
-            kind = .regression(low: cellValues.min() ?? 0, high: cellValues.max() ?? 1)
-            predicted = Array(repeating: nil, count: total)
-            value = values
+            return (.regression(low: cellValues.min() ?? 0, high: cellValues.max() ?? 1), Array(repeating: nil, count: total), values)
         }
-        if case .regression = kind {
-            trainAccuracy = nil
-        } else {
-            let correct = (0..<train.count).filter { predicted[cellCount + $0] == Int(train.labels[$0]) }.count
-            trainAccuracy = train.count > 0 ? Double(correct) / Double(train.count) : nil
+    }
+
+    /// P(class 1) from the first output, and the class it decides.
+    private static func readBinary(_ outputs: [Float], rows total: Int, width: Int, fromLogits: Bool) -> (predicted: [Int?], value: [Double]) {
+        var predicted: [Int?] = [], value: [Double] = []
+        predicted.reserveCapacity(total)
+        value.reserveCapacity(total)
+        for i in 0..<total {
+            let z = outputs[i * width]
+            let p = fromLogits ? Double(Activation.sigmoid(z)) : Double(z)
+            // The same decision the loss's accuracy uses: logit > 0, or probability > 0.5.
+            predicted.append((fromLogits ? z > 0 : z > 0.5) ? 1 : 0)
+            value.append(p)
         }
-        self.predicted = Array(predicted[0..<cellCount])
-        self.value = Array(value[0..<cellCount])
+        return (predicted, value)
+    }
+
+    /// The top class of the softmax over `width` outputs, and its probability.
+    private static func readMulticlass(_ outputs: [Float], rows total: Int, width: Int) -> (predicted: [Int?], value: [Double]) {
+        var predicted: [Int?] = [], value: [Double] = []
+        predicted.reserveCapacity(total)
+        value.reserveCapacity(total)
+        for i in 0..<total {
+            let z = outputs[(i * width)..<((i + 1) * width)]
+            var best = 0, maximum = -Float.infinity
+            for (j, v) in z.enumerated() where v > maximum { maximum = v; best = j }
+            let sum = z.reduce(0.0) { $0 + exp(Double($1 - maximum)) }
+            predicted.append(best)
+            value.append(1 / sum)
+        }
+        return (predicted, value)
+    }
+
+    /// The share of training rows whose predicted class is their label (nil for regression or no rows).
+    private static func accuracy(kind: Kind, trainPredicted: ArraySlice<Int?>, train: Dataset) -> Double? {
+        if case .regression = kind { return nil }
+        let start = trainPredicted.startIndex
+        let correct = (0..<train.count).filter { trainPredicted[start + $0] == Int(train.labels[$0]) }.count
+        return train.count > 0 ? Double(correct) / Double(train.count) : nil
     }
 
     /// Color level of a cell.
