@@ -93,9 +93,6 @@ public enum SafeTensors {
             throw fail("\(file) has a malformed safetensors header: expected a JSON object, found \(json.kindName)")
         }
 
-        struct Entry {
-            var name: String, dtype: TensorDType, shape: [Int], begin: Int, end: Int, headerIndex: Int
-        }
         var metadata: [String: String] = [:]
         var entries: [Entry] = []
         for (index, (name, value)) in members.enumerated() {
@@ -108,28 +105,7 @@ public enum SafeTensors {
         }
 
         let dataCount = bytes.count - dataStart
-        let dataNeeded = entries.map(\.end).max() ?? 0
-        guard dataNeeded <= dataCount else {
-            throw fail("\(file) is truncated: header says \(dataNeeded) bytes of tensor data, file has \(dataCount)")
-        }
-        entries.sort { ($0.begin, $0.end, $0.headerIndex) < ($1.begin, $1.end, $1.headerIndex) }
-        var covered = 0
-        var previous: Entry?
-        for entry in entries {
-            if entry.begin < covered, let previous {
-                throw fail("\(file) is corrupt: tensors '\(previous.name)' [\(previous.begin), \(previous.end)] "
-                    + "and '\(entry.name)' [\(entry.begin), \(entry.end)] overlap")
-            }
-            guard entry.begin == covered else {
-                throw fail("\(file) is corrupt: no tensor covers data bytes \(covered)..<\(entry.begin)")
-            }
-            covered = entry.end
-            previous = entry
-        }
-        guard covered == dataCount else {
-            throw fail("\(file) is corrupt: header accounts for \(covered) bytes of tensor data, "
-                + "file has \(dataCount)")
-        }
+        try checkTiling(&entries, dataCount: dataCount, file: file)
 
         var tensors: [String: StoredTensor] = [:]
         tensors.reserveCapacity(entries.count)
@@ -139,6 +115,38 @@ public enum SafeTensors {
                 bytes: Array(bytes[(dataStart + entry.begin)..<(dataStart + entry.end)]))
         }
         return (tensors, entries.map(\.name), metadata)
+    }
+
+    /// One tensor's header entry: its byte range in the data section, and its place in the header.
+    private struct Entry {
+        var name: String, dtype: TensorDType, shape: [Int], begin: Int, end: Int, headerIndex: Int
+    }
+
+    /// The entries' byte ranges must tile the data section exactly: each within it, no gap, no
+    /// overlap. Sorts `entries` by position.
+    private static func checkTiling(_ entries: inout [Entry], dataCount: Int, file: String) throws {
+        let dataNeeded = entries.map(\.end).max() ?? 0
+        guard dataNeeded <= dataCount else {
+            throw DDPError(.weights, "\(file) is truncated: header says \(dataNeeded) bytes of tensor data, file has \(dataCount)")
+        }
+        entries.sort { ($0.begin, $0.end, $0.headerIndex) < ($1.begin, $1.end, $1.headerIndex) }
+        var covered = 0
+        var previous: Entry?
+        for entry in entries {
+            if entry.begin < covered, let previous {
+                throw DDPError(.weights, "\(file) is corrupt: tensors '\(previous.name)' [\(previous.begin), \(previous.end)] "
+                    + "and '\(entry.name)' [\(entry.begin), \(entry.end)] overlap")
+            }
+            guard entry.begin == covered else {
+                throw DDPError(.weights, "\(file) is corrupt: no tensor covers data bytes \(covered)..<\(entry.begin)")
+            }
+            covered = entry.end
+            previous = entry
+        }
+        guard covered == dataCount else {
+            throw DDPError(.weights, "\(file) is corrupt: header accounts for \(covered) bytes of tensor data, "
+                + "file has \(dataCount)")
+        }
     }
 
     /// Reads and decodes the file at `path`; a missing or unreadable file is a `DDPError(.weights)`.
