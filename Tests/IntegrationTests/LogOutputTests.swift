@@ -3,7 +3,8 @@ import Foundation
 import XCTest
 
 /// What a run prints where no terminal is watching (a batch job's log file): plain lines, no
-/// carriage-return redraws. (The terminal mode's redraws: ConsoleTests.)
+/// carriage-return redraws; and on a terminal (a pty from script(1)): the progress bar redrawn
+/// in place from the first step.
 final class LogOutputTests: IntegrationTestCase {
     /// One epoch of 640 steps of 1024-wide GEMMs, each step's loss written to steps/ as it
     /// happens, so the test can tell from outside that the epoch is under way.
@@ -44,10 +45,10 @@ final class LogOutputTests: IntegrationTestCase {
         return count
     }
 
-    /// Progress starts 2 s into an epoch and a plain line needs two progress calls 0.5 s apart, so
-    /// the test stretches the epoch itself instead of hoping the machine is slow: it stops the
+    /// A plain line needs two progress calls `progress_seconds` (0.5 s) apart, so the test
+    /// stretches the epoch itself instead of hoping the machine is slow: it stops the
     /// process for 2.5 s once the first step is written, lets it run 17 steps (past a progress
-    /// call, which the trainer makes every 16th step), and stops it 0.6 s more.
+    /// call, which the trainer makes at most every 0.1 s), and stops it 0.6 s more.
     func testLogFilesGetPlainLines() throws {
         let config = try writeConfig("long.yaml", Self.longEpochYAML)
         let run = path("run")
@@ -81,9 +82,31 @@ final class LogOutputTests: IntegrationTestCase {
         XCTAssertFalse(result.stderr.contains("\r"), "carriage return in stderr:\n\(result.stderr)")
         XCTAssertEqual(result.stdout.split(separator: "\n").filter { $0.hasPrefix("Epoch 1/1 - ") }.count, 1, result.stdout)
         let seconds = try epochSeconds(run)
-        XCTAssertGreaterThan(seconds, 3, "the epoch must outlast the 2 s before progress starts: the test's pauses alone take 3.1 s")
-        let progress = result.stderr.split(separator: "\n").filter { $0.hasPrefix("Epoch 1/1  step ") && $0.hasSuffix("samples/s") }
+        XCTAssertGreaterThan(seconds, 3, "the test's pauses alone take 3.1 s")
+        let progress = result.stderr.split(separator: "\n").filter { $0.hasPrefix("Epoch 1/1  step ") && $0.contains(" samples/s  ETA ") }
         XCTAssertGreaterThanOrEqual(progress.count, 1, "a \(seconds) s epoch with progress_seconds 0.5 printed no progress line:\n\(result.stderr)")
         XCTAssertLessThanOrEqual(progress.count, Int(seconds / 0.5) + 1, "more lines than one per 0.5 s:\n\(result.stderr)")
+    }
+
+    /// On a terminal the progress bar is redrawn in place, from the first step, with its ETA,
+    /// and cleared before each epoch line.
+    func testATerminalGetsABarRedrawnInPlace() throws {
+        let script = "/usr/bin/script"
+        guard FileManager.default.isExecutableFile(atPath: script) else { throw XCTSkip("no script(1) to give ddp a terminal") }
+        let run = path("terminal")
+        let command = [try Integration.ddpBinary(), "train", BadInputTests.moons, "--run-dir", run, "--set", "training.epochs=2"]
+            .map { "'\($0)'" }.joined(separator: " ")
+        var environment = Integration.environment(underMPI: false)
+        environment["DDP_PROGRESS"] = nil
+        let job = try Job(executable: script, arguments: ["-qec", command, "/dev/null"], environment: environment,
+                          logDirectory: path(""), label: "script")
+        XCTAssertTrue(job.wait(timeout: 120), "ddp under script(1) hung")
+        let result = job.result()
+        XCTAssertEqual(result.status, 0, result.tail)
+        let redraws = result.stdout.split(separator: "\r").filter { $0.hasPrefix("Epoch 1/2  ") && $0.contains(" [") }
+        XCTAssertFalse(redraws.isEmpty, "no bar redrawn on the terminal:\n\(result.tail)")
+        XCTAssertTrue(redraws.first?.hasPrefix("Epoch 1/2  1/") ?? false, "the bar starts at the first step: \(redraws.first ?? "")")
+        XCTAssertTrue(redraws.allSatisfy { $0.contains("] ETA ") || $0.contains("] - loss") }, "\(redraws)")
+        XCTAssertTrue(result.stdout.contains("Epoch 2/2 - "), result.tail)
     }
 }

@@ -24,7 +24,7 @@ public final class Console {
     public let plainProgressSeconds: Double
     private let output: FileHandle
     private let errors: FileHandle
-    private static let progressWidth = 100
+    private static let progressWidth = 110
     private var progressShown = false
     private var plainEpoch = -1
     private var lastPlainLine = ContinuousClock.now
@@ -53,12 +53,20 @@ public final class Console {
         output.write(Data((text + "\n").utf8))
     }
 
-    /// Called every half second or so during an epoch (the trainer throttles).
-    func progress(epoch: Int, of epochs: Int, step: Int, of steps: Int, loss: Double, rate: Double) {
+    /// Called during an epoch (the trainer throttles terminal redraws to about ten a second).
+    /// On a terminal, Keras's progress bar redrawn in place:
+    ///
+    ///     Epoch 3/10  412/938 [=============>................] ETA 0:04 - loss: 0.4321 - 98000 samples/s
+    ///
+    /// in a log, "Epoch 3/10  step 412/938  loss: 0.4321  98000 samples/s  ETA 0:04" every
+    /// `plainProgressSeconds`. `eta`: seconds left in the epoch, nil before it can be told.
+    func progress(epoch: Int, of epochs: Int, step: Int, of steps: Int, loss: Double, rate: Double, eta: Double? = nil) {
         guard enabled else { return }
-        let text = String(format: "Epoch %d/%d  step %d/%d  loss: %.4f  %.0f samples/s", epoch, epochs, step, steps, loss, rate)
+        let left = eta.map { " ETA " + Self.clock($0) } ?? ""
         switch mode {
         case .terminal:
+            let text = String(format: "Epoch %d/%d  %d/%d ", epoch, epochs, step, steps) + Self.bar(step, of: steps) + left
+                + String(format: " - loss: %.4f - %.0f samples/s", loss, rate)
             errors.write(Data(("\r" + text.padding(toLength: Self.progressWidth, withPad: " ", startingAt: 0)).utf8))
             progressShown = true
         case .plain:
@@ -69,9 +77,25 @@ public final class Console {
                 lastPlainLine = time
             } else if time - lastPlainLine >= .milliseconds(Int64(plainProgressSeconds * 1000)) {
                 lastPlainLine = time
-                errors.write(Data((text + "\n").utf8))
+                let text = String(format: "Epoch %d/%d  step %d/%d  loss: %.4f  %.0f samples/s", epoch, epochs, step, steps, loss, rate)
+                errors.write(Data((text + (left.isEmpty ? "" : " ") + left + "\n").utf8))
             }
         }
+    }
+
+    /// Keras's bar: 30 cells, '=' for the steps done, '>' at the front, '.' for the rest.
+    static func bar(_ step: Int, of steps: Int) -> String {
+        let width = 30, done = steps > 0 ? min(width, width * step / steps) : width
+        let head = done < width ? ">" : ""
+        return "[" + String(repeating: "=", count: max(done - head.count, 0)) + head
+            + String(repeating: ".", count: width - max(done - head.count, 0) - head.count) + "]"
+    }
+
+    /// "0:04", "12:30", "1:02:03".
+    static func clock(_ seconds: Double) -> String {
+        let total = Int(max(seconds, 0).rounded())
+        let (hours, minutes, rest) = (total / 3600, total / 60 % 60, total % 60)
+        return hours > 0 ? String(format: "%d:%02d:%02d", hours, minutes, rest) : String(format: "%d:%02d", minutes, rest)
     }
 
     /// Clears the terminal's progress line before the epoch line is printed.

@@ -33,6 +33,8 @@ final class StepObserver {
     private var traceStart = 0.0
     private var epochStart = ContinuousClock.now
     private var lastProgress = ContinuousClock.now
+    /// The epoch's first step in this process (later than 0 after a mid-epoch resume).
+    private var firstStep = 0
 
     init(communicator: Communicator, console: Console) {
         self.communicator = communicator
@@ -40,10 +42,11 @@ final class StepObserver {
         times = StepTimes(communicator)
     }
 
-    func epochBegins() {
+    func epochBegins(firstStep: Int) {
         times = StepTimes(communicator)
         epochStart = ContinuousClock.now
         lastProgress = epochStart
+        self.firstStep = firstStep
     }
 
     /// Seconds since `epochBegins`.
@@ -88,18 +91,19 @@ final class StepObserver {
     @inline(__always)
     var preemptionRequested: Bool { ddp_preemption_signal() != 0 }
 
-    /// After the update: the step's scalars, and every 16th step a progress line when the
-    /// epoch has run long enough to need one (the console throttles further).
+    /// After the update: the step's scalars, and the progress display from the first step on,
+    /// redrawn about ten times a second (in a log the console prints one line per
+    /// `logging.progress_seconds`), with the epoch's ETA from this process's steps so far.
     func stepEnded(epoch: Int, of epochs: Int, step: Int, of steps: Int, globalStep: Int, totals: StepTotals,
                    lr: Float, running: RunningSums) throws {
         try stepScalars?.stepEnded(globalStep, loss: totals.lossSum / totals.samples + totals.penalty, lr: lr)
-        guard console.enabled, step % 16 == 0 else { return }
+        guard console.enabled else { return }
         let now = ContinuousClock.now
-        if now - epochStart > .seconds(2), now - lastProgress > .milliseconds(500) {
-            lastProgress = now
-            console.progress(epoch: epoch + 1, of: epochs, step: step + 1, of: steps,
-                             loss: running.lossSum / running.samples, rate: running.samples / (now - epochStart).seconds)
-        }
+        guard step == firstStep || now - lastProgress >= .milliseconds(100) else { return }
+        lastProgress = now
+        let elapsed = (now - epochStart).seconds, taken = step + 1 - firstStep
+        console.progress(epoch: epoch + 1, of: epochs, step: step + 1, of: steps, loss: running.lossSum / running.samples,
+                         rate: running.samples / max(elapsed, 1e-9), eta: elapsed / Double(taken) * Double(steps - step - 1))
     }
 }
 

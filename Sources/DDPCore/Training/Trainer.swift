@@ -191,7 +191,7 @@ public final class Trainer {
 
     /// Trains epoch `epoch` from its first step, or from where `continuing` left it.
     private func trainEpoch(_ epoch: Int, continuing: CheckpointState.PartialEpoch?) throws -> EpochResult {
-        observer.epochBegins()
+        observer.epochBegins(firstStep: continuing?.steps ?? 0)
         step.context.epoch = epoch
         step.context.training = true
         BatchPlan.fillOrder(order, seed: config.seed, epoch: epoch, shuffle: config.training.shuffle)

@@ -22,15 +22,17 @@ final class ConsoleTests: XCTestCase {
     func testTerminalRedrawsOneLineAndClearsIt() throws {
         let (stdout, stderr) = try capture({ console in
             console.progress(epoch: 1, of: 2, step: 16, of: 100, loss: 0.5, rate: 1000)
-            console.progress(epoch: 1, of: 2, step: 32, of: 100, loss: 0.25, rate: 1000)
+            console.progress(epoch: 1, of: 2, step: 32, of: 100, loss: 0.25, rate: 1000, eta: 65)
             console.endProgress()
             console.line("Epoch 1/2 - done")
         }, mode: .terminal)
         XCTAssertEqual(stdout, "Epoch 1/2 - done\n")
         let redraws = stderr.split(separator: "\r", omittingEmptySubsequences: false)
         XCTAssertEqual(redraws.count, 5, "\\r before each of two progress lines and around the clearing blanks: \(redraws)")
-        XCTAssertTrue(redraws[1].hasPrefix("Epoch 1/2  step 16/100  loss: 0.5000  1000 samples/s"))
-        XCTAssertTrue(redraws[2].hasPrefix("Epoch 1/2  step 32/100  loss: 0.2500"))
+        XCTAssertTrue(redraws[1].hasPrefix("Epoch 1/2  16/100 [===>..........................] - loss: 0.5000 - 1000 samples/s"),
+                      String(redraws[1]))
+        XCTAssertTrue(redraws[2].hasPrefix("Epoch 1/2  32/100 [========>.....................] ETA 1:05 - loss: 0.2500"),
+                      String(redraws[2]))
         XCTAssertEqual(redraws[3].trimmingCharacters(in: .whitespaces), "")
         XCTAssertEqual(redraws[4], "", "the cursor ends at the start of the cleared line")
         XCTAssertFalse(stderr.contains("\n"))
@@ -56,6 +58,15 @@ final class ConsoleTests: XCTestCase {
         XCTAssertEqual(stdout, "Epoch 1/2 - done\nEpoch 2/2 - done\n")
         XCTAssertEqual(stderr.split(separator: "\n").map { String($0.prefix(22)) },
                        ["Epoch 1/2  step 48/100", "Epoch 2/2  step 48/100"])
+    }
+
+    /// Keras's bar (30 cells, '>' at the front until the last step) and the ETA's clock.
+    func testBarAndClock() {
+        XCTAssertEqual(Console.bar(0, of: 10), "[>" + String(repeating: ".", count: 29) + "]")
+        XCTAssertEqual(Console.bar(5, of: 10), "[" + String(repeating: "=", count: 14) + ">" + String(repeating: ".", count: 15) + "]")
+        XCTAssertEqual(Console.bar(10, of: 10), "[" + String(repeating: "=", count: 30) + "]")
+        XCTAssertEqual(Console.bar(937, of: 938).count, 32)
+        XCTAssertEqual([0.4, 4, 59.6, 750, 3723].map(Console.clock), ["0:00", "0:04", "1:00", "12:30", "1:02:03"])
     }
 
     func testModeFromEnvironmentOrTerminal() {
