@@ -29,6 +29,7 @@ struct CrossValidate: ParsableCommand {
     var sweeps: [String] = []
     @Option(help: "Repeat the k-fold with seeds seed, seed+1, …: new folds and new initial weights each time.") var repeats = 1
     @Option(help: "Output directory (default runs/<config name>-cv): a run directory per fold, cv.txt, cv.json.") var out: String?
+    @Flag(help: "Replace an earlier cv's output in the output directory (otherwise it is kept and cv refuses).") var overwrite = false
 
     func validate() throws {
         if folds < 2 { throw ValidationError("--folds must be at least 2 (one fold validates, the others train), got \(folds)") }
@@ -42,6 +43,8 @@ struct CrossValidate: ParsableCommand {
                                               repeats: repeats, outputDirectory: out)
         session.execute {
             let plans = try crossValidation.plans()
+            try RunDirectory.refuseEarlierOutput(crossValidation.outputDirectory, markers: ["cv.txt", "cv.json"], command: "ddp cv",
+                                                 overwrite: overwrite)
             try session.startCommunicator(watchdogTimeout: CrossValidation.watchdogTimeout(plans)) { communicator in
                 let say = { (line: String) in if communicator.isRoot { print(line) } }
                 let start = Date()

@@ -91,6 +91,7 @@ struct Compare: ParsableCommand {
     var sweeps: [String] = []
     @Option(help: "Output directory: a run directory per variant, index.html, table.md, results.json.") var out = "compare"
     @Option(help: "Variants trained at once, each as a `ddp train` process (1: in turn, in this process).") var jobs = 1
+    @Flag(help: "Replace an earlier comparison's output in --out (otherwise it is kept and compare refuses).") var overwrite = false
     @Option(help: "Train each variant with seeds seed, seed+1, …, seed+R−1 and show mean ± std over them.") var repeats = 1
     @OptionGroup var plot: PlotOptions
 
@@ -107,6 +108,8 @@ struct Compare: ParsableCommand {
         session.execute {
             let variants = try ComparisonVariant.repeated(ComparisonVariant.variants(configs: configs, overrides: options.overrides, sweeps: sweeps),
                                                           repeats: repeats)
+            try RunDirectory.refuseEarlierOutput(out, markers: ["results.json", "table.md", "index.html"], command: "ddp compare",
+                                                 overwrite: overwrite)
             let training = ComparisonTraining(variants: variants, outputDirectory: out)
             let start = Date()
             let console = Console(enabled: JobSession.launcherRank == 0)

@@ -137,6 +137,22 @@ final class BadInputTests: IntegrationTestCase {
                                 naming: [missing, "dataset-fashion-mnist"])
     }
 
+    /// cv and compare keep an earlier run's output, as train does, unless --overwrite: the
+    /// refused second run leaves every file byte-identical.
+    func testCvAndCompareKeepEarlierOutput() throws {
+        for (command, marker) in [(["cv", Self.moons, "--folds", "2"], "cv.json"), (["compare", Self.moons], "results.json")] {
+            let out = path("earlier-\(command[0])")
+            let arguments = command + ["--out", out, "--set", "training.epochs=2"]
+            let first = try runDDP(np: nil, arguments, timeout: 120)
+            XCTAssertEqual(first.status, 0, first.tail)
+            let before = try Data(contentsOf: URL(fileURLWithPath: out + "/" + marker))
+            try assertOneClearError(arguments, naming: [out, "already holds an earlier ddp \(command[0])", "--overwrite"])
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: out + "/" + marker)), before, "\(command[0]): \(marker) changed")
+            let replaced = try runDDP(np: nil, arguments + ["--overwrite"], timeout: 120)
+            XCTAssertEqual(replaced.status, 0, replaced.tail)
+        }
+    }
+
     func testAKeyGivenTwice() throws {
         let text = try String(contentsOfFile: Self.moons, encoding: .utf8)
         let config = try writeConfig("twice.yaml", text + "optimizer: {type: sgd, lr: 0.5}\n")

@@ -33,6 +33,27 @@ public enum RunDirectory {
         }
     }
 
+    /// Before `ddp cv` or `ddp compare` writes into `path`: output an earlier one left there
+    /// (one of `markers`, or a run directory up to three levels down) is kept unless
+    /// `overwrite`, as `ddp train` keeps an earlier run. Every rank may check alike.
+    public static func refuseEarlierOutput(_ path: String, markers: [String], command: String, overwrite: Bool) throws {
+        guard !overwrite else { return }
+        func runs(in directory: String, depth: Int) -> [String] {
+            guard depth > 0 else { return [] }
+            let names = ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
+            return names.flatMap { name -> [String] in
+                let child = directory + "/" + name
+                return holdsRun(child) ? [child] : runs(in: child, depth: depth - 1)
+            }
+        }
+        let found = markers.filter { FileManager.default.fileExists(atPath: "\(path)/\($0)") }.map { "\(path)/\($0)" }
+            + runs(in: path, depth: 3)
+        guard let first = found.first else { return }
+        let more = found.count > 1 ? " and \(found.count - 1) more" : ""
+        throw DDPError(.config, "\(path) already holds an earlier \(command)'s output (\(first)\(more)); replace it with --overwrite, "
+                       + "or choose another --out")
+    }
+
     /// `mkdir -p` with an error that names the directory.
     public static func create(_ path: String) throws {
         do {
