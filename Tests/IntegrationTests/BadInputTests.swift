@@ -153,6 +153,24 @@ final class BadInputTests: IntegrationTestCase {
         }
     }
 
+    /// Extending a cosine run on resume changes its schedule (t_max follows training.epochs):
+    /// the resume goes on and says so in one line; under the same schedule it says nothing.
+    func testAScheduleThatChangesOnResumeIsPointedOut() throws {
+        let run = path("cosine")
+        let first = try runDDP(np: nil, ["train", Self.moons, "--run-dir", run, "--set", "training.epochs=3"], timeout: 120)
+        XCTAssertEqual(first.status, 0, first.tail)
+        let same = try runDDP(np: nil, ["train", Self.moons, "--run-dir", run, "--resume", "--set", "training.epochs=3"], timeout: 120)
+        XCTAssertEqual(same.status, 0, same.tail)
+        XCTAssertFalse(same.output.contains("notice: "), same.tail)
+        let longer = try runDDP(np: nil, ["train", Self.moons, "--run-dir", run, "--resume", "--set", "training.epochs=5"], timeout: 120)
+        XCTAssertEqual(longer.status, 0, longer.tail)
+        let notices = longer.output.split(separator: "\n").filter { $0.hasPrefix("notice: ") }
+        XCTAssertEqual(notices.count, 1, longer.tail)
+        XCTAssertTrue(notices.first?.contains("cosine(t_max=3") ?? false, longer.tail)
+        XCTAssertTrue(notices.first?.contains("cosine(t_max=5") ?? false, longer.tail)
+        XCTAssertTrue(longer.stdout.contains("Epoch 5/5"), longer.tail)
+    }
+
     func testAKeyGivenTwice() throws {
         let text = try String(contentsOfFile: Self.moons, encoding: .utf8)
         let config = try writeConfig("twice.yaml", text + "optimizer: {type: sgd, lr: 0.5}\n")

@@ -32,6 +32,9 @@ public struct CheckpointState: Codable, Sendable, Equatable {
     public var plateau: Plateau? = nil
     /// The loss the run optimized (`Loss.signature`); nil in checkpoints written before it.
     public var loss: String? = nil
+    /// The lr schedule the run followed (`LearningRateSchedule.signature`); nil in checkpoints
+    /// written before it.
+    public var schedule: String? = nil
 
     /// The steps of an epoch already taken and their running sums (the epoch's metrics line is
     /// written when it completes, after the resume).

@@ -49,3 +49,19 @@ public struct LearningRateSchedule: Sendable, Equatable {
         return lr
     }
 }
+
+extension LearningRateSchedule {
+    /// The schedule as resolved from the config, e.g. "cosine(t_max=200, eta_min=0.0)": a
+    /// checkpoint records it, so a resume under another one (a cosine whose t_max followed a
+    /// changed training.epochs) is pointed out.
+    public var signature: String {
+        let shape: String
+        switch kind {
+        case .constant: shape = "constant"
+        case let .step(stepSize, gamma): shape = "step(step_size=\(stepSize), gamma=\(gamma))"
+        case let .cosine(tMax, minimum): shape = "cosine(t_max=\(tMax), eta_min=\(minimum))"
+        case .reduceOnPlateau: shape = "reduce_on_plateau"
+        }
+        return warmupSteps > 0 ? shape + " after warmup_steps=\(warmupSteps)" : shape
+    }
+}

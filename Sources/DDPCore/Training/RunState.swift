@@ -119,7 +119,8 @@ final class RunState {
         let state = CheckpointState(epoch: epochsCompleted, globalStep: globalStep, optimizerStep: optimizerStep,
                                     seed: config.seed, ranks: communicator.size, globalBatch: globalBatch,
                                     monitor: monitor.state, tensorsFile: "", tensorsBytes: 0, tensorsChecksum: "",
-                                    partialEpoch: partial, plateau: plateau?.state, loss: config.loss.signature)
+                                    partialEpoch: partial, plateau: plateau?.state, loss: config.loss.signature,
+                                    schedule: config.schedule.signature)
         return try checkpoints.save(tensors: tensors, state: state, keep: config.checkpoint.keep, metadata: metadata)
     }
 
@@ -167,6 +168,7 @@ final class RunState {
                     stateBytes = Array(try state.encoded())
                     try metrics.truncate(toEpoch: state.epoch)
                     console.line("Resuming from \(found.path): " + Self.position(state, stepsPerEpoch: plan.stepsPerEpoch))
+                    if let notice = scheduleNotice(state) { console.line(notice) }
                 } catch let error as DDPError {
                     failure = error.message
                 }
@@ -199,6 +201,15 @@ final class RunState {
         let where_ = state.partialEpoch.map { "in epoch \(state.epoch + 1), after step \($0.steps) of \(stepsPerEpoch)" }
             ?? (state.epoch == 0 ? "before the first epoch" : "after epoch \(state.epoch)")
         return where_ + " (optimizer step \(state.globalStep))"
+    }
+
+    /// One line when the lr schedule differs from the one the checkpoint's epochs followed (a
+    /// cosine's t_max follows training.epochs, so extending a run changes it): the resume goes
+    /// on, under the new schedule from here.
+    func scheduleNotice(_ state: CheckpointState) -> String? {
+        guard let before = state.schedule, before != config.schedule.signature else { return nil }
+        return "notice: the checkpoint's epochs followed the lr schedule \(before); this run follows \(config.schedule.signature) "
+            + "from here on (training.epochs or schedule changed), so its lr differs from an uninterrupted run's"
     }
 
     /// A checkpoint continues *this* run only if what fixes the trajectory matches: the seed
