@@ -77,6 +77,7 @@ public struct CrossValidation {
         var loaded: [(data: DataConfig, runData: RunData)] = []
         var results: [FoldResult] = []
         var rule = ""
+        var done = 0
         for plan in plans {
             let cvConfig = Self.withoutValidation(plan.config)
             let data: RunData
@@ -105,9 +106,11 @@ public struct CrossValidation {
                 trainOptions.quiet = true
                 trainOptions.overwrite = true          // cross-validation retrains its folds from scratch
                 let outcome = try Trainer(config: foldConfig, data: foldData, communicator: communicator, options: trainOptions).run()
+                done += 1
                 say("[\(plan.variant.name), seed \(plan.seed)] fold \(fold + 1)/\(folds): \(foldData.train.count) train / "
-                    + "\(foldData.validation!.count) validation samples, \(outcome.end.epochsRun) epochs, best epoch \(outcome.end.bestEpoch) "
-                    + "(\(outcome.end.monitor) " + String(format: "%.4f", outcome.end.bestValue ?? .nan) + ")")
+                    + "\(foldData.validation!.count) validation samples, \(counted(outcome.end.epochsRun, "epoch")), best epoch \(outcome.end.bestEpoch) "
+                    + "(\(outcome.end.monitor) " + String(format: "%.4f", outcome.end.bestValue ?? .nan) + ")"
+                    + ComparisonTraining.remaining(done: done, of: plans.count * folds, since: start))
                 if communicator.isRoot {
                     results.append(try FoldResult(variant: plan.variant.name, seed: plan.seed, fold: fold + 1,
                                                   runDirectory: trainOptions.runDirectory))

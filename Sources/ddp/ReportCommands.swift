@@ -110,8 +110,8 @@ struct Compare: ParsableCommand {
                                                           repeats: repeats)
             try RunDirectory.refuseEarlierOutput(out, markers: ["results.json", "table.md", "index.html"], command: "ddp compare",
                                                  overwrite: overwrite)
-            let training = ComparisonTraining(variants: variants, outputDirectory: out)
             let start = Date()
+            let training = ComparisonTraining(variants: variants, outputDirectory: out, start: start)
             let console = Console(enabled: JobSession.launcherRank == 0)
             console.line("ddp compare: \(variants.count) variant\(variants.count == 1 ? "" : "s") into \(out)/: "
                          + variants.map(\.name).joined(separator: ", "))
