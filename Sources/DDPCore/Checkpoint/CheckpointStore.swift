@@ -85,9 +85,10 @@ public struct CheckpointStore {
         directory = runDirectory + "/checkpoints"
     }
 
-    /// "epoch-0003" after 3 epochs; "epoch-0003-step-000120" 120 steps into the 4th (preempted).
+    /// "epoch-0003" after 3 epochs; "epoch-0004-step-000120" in epoch 4 after its step 120 (a
+    /// preemption), as the message that announces it counts: 1-based, like the epoch lines.
     static func stem(epoch: Int, step: Int? = nil) -> String {
-        String(format: "epoch-%04d", epoch) + (step.map { String(format: "-step-%06d", $0) } ?? "")
+        step.map { String(format: "epoch-%04d-step-%06d", epoch + 1, $0) } ?? String(format: "epoch-%04d", epoch)
     }
 
     /// The state file of the checkpoint after `epoch` epochs and `step` steps of the next
@@ -147,19 +148,25 @@ public struct CheckpointStore {
         return (nil, skipped)
     }
 
-    /// Checkpoint stems ("epoch-0003", "epoch-0003-step-000120") present, oldest first. Ordered
-    /// by (epoch, step) numbers, not by name: past epoch 9999 the name grows a digit
-    /// ("epoch-10000" sorts before "epoch-9999").
+    /// Checkpoint stems ("epoch-0003", "epoch-0004-step-000120") present, oldest first, by the
+    /// position their names give: (epochs completed, steps into the next). A step checkpoint
+    /// an older ddp named by epochs completed ("epoch-0003-step-000120" for the same position)
+    /// is recognized by its state file, which records that position. Numbers, not names: past
+    /// epoch 9999 the name grows a digit ("epoch-10000" sorts before "epoch-9999").
     func stems() -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
         func key(_ stem: String) -> (Int, Int, String) {
             let parts = stem.split(separator: "-")
             let epoch = parts.count > 1 ? Int(parts[1]) ?? -1 : -1
-            let step = parts.count == 4 && parts[2] == "step" ? Int(parts[3]) ?? -1 : 0
-            return (epoch, step, stem)
+            guard parts.count == 4, parts[2] == "step", let step = Int(parts[3]) else { return (epoch, 0, stem) }
+            if let bytes = try? FileBytes.read("\(directory)/\(stem).json", what: "checkpoint state", kind: .weights, streamLimit: 1 << 20),
+               let state = try? CheckpointState.decoded(from: Data(bytes)), state.epoch == epoch, state.partialEpoch?.steps == step {
+                return (epoch, step, stem)
+            }
+            return (epoch - 1, step, stem)
         }
         return names.filter { $0.hasPrefix("epoch-") && $0.hasSuffix(".json") }.map { String($0.dropLast(5)) }
-            .sorted { key($0) < key($1) }
+            .map { (key($0), $0) }.sorted { $0.0 < $1.0 }.map(\.1)
     }
 
     /// Removes temporary files a killed writer left behind ("….tmp-<pid>"). Called on resume,

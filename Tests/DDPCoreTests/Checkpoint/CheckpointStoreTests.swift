@@ -49,8 +49,9 @@ final class CheckpointStoreTests: XCTestCase {
         XCTAssertTrue(search.skipped.contains { $0.contains("epoch-0002.json") && $0.contains("not a file name") }, "\(search.skipped)")
     }
 
-    /// A preemption checkpoint ("epoch-0003-step-000010": 10 steps into the 4th epoch) sorts
-    /// after its epoch's and before the next epoch's.
+    /// A preemption checkpoint ("epoch-0004-step-000010": in epoch 4 after its step 10) sorts
+    /// after the 3rd epoch's and before the 4th's; one an older ddp named by epochs completed
+    /// ("epoch-0003-step-000011") sorts by what its state records.
     func testStepCheckpointsSortBetweenEpochs() throws {
         let run = FileManager.default.temporaryDirectory.appendingPathComponent("CheckpointStoreTests-\(UUID().uuidString.prefix(8))").path
         defer { try? FileManager.default.removeItem(atPath: run) }
@@ -70,7 +71,10 @@ final class CheckpointStoreTests: XCTestCase {
         XCTAssertEqual(try XCTUnwrap(store.newestValid().checkpoint).state.partialEpoch?.steps, 10)
         try save(epoch: 3, step: 9)     // older stop, written later: order is by numbers, not by time
         try save(epoch: 4, step: nil)
-        XCTAssertEqual(store.stems(), ["epoch-0003", "epoch-0003-step-000009", "epoch-0003-step-000010", "epoch-0004"])
+        XCTAssertEqual(store.stems(), ["epoch-0003", "epoch-0004-step-000009", "epoch-0004-step-000010", "epoch-0004"])
+        try FileManager.default.moveItem(atPath: store.directory + "/epoch-0004-step-000010.json",
+                                         toPath: store.directory + "/epoch-0003-step-000010.json")
+        XCTAssertEqual(store.stems(), ["epoch-0003", "epoch-0004-step-000009", "epoch-0003-step-000010", "epoch-0004"])
         XCTAssertEqual(try XCTUnwrap(store.newestValid().checkpoint).tensors["w"]?.floats(), [4000])
     }
 }
