@@ -132,7 +132,9 @@ public enum ConfigReference {
     /// refused, or a default this variant does not accept, as schedule type warmup's
     /// warmup_steps: "K: expected …").
     static func askedFor(_ message: String) -> (key: String?, missing: Bool) {
-        let text = message.hasPrefix("probe: ") ? String(message.dropFirst(7)) : message
+        // The parser names the source, or the --set it blames: "probe: …", "--set K=V (over probe): …".
+        var text = message.hasPrefix("probe: ") ? String(message.dropFirst(7)) : message
+        if text.hasPrefix("--set "), let source = text.range(of: " (over probe): ") { text = String(text[source.upperBound...]) }
         if text.hasPrefix("missing key '"), let end = text.dropFirst(13).firstIndex(of: "'") {
             return (String(text.dropFirst(13)[..<end]), true)
         }
