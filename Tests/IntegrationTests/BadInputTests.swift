@@ -171,6 +171,15 @@ final class BadInputTests: IntegrationTestCase {
         XCTAssertTrue(longer.stdout.contains("Epoch 5/5"), longer.tail)
     }
 
+    /// A run or cv directory under a file names the file, not "NSCocoaErrorDomain error 512".
+    func testAnOutputDirectoryUnderAFile() throws {
+        let file = path("plain-file")
+        try "not a directory".write(toFile: file, atomically: true, encoding: .utf8)
+        try assertOneClearError(["train", Self.moons, "--run-dir", file + "/run"], naming: [file + " is a file, not a directory"])
+        try assertOneClearError(["cv", Self.moons, "--folds", "2", "--out", file + "/cv"], naming: [file + " is a file, not a directory"])
+        XCTAssertEqual(try String(contentsOfFile: file, encoding: .utf8), "not a directory")
+    }
+
     func testAKeyGivenTwice() throws {
         let text = try String(contentsOfFile: Self.moons, encoding: .utf8)
         let config = try writeConfig("twice.yaml", text + "optimizer: {type: sgd, lr: 0.5}\n")

@@ -55,11 +55,23 @@ public enum RunDirectory {
     }
 
     /// `mkdir -p` with an error that names the directory.
+    /// Foundation's own failure reads "NSCocoaErrorDomain error 512", so each missing level is
+    /// made with mkdir(2) and a failure names the level and the system's reason ("/etc/hostname
+    /// is a file, not a directory").
     public static func create(_ path: String) throws {
-        do {
-            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-        } catch {
-            throw DDPError(.io, "cannot create directory \(path): \(error.localizedDescription)")
+        var level = path.hasPrefix("/") ? "" : "."
+        for component in path.split(separator: "/") {
+            level += "/" + component
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: level, isDirectory: &isDirectory) {
+                guard isDirectory.boolValue else {
+                    throw DDPError(.io, "cannot create directory \(path): \(level) is a file, not a directory")
+                }
+                continue
+            }
+            guard mkdir(level, 0o777) == 0 || errno == EEXIST else {
+                throw DDPError(.io, "cannot create directory \(path): \(level): \(String(cString: strerror(errno)))")
+            }
         }
     }
 }
