@@ -12,9 +12,12 @@ import Foundation
 ///     csv          first byte: bit 0 header on/off, bit 1 label by name "label" or by index -1; the rest the file
 ///     safetensors  the bytes as a safetensors file, its float tensors read out
 ///     checkpoint   the bytes as a checkpoint's JSON state, beside a valid tensors file, then resume's search
+///     resume       the bytes as a checkpoint's JSON state, decoded and checked against a run as --resume checks it
+///     augment      first byte: the image shape (bits 0-2 height − 1, 3-5 width − 1, 6 three channels); the rest
+///                  the value of `data.augment` in a config, parsed, checked and applied to a batch of three images
 enum Harness {
     static let target = ProcessInfo.processInfo.environment["DDP_FUZZ_TARGET"] ?? ""
-    static let targets = ["config", "gzip", "idx", "npy", "csv", "safetensors", "checkpoint"]
+    static let targets = ["config", "gzip", "idx", "npy", "csv", "safetensors", "checkpoint", "resume", "augment"]
     static let scratch: String = {
         let path = "/dev/shm/ddp-fuzz-\(getpid())"
         try? FileManager.default.createDirectory(atPath: path + "/checkpoints", withIntermediateDirectories: true)
@@ -30,6 +33,8 @@ enum Harness {
         case "csv": csv(bytes)
         case "safetensors": safetensors(bytes)
         case "checkpoint": checkpoint(bytes)
+        case "resume": resume(bytes)
+        case "augment": augment(bytes)
         default:
             FileHandle.standardError.write(Data("set DDP_FUZZ_TARGET to one of \(targets.joined(separator: ", "))\n".utf8))
             exit(2)
@@ -83,6 +88,58 @@ enum Harness {
         _ = FileManager.default.createFile(atPath: store.directory + "/epoch-0001.safetensors", contents: Data(tensorsBytes))
         _ = FileManager.default.createFile(atPath: store.directory + "/epoch-0001.json", contents: Data(bytes))
         _ = store.newestValid()
+    }
+}
+
+extension Harness {
+    /// The run a checkpoint must continue: 100 moons samples in steps of 32 on one rank (one
+    /// thread: libFuzzer calls in turn).
+    nonisolated(unsafe) static let resumingRun: (state: RunState, plan: BatchPlan) = {
+        let yaml = """
+            seed: 3
+            data: {train: {format: moons, samples: 100}}
+            model: {inputs: 2, layers: [{type: dense, units: 2}]}
+            loss: cross_entropy
+            optimizer: {type: sgd}
+            training: {batch_size: 32, epochs: 5}
+            """
+        let config = try! TrainingConfig.parse(yaml: yaml)
+        let network = try! Network(config: config.model)
+        let state = try! RunState(config: config, communicator: LocalCommunicator(), network: network, hasValidation: false,
+                                  runDirectory: scratch)
+        let plan = try! BatchPlan(sampleCount: 100, loop: config.training, ranks: 1, rank: 0)
+        return (state, plan)
+    }()
+
+    static func resume(_ bytes: [UInt8]) {
+        guard let state = try? CheckpointState.decoded(from: Data(bytes)) else { return }
+        _ = try? resumingRun.state.checkResumable(state, file: "fuzz.json", plan: resumingRun.plan, trainingSamples: 100)
+        _ = RunState.position(state, stepsPerEpoch: resumingRun.plan.stepsPerEpoch)
+        _ = resumingRun.state.scheduleNotice(state)
+    }
+
+    static func augment(_ bytes: [UInt8]) {
+        guard let first = bytes.first else { return }
+        let shape = ImageShape(height: Int(first & 7) + 1, width: Int(first >> 3 & 7) + 1, channels: first & 64 == 0 ? 1 : 3)
+        let yaml = """
+            data:
+              train: {format: moons}
+              image_shape: [\(shape.height), \(shape.width), \(shape.channels)]
+              normalize: none
+              augment: \(String(decoding: bytes.dropFirst(), as: UTF8.self))
+            model: {inputs: \(shape.featureCount), layers: [{type: dense, units: 1}]}
+            loss: mse
+            optimizer: {type: sgd}
+            """
+        guard let config = try? TrainingConfig.parse(yaml: yaml, source: "fuzz.yaml"), !config.data.augment.isEmpty else { return }
+        let count = shape.featureCount
+        let identity = FeatureTransform(scale: [Float](repeating: 1, count: count), shift: [Float](repeating: 0, count: count))
+        guard let pipeline = try? Augmentation(config.data.augment, imageShape: shape, normalization: identity, seed: 7) else { return }
+        var inputs = (0..<3 * count).map { Float($0 % 17) / 17 }
+        let rows: [Int32] = [0, 5, 9]
+        rows.withUnsafeBufferPointer { rows in
+            inputs.withUnsafeMutableBufferPointer { pipeline.apply(rows: rows.baseAddress!, count: 3, epoch: 1, inputs: $0.baseAddress!) }
+        }
     }
 }
 
