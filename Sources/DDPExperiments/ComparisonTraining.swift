@@ -30,7 +30,7 @@ public struct ComparisonTraining {
             let outcome = try variant.train(runDirectory: directory(variant), communicator: communicator)
             if communicator.isRoot {
                 report(index, variant, done: index + 1, epochs: outcome.end.epochsRun, best: outcome.end.bestEpoch,
-                       monitor: outcome.end.monitor, value: outcome.end.bestValue ?? .nan)
+                       monitor: outcome.end.monitor, value: outcome.end.bestValue)
             }
         }
     }

@@ -109,7 +109,7 @@ public struct CrossValidation {
                 done += 1
                 say("[\(plan.variant.name), seed \(plan.seed)] fold \(fold + 1)/\(folds): \(foldData.train.count) train / "
                     + "\(foldData.validation!.count) validation samples, \(counted(outcome.end.epochsRun, "epoch")), best epoch \(outcome.end.bestEpoch) "
-                    + "(\(outcome.end.monitor) " + String(format: "%.4f", outcome.end.bestValue ?? .nan) + ")"
+                    + "(\(outcome.end.monitor) " + (outcome.end.bestValue.map { String(format: "%.4f", $0) } ?? "—") + ")"
                     + ComparisonTraining.remaining(done: done, of: plans.count * folds, since: start))
                 if communicator.isRoot {
                     results.append(try FoldResult(variant: plan.variant.name, seed: plan.seed, fold: fold + 1,

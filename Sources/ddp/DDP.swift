@@ -79,7 +79,7 @@ struct Train: ParsableCommand {
                 trainOptions.quiet = quiet
                 trainOptions.overwrite = overwrite
                 trainOptions.trace = trace
-                trainOptions.initialWeights = initialWeights
+                if communicator.isRoot { trainOptions.initialWeights = initialWeights }
                 let trainer = try Trainer(config: config, data: data, communicator: communicator, options: trainOptions)
                 Console(enabled: communicator.isRoot && !quiet).line("ddp: \(counted(communicator.size, "rank")), global batch \(trainer.plan.globalBatch), \(trainer.plan.stepsPerEpoch) steps/epoch, \(counted(data.train.count, "training sample")); run directory \(directory)")
                 BLASKernels.announce(isRoot: communicator.isRoot, quiet: quiet)

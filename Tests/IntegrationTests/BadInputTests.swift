@@ -127,6 +127,9 @@ final class BadInputTests: IntegrationTestCase {
     func testASetValueIsBlamedOnTheSet() throws {
         try assertOneClearError(["summary", Self.moons, "--set", "training.epochs=abc"],
                                 naming: ["--set training.epochs=abc", "expected an integer"])
+        // A key given twice: the last --set is the one applied, and the one named.
+        try assertOneClearError(["summary", Self.moons, "--set", "training.epochs=3", "--set", "training.epochs=x"],
+                                naming: ["--set training.epochs=x", "expected an integer"])
     }
 
     /// A missing Fashion-MNIST file names the Debian package that installs it.

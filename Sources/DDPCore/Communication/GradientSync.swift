@@ -46,7 +46,8 @@ extension GradientSync {
 
 /// The network of a run and the strategy that updates it, built together because the sync
 /// decides where the network's parameters and gradients live (`SyncBuffers`: padded to whole
-/// shards, with a tail for the step's totals, on one node in node-shared windows).
+/// shards, on one node in node-shared windows; the allreduce's with a tail for the step's
+/// totals).
 /// The update is sharded whenever there is more than one rank and `distributed.sharded_update`
 /// is on (the default). Collective: every rank calls it with the same config.
 public func makeNetworkAndSync(config: TrainingConfig, communicator: Communicator) throws -> (Network, GradientSync) {

@@ -27,6 +27,9 @@ public final class SyncBuffers {
     public let nodeShared: (parameters: UnsafeMutablePointer<Float>, gradientSlots: UnsafeMutablePointer<Float>, stride: Int)?
     private let parameterMemory: HugePageFloats
     private let ownsReduction: Bool
+    /// The communicator whose node-shared windows hold the reduction buffers: kept as long as
+    /// these buffers, so the windows outlive every network that computes in them.
+    private let windowOwner: Communicator?
 
     /// `tail`: floats after the gradients for the step's totals. `nodeShared`: put the
     /// reduction buffers in node-shared windows through this communicator when all its ranks
@@ -48,8 +51,10 @@ public final class SyncBuffers {
             reductionBuffer = UnsafeMutableBufferPointer(start: slots + communicator.rank * stride, count: reduction)
             reductionBuffer.update(repeating: 0)
             ownsReduction = false
+            windowOwner = communicator
         } else {
             nodeShared = nil
+            windowOwner = nil
             reductionBuffer = .allocate(capacity: reduction)
             reductionBuffer.initialize(repeating: 0)
             ownsReduction = true

@@ -113,8 +113,9 @@ public struct TrainingConfig: Sendable, Equatable {
             config.resolvedYAML = (try? Yams.serialize(node: root)) ?? text
             return config
         } catch let error as DDPError {
-            // A value that came from the command line is blamed on the --set that gave it.
-            let blamed = overrides.first { assignment in
+            // A value that came from the command line is blamed on the --set that gave it (the
+            // last one for a key given twice: it is the one applied).
+            let blamed = overrides.last { assignment in
                 let key = assignment.split(separator: "=", maxSplits: 1).first.map(String.init) ?? ""
                 return !key.isEmpty && (error.message.hasPrefix(key + ":") || error.message.contains("'\(key)'"))
             }

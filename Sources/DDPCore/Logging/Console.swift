@@ -62,9 +62,9 @@ public final class Console {
     /// `plainProgressSeconds`. `eta`: seconds left in the epoch, nil before it can be told.
     func progress(epoch: Int, of epochs: Int, step: Int, of steps: Int, loss: Double, rate: Double, eta: Double? = nil) {
         guard enabled else { return }
-        let left = eta.map { " ETA " + Self.clock($0) } ?? ""
         switch mode {
         case .terminal:
+            let left = eta.map { " ETA " + Self.clock($0) } ?? ""
             let text = String(format: "Epoch %d/%d  %d/%d ", epoch, epochs, step, steps) + Self.bar(step, of: steps) + left
                 + String(format: " - loss: %.4f - %.0f samples/s", loss, rate)
             errors.write(Data(("\r" + text.padding(toLength: Self.progressWidth, withPad: " ", startingAt: 0)).utf8))
@@ -78,7 +78,7 @@ public final class Console {
             } else if time - lastPlainLine >= .milliseconds(Int64(plainProgressSeconds * 1000)) {
                 lastPlainLine = time
                 let text = String(format: "Epoch %d/%d  step %d/%d  loss: %.4f  %.0f samples/s", epoch, epochs, step, steps, loss, rate)
-                errors.write(Data((text + (left.isEmpty ? "" : " ") + left + "\n").utf8))
+                errors.write(Data((text + (eta.map { "  ETA " + Self.clock($0) } ?? "") + "\n").utf8))
             }
         }
     }

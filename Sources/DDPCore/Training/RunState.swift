@@ -144,6 +144,7 @@ final class RunState {
     func resume(network: Network, sync: GradientSync, plan: BatchPlan, trainingSamples: Int, metrics: MetricsLog,
                 console: Console) throws -> Int {
         var stateBytes: [UInt8] = []
+        var pathBytes: [UInt8] = []
         var moments: (first: [Float], second: [Float])?
         var failure: String?
         if communicator.isRoot {
@@ -166,6 +167,7 @@ final class RunState {
                     let state = found.state
                     if state.monitor.hasSnapshot, let snapshot { try snapshot.load(found.tensors, file: found.path) }
                     stateBytes = Array(try state.encoded())
+                    pathBytes = Array(found.path.utf8)
                     try metrics.truncate(toEpoch: state.epoch)
                     console.line("Resuming from \(found.path): " + Self.position(state, stepsPerEpoch: plan.stepsPerEpoch))
                     if let notice = scheduleNotice(state) { console.line(notice) }
@@ -183,11 +185,13 @@ final class RunState {
         try broadcastModel(network)
         try sync.scatterOptimizerState(moments)
         try communicator.broadcast(bytes: &stateBytes)
+        try communicator.broadcast(bytes: &pathBytes)
         if let snapshot { try snapshot.broadcast(communicator) }
         let state = try CheckpointState.decoded(from: Data(stateBytes))
         startEpoch = state.epoch
         resumePartial = state.partialEpoch
-        lastCheckpoint = checkpoints.statePath(epoch: startEpoch, step: resumePartial?.steps)
+        // Rank 0's file, whatever ddp named it (an older one named step checkpoints otherwise).
+        lastCheckpoint = String(decoding: pathBytes, as: UTF8.self)
         globalStep = state.globalStep
         monitor.restore(state.monitor)
         if let saved = state.plateau { plateau?.restore(saved) }

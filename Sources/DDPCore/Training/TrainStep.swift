@@ -1,4 +1,4 @@
-/// One optimizer step on one rank, as five calls in the order llm.c's loop reads:
+/// One optimizer step on one rank, a call per phase in the order llm.c's loop reads:
 ///
 ///     gather   this rank's rows of the global batch → network.input, labels (normalized,
 ///              augmented; the next step's rows prefetched)

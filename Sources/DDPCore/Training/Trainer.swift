@@ -141,7 +141,7 @@ public final class Trainer {
                 break
             }
         }
-        return try finish(epochsRun: epoch, reason: reason, records: records, seconds: Date().timeIntervalSince(runStart))
+        return try finish(epochsRun: epoch, reason: reason, records: records, runStart: runStart)
     }
 
     /// Prepares the run directory (rank 0), then the weights: fresh ones broadcast from rank 0,
@@ -255,12 +255,12 @@ public final class Trainer {
 
     /// Restores the best weights if asked, evaluates the test split, and (rank 0) writes
     /// model.safetensors and metrics.jsonl's end line.
-    private func finish(epochsRun: Int, reason: EndReason, records: [EpochMetrics], seconds: Double) throws -> TrainingOutcome {
+    private func finish(epochsRun: Int, reason: EndReason, records: [EpochMetrics], runStart: Date) throws -> TrainingOutcome {
         if let snapshot = state.snapshot, state.monitor.hasSnapshot {
             snapshot.restore(into: network)
             console.line("Restoring model weights from the end of the best epoch: \(state.monitor.bestEpoch + 1).")
         }
-        var end = endMetrics(reason: reason, epochsRun: epochsRun, seconds: seconds)
+        var end = endMetrics(reason: reason, epochsRun: epochsRun, seconds: nil)
         if let test = data.test {
             let result = try evaluator.evaluate(test, transform: data.transform)
             end.testLoss = result.loss
@@ -268,6 +268,7 @@ public final class Trainer {
         }
         if communicator.isRoot {
             try network.saveWeights(to: options.runDirectory + "/model.safetensors", metadata: weightsMetadata)
+            end.seconds = Date().timeIntervalSince(runStart)     // the whole run, its last write included
             try metrics.append(MetricsLog.encode(end))
             if let loss = end.testLoss {
                 console.line(String(format: "test_loss: %.4f", loss) + (end.testAccuracy.map { String(format: " - test_accuracy: %.4f", $0) } ?? ""))
