@@ -65,7 +65,7 @@ public struct CrossValidation {
 
     /// The run header's lines: what trains where, and what the folds replace.
     public func header(_ plans: [Plan], ranks: Int) -> [String] {
-        var lines = ["ddp cv: \(plans.count / repeats) variant\(plans.count / repeats == 1 ? "" : "s") × \(repeats) seed\(repeats == 1 ? "" : "s") × \(folds) folds into \(outputDirectory)/ on \(ranks) rank\(ranks == 1 ? "" : "s")"]
+        var lines = ["ddp cv: \(counted(plans.count / repeats, "variant")) × \(counted(repeats, "seed")) × \(folds) folds into \(outputDirectory)/ on \(counted(ranks, "rank"))"]
         if let replaced = Self.replacedValidation(plans[0].config) { lines.append("ddp cv: \(replaced) is replaced: each fold validates on its own fold; data.test is not used") }
         return lines
     }
@@ -161,7 +161,7 @@ public struct CrossValidation {
         print("")
         print(text)
         print("")
-        print("ddp cv: \(results.count) run\(results.count == 1 ? "" : "s") in " + String(format: "%.1f s", Date().timeIntervalSince(start))
+        print("ddp cv: \(counted(results.count, "run")) in " + String(format: "%.1f s", Date().timeIntervalSince(start))
               + "; wrote \(output)/cv.txt, \(output)/cv.json")
     }
 }

@@ -75,7 +75,7 @@ public enum Comparison {
             let points = run.metrics.epochs.compactMap { e in (useValidation ? e.valLoss : e.loss).map { (x: Double(e.epoch), y: $0) } }
             return points.isEmpty ? nil : LineChart.Series(name: run.name, color: Palette.color(index), points: points)
         }
-        var chart = LineChart(title: "\(key) per epoch, every variant", subtitle: "\(runs.count) variant\(runs.count == 1 ? "" : "s")",
+        var chart = LineChart(title: "\(key) per epoch, every variant", subtitle: "\(counted(runs.count, "variant"))",
                               xTitle: "epoch", yTitle: key, series: series)
         chart.width = 820
         chart.height = 460
@@ -92,8 +92,8 @@ public enum Comparison {
         try AtomicFile.write(markdownTable(rows) + "\n", to: directory + "/table.md")
         try AtomicFile.write(resultsJSON(rows), to: directory + "/results.json")
 
-        var html = HTMLPage(title: "ddp compare — \(rows.count) variant\(rows.count == 1 ? "" : "s")")
-        var intro = "\(rows.count) variant\(rows.count == 1 ? "" : "s")"
+        var html = HTMLPage(title: "ddp compare — \(counted(rows.count, "variant"))")
+        var intro = "\(counted(rows.count, "variant"))"
         if let wallSeconds { intro += String(format: ", %.1f s wall time in all", wallSeconds) }
         intro += ". Gap = final epoch's val_loss − loss; L2 norm and near-zero share (|w| < 1e-3) over the dense kernels of model.safetensors."
         html.paragraph(intro)

@@ -411,10 +411,10 @@ public enum RunPlots {
 
     static func subtitle(_ run: LoadedRun) -> String {
         let m = run.metrics
-        var parts = ["\(m.epochs.count) epoch\(m.epochs.count == 1 ? "" : "s")"]
+        var parts = ["\(counted(m.epochs.count, "epoch"))"]
         if let end = m.end {
             parts.append(end.reason == EndReason.earlyStopping.rawValue ? "stopped early" : "completed")
-            parts.append("\(end.ranks) rank\(end.ranks == 1 ? "" : "s"), global batch \(end.globalBatch)")
+            parts.append("\(counted(end.ranks, "rank")), global batch \(end.globalBatch)")
         } else {
             parts.append("unfinished")
         }

@@ -27,7 +27,7 @@ struct PlotOptions: ParsableArguments {
 enum PlotWriter {
     static func write(runDirectory: String, options: RunPlots.Options = RunPlots.Options(), console: Console) throws {
         let plots = try RunPlots.write(runDirectory: runDirectory, options: options)
-        console.line("ddp: wrote \(plots.count) plot\(plots.count == 1 ? "" : "s") to \(runDirectory)/\(RunPlots.directoryName): "
+        console.line("ddp: wrote \(counted(plots.count, "plot")) to \(runDirectory)/\(RunPlots.directoryName): "
                      + plots.map(\.file).joined(separator: ", "))
     }
 }
@@ -113,7 +113,7 @@ struct Compare: ParsableCommand {
             let start = Date()
             let training = ComparisonTraining(variants: variants, outputDirectory: out, start: start)
             let console = Console(enabled: JobSession.launcherRank == 0)
-            console.line("ddp compare: \(variants.count) variant\(variants.count == 1 ? "" : "s") into \(out)/: "
+            console.line("ddp compare: \(counted(variants.count, "variant")) into \(out)/: "
                          + variants.map(\.name).joined(separator: ", "))
             BLASKernels.announce(isRoot: JobSession.launcherRank == 0, quiet: false)
             if MPICommunicator.launchedByMPI {
@@ -161,7 +161,7 @@ struct Compare: ParsableCommand {
             print(Comparison.table(rows))
         }
         print("")
-        print("ddp compare: \(variants.count) variant\(variants.count == 1 ? "" : "s") in " + String(format: "%.1f s", wall) + "; wrote \(index)")
+        print("ddp compare: \(counted(variants.count, "variant")) in " + String(format: "%.1f s", wall) + "; wrote \(index)")
     }
 
     /// This ddp binary, which `--jobs` and `ddp bench` start as child processes.

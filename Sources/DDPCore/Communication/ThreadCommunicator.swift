@@ -54,27 +54,28 @@ public final class ThreadCommunicator: Communicator {
     public func allreduceSum(_ buffer: UnsafeMutableBufferPointer<Double>) throws { try sumInPlace(buffer) }
 
     private func sumInPlace<T: BinaryFloatingPoint>(_ buffer: UnsafeMutableBufferPointer<T>) throws {
-        var sum = [T](repeating: 0, count: buffer.count)
-        try collective(post: UnsafeMutableRawPointer(buffer.baseAddress)) { posted in
-            for r in 0..<size {
-                let theirs = posted[r]!.assumingMemoryBound(to: T.self)
-                for i in sum.indices { sum[i] = r == 0 ? theirs[i] : sum[i] + theirs[i] }
-            }
-        }
+        let sum = try sumOverRanks(post: UnsafeMutableRawPointer(buffer.baseAddress), offset: 0, count: buffer.count, as: T.self)
         _ = buffer.update(fromContentsOf: sum)
     }
 
     public func beginReduceScatterSum(_ send: UnsafePointer<Float>, counts: UnsafePointer<Int32>,
                                       into receive: UnsafeMutablePointer<Float>) throws {
         let offset = (0..<rank).reduce(0) { $0 + Int(counts[$1]) }, count = Int(counts[rank])
-        var sum = [Float](repeating: 0, count: count)
-        try collective(post: UnsafeMutableRawPointer(mutating: send)) { posted in
+        let sum = try sumOverRanks(post: UnsafeMutableRawPointer(mutating: send), offset: offset, count: count, as: Float.self)
+        receive.update(from: sum, count: count)
+    }
+
+    /// Elements offset ..< offset + count of every rank's posted buffer, added in rank order.
+    private func sumOverRanks<T: BinaryFloatingPoint>(post pointer: UnsafeMutableRawPointer?, offset: Int, count: Int,
+                                                     as: T.Type) throws -> [T] {
+        var sum = [T](repeating: 0, count: count)
+        try collective(post: pointer) { posted in
             for r in 0..<size {
-                let theirs = posted[r]!.assumingMemoryBound(to: Float.self) + offset
+                let theirs = posted[r]!.assumingMemoryBound(to: T.self) + offset
                 for i in sum.indices { sum[i] = r == 0 ? theirs[i] : sum[i] + theirs[i] }
             }
         }
-        receive.update(from: sum, count: count)
+        return sum
     }
 
     public func progressReductions() throws {}

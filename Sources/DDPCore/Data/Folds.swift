@@ -66,7 +66,7 @@ public struct CrossValidationFolds: Sendable, Equatable {
         var members = [[Int]](repeating: [], count: classes.count)
         for (sample, label) in labels.enumerated() { members[classIndex[label]!].append(sample) }
         if let smallest = members.indices.min(by: { members[$0].count < members[$1].count }), members[smallest].count < folds {
-            throw DDPError(.config, "--folds \(folds) is more than the \(members[smallest].count) sample\(members[smallest].count == 1 ? "" : "s") of class \(formatLabel(classes[smallest])), the smallest class in \(source): stratified folds need every class in every fold (scikit-learn's StratifiedKFold only warns here); use at most \(members[smallest].count) folds")
+            throw DDPError(.config, "--folds \(folds) is more than the \(counted(members[smallest].count, "sample")) of class \(formatLabel(classes[smallest])), the smallest class in \(source): stratified folds need every class in every fold (scikit-learn's StratifiedKFold only warns here); use at most \(members[smallest].count) folds")
         }
         var foldOfSample = [Int](repeating: 0, count: labels.count)
         var blockStart = 0          // where this class's block starts in the sorted labels
@@ -91,7 +91,7 @@ public struct CrossValidationFolds: Sendable, Equatable {
             throw DDPError(.config, "--folds must be at least 2 (one fold validates, the others train), got \(folds)")
         }
         guard folds <= samples else {
-            throw DDPError(.config, "--folds \(folds) is more than the \(samples) training sample\(samples == 1 ? "" : "s") of \(source): every fold needs at least one")
+            throw DDPError(.config, "--folds \(folds) is more than the \(counted(samples, "training sample")) of \(source): every fold needs at least one")
         }
     }
 
