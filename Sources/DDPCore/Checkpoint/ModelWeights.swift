@@ -1,21 +1,24 @@
 /// The network's tensors under torch nn.Sequential state_dict names, so that
 /// `nn.Sequential(<same layers>).load_state_dict(safetensors.torch.load_file(path))` just works:
 /// `{i}.weight` (dense: [out, in]), `{i}.bias`, `{i}.running_mean`, `{i}.running_var`,
-/// `{i}.num_batches_tracked` (int64, 0-dim), where i is the layer's index in `model.layers`.
+/// `{i}.num_batches_tracked` (int64, 0-dim), where i is the layer's index in `model.layers`;
+/// conv kernels `[out, in, kh, kw]` (nn.Conv2d), each tensor in its `ExportLayout`.
 extension Network {
     public func exportTensors() -> [StoredTensor] {
         var result: [StoredTensor] = []
-        // Slots follow layer order, so the n-th running_var belongs to the n-th BatchNorm;
-        // its counter follows it, as in torch's state_dict.
-        var norms = batchNorms.makeIterator()
-        for slot in tensors {
-            let base = slot.storage == .parameter ? parameters.baseAddress! : state.baseAddress!
-            result.append(StoredTensor(name: slot.name, shape: slot.shape,
-                                       floats: UnsafeBufferPointer(start: base + slot.offset, count: slot.count)))
-            if slot.name.hasSuffix(".running_var"), let norm = norms.next() {
-                result.append(StoredTensor(name: "\(norm.configIndex).num_batches_tracked", shape: [], int64s: [norm.batchesTracked]))
+        var counter = 0
+        func appendCounters(through position: Int) {
+            while counter < layout.counters.count && layout.counterPositions[counter] <= position {
+                result.append(StoredTensor(name: layout.counters[counter], shape: [], int64s: [counters[counter]]))
+                counter += 1
             }
         }
+        for (position, slot) in tensors.enumerated() {
+            appendCounters(through: position)
+            let base = slot.storage == .parameter ? parameters.baseAddress! : state.baseAddress!
+            result.append(slot.exportLayout.export(UnsafeBufferPointer(start: base + slot.offset, count: slot.count), name: slot.name))
+        }
+        appendCounters(through: tensors.count)
         return result
     }
 
@@ -27,12 +30,10 @@ extension Network {
         for slot in tensors {
             let tensor = stored[slot.name]!
             let base = slot.storage == .parameter ? parameters.baseAddress! : state.baseAddress!
-            try tensor.copyFloats(into: UnsafeMutableBufferPointer(start: base + slot.offset, count: slot.count), file: file)
+            try slot.exportLayout.load(tensor, into: UnsafeMutableBufferPointer(start: base + slot.offset, count: slot.count), file: file)
         }
-        for norm in batchNorms {
-            if let count = stored["\(norm.configIndex).num_batches_tracked"]?.int64s()?.first {
-                norm.batchesTracked = count
-            }
+        for (index, name) in layout.counters.enumerated() {
+            if let count = stored[name]?.int64s()?.first { counters[index] = count }
         }
     }
 

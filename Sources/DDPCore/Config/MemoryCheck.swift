@@ -25,7 +25,8 @@ enum MemoryCheck {
     }
 
     /// The floats a model needs at the least: its parameters and their gradients, and one output
-    /// buffer per layer plus two gradient scratch buffers of the widest layer, for `rows` rows
+    /// buffer per layer (and any layer's workspace, as a convolution's unfolded patches) plus
+    /// two gradient scratch buffers of the widest layer, for `rows` rows
     /// (the network reserves max(batch, the evaluator's 1024-row chunk)). The error names the key
     /// that makes it too large: a dense layer's units, model.inputs or the batch size.
     static func checkModel(_ model: ModelConfig, batch: Int, batchKey: String) throws {
@@ -44,9 +45,13 @@ enum MemoryCheck {
             overflow = overflow || over
             return over ? Int.max : product
         }
+        let shapes = try model.shapes()
+        var input = model.inputShape
         for (index, layer) in model.layers.enumerated() {
-            let output = layer.spec.outputWidth(inputWidth: width)
-            let weights = layer.spec.parameterCount(inputWidth: width)
+            let output = shapes[index].count
+            let weights = layer.spec.parameterCount(input: input)
+            activations = add(activations, layer.spec.workspacePerSample(input: input))
+            input = shapes[index]
             if let sizeKey = layer.spec.sizeKey {
                 let floats = add(multiply(2, weights), multiply(rows, output))
                 if floats > culprit.floats {

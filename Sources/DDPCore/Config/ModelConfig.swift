@@ -22,19 +22,52 @@ public struct LayerConfig: Sendable, Equatable {
 
 /// The config's `model` section.
 public struct ModelConfig: Sendable, Equatable {
-    public var inputs: Int
+    /// One input sample's shape: `model.inputs` (an integer, or [height, width, channels]),
+    /// else the data's image shape (`data.image_shape`, or the IDX file's header). An image
+    /// when the first layer that cares takes images (conv2d, pooling, flatten), flat features
+    /// otherwise, so an MLP on Fashion-MNIST still sees 784 features.
+    public var inputShape: FeatureShape
     public var layers: [LayerConfig]
     /// A safetensors file with torch state_dict names to start from.
     public var initWeights: String?
 
-    public init(inputs: Int, layers: [LayerConfig], initWeights: String? = nil) {
-        self.inputs = inputs
+    /// Values per input sample.
+    public var inputs: Int { inputShape.count }
+
+    public init(inputShape: FeatureShape, layers: [LayerConfig], initWeights: String? = nil) {
+        self.inputShape = inputShape
         self.layers = layers
         self.initWeights = initWeights
     }
 
-    /// The width of the model's output, from the config alone.
+    /// A model over `inputs` flat features.
+    public init(inputs: Int, layers: [LayerConfig], initWeights: String? = nil) {
+        self.init(inputShape: .features(inputs), layers: layers, initWeights: initWeights)
+    }
+
+    /// Each layer's output shape, in `layers` order, or an error naming the first layer that
+    /// cannot take what comes before it ("model.layers[4] (dense): gets the image …").
+    public func shapes() throws -> [FeatureShape] {
+        guard inputShape.count > 0 else { throw DDPError(.config, "model.inputs must be a positive integer, got \(inputShape.count)") }
+        var shape = inputShape
+        return try layers.enumerated().map { index, layer in
+            do {
+                shape = try layer.spec.outputShape(input: shape)
+            } catch let error as DDPError {
+                throw DDPError(error.kind, "model.layers[\(index)] (\(layer.spec.kindName)): \(error.message)")
+            }
+            return shape
+        }
+    }
+
+    /// The width of the model's output, from the config alone (0 for a config `shapes()` refuses).
     public var outputWidth: Int {
-        layers.reduce(inputs) { $1.spec.outputWidth(inputWidth: $0) }
+        (try? shapes().last?.count) ?? 0
+    }
+
+    /// Whether the input is an image for these layers: the first layer that takes one kind of
+    /// input only decides (a batchnorm or dropout first takes either).
+    public static func takesImage(_ layers: [LayerConfig]) -> Bool {
+        layers.lazy.compactMap { $0.spec.inputKind.takesImage }.first ?? false
     }
 }

@@ -132,11 +132,8 @@ public struct TrainingConfig: Sendable, Equatable {
         let data = try dataConfig(&dataSection, seed: seed)
         try dataSection.finish()
         guard var modelSection = try top.section("model") else { throw DDPError(.config, "missing key 'model'") }
-        let model = try modelConfig(&modelSection)
+        let model = try modelConfig(&modelSection, data: data)
         try modelSection.finish()
-        if let shape = data.imageShape, shape.featureCount != model.inputs {
-            throw DDPError(.config, "data.image_shape \(shape) holds \(shape.featureCount) values per sample but model.inputs is \(model.inputs)")
-        }
         let loss = try lossConfig(top.node("loss"))
         guard var optimizerSection = try top.section("optimizer") else { throw DDPError(.config, "missing key 'optimizer'") }
         let optimizer = try optimizerConfig(&optimizerSection)
@@ -270,14 +267,51 @@ public struct TrainingConfig: Sendable, Equatable {
         return penalty
     }
 
-    static func modelConfig(_ section: inout ConfigSection) throws -> ModelConfig {
-        guard let inputs = try section.int("inputs") else { throw DDPError(.config, "missing key 'model.inputs'") }
+    static func modelConfig(_ section: inout ConfigSection, data: DataConfig) throws -> ModelConfig {
         let initWeights = try section.string("init_weights")
         guard let list = section.node("layers")?.sequence else {
             throw DDPError(.config, "model.layers: expected a list of layers")
         }
         let layers = try list.enumerated().map { try LayerRegistry.parse($1, index: $0) }
-        return ModelConfig(inputs: inputs, layers: layers, initWeights: initWeights)
+        let inputShape = try inputShape(&section, data: data, takesImage: ModelConfig.takesImage(layers))
+        let model = ModelConfig(inputShape: inputShape, layers: layers, initWeights: initWeights)
+        _ = try model.shapes()
+        return model
+    }
+
+    /// `model.inputs`: an integer (flat features), a list [height, width, channels], or omitted
+    /// when the data says: `data.image_shape`, or the IDX training file's header. With layers
+    /// that take images first, an integer input must match the data's image.
+    static func inputShape(_ section: inout ConfigSection, data: DataConfig, takesImage: Bool) throws -> FeatureShape {
+        let declaredImage = section.node("inputs")?.sequence != nil ? try ImageShape.parse(&section, "inputs") : nil
+        let declaredCount = declaredImage == nil ? try section.int("inputs") : nil
+        if let declaredCount, declaredCount < 1 {
+            throw DDPError(.config, "model.inputs must be a positive integer, got \(declaredCount)")
+        }
+        var dataImage = data.imageShape
+        if dataImage == nil, declaredImage == nil, takesImage || declaredCount == nil, case let .idx(images, _) = data.train {
+            dataImage = try IDXFile.imageShape(images)
+        }
+        if let declaredImage, let dataImage, declaredImage != dataImage {
+            throw DDPError(.config, "model.inputs is \(declaredImage) but data.image_shape is \(dataImage)")
+        }
+        if let shape = data.imageShape, let declaredCount, shape.featureCount != declaredCount {
+            throw DDPError(.config, "data.image_shape \(shape) holds \(shape.featureCount) values per sample but model.inputs is \(declaredCount)")
+        }
+        if let image = declaredImage ?? dataImage, takesImage {
+            if let declaredCount, declaredCount != image.featureCount {
+                throw DDPError(.config, "model.inputs is \(declaredCount) but the data's images \(image) hold \(image.featureCount) values")
+            }
+            return .image(image)
+        }
+        if takesImage {
+            throw DDPError(.config, "model.layers: the first layers take images, but the data has no image shape: "
+                           + "set model.inputs: [height, width, channels] or data.image_shape")
+        }
+        guard let count = declaredCount ?? (declaredImage ?? dataImage)?.featureCount else {
+            throw DDPError(.config, "missing key 'model.inputs' (the data has no image shape to take it from)")
+        }
+        return .features(count)
     }
 
     static func lossConfig(_ node: Node?) throws -> Loss {

@@ -73,14 +73,6 @@ public struct RunData: Sendable {
         return shape
     }
 
-    /// The input's image shape without loading the data (for `ddp summary`): `data.image_shape`,
-    /// else the IDX training file's header; nil for data that is not images.
-    public static func inputShape(config: TrainingConfig) throws -> ImageShape? {
-        if let shape = config.data.imageShape { return shape }
-        if case let .idx(images, _) = config.data.train { return try IDXFile.imageShape(images) }
-        return nil
-    }
-
     public func split(_ name: String) throws -> Dataset {
         switch name {
         case "train": return train

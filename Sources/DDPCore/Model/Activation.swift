@@ -147,9 +147,16 @@ public struct ActivationSpec: ParsableLayerSpec, Equatable {
         ActivationSpec(try entry.choice("fn", default: ActivationFunction.relu))
     }
 
-    public func outputWidth(inputWidth: Int) -> Int { inputWidth }
-    public func parameterCount(inputWidth: Int) -> Int { 0 }
-    public func makeLayers(configIndex: Int, inputWidth: Int, frozen: Bool) -> [Layer] {
-        [Activation(configIndex: configIndex, function: function, width: inputWidth)]
+    /// Softmax normalizes one sample's whole row: on an image that would be over every pixel
+    /// and channel at once (Keras's is over channels alone), so it asks for flat features.
+    public func outputShape(input: FeatureShape) throws -> FeatureShape {
+        if function == .softmax, input.image != nil {
+            throw DDPError(.config, "gets the image \(input); softmax takes flat features: put {type: flatten} before it")
+        }
+        return input
+    }
+    public func parameterCount(input: FeatureShape) -> Int { 0 }
+    public func makeLayers(configIndex: Int, input: FeatureShape, frozen: Bool) -> [Layer] {
+        [Activation(configIndex: configIndex, function: function, width: input.count)]
     }
 }

@@ -1,5 +1,8 @@
 /// Batch normalization over the features of (batch, features) input, with
-/// torch.nn.BatchNorm1d semantics and synchronized across ranks (torch's SyncBatchNorm):
+/// torch.nn.BatchNorm1d semantics, or over the channels of (batch, height, width, channels)
+/// input, with torch.nn.BatchNorm2d's (statistics over N, H and W; channels-last rows are
+/// batch × height × width rows of channels, so both are one loop), synchronized across ranks
+/// (torch's SyncBatchNorm):
 ///
 ///     y = γ·(x − μ)/√(σ² + ε) + β
 ///     training:  μ, σ² are the mean and *biased* variance of the global batch (all ranks);
@@ -20,7 +23,13 @@
 /// update them, and backward is dx = dy·γ/√(running_var + ε) with no dγ, dβ and no collective.
 public final class BatchNorm: Layer {
     public let configIndex: Int
-    public let inputWidth: Int
+    /// Features normalized on their own: a flat input's features, or an image's channels.
+    public let channels: Int
+    /// Values of each channel per sample: 1 for flat features, height × width for an image,
+    /// whose channels-last rows are `positions` rows of `channels` (BatchNorm2d's statistics
+    /// over (N, H, W)).
+    public let positions: Int
+    public var inputWidth: Int { channels * positions }
     public var outputWidth: Int { inputWidth }
     public var displayName: String { "BatchNorm" }
     public let momentum: Float
@@ -28,18 +37,25 @@ public final class BatchNorm: Layer {
     public let trainable: Bool
 
     public var parameterSpecs: [ParameterSpec] {
-        [ParameterSpec(name: "weight", shape: [inputWidth], role: .gamma, initializer: .ones, regularizer: nil,
-                       fanIn: inputWidth, fanOut: inputWidth),
-         ParameterSpec(name: "bias", shape: [inputWidth], role: .beta, initializer: .zeros, regularizer: nil,
-                       fanIn: inputWidth, fanOut: inputWidth)]
+        [ParameterSpec(name: "weight", shape: [channels], role: .gamma, initializer: .ones, regularizer: nil,
+                       fanIn: channels, fanOut: channels),
+         ParameterSpec(name: "bias", shape: [channels], role: .beta, initializer: .zeros, regularizer: nil,
+                       fanIn: channels, fanOut: channels)]
     }
     public var bufferSpecs: [BufferSpec] {
-        [BufferSpec(name: "running_mean", shape: [inputWidth], initialValue: 0),
-         BufferSpec(name: "running_var", shape: [inputWidth], initialValue: 1)]
+        [BufferSpec(name: "running_mean", shape: [channels], initialValue: 0),
+         BufferSpec(name: "running_var", shape: [channels], initialValue: 1)]
     }
 
-    /// torch's num_batches_tracked: exported as int64, not used by the arithmetic.
-    public var batchesTracked: Int64 = 0
+    public var counterNames: [String] { ["num_batches_tracked"] }
+    /// torch's num_batches_tracked: exported as int64, not used by the arithmetic. It lives in
+    /// the network's counter buffer once bound; a layer on its own counts in `ownCounter`.
+    public var batchesTracked: Int64 {
+        get { counter.pointee }
+        set { counter.pointee = newValue }
+    }
+    private var counter: UnsafeMutablePointer<Int64>
+    private let ownCounter: UnsafeMutablePointer<Int64>
 
     private var gamma: UnsafeMutablePointer<Float>!
     private var beta: UnsafeMutablePointer<Float>!
@@ -64,10 +80,14 @@ public final class BatchNorm: Layer {
     private let featureShift: UnsafeMutableBufferPointer<Float>
     private let featureExtra: UnsafeMutableBufferPointer<Float>
 
-    public init(configIndex: Int, width: Int, momentum: Float, epsilon: Float, trainable: Bool = true) {
+    public init(configIndex: Int, channels width: Int, positions: Int = 1, momentum: Float, epsilon: Float, trainable: Bool = true) {
         self.configIndex = configIndex
         self.trainable = trainable
-        inputWidth = width
+        channels = width
+        self.positions = positions
+        ownCounter = .allocate(capacity: 1)
+        ownCounter.initialize(to: 0)
+        counter = ownCounter
         self.momentum = momentum
         self.epsilon = epsilon
         func buffer<T: Numeric>(_ count: Int, _ value: T) -> UnsafeMutableBufferPointer<T> {
@@ -84,6 +104,7 @@ public final class BatchNorm: Layer {
     }
 
     deinit {
+        ownCounter.deallocate()
         normalized.deallocate()
         batchMean.deallocate()
         inverseStd.deallocate()
@@ -96,12 +117,14 @@ public final class BatchNorm: Layer {
     public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>?,
                      buffers: UnsafeMutablePointer<Float>) {
         gamma = parameters
-        beta = parameters + inputWidth
+        beta = parameters + channels
         gammaGradient = trainable ? gradients : nil
-        betaGradient = trainable ? gradients.map { $0 + inputWidth } : nil
+        betaGradient = trainable ? gradients.map { $0 + channels } : nil
         runningMean = buffers
-        runningVariance = buffers + inputWidth
+        runningVariance = buffers + channels
     }
+
+    public func bind(counters: UnsafeMutablePointer<Int64>) { counter = counters }
 
     public func reserve(maxBatch: Int) {
         normalized.deallocate()
@@ -111,15 +134,15 @@ public final class BatchNorm: Layer {
 
     public func forward(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
                         batch: Int, context: StepContext) throws {
-        let width = inputWidth
+        let width = channels, rows = batch * positions
         guard context.training && trainable else {
             let affine = prepareInference()
-            for row in 0..<batch { affine.apply(row: input + row * width, output: output + row * width, width: width) }
+            for row in 0..<rows { affine.apply(row: input + row * width, output: output + row * width, width: width) }
             return
         }
-        let affine = try prepareTraining(input, batch: batch, context: context)
+        let affine = try prepareTraining(input, rows: rows, context: context)
         let xHat = normalized.baseAddress!
-        for row in 0..<batch {
+        for row in 0..<rows {
             let o = row * width
             affine.apply(row: input + o, normalized: xHat + o, output: output + o, width: width)
         }
@@ -171,7 +194,7 @@ public final class BatchNorm: Layer {
 
     func prepareInference() -> InferenceAffine {
         let scale = featureScale.baseAddress!, shift = featureShift.baseAddress!
-        for j in 0..<inputWidth {
+        for j in 0..<channels {
             scale[j] = gamma[j] / (runningVariance[j] + epsilon).squareRoot()
             shift[j] = beta[j] - runningMean[j] * scale[j]
         }
@@ -180,8 +203,9 @@ public final class BatchNorm: Layer {
 
     /// Training statistics of the global batch: (Σx, Σx², n) in one allreduce, then μ and
     /// 1/√(σ² + ε) into `batchMean` and `inverseStd`, and the running statistics updated.
-    func prepareTraining(_ input: UnsafePointer<Float>, batch: Int, context: StepContext) throws -> TrainingAffine {
-        let width = inputWidth
+    /// `rows`: rows of `channels` values (batch × positions).
+    func prepareTraining(_ input: UnsafePointer<Float>, rows batch: Int, context: StepContext) throws -> TrainingAffine {
+        let width = channels
         let sums = reduction.baseAddress!
         reduction.update(repeating: 0)
         let end = width - width % 8
@@ -205,7 +229,7 @@ public final class BatchNorm: Layer {
         try context.communicator.allreduceSum(reduction)
         let n = sums[2 * width]
         guard n > 1 else {
-            throw DDPError(.training, "BatchNorm (layer \(configIndex)) needs more than 1 sample per batch in training, got \(Int(n)); set training.drop_last: true or change batch_size")
+            throw DDPError(.training, "BatchNorm (layer \(configIndex)) needs more than 1 \(positions > 1 ? "value per channel (samples × height × width)" : "sample per batch") in training, got \(Int(n)); set training.drop_last: true or change batch_size")
         }
         let m = momentum
         let bessel = n / (n - 1)
@@ -230,11 +254,11 @@ public final class BatchNorm: Layer {
     public func backward(input: UnsafePointer<Float>, output: UnsafePointer<Float>,
                          outputGradient dy: UnsafeMutablePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>?,
                          batch: Int, context: StepContext) throws {
-        let width = inputWidth
+        let width = channels, rows = batch * positions
         guard trainable else {
             guard let dx else { return }
             let scale = prepareInference().scale
-            for row in 0..<batch {
+            for row in 0..<rows {
                 let o = row * width
                 for j in 0..<width { dx[o + j] = dy[o + j] * scale[j] }
             }
@@ -242,9 +266,9 @@ public final class BatchNorm: Layer {
         }
         let xHat = normalized.baseAddress!
         let sums = beginGradientSums()
-        for row in 0..<batch { sums.add(row: dy + row * width, normalized: xHat + row * width) }
+        for row in 0..<rows { sums.add(row: dy + row * width, normalized: xHat + row * width) }
         guard let formula = try finishGradientSums(inputGradient: dx != nil, context: context), let dx else { return }
-        for row in 0..<batch {
+        for row in 0..<rows {
             let o = row * width
             formula.apply(row: dy + o, normalized: xHat + o, inputGradient: dx + o, width: width)
         }
@@ -294,8 +318,8 @@ public final class BatchNorm: Layer {
     }
 
     func beginGradientSums() -> GradientSums {
-        for j in 0..<2 * inputWidth { reduction[j] = 0 }
-        return GradientSums(sums: reduction.baseAddress!, width: inputWidth)
+        for j in 0..<2 * channels { reduction[j] = 0 }
+        return GradientSums(sums: reduction.baseAddress!, width: channels)
     }
 
     /// dγ += Σg·x̂ and dβ += Σg (local sums: the gradient sync sums them over ranks). When the
@@ -303,7 +327,7 @@ public final class BatchNorm: Layer {
     /// formula. Without one (BatchNorm as the first layer, the same on every rank) the global
     /// sums are not needed.
     func finishGradientSums(inputGradient wanted: Bool, context: StepContext) throws -> InputGradientFormula? {
-        let width = inputWidth
+        let width = channels
         let sums = reduction.baseAddress!
         if let gammaGradient, let betaGradient {
             for j in 0..<width {
@@ -340,9 +364,13 @@ public struct BatchNormSpec: ParsableLayerSpec, Equatable {
                       epsilon: try entry.float("epsilon", default: 1e-5, in: 1e-12...1))
     }
 
-    public func outputWidth(inputWidth: Int) -> Int { inputWidth }
-    public func parameterCount(inputWidth: Int) -> Int { inputWidth > Int.max / 2 ? .max : 2 * inputWidth }
-    public func makeLayers(configIndex: Int, inputWidth: Int, frozen: Bool) -> [Layer] {
-        [BatchNorm(configIndex: configIndex, width: inputWidth, momentum: momentum, epsilon: epsilon, trainable: !frozen)]
+    public var hasParameters: Bool { true }
+    public func outputShape(input: FeatureShape) throws -> FeatureShape { input }
+    /// γ and β per feature, or per channel of an image.
+    public func parameterCount(input: FeatureShape) -> Int { saturatingProduct(2, input.image?.channels ?? input.count) }
+    public func makeLayers(configIndex: Int, input: FeatureShape, frozen: Bool) -> [Layer] {
+        let channels = input.image?.channels ?? input.count
+        return [BatchNorm(configIndex: configIndex, channels: channels, positions: input.count / channels,
+                          momentum: momentum, epsilon: epsilon, trainable: !frozen)]
     }
 }

@@ -31,7 +31,9 @@ public final class Dense: Layer {
     /// W̃ of the current training step, (units, inputs); allocated in `reserve` when σ > 0.
     private var noisyKernel: UnsafeMutablePointer<Float>?
 
-    public init(configIndex: Int, inputs: Int, units: Int, useBias: Bool,
+    /// `flattenedImage`: the image a `flatten` made the inputs from, if one did: the kernel is
+    /// then exported for torch's (C, H, W) flatten order (`ExportLayout.denseAfterFlatten`).
+    public init(configIndex: Int, inputs: Int, units: Int, useBias: Bool, flattenedImage: ImageShape? = nil,
                 kernelInitializer: Initializer, biasInitializer: Initializer,
                 kernelRegularizer: Penalty?, biasRegularizer: Penalty?, weightNoise: Float = 0,
                 kernelConstraint: WeightConstraint? = nil, biasConstraint: WeightConstraint? = nil, trainable: Bool = true) {
@@ -43,7 +45,8 @@ public final class Dense: Layer {
         self.useBias = useBias
         var specs = [ParameterSpec(name: "weight", shape: [units, inputs], role: .kernel,
                                    initializer: kernelInitializer, regularizer: kernelRegularizer,
-                                   constraint: kernelConstraint, fanIn: inputs, fanOut: units)]
+                                   constraint: kernelConstraint, fanIn: inputs, fanOut: units,
+                                   exportLayout: flattenedImage.map { .denseAfterFlatten(units: units, image: $0) })]
         if useBias {
             specs.append(ParameterSpec(name: "bias", shape: [units], role: .bias,
                                        initializer: biasInitializer, regularizer: biasRegularizer,
@@ -165,16 +168,26 @@ public struct DenseSpec: ParsableLayerSpec, Equatable {
     }
 
     public var sizeKey: String? { "units" }
-    public func outputWidth(inputWidth: Int) -> Int { units }
-    /// Saturates at Int.max, so the memory check can name an absurd size instead of trapping.
-    public func parameterCount(inputWidth: Int) -> Int {
-        let (kernel, overflow) = inputWidth.multipliedReportingOverflow(by: units)
-        let (total, overflowAgain) = kernel.addingReportingOverflow(useBias ? units : 0)
-        return overflow || overflowAgain ? .max : total
+    public var hasParameters: Bool { true }
+    public var inputKind: LayerInputKind { .features }
+
+    /// A dense layer multiplies a vector: on an image it would mix pixels and channels without
+    /// saying so (Keras applies it to the last axis alone), so it asks for a flatten instead.
+    public func outputShape(input: FeatureShape) throws -> FeatureShape {
+        if input.image != nil {
+            throw DDPError(.config, "gets the image \(input); a dense layer takes flat features: put {type: flatten} "
+                           + "(or a global pooling layer) before it")
+        }
+        return .features(units)
     }
 
-    public func makeLayers(configIndex: Int, inputWidth: Int, frozen: Bool) -> [Layer] {
-        let dense = Dense(configIndex: configIndex, inputs: inputWidth, units: units, useBias: useBias,
+    public func parameterCount(input: FeatureShape) -> Int {
+        saturatingSum(saturatingProduct(input.count, units), useBias ? units : 0)
+    }
+
+    public func makeLayers(configIndex: Int, input: FeatureShape, frozen: Bool) -> [Layer] {
+        let inputWidth = input.count
+        let dense = Dense(configIndex: configIndex, inputs: inputWidth, units: units, useBias: useBias, flattenedImage: input.flattenedImage,
                           kernelInitializer: kernelInitializer, biasInitializer: biasInitializer,
                           kernelRegularizer: kernelRegularizer, biasRegularizer: biasRegularizer, weightNoise: weightNoise,
                           kernelConstraint: kernelConstraint, biasConstraint: biasConstraint, trainable: !frozen)

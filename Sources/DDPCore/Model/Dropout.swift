@@ -73,9 +73,9 @@ public struct DropoutSpec: ParsableLayerSpec, Equatable {
         DropoutSpec(rate: try entry.float("rate", default: 0.5, in: 0...0.999_999))
     }
 
-    public func outputWidth(inputWidth: Int) -> Int { inputWidth }
-    public func parameterCount(inputWidth: Int) -> Int { 0 }
-    public func makeLayers(configIndex: Int, inputWidth: Int, frozen: Bool) -> [Layer] {
-        [Dropout(configIndex: configIndex, width: inputWidth, rate: rate)]
+    public func outputShape(input: FeatureShape) throws -> FeatureShape { input }
+    public func parameterCount(input: FeatureShape) -> Int { 0 }
+    public func makeLayers(configIndex: Int, input: FeatureShape, frozen: Bool) -> [Layer] {
+        [Dropout(configIndex: configIndex, width: input.count, rate: rate)]
     }
 }

@@ -30,6 +30,9 @@ final class FusedNormActivation {
     let first: Int
     let last: Int
     let width: Int
+    /// The BatchNorm's features per row: `width`, or an image's channels (each sample row is
+    /// then height × width rows of channels for the normalization, one row for the rest).
+    let channels: Int
     let norm: BatchNorm?
     let dropout: Dropout?
     /// −1 where the pre-activation was ≤ 0, else the dropout factor (1 where nothing drops: no
@@ -44,6 +47,7 @@ final class FusedNormActivation {
         self.first = first
         self.last = last
         self.width = width
+        channels = norm?.channels ?? width
         self.norm = norm
         self.dropout = dropout
         row = .allocate(capacity: width)
@@ -94,7 +98,7 @@ final class FusedNormActivation {
         var training: BatchNorm.TrainingAffine?, inference: BatchNorm.InferenceAffine?
         if let norm {
             if context.training {
-                training = try norm.prepareTraining(input, batch: batch, context: context)
+                training = try norm.prepareTraining(input, rows: batch * norm.positions, context: context)
             } else {
                 inference = norm.prepareInference()
             }
@@ -108,10 +112,15 @@ final class FusedNormActivation {
             let x = input + row * width
             var v = x
             if let training, let norm {
-                training.apply(row: x, normalized: norm.normalizedRows + row * width, output: preActivation, width: width)
+                let xHat = norm.normalizedRows + row * width
+                for at in stride(from: 0, to: width, by: channels) {
+                    training.apply(row: x + at, normalized: xHat + at, output: preActivation + at, width: channels)
+                }
                 v = UnsafePointer(preActivation)
             } else if let inference {
-                inference.apply(row: x, output: preActivation, width: width)
+                for at in stride(from: 0, to: width, by: channels) {
+                    inference.apply(row: x + at, output: preActivation + at, width: channels)
+                }
                 v = UnsafePointer(preActivation)
             }
             if dropping {
@@ -169,12 +178,11 @@ final class FusedNormActivation {
         for row in 0..<batch {
             let o = row * width
             Self.maskedGradient(dy + o, mask + o, dy + o, width)
-            sums.add(row: dy + o, normalized: xHat + o)
+            for at in stride(from: o, to: o + width, by: channels) { sums.add(row: dy + at, normalized: xHat + at) }
         }
         guard let formula = try norm.finishGradientSums(inputGradient: dx != nil, context: context), let dx else { return }
-        for row in 0..<batch {
-            let o = row * width
-            formula.apply(row: dy + o, normalized: xHat + o, inputGradient: dx + o, width: width)
+        for at in stride(from: 0, to: batch * width, by: channels) {
+            formula.apply(row: dy + at, normalized: xHat + at, inputGradient: dx + at, width: channels)
         }
     }
 }

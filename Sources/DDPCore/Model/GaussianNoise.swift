@@ -49,9 +49,9 @@ public struct GaussianNoiseSpec: ParsableLayerSpec, Equatable {
         GaussianNoiseSpec(stddev: try entry.float("stddev", default: 0.1, in: 0...1e6))
     }
 
-    public func outputWidth(inputWidth: Int) -> Int { inputWidth }
-    public func parameterCount(inputWidth: Int) -> Int { 0 }
-    public func makeLayers(configIndex: Int, inputWidth: Int, frozen: Bool) -> [Layer] {
-        [GaussianNoise(configIndex: configIndex, width: inputWidth, stddev: stddev)]
+    public func outputShape(input: FeatureShape) throws -> FeatureShape { input }
+    public func parameterCount(input: FeatureShape) -> Int { 0 }
+    public func makeLayers(configIndex: Int, input: FeatureShape, frozen: Bool) -> [Layer] {
+        [GaussianNoise(configIndex: configIndex, width: input.count, stddev: stddev)]
     }
 }

@@ -6,6 +6,7 @@ public enum ParameterRole: String, Sendable {
 /// One trainable tensor a layer asks for. The network packs all of them into one flat buffer.
 public struct ParameterSpec: Sendable {
     public var name: String          // torch state_dict suffix: "weight" or "bias"
+    /// The shape as stored and computed with (a conv kernel: (out, kh, kw, in)).
     public var shape: [Int]
     public var role: ParameterRole
     public var initializer: Initializer
@@ -16,6 +17,8 @@ public struct ParameterSpec: Sendable {
     /// nn.Linear's bias from U(±1/√fan_in) with the layer's input width).
     public var fanIn: Int
     public var fanOut: Int
+    /// How the file (torch's state_dict) orders it; nil: as stored.
+    public var exportLayout: ExportLayout? = nil
 }
 
 /// One non-trainable tensor (BatchNorm running statistics), packed into the flat state buffer.
@@ -61,6 +64,10 @@ public protocol Layer: AnyObject {
     var outputWidth: Int { get }
     var parameterSpecs: [ParameterSpec] { get }
     var bufferSpecs: [BufferSpec] { get }
+    /// Integer state a layer keeps beside its tensors, by torch state_dict suffix
+    /// ("num_batches_tracked"): one Int64 each, in the network's counter buffer, exported as
+    /// 0-dim int64 tensors and restored with the weights.
+    var counterNames: [String] { get }
     /// False for a layer the config freezes (`trainable: false`): it gets no gradient views and
     /// computes no parameter gradients.
     var trainable: Bool { get }
@@ -68,6 +75,8 @@ public protocol Layer: AnyObject {
     /// order); `gradients` is nil for a frozen layer.
     func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>?,
               buffers: UnsafeMutablePointer<Float>)
+    /// Gives the layer its view into the network's counter buffer (one Int64 per counter name).
+    func bind(counters: UnsafeMutablePointer<Int64>)
     /// Allocates any per-batch workspace once, before training.
     func reserve(maxBatch: Int)
     func forward(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
@@ -80,6 +89,8 @@ public protocol Layer: AnyObject {
 extension Layer {
     public var parameterSpecs: [ParameterSpec] { [] }
     public var bufferSpecs: [BufferSpec] { [] }
+    public var counterNames: [String] { [] }
+    public func bind(counters: UnsafeMutablePointer<Int64>) {}
     public var trainable: Bool { true }
     public func bind(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>?,
                      buffers: UnsafeMutablePointer<Float>) {}

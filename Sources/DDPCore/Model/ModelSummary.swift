@@ -4,14 +4,15 @@
 public struct ModelSummary {
     public let text: String
 
-    /// `inputShape`: the sample's image shape, shown beside the flat input width.
-    public init(network: Network, inputShape: ImageShape? = nil) {
+    public init(network: Network) {
         var rows: [(String, String, Int)] = []
+        let shapes = (try? network.config.shapes()) ?? []
         for layer in network.layers {
             let parameters = layer.parameterSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
             let buffers = layer.bufferSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
             let name = "\(layer.configIndex): \(layer.displayName)"
-            rows.append((name, "(None, \(layer.outputWidth))", parameters + buffers))
+            let shape = layer.configIndex < shapes.count ? shapes[layer.configIndex].description : "(None, \(layer.outputWidth))"
+            rows.append((name, shape, parameters + buffers))
         }
         // As Keras: frozen layers' parameters and BatchNorm's running statistics are non-trainable.
         let trainable = network.trainableCount
@@ -21,7 +22,7 @@ public struct ModelSummary {
         var lines: [String] = []
         let rule = String(repeating: "━", count: width + 40)
         lines.append("Model: \"sequential\" (inputs: \(network.inputWidth))")
-        lines.append("Input shape: (None, \(inputShape.map { "\($0.height), \($0.width), \($0.channels)" } ?? String(network.inputWidth)))")
+        lines.append("Input shape: \(network.config.inputShape)")
         lines.append(rule)
         lines.append(pad("Layer (index: type)", width) + pad("Output Shape", 24) + "Param #")
         lines.append(rule)

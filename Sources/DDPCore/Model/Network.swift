@@ -29,6 +29,8 @@ public final class Network {
     /// Keeps `parameters` and `gradients` alive (see `ParameterMemory`).
     private let memory: ParameterMemory
     public let state: UnsafeMutableBufferPointer<Float>
+    /// Every layer's integer state (`Layer.counterNames`), named by `layout.counters`.
+    public let counters: UnsafeMutableBufferPointer<Int64>
     /// Activity penalty of each expanded layer's output, if any.
     private let activityPenalties: [Penalty?]
     /// How forward and backward walk `layers`: one layer, or a run of them fused into one pass
@@ -89,8 +91,9 @@ public final class Network {
             for spec in layer.parameterSpecs {
                 let count = spec.shape.reduce(1, *)
                 if let constraint = spec.constraint {
-                    // Keras axis 0: one row per unit of a (units, inputs) kernel; a bias is one row.
-                    let rows = spec.shape.count == 2 ? spec.shape[0] : 1
+                    // Keras axis 0: one row per unit of a (units, inputs) kernel, per filter of a
+                    // stored (out, kh, kw, in) conv kernel; a bias is one row.
+                    let rows = spec.shape.count >= 2 ? spec.shape[0] : 1
                     constraints.append((offset, rows, count / rows, constraint))
                 }
                 offset += count
@@ -111,34 +114,37 @@ public final class Network {
         gradients = UnsafeMutableBufferPointer(start: self.memory.gradients, count: layout.trainableCount)
         state = .allocate(capacity: max(layout.stateCount, 1))
         state.initialize(repeating: 0)
+        counters = UnsafeMutableBufferPointer(start: .allocate(capacity: max(layout.counters.count, 1)), count: layout.counters.count)
+        counters.baseAddress!.initialize(repeating: 0, count: max(layout.counters.count, 1))
 
         for (layer, start) in zip(layers, layerStarts) {
             layer.bind(parameters: parameters.baseAddress! + start.parameter,
                        gradients: layer.trainable ? gradients.baseAddress! + start.parameter : nil,
                        buffers: state.baseAddress! + start.state)
+            layer.bind(counters: counters.baseAddress! + start.counter)
         }
     }
 
     /// The layers `config` describes (a config entry may expand to several, as a dense layer
     /// with an activation), each one's activity penalty, and the output width.
     static func layers(of config: ModelConfig) throws -> (layers: [Layer], activityPenalties: [Penalty?], outputWidth: Int) {
-        guard config.inputs > 0 else { throw DDPError(.config, "model.inputs must be a positive integer, got \(config.inputs)") }
         guard !config.layers.isEmpty else { throw DDPError(.config, "model.layers is empty: expected at least one layer") }
+        let shapes = try config.shapes()
         var layers: [Layer] = []
         var penalties: [Penalty?] = []
-        var width = config.inputs
         for (index, entry) in config.layers.enumerated() {
-            let built = entry.spec.makeLayers(configIndex: index, inputWidth: width, frozen: !entry.trainable)
+            let input = index == 0 ? config.inputShape : shapes[index - 1]
+            let built = entry.spec.makeLayers(configIndex: index, input: input, frozen: !entry.trainable)
             layers += built
             penalties += Array(repeating: nil, count: built.count - 1)
             penalties.append(entry.activityRegularizer.flatMap { $0.isZero ? nil : $0 })
-            width = entry.spec.outputWidth(inputWidth: width)
         }
-        return (layers, penalties, width)
+        return (layers, penalties, shapes.last!.count)
     }
 
     deinit {
         state.deallocate()
+        counters.deallocate()
         input.deallocate()
         outputs.forEach { $0.deallocate() }
         gradientScratch.forEach { $0.deallocate() }
@@ -160,7 +166,7 @@ public final class Network {
                 UnsafeMutableBufferPointer(rebasing: state[slot.offset..<slot.offset + slot.count]).update(repeating: spec.initialValue)
             }
         }
-        batchNorms.forEach { $0.batchesTracked = 0 }
+        counters.update(repeating: 0)
     }
 
     /// Allocates activations and workspaces for batches of up to `maxBatch` rows, once.

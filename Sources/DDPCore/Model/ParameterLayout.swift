@@ -3,8 +3,11 @@ public struct TensorSlot: Sendable {
     public enum Storage: Sendable { case parameter, state }
     /// torch nn.Sequential state_dict name, e.g. "0.weight", "1.running_var".
     public var name: String
-    /// The shape it is stored and exported in (torch's: a dense kernel is [out, in]).
+    /// The shape it is exported in (torch's: a dense kernel is [out, in], a conv kernel
+    /// [out, in, kh, kw]).
     public var shape: [Int]
+    /// How the stored order maps to the exported one.
+    public var exportLayout: ExportLayout
     public var storage: Storage
     public var offset: Int
     public var count: Int
@@ -32,11 +35,15 @@ public struct ParameterLayout: Sendable {
     public let trainableCount: Int
     /// Floats of state.
     public let stateCount: Int
-    /// Each layer's first parameter offset and first state offset, in layer order.
-    let layerStarts: [(parameter: Int, state: Int)]
-    /// The integer state a checkpoint carries beside the tensors, torch's names:
-    /// "{i}.num_batches_tracked" of each BatchNorm.
+    /// Each layer's first parameter offset, first state offset and first counter, in layer order.
+    let layerStarts: [(parameter: Int, state: Int, counter: Int)]
+    /// The integer state a checkpoint carries beside the tensors (each layer's `counterNames`
+    /// under torch's names, "{i}.num_batches_tracked"), in the order of the network's counter
+    /// buffer.
     public let counters: [String]
+    /// For each counter, how many tensors come before it in torch's state_dict order (a layer's
+    /// counters follow its tensors).
+    let counterPositions: [Int]
 
     /// The layout of the network `config` describes, without the network: what a weights file
     /// must hold, known before any memory is allocated.
@@ -45,21 +52,24 @@ public struct ParameterLayout: Sendable {
     }
 
     init(layers: [Layer]) throws {
-        counters = layers.compactMap { $0 as? BatchNorm }.map { "\($0.configIndex).num_batches_tracked" }
+        counters = layers.flatMap { layer in layer.counterNames.map { "\(layer.configIndex).\($0)" } }
+        var counterPositions: [Int] = []
         let trainableCount = layers.filter(\.trainable).reduce(0) { total, layer in
             layer.parameterSpecs.reduce(total) { $0 + $1.shape.reduce(1, *) }
         }
         var slots: [TensorSlot] = []
-        var starts: [(parameter: Int, state: Int)] = []
-        var trainableOffset = 0, frozenOffset = trainableCount, stateOffset = 0
+        var starts: [(parameter: Int, state: Int, counter: Int)] = []
+        var trainableOffset = 0, frozenOffset = trainableCount, stateOffset = 0, counterOffset = 0
         for layer in layers {
             let start = layer.trainable ? trainableOffset : frozenOffset
-            starts.append((start, stateOffset))
+            starts.append((start, stateOffset, counterOffset))
+            counterOffset += layer.counterNames.count
             var offset = start
             for spec in layer.parameterSpecs {
                 let count = spec.shape.reduce(1, *)
-                slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: spec.shape, storage: .parameter,
-                                        offset: offset, count: count, role: spec.role,
+                let export = spec.exportLayout ?? .identity(spec.shape)
+                slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: export.fileShape, exportLayout: export,
+                                        storage: .parameter, offset: offset, count: count, role: spec.role,
                                         regularizer: layer.trainable ? spec.regularizer.flatMap { $0.isZero ? nil : $0 } : nil,
                                         trainable: layer.trainable))
                 offset += count
@@ -67,15 +77,17 @@ public struct ParameterLayout: Sendable {
             if layer.trainable { trainableOffset = offset } else { frozenOffset = offset }
             for spec in layer.bufferSpecs {
                 let count = spec.shape.reduce(1, *)
-                slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: spec.shape, storage: .state,
+                slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: spec.shape, exportLayout: .identity(spec.shape), storage: .state,
                                         offset: stateOffset, count: count, role: nil, regularizer: nil))
                 stateOffset += count
             }
+            counterPositions += Array(repeating: slots.count, count: layer.counterNames.count)
         }
         if trainableCount == 0 && frozenOffset > 0 {
             throw DDPError(.config, "model.layers: every layer with parameters has trainable: false, so there is nothing to train")
         }
         tensors = slots
+        self.counterPositions = counterPositions
         self.trainableCount = trainableCount
         parameterCount = frozenOffset
         stateCount = stateOffset

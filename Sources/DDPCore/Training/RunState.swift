@@ -130,9 +130,9 @@ final class RunState {
     func broadcastModel(_ network: Network) throws {
         try communicator.broadcast(network.parameters)
         try communicator.broadcast(network.state)
-        var counts = network.batchNorms.map(\.batchesTracked)
+        var counts = Array(network.counters)
         try communicator.broadcast(&counts)
-        for (norm, count) in zip(network.batchNorms, counts) { norm.batchesTracked = count }
+        _ = network.counters.update(fromContentsOf: counts)
     }
 
     // MARK: Resume

@@ -1,4 +1,4 @@
-/// A copy of the parameters and BatchNorm state, for restore_best_weights. Allocated once.
+/// A copy of the parameters, BatchNorm state and layer counters, for restore_best_weights. Allocated once.
 final class WeightsSnapshot {
     let parameters: UnsafeMutableBufferPointer<Float>
     let state: UnsafeMutableBufferPointer<Float>
@@ -9,7 +9,7 @@ final class WeightsSnapshot {
         parameters.initialize(repeating: 0)
         state = .allocate(capacity: network.state.count)
         state.initialize(repeating: 0)
-        batchesTracked = network.batchNorms.map { _ in 0 }
+        batchesTracked = Array(repeating: 0, count: network.counters.count)
     }
 
     deinit {
@@ -20,13 +20,13 @@ final class WeightsSnapshot {
     func take(from network: Network) {
         _ = parameters.update(fromContentsOf: network.parameters)
         _ = state.update(fromContentsOf: network.state)
-        for (index, norm) in network.batchNorms.enumerated() { batchesTracked[index] = norm.batchesTracked }
+        for index in batchesTracked.indices { batchesTracked[index] = network.counters[index] }
     }
 
     func restore(into network: Network) {
         _ = network.parameters.update(fromContentsOf: parameters)
         _ = network.state.update(fromContentsOf: state)
-        for (index, norm) in network.batchNorms.enumerated() { norm.batchesTracked = batchesTracked[index] }
+        for index in batchesTracked.indices { network.counters[index] = batchesTracked[index] }
     }
 
     func tensors() -> [StoredTensor] {

@@ -9,7 +9,7 @@ final class BatchNormTests: XCTestCase {
     // MARK: Gradients against central differences
 
     func testBatchNormTrainingGammaBetaAndInput() throws {
-        let norm = BatchNorm(configIndex: 0, width: 3, momentum: 0.1, epsilon: 1e-5)
+        let norm = BatchNorm(configIndex: 0, channels: 3, momentum: 0.1, epsilon: 1e-5)
         let probe = LayerProbe(norm, batch: 6, training: true)
         var random = TestRandom(seed: 5)
         store(random.array(3, 0.5, 1.5) + random.array(3, -0.5, 0.5), into: probe.parameters)   // γ, β
@@ -21,7 +21,7 @@ final class BatchNormTests: XCTestCase {
     }
 
     func testBatchNormInferenceIsAffineInTheRunningStatistics() throws {
-        let norm = BatchNorm(configIndex: 0, width: 2, momentum: 0.1, epsilon: 1e-3)
+        let norm = BatchNorm(configIndex: 0, channels: 2, momentum: 0.1, epsilon: 1e-3)
         let probe = LayerProbe(norm, batch: 3, training: false)
         store([1.5, 0.7, 0.2, -0.3], into: probe.parameters)
         store([0.4, -1.0, 2.0, 0.5], into: probe.state)            // running_mean, running_var

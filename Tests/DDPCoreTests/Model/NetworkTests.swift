@@ -268,7 +268,7 @@ final class NetworkTests: XCTestCase {
     /// its input gradient is that affine map's (central differences).
     func testFrozenBatchNormRunsInInferenceMode() throws {
         let batch = 4
-        let probe = LayerProbe(BatchNorm(configIndex: 0, width: 3, momentum: 0.1, epsilon: 1e-5, trainable: false), batch: batch)
+        let probe = LayerProbe(BatchNorm(configIndex: 0, channels: 3, momentum: 0.1, epsilon: 1e-5, trainable: false), batch: batch)
         var random = TestRandom(seed: 3)
         store(random.array(6, -1, 1), into: probe.parameters)
         store(random.array(6, 0.5, 1.5), into: probe.state)
