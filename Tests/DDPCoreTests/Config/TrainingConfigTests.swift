@@ -90,6 +90,26 @@ final class TrainingConfigTests: XCTestCase {
 
     // MARK: Errors name the key and what was expected
 
+    /// `model.inputs` as an integer, as [height, width, channels], or taken from
+    /// data.image_shape; an MLP sees flat features either way.
+    func testModelInputsForms() throws {
+        let shaped = edited("validation_split:", "validation_split: 0.25\n  image_shape: [1, 2]")
+        XCTAssertEqual(try TrainingConfig.parse(yaml: shaped).model.inputShape, .features(2))
+        let omitted = shaped.replacingOccurrences(of: "  inputs: 2\n", with: "")
+        XCTAssertEqual(try TrainingConfig.parse(yaml: omitted).model.inputShape, .features(2))
+        let listed = edited("inputs:", "inputs: [1, 2, 1]")
+        XCTAssertEqual(try TrainingConfig.parse(yaml: listed).model.inputShape, .features(2))
+        assertDDPError(.config, containing: ["missing key 'model.inputs'", "no image shape"]) {
+            try TrainingConfig.parse(yaml: self.edited("inputs:", nil))
+        }
+        assertDDPError(.config, containing: ["data.image_shape (1, 2, 1) holds 2 values", "model.inputs is 3"]) {
+            try TrainingConfig.parse(yaml: shaped.replacingOccurrences(of: "inputs: 2", with: "inputs: 3"))
+        }
+        assertDDPError(.config, containing: ["model.inputs", "positive"]) {
+            try TrainingConfig.parse(yaml: self.edited("inputs:", "inputs: 0"))
+        }
+    }
+
     func testUnknownKey() {
         assertDDPError(.config, containing: ["unknown key 'optimizer.learning_rate'", "lr"]) {
             try TrainingConfig.parse(yaml: self.edited("optimizer:", "optimizer: {type: sgd, learning_rate: 0.05}"))

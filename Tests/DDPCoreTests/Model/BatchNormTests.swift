@@ -158,4 +158,81 @@ final class BatchNormTests: XCTestCase {
             try network.forward(batch: 1, context: makeContext(maxBatch: 2, training: true))
         }
     }
+
+    // MARK: Over the channels of an image (BatchNorm2d)
+
+    /// Rows of (H, W, C) channels-last samples: the statistics run over batch, height and width
+    /// per channel. Every input value moves its channel's mean and variance.
+    func testBatchNormOverChannelsGradients() throws {
+        let norm = BatchNorm(configIndex: 0, channels: 3, positions: 4, momentum: 0.1, epsilon: 1e-5)
+        XCTAssertEqual(norm.inputWidth, 12)
+        XCTAssertEqual(norm.parameterSpecs.map(\.shape), [[3], [3]])
+        let probe = LayerProbe(norm, batch: 3, training: true)
+        var random = TestRandom(seed: 15)
+        store(random.array(3, 0.5, 1.5) + random.array(3, -0.5, 0.5), into: probe.parameters)
+        var inputs: [Float] = []
+        for _ in 0..<12 { inputs += [random.uniform(-1, 1) * 2 + 3, random.uniform(-1, 1) * 0.5 - 1, random.uniform(-1, 1)] }
+        fill(probe, inputs: inputs, seed: 16)
+        try checkLayer(probe, "batchnorm over channels (training)", h: 5e-3)
+    }
+
+    /// A batchnorm after images is nn.BatchNorm2d: torch's output, input gradient, dγ, dβ and
+    /// running statistics for the same NCHW batch (ours is channels-last) agree within 1e-5.
+    func testBatchNormOverChannelsMatchesTorchBatchNorm2d() throws {
+        let python = try InteropPython.require(["torch"])
+        let (batch, height, width, channels) = (3, 2, 3, 4)
+        let config = ModelConfig(inputShape: .image(ImageShape(height: height, width: width, channels: channels)),
+                                 layers: [Layers.batchNorm(momentum: 0.2)])
+        let network = try Network(config: config)
+        network.reserve(maxBatch: batch)
+        network.initialize(seed: 3)
+        var random = TestRandom(seed: 21)
+        store(random.array(channels, 0.5, 1.5) + random.array(channels, -0.5, 0.5), into: network.parameters)
+        let count = batch * height * width * channels
+        let x = random.array(count, -2, 3), upstream = random.array(count, -1, 1)
+        store(x, into: network.input)
+        try network.forward(batch: batch, context: makeContext(maxBatch: batch, training: true))
+        let y = copyOf(network.output, count: count)
+        store(upstream, into: UnsafeMutableBufferPointer(start: network.outputGradient, count: count))
+        network.zeroGradients()
+        // The first layer passes no input gradient on: put a probe in front for dx.
+        let probe = LayerProbe(network.layers[0], batch: batch, training: true)
+        _ = probe.parameters.update(fromContentsOf: network.parameters)
+        store(x, into: probe.input)
+        try probe.forward()
+        store(upstream, into: probe.upstream)
+        try probe.backward()
+        func json(_ values: [Float]) -> String { "[" + values.map { "\($0)" }.joined(separator: ",") + "]" }
+        let script = """
+            import json, sys, torch
+            n, h, w, c = \(batch), \(height), \(width), \(channels)
+            x = torch.tensor(json.loads(sys.argv[1])).reshape(n, h, w, c).permute(0, 3, 1, 2).contiguous().requires_grad_()
+            up = torch.tensor(json.loads(sys.argv[2])).reshape(n, h, w, c).permute(0, 3, 1, 2)
+            p = json.loads(sys.argv[3])
+            bn = torch.nn.BatchNorm2d(c, momentum=0.2)
+            with torch.no_grad():
+                bn.weight.copy_(torch.tensor(p[:c])); bn.bias.copy_(torch.tensor(p[c:]))
+            y = bn(x)
+            (y * up).sum().backward()
+            nhwc = lambda t: t.permute(0, 2, 3, 1).reshape(-1).tolist()
+            print(json.dumps({"y": nhwc(y.detach()), "dx": nhwc(x.grad), "dgamma": bn.weight.grad.tolist(),
+                              "dbeta": bn.bias.grad.tolist(), "mean": bn.running_mean.tolist(), "var": bn.running_var.tolist()}))
+            """
+        let (status, output) = try runPython(python, ["-c", script, json(x), json(upstream), json(Array(network.parameters))])
+        XCTAssertEqual(status, 0, output)
+        let line = try XCTUnwrap(output.split(separator: "\n").last, output)
+        let torch = try XCTUnwrap(JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: [Double]], output)
+        func assertClose(_ ours: [Float], _ key: String) {
+            let theirs = torch[key] ?? []
+            XCTAssertEqual(ours.count, theirs.count, key)
+            let scale = max(1, theirs.map(abs).max() ?? 1)
+            for (a, b) in zip(ours, theirs) { XCTAssertEqual(Double(a), b, accuracy: 1e-5 * scale, key) }
+        }
+        assertClose(y, "y")
+        assertClose(Array(probe.inputGradient.prefix(count)), "dx")
+        assertClose(Array(probe.gradients.prefix(channels)), "dgamma")
+        assertClose(Array(probe.gradients[channels..<2 * channels]), "dbeta")
+        assertClose(Array(network.state.prefix(channels)), "mean")
+        assertClose(Array(network.state[channels..<2 * channels]), "var")
+    }
 }
