@@ -228,7 +228,7 @@ public struct DecisionGrid {
     /// The network's outputs for `rows` rows of `inputs`, `network.outputWidth` per row.
     private static func predict(_ inputs: [Float], rows total: Int, network: Network, loss: Loss) throws -> [Float] {
         var outputs = [Float](repeating: 0, count: total * network.outputWidth)
-        let context = StepContext(communicator: LocalCommunicator(), maxBatch: Evaluator.chunk)
+        let context = StepContext(communicator: LocalCommunicator(), maxBatch: Evaluator.chunk(for: network.config))
         let evaluator = Evaluator(network: network, loss: loss, context: context)
         try inputs.withUnsafeBufferPointer { input in
             try outputs.withUnsafeMutableBufferPointer { output in
@@ -370,6 +370,11 @@ public enum RunPlots {
             }
         }
         if let network = run.network {
+            let data = network.layers.contains(where: { $0 is Conv2D }) ? try RunData(config: run.config) : nil
+            if let data, let image = Self.firstTestImage(data),
+               let grid = try ConvFeatureGrid(network: network, image: image, title: "The first convolution of \(run.name)") {
+                try save("conv-features.svg", grid.svg(), "The first conv layer's filters and its feature maps of one test image")
+            }
             if network.inputWidth == 2 {
                 let data = try RunData(config: run.config)
                 let grid = try DecisionGrid(network: network, config: run.config, data: data, resolution: options.resolution)
@@ -384,6 +389,20 @@ public enum RunPlots {
             }
         }
         return plots
+    }
+
+    /// The first test image (else the first validation or training image), normalized as the
+    /// network sees it.
+    static func firstTestImage(_ data: RunData) -> [Float]? {
+        let dataset = data.test ?? data.validation ?? data.train
+        guard dataset.count > 0 else { return nil }
+        var image = [Float](repeating: 0, count: dataset.featureCount)
+        var label: Float = 0
+        let row: [Int32] = [0]
+        image.withUnsafeMutableBufferPointer { out in
+            row.withUnsafeBufferPointer { dataset.gather(rows: $0.baseAddress!, count: 1, transform: data.transform, inputs: out.baseAddress!, labels: &label) }
+        }
+        return image
     }
 
     static func fileName(_ path: String?) -> String {

@@ -142,7 +142,7 @@ struct Evaluate: ParsableCommand {
             // Under mpirun the ranks share the rows (rank r scores rows r, r + N, …) and rank 0
             // prints the one result.
             try session.startCommunicator(watchdogTimeout: config.distributed.timeoutSeconds) { communicator in
-                let context = StepContext(communicator: communicator, maxBatch: Evaluator.chunk)
+                let context = StepContext(communicator: communicator, maxBatch: Evaluator.chunk(for: config.model))
                 let result = try Evaluator(network: model.network, loss: config.loss, context: context).evaluate(dataset, transform: transform)
                 guard communicator.isRoot else { return }
                 print(MetricsLog.encode(EvaluationLine(split: split, samples: dataset.count, loss: result.loss, accuracy: result.accuracy)))

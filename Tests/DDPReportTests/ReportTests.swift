@@ -256,7 +256,7 @@ final class ReportTests: XCTestCase {
         // weights into a fresh network, normalize with the run's transform, run inference.
         let network = try Network(config: config.model)
         try network.loadWeights(from: Self.moonsRun + "/model.safetensors")
-        let context = StepContext(communicator: LocalCommunicator(), maxBatch: Evaluator.chunk)
+        let context = StepContext(communicator: LocalCommunicator(), maxBatch: Evaluator.chunk(for: network.config))
         let evaluator = Evaluator(network: network, loss: config.loss, context: context)
         var inputs = [Float](), logits = [Float](repeating: 0, count: rows * cols)
         for row in 0..<rows {

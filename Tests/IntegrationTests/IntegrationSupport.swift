@@ -356,3 +356,17 @@ func assertSeriesClose(_ reference: [Double?], _ other: [Double?], tolerance: Do
         XCTAssertLessThanOrEqual(relative, tolerance, "\(what) epoch \(index + 1): \(a) vs \(b)", file: file, line: line)
     }
 }
+
+/// Runs a Python interpreter with `arguments`; stdout and stderr together.
+func runPython(_ python: String, _ arguments: [String]) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: python)
+    process.arguments = arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = pipe
+    try process.run()
+    let output = pipe.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+}

@@ -30,7 +30,7 @@ enum MemoryCheck {
     /// (the network reserves max(batch, the evaluator's 1024-row chunk)). The error names the key
     /// that makes it too large: a dense layer's units, model.inputs or the batch size.
     static func checkModel(_ model: ModelConfig, batch: Int, batchKey: String) throws {
-        let rows = max(batch, Evaluator.chunk)
+        let rows = max(batch, Evaluator.chunk(for: model))
         var width = model.inputs, widest = model.inputs
         var parameters = 0, activations = model.inputs
         var culprit = (key: "model.inputs", floats: -1)
@@ -68,7 +68,7 @@ enum MemoryCheck {
         let activationFloats = multiply(rows, add(activations, multiply(2, widest)))
         let bytes = multiply(4, add(multiply(2, parameters), activationFloats))
         guard overflow || bytes > physicalBytes else { return }
-        if rows > Evaluator.chunk && activationFloats / 2 > parameters { culprit.key = batchKey }
+        if rows > Evaluator.chunk(for: model) && activationFloats / 2 > parameters { culprit.key = batchKey }
         throw DDPError(.config, "\(culprit.key): the model needs " + (bytes == Int.max ? "more than 2^63 bytes " : "at least \(describe(bytes)) ")
                        + "(\(parameters == Int.max ? "more than 2^63" : String(parameters)) parameters and their gradients, "
                        + "activations for \(rows) rows); this machine has \(describe(physicalBytes)) of memory")

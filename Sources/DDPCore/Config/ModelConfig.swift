@@ -65,6 +65,18 @@ public struct ModelConfig: Sendable, Equatable {
         (try? shapes().last?.count) ?? 0
     }
 
+    /// Floats one sample takes in a forward pass: its input, each layer's output and any
+    /// layer's workspace (a convolution's unfolded patches). Saturates at Int.max.
+    public func floatsPerSample() -> Int {
+        guard let shapes = try? shapes() else { return .max }
+        var total = inputShape.count, input = inputShape
+        for (layer, output) in zip(layers, shapes) {
+            total = saturatingSum(total, saturatingSum(output.count, layer.spec.workspacePerSample(input: input)))
+            input = output
+        }
+        return total
+    }
+
     /// Whether the input is an image for these layers: the first layer that takes one kind of
     /// input only decides (a batchnorm or dropout first takes either).
     public static func takesImage(_ layers: [LayerConfig]) -> Bool {

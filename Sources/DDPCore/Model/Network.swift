@@ -202,6 +202,10 @@ public final class Network {
         runs.forEach { $0.reserve(maxBatch: maxBatch) }
     }
 
+    /// The output of `layers[index]` in the last `forward` (batch × its outputWidth). Inside a
+    /// fused run only the run's last layer writes its output: the others read as zeros.
+    public func output(ofLayer index: Int) -> UnsafePointer<Float> { UnsafePointer(outputs[index].baseAddress!) }
+
     /// The output (batch, outputWidth) of the last `forward`.
     public var output: UnsafeMutablePointer<Float> { outputs[outputs.count - 1].baseAddress! }
 

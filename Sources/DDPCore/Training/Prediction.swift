@@ -128,7 +128,7 @@ public enum PredictionWriter {
             throw DDPError(.data, "\(data.origin) has \(data.featureCount) features per sample but model.inputs is \(model.config.model.inputs)"
                            + (data.featureCount == model.config.model.inputs + 1 && !input.hasLabels ? " (one too many: if a column holds the label, name it with --label)" : ""))
         }
-        let chunk = Evaluator.chunk
+        let chunk = Evaluator.chunk(for: model.config.model)
         network.reserve(maxBatch: chunk)
         let context = StepContext(communicator: LocalCommunicator(), maxBatch: chunk)
         context.training = false

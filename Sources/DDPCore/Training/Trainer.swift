@@ -80,7 +80,7 @@ public final class Trainer {
                 throw DDPError(.config, "the last batch of each epoch has \(smallest) sample (\(data.train.count) samples, batch \(plan.globalBatch)); BatchNorm needs at least 2 in training: set training.drop_last: true or change training.batch_size")
             }
         }
-        let context = StepContext(communicator: communicator, maxBatch: max(plan.maxLocalBatch, Evaluator.chunk))
+        let context = StepContext(communicator: communicator, maxBatch: max(plan.maxLocalBatch, Evaluator.chunk(for: config.model)))
         context.seed = config.seed
         network.reserve(maxBatch: plan.maxLocalBatch)
         evaluator = Evaluator(network: network, loss: config.loss, context: context)

@@ -231,7 +231,7 @@ final class LossTests: XCTestCase {
         let data = Dataset(count: 4, featureCount: 2, storage: .floats([1, -2, 0.5, 3, -1, 0, 2, 2]),
                            labels: [0, 2, 1, 2], origin: "tiny")
         let epsilon = 0.3
-        let context = StepContext(communicator: LocalCommunicator(), maxBatch: Evaluator.chunk)
+        let context = StepContext(communicator: LocalCommunicator(), maxBatch: Evaluator.chunk(for: network.config))
         let evaluator = Evaluator(network: network, loss: .crossEntropy(labelSmoothing: Float(epsilon)), context: context)
         let result = try evaluator.evaluate(data, transform: .identity(featureCount: 2))
 
