@@ -87,6 +87,7 @@ enum LayerRegistry {
     static let kinds: [Kind] = [
         Kind(DenseSpec.self), Kind(BatchNormSpec.self), Kind(DropoutSpec.self), Kind(ActivationSpec.self),
         Kind(GaussianNoiseSpec.self),
+        Kind(FlattenSpec.self),
     ]
 
     /// A kind's name and parser. (A list of `any ParsableLayerSpec.Type` would do, but calling
