@@ -92,6 +92,7 @@ enum LayerRegistry {
         Kind(GlobalAveragePooling2DSpec.self),
         Kind(GlobalMaxPooling2DSpec.self),
         Kind(FlattenSpec.self),
+        Kind(SpatialDropout2DSpec.self),
     ]
 
     /// A kind's name and parser. (A list of `any ParsableLayerSpec.Type` would do, but calling
