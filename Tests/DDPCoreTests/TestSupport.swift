@@ -3,7 +3,8 @@ import XCTest
 @testable import DDPCore
 
 // Shared helpers for the math tests: deterministic test data, small network builders,
-// a harness that runs one layer on its own buffers, and central-difference gradient checks.
+// a harness that runs one layer on its own buffers, central-difference gradient checks, and
+// for the image layers a probe built from a spec and torch's results on the same batch.
 
 /// SplitMix64: deterministic test inputs, independent of the code under test's generator.
 struct TestRandom {
@@ -318,4 +319,88 @@ func fill(_ probe: LayerProbe, inputs: [Float], seed: UInt64) {
     var random = TestRandom(seed: seed)
     store(inputs, into: probe.input)
     store(random.array(probe.batch * probe.layer.outputWidth, -1, 1), into: probe.upstream)
+}
+
+// MARK: Image layers
+
+/// The single layer `spec` builds for one image of `shape`, probed over `batch` samples.
+func imageLayerProbe(_ spec: any LayerSpec, _ shape: ImageShape, batch: Int, training: Bool = true,
+                     configIndex: Int = 1, rows: [Int]? = nil, seed: UInt64 = 42, epoch: Int = 0) -> LayerProbe {
+    let layers = spec.makeLayers(configIndex: configIndex, input: .image(shape), frozen: false)
+    precondition(layers.count == 1)
+    return LayerProbe(layers[0], batch: batch, training: training, seed: seed, epoch: epoch, rows: rows)
+}
+
+/// Distinct values, at least `gap` apart, in a shuffled order: max pooling's argmax stays put
+/// under central differences with steps below gap / 2.
+func distinctValues(_ count: Int, gap: Float = 0.05, seed: UInt64) -> [Float] {
+    var random = TestRandom(seed: seed)
+    var values = (0..<count).map { Float($0) * gap - Float(count) * gap / 2 }
+    for i in stride(from: count - 1, to: 0, by: -1) { values.swapAt(i, Int(random.next() % UInt64(i + 1))) }
+    return values
+}
+
+/// One layer run to compare with torch: `expression` is Python over `x`, the probe's input as
+/// an NCHW float32 tensor (`F` is torch.nn.functional, `inf` math.inf).
+struct TorchCase {
+    let label: String
+    let probe: LayerProbe
+    let expression: String
+    let image: ImageShape
+}
+
+/// torch's output and input gradient for each case, in one Python run: the probe's NHWC input
+/// permuted to NCHW, its upstream gradient back-propagated, both results permuted back to NHWC.
+func torchReferences(_ cases: [TorchCase]) throws -> [(output: [Double], inputGradient: [Double])] {
+    let python = try InteropPython.require(["torch"])
+    let script = """
+        import json, math, sys
+        import torch
+        import torch.nn.functional as F
+        inf = math.inf
+        results = []
+        for a in json.load(open(sys.argv[1])):
+            B, H, W, C = a["shape"]
+            x = torch.tensor(a["input"], dtype=torch.float32).reshape(B, H, W, C).permute(0, 3, 1, 2).contiguous().requires_grad_()
+            y = eval(a["expression"])
+            g = torch.tensor(a["upstream"], dtype=torch.float32).reshape(y.shape[0], y.shape[2], y.shape[3], y.shape[1])
+            y.backward(g.permute(0, 3, 1, 2))
+            results.append({"output": y.detach().permute(0, 2, 3, 1).reshape(-1).tolist(),
+                            "gradient": x.grad.permute(0, 2, 3, 1).reshape(-1).tolist()})
+        print(json.dumps(results))
+        """
+    let requests: [[String: Any]] = cases.map { item in
+        let probe = item.probe
+        return ["shape": [probe.batch, item.image.height, item.image.width, item.image.channels], "expression": item.expression,
+                "input": probe.input.prefix(probe.batch * probe.layer.inputWidth).map(Double.init),
+                "upstream": probe.upstream.prefix(probe.batch * probe.layer.outputWidth).map(Double.init)]
+    }
+    // Through a file: the cases together are longer than one command-line argument may be.
+    let path = FileManager.default.temporaryDirectory.appendingPathComponent("ddp-torch-cases-\(UUID().uuidString).json")
+    try JSONSerialization.data(withJSONObject: requests).write(to: path)
+    defer { try? FileManager.default.removeItem(at: path) }
+    let (status, output) = try runPython(python, ["-c", script, path.path])
+    guard status == 0, let line = output.split(separator: "\n").last,
+          let results = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [[String: [Double]]], results.count == cases.count else {
+        XCTFail("torch failed: \(output)")
+        return []
+    }
+    return results.map { ($0["output"] ?? [], $0["gradient"] ?? []) }
+}
+
+/// Each case's output and input gradient (after one backward) against torch's, within 1e-6.
+func assertMatchTorch(_ cases: [TorchCase], file: StaticString = #filePath, line: UInt = #line) throws {
+    for item in cases { try item.probe.backward() }
+    for (item, torch) in zip(cases, try torchReferences(cases)) {
+        let probe = item.probe, label = item.label
+        let outputCount = probe.batch * probe.layer.outputWidth, inputCount = probe.batch * probe.layer.inputWidth
+        XCTAssertEqual(torch.output.count, outputCount, "\(label): output size", file: file, line: line)
+        XCTAssertEqual(torch.inputGradient.count, inputCount, "\(label): gradient size", file: file, line: line)
+        for (i, (ours, theirs)) in zip(probe.output.prefix(outputCount), torch.output).enumerated() {
+            XCTAssertEqual(Double(ours), theirs, accuracy: 1e-6, "\(label): y[\(i)]", file: file, line: line)
+        }
+        for (i, (ours, theirs)) in zip(probe.inputGradient.prefix(inputCount), torch.inputGradient).enumerated() {
+            XCTAssertEqual(Double(ours), theirs, accuracy: 1e-6, "\(label): dL/dx[\(i)]", file: file, line: line)
+        }
+    }
 }

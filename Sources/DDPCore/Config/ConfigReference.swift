@@ -63,6 +63,9 @@ public enum ConfigReference {
         """
     static let dataFiller = ["data.train.format=moons"]
     static let layerFiller = ["model.layers.0.type=dense", "model.layers.0.units=1"]
+    /// The input of each layer kind's probe: a 2 × 2 image, which the kinds that take images
+    /// (pooling, flatten) need and the others read as 4 features.
+    static let imageInput = "model.inputs=[2, 2, 1]"
     /// Keys whose value becomes another key's default: probed again with these values, a
     /// default that follows them is shown as "= key".
     static let context = [("seed", "7"), ("training.epochs", "13")]
@@ -249,7 +252,7 @@ public enum ConfigReference {
             section("model", "The network: its input width, its layers in order, and optional starting weights."),
             Group(title: "`model.layers[]`: one table per `type`",
                   text: "`trainable` and `activity_regularizer` are read for every kind.", prefix: layer,
-                  variants: kinds.map { Variant(label: "type: \($0)", overrides: dataFiller + ["model.layers.0.type=\($0)"],
+                  variants: kinds.map { Variant(label: "type: \($0)", overrides: dataFiller + [imageInput, "model.layers.0.type=\($0)"],
                                                      selector: layer + "type") }),
             Group(title: "Penalties: `kernel_regularizer`, `bias_regularizer`, `activity_regularizer`",
                   text: "The penalty l1·Σ|w| + l2·Σw² (Keras).", prefix: layer + "kernel_regularizer.",
