@@ -86,7 +86,7 @@ protocol ParsableLayerSpec: LayerSpec {
 enum LayerRegistry {
     static let kinds: [Kind] = [
         Kind(DenseSpec.self), Kind(BatchNormSpec.self), Kind(DropoutSpec.self), Kind(ActivationSpec.self),
-        Kind(GaussianNoiseSpec.self),
+        Kind(GaussianNoiseSpec.self), Kind(Conv2DSpec.self),
     ]
 
     /// A kind's name and parser. (A list of `any ParsableLayerSpec.Type` would do, but calling
