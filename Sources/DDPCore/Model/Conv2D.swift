@@ -17,6 +17,14 @@ public struct ConvGeometry: Sendable, Equatable {
     public var patchSize: Int { kernelHeight * kernelWidth * input.channels }
     /// Output pixels per sample: patches per sample.
     public var positions: Int { output.height * output.width }
+    /// The output columns whose kernel lies wholly inside the image's columns (ox·s − padLeft ≥ 0
+    /// and ox·s − padLeft + d·(kw − 1) < width): unfold copies them without a bounds test.
+    public var interiorColumns: Range<Int> {
+        let span = dilationWidth * (kernelWidth - 1) + 1, room = input.width + padLeft - span
+        let low = min((padLeft + strideWidth - 1) / strideWidth, output.width)
+        let high = room < 0 ? 0 : min(room / strideWidth + 1, output.width)
+        return low..<max(high, low)
+    }
     /// 1×1 with stride 1 (so no padding either, and dilation moves nothing): each input pixel's
     /// channels are already its patch, so the layer multiplies the input rows directly.
     public var isPointwise: Bool { kernelHeight == 1 && kernelWidth == 1 && strideHeight == 1 && strideWidth == 1 }
@@ -36,10 +44,26 @@ public struct ConvGeometry: Sendable, Equatable {
 /// patches came from (patches overlap, so one pixel collects from several rows). The file
 /// holds the kernel as torch's [out, in, kh, kw] (`ExportLayout.convKernel`).
 ///
-/// The batch runs in chunks of whole samples whose patches take about `defaultChunkFloats`
-/// (a quarter of a 2 MiB L2): unfold a chunk, multiply it while it is still in cache, and in
-/// backward turn each chunk's dcolumns into dX while they are. In training the chunks unfold
-/// into their place in `columns` (kept for dW); in inference all into its first chunk.
+/// The batch runs in chunks of whole samples whose patches and outputs take about
+/// `defaultChunkFloats` (a quarter of a 2 MiB L2): unfold a chunk, multiply it while it is
+/// still in cache, add the bias while the outputs are, and in backward turn each chunk's
+/// dcolumns into dX while they are. In training the chunks unfold into their place in
+/// `columns` (kept for dW); in inference all into its first chunk. With few input channels
+/// (a one-channel image's first layer) the patches are stored transposed, (K, rows), where
+/// unfolding is a memcpy per output row instead of a few values per patch (`unfoldTransposed`).
+///
+/// Measured 2026-12-07 on an AMD EPYC Zen 5 VM (family 26 model 2, 2 vCPUs, 2 MiB L2 each, the
+/// second core busy with other builds), Debian's OpenBLAS 0.3.21 with its Cooperlake kernels, OPENBLAS_NUM_THREADS=1,
+/// batch 128, fastest of 30 runs, as a multiple of the bare GEMMs of the same sizes each in one
+/// call (`Conv2DTests.testBenchmarkAgainstBareGEMMs`, DDP_BENCH=1, a release build):
+/// - 28×28×1 → 32, 3×3 same (the peer CNN's conv1, the first layer: no dX): forward 0.70–0.76 ms,
+///   1.0–1.4× its GEMM (unfolding 0.15 ms); backward 0.67–0.69 ms, 0.4–0.5× the bare dW GEMM
+///   (per chunk of 4 samples M·N·K stays under 10⁶, presumably where OpenBLAS takes its
+///   small-matrix kernels);
+/// - 14×14×32 → 64, 3×3 same (conv2): forward 7.0–7.2 ms, 1.04–1.10× its GEMM (unfolding
+///   0.5 ms); backward with dX 11.3–12.3 ms, 0.98–1.09× the dW and dX GEMMs (col2im 0.5–0.65 ms).
+///
+/// Chunks of 1 to 4 samples timed alike; 8 or more made conv1's backward 2–3× slower.
 ///
 /// Weight noise (`weight_noise: σ`), frozen layers and the bias as `Dense`: W̃ = W + σ·ε per
 /// training step keyed by (seed, global step, layer, index), dW accumulates into W's gradient,
@@ -56,9 +80,12 @@ public final class Conv2D: Layer {
     public let parameterSpecs: [ParameterSpec]
     /// σ of the kernel noise; 0 = none.
     public let weightNoise: Float
+    /// Whether a chunk's patches are stored transposed, (K, rows): for few input channels
+    /// (kernel rows under 16 values, a one-channel first layer's), see `unfoldTransposed`.
+    let transposedPatches: Bool
     /// Samples per chunk (see the type's comment); fixed at init so tests can force several.
     let chunkSamples: Int
-    /// Floats of the unfolded patches a chunk aims at: 512 KiB, a quarter of a 2 MiB L2.
+    /// Floats of unfolded patches and outputs a chunk aims at: 512 KiB, a quarter of a 2 MiB L2.
     static let defaultChunkFloats = 128 * 1024
 
     private var weight: UnsafeMutablePointer<Float>!
@@ -86,7 +113,8 @@ public final class Conv2D: Layer {
         self.trainable = trainable
         self.weightNoise = weightNoise
         let g = geometry, filters = g.output.channels
-        self.chunkSamples = max(chunkSamples ?? Self.defaultChunkFloats / max(g.positions * g.patchSize, 1), 1)
+        transposedPatches = !g.isPointwise && g.kernelWidth * g.input.channels < 16
+        self.chunkSamples = max(chunkSamples ?? Self.defaultChunkFloats / max(g.positions * (g.patchSize + filters), 1), 1)
         // Keras's fans for a conv kernel: fan_in = kh·kw·in, fan_out = kh·kw·out (torch's
         // initializer and bias bound use the same fan_in).
         let fanIn = g.patchSize, fanOut = g.kernelHeight * g.kernelWidth * filters
@@ -175,12 +203,16 @@ public final class Conv2D: Layer {
                 patches = input + first * inputWidth
             } else {
                 let place = columns.baseAddress! + (context.training ? first * g.positions * k : 0)
-                Self.unfold(g, input + first * inputWidth, samples: count, into: place)
+                if transposedPatches {
+                    unfoldTransposed(input + first * inputWidth, samples: count, into: place)
+                } else {
+                    unfold(input + first * inputWidth, samples: count, into: place)
+                }
                 patches = UnsafePointer(place)
             }
             let y = output + first * outputWidth
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(filters), Int32(k),
-                        1, patches, Int32(k), kernel, Int32(k), 0, y, Int32(filters))
+            cblas_sgemm(CblasRowMajor, transposedPatches ? CblasTrans : CblasNoTrans, CblasTrans, Int32(rows), Int32(filters), Int32(k),
+                        1, patches, Int32(transposedPatches ? rows : k), kernel, Int32(k), 0, y, Int32(filters))
             if let bias { Self.addBias(bias, to: y, rows: rows, width: filters) }
             first += count
         }
@@ -200,8 +232,8 @@ public final class Conv2D: Layer {
             let dy = UnsafePointer(outputGradient + first * outputWidth)
             let patches = g.isPointwise ? input + first * inputWidth : UnsafePointer(columns.baseAddress! + first * g.positions * k)
             if let weightGradient {
-                cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(filters), Int32(k), Int32(rows),
-                            1, dy, Int32(filters), patches, Int32(k), 1, weightGradient, Int32(k))
+                cblas_sgemm(CblasRowMajor, CblasTrans, transposedPatches ? CblasTrans : CblasNoTrans, Int32(filters), Int32(k), Int32(rows),
+                            1, dy, Int32(filters), patches, Int32(transposedPatches ? rows : k), 1, weightGradient, Int32(k))
             }
             if let biasGradient { addColumnSums(of: dy, rows: rows, into: biasGradient) }
             if let inputGradient, let kernel {
@@ -211,7 +243,7 @@ public final class Conv2D: Layer {
                             1, dy, Int32(filters), kernel, Int32(k), 0, target, Int32(k))
                 if !g.isPointwise {
                     dx.update(repeating: 0, count: count * inputWidth)
-                    Self.fold(g, UnsafePointer(target), samples: count, into: dx)
+                    fold(UnsafePointer(target), samples: count, into: dx)
                 }
             }
             first += count
@@ -238,7 +270,7 @@ public final class Conv2D: Layer {
     }
 
     /// The kernel positions kx whose input column x0 + kx·d lies in [0, width): kx ∈ low..<high
-    /// (empty when none does). The same holds for rows.
+    /// (empty when none does).
     @inline(__always)
     private static func inside(start x0: Int, dilation d: Int, kernel: Int, extent width: Int) -> (low: Int, high: Int) {
         let low = x0 >= 0 ? 0 : min((d - 1 - x0) / d, kernel)
@@ -248,71 +280,179 @@ public final class Conv2D: Layer {
 
     /// im2col: the (kh, kw, in) patch of each output pixel of `samples` images, one row of K
     /// values per pixel in (sample, oy, ox) order, zeros where the kernel reaches the padding.
-    /// With dilation 1 a kernel row's pixels are adjacent in the input row, so each kernel row
-    /// is one copy of up to kw·in values.
-    static func unfold(_ g: ConvGeometry, _ input: UnsafePointer<Float>, samples: Int, into columns: UnsafeMutablePointer<Float>) {
-        let channels = g.input.channels, height = g.input.height, width = g.input.width
-        let kh = g.kernelHeight, kw = g.kernelWidth, dy = g.dilationHeight, dx = g.dilationWidth
-        let kernelRow = kw * channels, imageSize = g.input.featureCount
+    /// One output row's patches at a time (a few KiB, in L1), kernel row by kernel row: over
+    /// the interior columns, whose kernel rows lie wholly inside the image, a kernel row is one
+    /// run of kw·in adjacent input values (dilation 1) copied without a bounds test, so a
+    /// one-channel image's patches cost a few cycles each; the border columns go value by value.
+    func unfold(_ input: UnsafePointer<Float>, samples: Int, into columns: UnsafeMutablePointer<Float>) {
+        let g = geometry, channels = g.input.channels, k = g.patchSize
+        let run = g.kernelWidth * channels, step = g.strideWidth * channels, interior = g.interiorColumns
         var row = columns
         for sample in 0..<samples {
-            let image = input + sample * imageSize
+            let image = input + sample * inputWidth
             for oy in 0..<g.output.height {
-                let y0 = oy * g.strideHeight - g.padTop
-                let ys = inside(start: y0, dilation: dy, kernel: kh, extent: height)
-                for ox in 0..<g.output.width {
-                    let x0 = ox * g.strideWidth - g.padLeft
-                    let xs = inside(start: x0, dilation: dx, kernel: kw, extent: width)
-                    zero(row, ys.low * kernelRow)
-                    for ky in ys.low..<ys.high {
-                        let target = row + ky * kernelRow, source = image + (y0 + ky * dy) * width * channels
-                        zero(target, xs.low * channels)
-                        if dx == 1 {
-                            copy(source + (x0 + xs.low) * channels, to: target + xs.low * channels, count: (xs.high - xs.low) * channels)
-                        } else {
-                            for kx in xs.low..<xs.high { copy(source + (x0 + kx * dx) * channels, to: target + kx * channels, count: channels) }
-                        }
-                        zero(target + xs.high * channels, (kw - xs.high) * channels)
+                for ky in 0..<g.kernelHeight {
+                    let y = oy * g.strideHeight - g.padTop + ky * g.dilationHeight
+                    let target = row + ky * run
+                    guard y >= 0 && y < g.input.height else {
+                        for ox in 0..<g.output.width { zero(target + ox * k, run) }
+                        continue
                     }
-                    zero(row + ys.high * kernelRow, (kh - ys.high) * kernelRow)
-                    row += g.patchSize
+                    let line = image + y * g.input.width * channels
+                    for ox in 0..<interior.lowerBound { unfoldBorder(line, column: ox, into: target + ox * k) }
+                    if g.dilationWidth == 1 {
+                        copyRuns(from: line + (interior.lowerBound * g.strideWidth - g.padLeft) * channels, step: step,
+                                 to: target + interior.lowerBound * k, count: interior.count, run: run)
+                    } else {
+                        for ox in interior { unfoldBorder(line, column: ox, into: target + ox * k) }
+                    }
+                    for ox in interior.upperBound..<g.output.width { unfoldBorder(line, column: ox, into: target + ox * k) }
+                }
+                row += g.output.width * k
+            }
+        }
+    }
+
+    /// im2col into the transposed layout, (K, rows): value j of every patch of the chunk in one
+    /// row, in (sample, oy, ox) order. For few input channels a patch's kernel rows are runs of
+    /// a few values each, while here each (ky, kx, channel) is a shifted copy of the image: per
+    /// output row one run of OW values (one memcpy at one channel and stride 1), zeros where
+    /// it reaches the padding. The GEMMs read the patches transposed.
+    func unfoldTransposed(_ input: UnsafePointer<Float>, samples: Int, into columns: UnsafeMutablePointer<Float>) {
+        let g = geometry, channels = g.input.channels, rows = samples * g.positions, width = g.output.width
+        let step = g.strideWidth * channels
+        for ky in 0..<g.kernelHeight {
+            for kx in 0..<g.kernelWidth {
+                let offset = kx * g.dilationWidth - g.padLeft          // input column ox·s + offset
+                let low = offset >= 0 ? 0 : min((g.strideWidth - 1 - offset) / g.strideWidth, width)
+                let high = offset >= g.input.width ? 0 : min((g.input.width - offset + g.strideWidth - 1) / g.strideWidth, width)
+                let xs = low..<max(high, low)
+                for c in 0..<channels {
+                    var target = columns + ((ky * g.kernelWidth + kx) * channels + c) * rows
+                    for sample in 0..<samples {
+                        let image = input + sample * inputWidth + c
+                        for oy in 0..<g.output.height {
+                            let y = oy * g.strideHeight - g.padTop + ky * g.dilationHeight
+                            if y < 0 || y >= g.input.height || xs.isEmpty {
+                                zero(target, width)
+                            } else {
+                                zero(target, xs.lowerBound)
+                                let source = image + (y * g.input.width + xs.lowerBound * g.strideWidth + offset) * channels
+                                if step == 1 {
+                                    copy(source, to: target + xs.lowerBound, count: xs.count)
+                                } else {
+                                    for i in 0..<xs.count { target[xs.lowerBound + i] = source[i * step] }
+                                }
+                                zero(target + xs.upperBound, width - xs.upperBound)
+                            }
+                            target += width
+                        }
+                    }
                 }
             }
         }
+    }
+
+    /// One kernel row of output column `ox`'s patch from the input row `line`: zeros where it
+    /// reaches the padding, each kernel pixel's channels (a run of them at dilation 1) elsewhere.
+    @inline(__always)
+    private func unfoldBorder(_ line: UnsafePointer<Float>, column ox: Int, into target: UnsafeMutablePointer<Float>) {
+        let g = geometry, channels = g.input.channels, d = g.dilationWidth
+        let x0 = ox * g.strideWidth - g.padLeft
+        let xs = Self.inside(start: x0, dilation: d, kernel: g.kernelWidth, extent: g.input.width)
+        zero(target, xs.low * channels)
+        if d == 1 {
+            copy(line + (x0 + xs.low) * channels, to: target + xs.low * channels, count: (xs.high - xs.low) * channels)
+        } else {
+            for kx in xs.low..<xs.high { copy(line + (x0 + kx * d) * channels, to: target + kx * channels, count: channels) }
+        }
+        zero(target + xs.high * channels, (g.kernelWidth - xs.high) * channels)
     }
 
     /// col2im, unfold's adjoint: adds each row of `columns` back onto the input pixels its patch
-    /// came from (`image` must start at zero); the padding's entries are dropped.
-    static func fold(_ g: ConvGeometry, _ columns: UnsafePointer<Float>, samples: Int, into images: UnsafeMutablePointer<Float>) {
-        let channels = g.input.channels, height = g.input.height, width = g.input.width
-        let kh = g.kernelHeight, kw = g.kernelWidth, dy = g.dilationHeight, dx = g.dilationWidth
-        let kernelRow = kw * channels, imageSize = g.input.featureCount
+    /// came from (`images` must start at zero); the padding's entries are dropped. The same
+    /// order as `unfold`: the interior columns' kernel rows as runs, without bounds tests.
+    func fold(_ columns: UnsafePointer<Float>, samples: Int, into images: UnsafeMutablePointer<Float>) {
+        let g = geometry, channels = g.input.channels, k = g.patchSize
+        let run = g.kernelWidth * channels, step = g.strideWidth * channels, interior = g.interiorColumns
         var row = columns
         for sample in 0..<samples {
-            let image = images + sample * imageSize
+            let image = images + sample * inputWidth
             for oy in 0..<g.output.height {
-                let y0 = oy * g.strideHeight - g.padTop
-                let ys = inside(start: y0, dilation: dy, kernel: kh, extent: height)
-                for ox in 0..<g.output.width {
-                    let x0 = ox * g.strideWidth - g.padLeft
-                    let xs = inside(start: x0, dilation: dx, kernel: kw, extent: width)
-                    for ky in ys.low..<ys.high {
-                        let source = row + ky * kernelRow, target = image + (y0 + ky * dy) * width * channels
-                        if dx == 1 {
-                            add(source + xs.low * channels, to: target + (x0 + xs.low) * channels, count: (xs.high - xs.low) * channels)
-                        } else {
-                            for kx in xs.low..<xs.high { add(source + kx * channels, to: target + (x0 + kx * dx) * channels, count: channels) }
-                        }
+                for ky in 0..<g.kernelHeight {
+                    let y = oy * g.strideHeight - g.padTop + ky * g.dilationHeight
+                    guard y >= 0 && y < g.input.height else { continue }
+                    let source = row + ky * run, line = image + y * g.input.width * channels
+                    for ox in 0..<interior.lowerBound { foldBorder(source + ox * k, column: ox, into: line) }
+                    if g.dilationWidth == 1 {
+                        addRuns(from: source + interior.lowerBound * k, to: line + (interior.lowerBound * g.strideWidth - g.padLeft) * channels,
+                                step: step, count: interior.count, run: run)
+                    } else {
+                        for ox in interior { foldBorder(source + ox * k, column: ox, into: line) }
                     }
-                    row += g.patchSize
+                    for ox in interior.upperBound..<g.output.width { foldBorder(source + ox * k, column: ox, into: line) }
                 }
+                row += g.output.width * k
             }
         }
     }
 
-    /// Short runs (a one-channel image's kernel row is kw values) as a loop; longer ones as memcpy.
+    /// `unfoldBorder`'s adjoint: adds one kernel row of a patch onto the input row `line`.
     @inline(__always)
-    private static func copy(_ source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, count: Int) {
+    private func foldBorder(_ source: UnsafePointer<Float>, column ox: Int, into line: UnsafeMutablePointer<Float>) {
+        let g = geometry, channels = g.input.channels, d = g.dilationWidth
+        let x0 = ox * g.strideWidth - g.padLeft
+        let xs = Self.inside(start: x0, dilation: d, kernel: g.kernelWidth, extent: g.input.width)
+        if d == 1 {
+            add(source + xs.low * channels, to: line + (x0 + xs.low) * channels, count: (xs.high - xs.low) * channels)
+        } else {
+            for kx in xs.low..<xs.high { add(source + kx * channels, to: line + (x0 + kx * d) * channels, count: channels) }
+        }
+    }
+
+    /// `count` runs of `run` values, the i-th from source + i·step to target + i·K (one kernel
+    /// row of consecutive patches). A short run (a one-channel image's kernel row is kw values)
+    /// goes value position by value position down the patches, as strided loops: run by run
+    /// it would be a memcpy call per few values.
+    @inline(__always)
+    private func copyRuns(from source: UnsafePointer<Float>, step: Int, to target: UnsafeMutablePointer<Float>, count: Int, run: Int) {
+        let k = geometry.patchSize
+        if run >= 16 {
+            for i in 0..<count { copy(source + i * step, to: target + i * k, count: run) }
+            return
+        }
+        for j in 0..<run {
+            var from = source + j, to = target + j
+            for _ in 0..<count {
+                to.pointee = from.pointee
+                from += step
+                to += k
+            }
+        }
+    }
+
+    /// `copyRuns`' adjoint: adds the runs at source + i·K onto target + i·step (which overlap
+    /// where the stride is smaller than the kernel).
+    @inline(__always)
+    private func addRuns(from source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, step: Int, count: Int, run: Int) {
+        let k = geometry.patchSize
+        if run >= 16 {
+            for i in 0..<count { add(source + i * k, to: target + i * step, count: run) }
+            return
+        }
+        for j in 0..<run {
+            var from = source + j, to = target + j
+            for _ in 0..<count {
+                to.pointee += from.pointee
+                from += k
+                to += step
+            }
+        }
+    }
+
+    /// Short runs as a loop; longer ones as memcpy.
+    @inline(__always)
+    private func copy(_ source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, count: Int) {
         if count >= 16 {
             target.update(from: source, count: count)
         } else {
@@ -321,12 +461,12 @@ public final class Conv2D: Layer {
     }
 
     @inline(__always)
-    private static func zero(_ target: UnsafeMutablePointer<Float>, _ count: Int) {
+    private func zero(_ target: UnsafeMutablePointer<Float>, _ count: Int) {
         for i in 0..<count { target[i] = 0 }
     }
 
     @inline(__always)
-    private static func add(_ source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, count: Int) {
+    private func add(_ source: UnsafePointer<Float>, to target: UnsafeMutablePointer<Float>, count: Int) {
         for i in 0..<count { target[i] += source[i] }
     }
 }
