@@ -86,13 +86,10 @@ protocol ParsableLayerSpec: LayerSpec {
 enum LayerRegistry {
     static let kinds: [Kind] = [
         Kind(DenseSpec.self), Kind(BatchNormSpec.self), Kind(DropoutSpec.self), Kind(ActivationSpec.self),
-        Kind(GaussianNoiseSpec.self),
-        Kind(MaxPooling2DSpec.self),
-        Kind(AveragePooling2DSpec.self),
-        Kind(GlobalAveragePooling2DSpec.self),
-        Kind(GlobalMaxPooling2DSpec.self),
-        Kind(FlattenSpec.self),
-        Kind(SpatialDropout2DSpec.self),
+        Kind(GaussianNoiseSpec.self), Kind(Conv2DSpec.self),
+        Kind(MaxPooling2DSpec.self), Kind(AveragePooling2DSpec.self),
+        Kind(GlobalAveragePooling2DSpec.self), Kind(GlobalMaxPooling2DSpec.self),
+        Kind(FlattenSpec.self), Kind(SpatialDropout2DSpec.self),
     ]
 
     /// A kind's name and parser. (A list of `any ParsableLayerSpec.Type` would do, but calling
