@@ -282,8 +282,8 @@ public final class Conv2D: Layer {
     /// values per pixel in (sample, oy, ox) order, zeros where the kernel reaches the padding.
     /// One output row's patches at a time (a few KiB, in L1), kernel row by kernel row: over
     /// the interior columns, whose kernel rows lie wholly inside the image, a kernel row is one
-    /// run of kw·in adjacent input values (dilation 1) copied without a bounds test, so a
-    /// one-channel image's patches cost a few cycles each; the border columns go value by value.
+    /// run of kw·in adjacent input values (dilation 1) copied without a bounds test
+    /// (`copyRuns`); the border columns go kernel pixel by kernel pixel (`unfoldBorder`).
     func unfold(_ input: UnsafePointer<Float>, samples: Int, into columns: UnsafeMutablePointer<Float>) {
         let g = geometry, channels = g.input.channels, k = g.patchSize
         let run = g.kernelWidth * channels, step = g.strideWidth * channels, interior = g.interiorColumns
