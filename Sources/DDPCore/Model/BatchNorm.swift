@@ -174,6 +174,22 @@ public final class BatchNorm: Layer {
                 j += 1
             }
         }
+
+        /// One row: y alone, x̂ computed and not kept (the fused pass recomputes it in backward
+        /// from x, with the same operations, so it is the same x̂ to the bit).
+        @inline(__always) func apply(row x: UnsafePointer<Float>, output y: UnsafeMutablePointer<Float>, width: Int) {
+            let end = width - width % 8
+            var j = 0
+            while j < end {
+                let normalizedValue = (load8(x + j) - load8(mean + j)) * load8(inverseStd + j)
+                store8(load8(gamma + j) * normalizedValue + load8(beta + j), y + j)
+                j += 8
+            }
+            while j < width {
+                y[j] = scaleAndShift(normalize(x[j], j), j)
+                j += 1
+            }
+        }
     }
 
     /// Inference: y = x·scale + shift with scale = γ/√(running_var + ε), shift = β − running_mean·scale.
@@ -247,8 +263,6 @@ public final class BatchNorm: Layer {
         return TrainingAffine(mean: batchMean.baseAddress!, inverseStd: inverseStd.baseAddress!, gamma: gamma, beta: beta)
     }
 
-    /// x̂ of the last training forward, (batch, features), which the fused pass writes too.
-    var normalizedRows: UnsafeMutablePointer<Float> { normalized.baseAddress! }
 
     /// dx = γ/√(σ²+ε) · (dy − Σdy/n − x̂·Σ(dy·x̂)/n), sums over the global batch.
     public func backward(input: UnsafePointer<Float>, output: UnsafePointer<Float>,
@@ -296,6 +310,20 @@ public final class BatchNorm: Layer {
             }
             while j < width { add(g[j], h[j], j); j += 1 }
         }
+
+        /// One row of g, with x̂ recomputed from the row's input x as `affine` computed it.
+        @inline(__always) func add(row g: UnsafePointer<Float>, input x: UnsafePointer<Float>, affine: TrainingAffine) {
+            let end = width - width % 8
+            var j = 0
+            while j < end {
+                let gradient = SIMD8<Double>(load8(g + j))
+                let normalizedValue = (load8(x + j) - load8(affine.mean + j)) * load8(affine.inverseStd + j)
+                storeDouble8(loadDouble8(sums + j) + gradient, sums + j)
+                storeDouble8(loadDouble8(sums + width + j) + gradient * SIMD8<Double>(normalizedValue), sums + width + j)
+                j += 8
+            }
+            while j < width { add(g[j], affine.normalize(x[j], j), j); j += 1 }
+        }
     }
 
     /// dx of one element from its g and x̂: scale·(g − mean(g) − x̂·mean(g·x̂)), scale = γ/√(σ²+ε).
@@ -314,6 +342,19 @@ public final class BatchNorm: Layer {
                 j += 8
             }
             while j < width { dx[j] = apply(g[j], h[j], j); j += 1 }
+        }
+
+        /// One row, with x̂ recomputed from the row's input x as `affine` computed it.
+        @inline(__always) func apply(row g: UnsafePointer<Float>, input x: UnsafePointer<Float>, affine: TrainingAffine,
+                                     inputGradient dx: UnsafeMutablePointer<Float>, width: Int) {
+            let end = width - width % 8
+            var j = 0
+            while j < end {
+                let h = (load8(x + j) - load8(affine.mean + j)) * load8(affine.inverseStd + j)
+                store8(load8(scale + j) * (load8(g + j) - load8(meanGradient + j) - h * load8(meanGradientXHat + j)), dx + j)
+                j += 8
+            }
+            while j < width { dx[j] = apply(g[j], affine.normalize(x[j], j), j); j += 1 }
         }
     }
 

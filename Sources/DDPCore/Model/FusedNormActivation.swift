@@ -7,12 +7,16 @@
 /// Separately each layer is its own pass over (batch × width) floats with its own output
 /// buffer; fused, each row goes through L1 once:
 ///
-///     forward:  x̂ = (x − μ)/√(σ² + ε) (kept for backward, as BatchNorm keeps it),
-///               v = γ·x̂ + β into one row of scratch,
-///               y = relu(v)·keep, keep = 0 or 1/(1 − rate) from the Dropout layer's mask draw,
-///               m = −1 where v ≤ 0 (ReLU passes no gradient), else keep, stored per element
-///     backward: g = 0 where m < 0, else dy·m (Dropout's then ReLU's backward), written over dy
-///               row by row in the loop that sums BatchNorm's Σg and Σg·x̂; then the dx loop
+///     forward:  x̂ = (x − μ)/√(σ² + ε), v = γ·x̂ + β into one row of scratch,
+///               y = relu(v)·keep, keep = 0 or 1/(1 − rate) from the Dropout layer's mask draw
+///     backward: g = dy·k where y > 0, else 0 (Dropout's then ReLU's backward: y > 0 exactly
+///               where v > 0 and the unit was kept, and every kept unit has the same factor k),
+///               written over dy row by row in the loop that sums BatchNorm's Σg and Σg·x̂;
+///               then the dx loop; x̂ recomputed from x in both, with forward's operations
+///
+/// It keeps neither x̂ nor a mask: forward writes y alone, and backward reads x and y, which
+/// the network keeps anyway. On the CNN's first block (128 × 28 × 28 × 32 floats) that took
+/// the pass from MEASURE to MEASURE per step.
 ///
 /// The ReLU and mask stages are SIMD selects, not branches: the sign of v is a coin flip that a
 /// branch predictor loses (a first, branching version made backward 3× slower than the separate
@@ -35,9 +39,11 @@ final class FusedNormActivation {
     let channels: Int
     let norm: BatchNorm?
     let dropout: Dropout?
-    /// −1 where the pre-activation was ≤ 0, else the dropout factor (1 where nothing drops: no
-    /// dropout, rate 0 or inference), per element of the last forward, (batch, width).
-    private var mask = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
+    /// The last training forward's normalization (μ and 1/√(σ² + ε) per channel, γ, β), from
+    /// which backward recomputes x̂.
+    private var lastAffine: BatchNorm.TrainingAffine?
+    /// The factor of a kept unit in the last forward: 1/(1 − rate) when it dropped, else 1.
+    private var keptFactor: Float = 1
     /// One row of BatchNorm output, and one of dropout factors, between the stages of the row
     /// loop (they stay in L1).
     private let row: UnsafeMutableBufferPointer<Float>
@@ -57,7 +63,6 @@ final class FusedNormActivation {
     }
 
     deinit {
-        mask.deallocate()
         row.deallocate()
         keepRow.deallocate()
     }
@@ -85,16 +90,14 @@ final class FusedNormActivation {
         return FusedNormActivation(first: index, last: next - 1, width: relu.inputWidth, norm: norm, dropout: dropout)
     }
 
-    func reserve(maxBatch: Int) {
-        mask.deallocate()
-        mask = .allocate(capacity: max(maxBatch, 1) * width)
-        mask.initialize(repeating: 1)
-    }
+    /// Nothing per batch: the pass keeps no mask and no x̂ (backward recomputes both, see the
+    /// type's comment).
+    func reserve(maxBatch: Int) {}
 
     /// input: the first layer's input, output: the last layer's output, both (batch, width).
     func forward(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
                  batch: Int, context: StepContext) throws {
-        let width = self.width, mask = self.mask.baseAddress!, preActivation = row.baseAddress!, keep = keepRow.baseAddress!
+        let width = self.width, preActivation = row.baseAddress!, keep = keepRow.baseAddress!
         var training: BatchNorm.TrainingAffine?, inference: BatchNorm.InferenceAffine?
         if let norm {
             if context.training {
@@ -103,18 +106,19 @@ final class FusedNormActivation {
                 inference = norm.prepareInference()
             }
         }
+        lastAffine = training
         let rate = dropout?.rate ?? 0
         let dropping = context.training && rate > 0
         let keepScale: Float = rate >= 1 ? 0 : 1 / (1 - rate)
+        keptFactor = dropping ? keepScale : 1
         let seed = context.seed, epoch = UInt64(context.epoch), layer = UInt64(dropout?.configIndex ?? 0)
         if !dropping { keepRow.update(repeating: 1) }
         for row in 0..<batch {
             let x = input + row * width
             var v = x
-            if let training, let norm {
-                let xHat = norm.normalizedRows + row * width
+            if let training {
                 for at in stride(from: 0, to: width, by: channels) {
-                    training.apply(row: x + at, normalized: xHat + at, output: preActivation + at, width: channels)
+                    training.apply(row: x + at, output: preActivation + at, width: channels)
                 }
                 v = UnsafePointer(preActivation)
             } else if let inference {
@@ -127,62 +131,61 @@ final class FusedNormActivation {
                 let rowKey = CounterRandom.bits(seed, .dropout, epoch, UInt64(context.sampleRows[row]), layer)
                 CounterRandom.keepFactors(rowKey: rowKey, count: width, rate: rate, scale: keepScale, into: keep)
             }
-            Self.reluTimesKeep(v, keep, output + row * width, mask + row * width, width)
+            Self.reluTimesKeep(v, keep, output + row * width, width)
         }
     }
 
-    /// y = relu(v)·keep and m = (v ≤ 0 ? −1 : keep), eight lanes at a time: selects, not
-    /// branches (the sign of v is a coin flip a branch predictor loses).
+    /// y = relu(v)·keep, eight lanes at a time: selects, not branches (the sign of v is a coin
+    /// flip a branch predictor loses).
     private static func reluTimesKeep(_ v: UnsafePointer<Float>, _ keep: UnsafePointer<Float>,
-                                      _ y: UnsafeMutablePointer<Float>, _ m: UnsafeMutablePointer<Float>, _ count: Int) {
+                                      _ y: UnsafeMutablePointer<Float>, _ count: Int) {
         let end = count - count % 8
         var i = 0
         while i < end {
-            let value = load8(v + i), factor = load8(keep + i)
-            let cut = value .<= 0
-            store8(value.replacing(with: 0, where: cut) * factor, y + i)
-            store8(factor.replacing(with: -1, where: cut), m + i)
+            let value = load8(v + i)
+            store8(value.replacing(with: 0, where: value .<= 0) * load8(keep + i), y + i)
             i += 8
         }
         while i < count {
             y[i] = (v[i] <= 0 ? 0 : v[i]) * keep[i]
-            m[i] = v[i] <= 0 ? -1 : keep[i]
             i += 1
         }
     }
 
-    /// g = 0 where m < 0, else dy·m (Dropout's then ReLU's backward), eight lanes at a time.
-    private static func maskedGradient(_ dy: UnsafePointer<Float>, _ m: UnsafePointer<Float>,
+    /// g = dy·k where y > 0, else 0 (Dropout's then ReLU's backward): y > 0 exactly where the
+    /// pre-activation was positive and the unit kept, and every kept unit's factor is the same
+    /// k (1/(1 − rate), or 1 without dropout). Eight lanes at a time.
+    private static func maskedGradient(_ dy: UnsafePointer<Float>, _ y: UnsafePointer<Float>, factor k: Float,
                                        _ g: UnsafeMutablePointer<Float>, _ count: Int) {
         let end = count - count % 8
         var i = 0
+        let factor = SIMD8<Float>(repeating: k)
         while i < end {
-            let gradient = load8(dy + i), factor = load8(m + i)
-            store8((gradient * factor).replacing(with: 0, where: factor .< 0), g + i)
+            store8((load8(dy + i) * factor).replacing(with: 0, where: load8(y + i) .<= 0), g + i)
             i += 8
         }
-        while i < count { g[i] = m[i] < 0 ? 0 : dy[i] * m[i]; i += 1 }
+        while i < count { g[i] = y[i] <= 0 ? 0 : dy[i] * k; i += 1 }
     }
 
-    /// After a training forward on the same input. dy is overwritten with g = dL/d(BatchNorm
-    /// output) when there is a BatchNorm.
-    func backward(input: UnsafePointer<Float>, outputGradient dy: UnsafeMutablePointer<Float>,
+    /// After a training forward on the same input, whose output `output` is. dy is overwritten
+    /// with g = dL/d(BatchNorm output) when there is a BatchNorm.
+    func backward(input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient dy: UnsafeMutablePointer<Float>,
                   inputGradient dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) throws {
-        let width = self.width, mask = UnsafePointer(self.mask.baseAddress!)
+        let width = self.width, factor = keptFactor
         guard let norm else {
-            if let dx { Self.maskedGradient(dy, mask, dx, batch * width) }
+            if let dx { Self.maskedGradient(dy, output, factor: factor, dx, batch * width) }
             return
         }
-        let xHat = UnsafePointer(norm.normalizedRows)
+        guard let affine = lastAffine else { preconditionFailure("FusedNormActivation: backward without a training forward") }
         let sums = norm.beginGradientSums()
         for row in 0..<batch {
             let o = row * width
-            Self.maskedGradient(dy + o, mask + o, dy + o, width)
-            for at in stride(from: o, to: o + width, by: channels) { sums.add(row: dy + at, normalized: xHat + at) }
+            Self.maskedGradient(dy + o, output + o, factor: factor, dy + o, width)
+            for at in stride(from: o, to: o + width, by: channels) { sums.add(row: dy + at, input: input + at, affine: affine) }
         }
         guard let formula = try norm.finishGradientSums(inputGradient: dx != nil, context: context), let dx else { return }
         for at in stride(from: 0, to: batch * width, by: channels) {
-            formula.apply(row: dy + at, normalized: xHat + at, inputGradient: dx + at, width: channels)
+            formula.apply(row: dy + at, input: input + at, affine: affine, inputGradient: dx + at, width: channels)
         }
     }
 }

@@ -178,14 +178,14 @@ public final class Network {
         input.initialize(repeating: 0)
         outputs.forEach { $0.deallocate() }
         // Inside a fused run only the last layer's output is written and read, and the run keeps
-        // its own dropout mask: the inner layers' outputs and the Dropout layer's workspace stay
-        // empty.
+        // no mask and no x̂: the inner layers' outputs and the Dropout and BatchNorm layers'
+        // workspaces stay empty.
         let runs = steps.compactMap { step -> FusedNormActivation? in
             guard case .fused(let run) = step else { return nil }
             return run
         }
         let unwritten = Set(runs.flatMap { Array($0.first..<$0.last) })
-        let replaced = Set(runs.compactMap { $0.dropout.map(ObjectIdentifier.init) })
+        let replaced = Set(runs.flatMap { run in [run.dropout.map(ObjectIdentifier.init), run.norm.map(ObjectIdentifier.init)].compactMap { $0 } })
         outputs = layers.enumerated().map { index, layer in
             let buffer = UnsafeMutableBufferPointer<Float>.allocate(capacity: unwritten.contains(index) ? 0 : maxBatch * layer.outputWidth)
             buffer.initialize(repeating: 0)
@@ -266,7 +266,7 @@ public final class Network {
                 try layer.backward(input: layerInput(index), output: output, outputGradient: dy,
                                    inputGradient: index == 0 ? nil : dx, batch: batch, context: context)
             case .fused(let run):
-                try run.backward(input: layerInput(run.first), outputGradient: dy,
+                try run.backward(input: layerInput(run.first), output: outputs[run.last].baseAddress!, outputGradient: dy,
                                  inputGradient: run.first == 0 ? nil : dx, batch: batch, context: context)
             }
             swap(&dy, &dx)

@@ -127,6 +127,64 @@ final class ThreadCommunicatorTests: XCTestCase {
         }
     }
 
+    /// A CNN (conv, BatchNorm over channels, spatial dropout, max pooling, flatten, dropout,
+    /// dense) on 6×6 images: 2 and 4 ranks train one process's model, dropout masks and all,
+    /// since masks are keyed by sample and channel, not by rank or batch position.
+    func testConvolutionalNetworkFollowsOneProcessAtTwoAndFourRanks() throws {
+        let directory = NSTemporaryDirectory() + "ddp-cnn-data-\(UUID().uuidString)"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var random = TestRandom(seed: 31)
+        let samples = 96, pixels = 36
+        let features = random.array(samples * pixels, -1, 1)
+        // The label: is the image's left half brighter than its right half?
+        let labels: [Float] = (0..<samples).map { n in
+            let image = features[n * pixels..<(n + 1) * pixels]
+            let left = image.enumerated().filter { $0.offset % 6 < 3 }.map(\.element).reduce(0, +)
+            return left > image.reduce(0, +) - left ? 1 : 0
+        }
+        func save(_ name: String, _ values: [Float], _ shape: [Int]) throws {
+            let bytes = values.withUnsafeBytes { Array($0) }
+            try Data(NPYFile.encode(descr: "<f4", shape: shape, values: bytes)).write(to: URL(fileURLWithPath: "\(directory)/\(name)"))
+        }
+        try save("x.npy", features, [samples, pixels])
+        try save("y.npy", labels, [samples])
+        let yaml = """
+            seed: 9
+            data:
+              train: {format: npy, features: \(directory)/x.npy, labels: \(directory)/y.npy}
+              image_shape: [6, 6, 1]
+              normalize: none
+            model:
+              layers:
+                - {type: conv2d, filters: 4, kernel_size: 3, padding: same, use_bias: false}
+                - {type: batchnorm}
+                - {type: activation, fn: relu}
+                - {type: spatial_dropout2d, rate: 0.25}
+                - {type: max_pooling2d, pool_size: 2}
+                - {type: conv2d, filters: 6, kernel_size: 2, strides: 2, padding: same}
+                - {type: flatten}
+                - {type: dropout, rate: 0.2}
+                - {type: dense, units: 2}
+            optimizer: {type: sgd, lr: 0.1, momentum: 0.9}
+            training: {epochs: 3, batch_size: 16, shuffle: true}
+            checkpoint: {every_epochs: 0, keep: 1}
+            logging: {tensorboard: false}
+            """
+        let single = try train(ranks: 1, yaml: yaml)
+        XCTAssertEqual(single[0].state.count, 8, "running mean and variance of 4 channels")
+        for ranks in [2, 4] {
+            let run = try train(ranks: ranks, yaml: yaml)
+            for rank in run.indices { XCTAssertEqual(run[rank].parameters, run[0].parameters, "np=\(ranks): rank \(rank)'s model") }
+            assertClose(run[0].parameters, single[0].parameters, relative: 1e-5, "np=\(ranks): weights against np=1")
+            assertClose(run[0].state, single[0].state, relative: 1e-5, "np=\(ranks): running statistics against np=1")
+            for (loss, reference) in zip(run[0].outcome.losses, single[0].outcome.losses) {
+                XCTAssertEqual(loss, reference, accuracy: 1e-5 * max(1, abs(reference)), "np=\(ranks): epoch loss")
+            }
+        }
+        XCTAssertNotEqual(single[0].outcome.losses.first, single[0].outcome.losses.last, "it trained")
+    }
+
     /// A rank that fails stops the others at their next collective instead of leaving them
     /// waiting, and the error names it.
     func testOneRankFailingStopsTheOthers() throws {

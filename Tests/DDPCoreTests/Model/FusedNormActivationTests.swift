@@ -58,9 +58,27 @@ final class FusedNormActivationTests: XCTestCase {
         ], fused: [2...3])
     }
 
+    /// On an image, BatchNorm normalizes per channel (BatchNorm2d) while ReLU and dropout work on
+    /// the whole sample row: the fused pass must walk both the same way. A conv first, so the
+    /// run's input gradient (and its backward collective) is wanted.
+    func testImageChannelsMatchSeparateLayers() throws {
+        let image = ImageShape(height: 3, width: 2, channels: 5)
+        try assertFusedMatchesSeparate(inputShape: .image(image), [
+            LayerConfig(Conv2DSpec(filters: 5, kernelSize: .init(2, 2), padding: .same)),
+            Layers.batchNorm(), Layers.activation(.relu), Layers.dropout(0.3),
+            LayerConfig(FlattenSpec()), Layers.dense(3),
+        ], fused: [1...3])
+    }
+
     private func assertFusedMatchesSeparate(inputs: Int, _ layers: [LayerConfig], fused expected: [ClosedRange<Int>],
                                             file: StaticString = #filePath, line: UInt = #line) throws {
-        let config = ModelConfig(inputs: inputs, layers: layers)
+        try assertFusedMatchesSeparate(inputShape: .features(inputs), layers, fused: expected, file: file, line: line)
+    }
+
+    private func assertFusedMatchesSeparate(inputShape: FeatureShape, _ layers: [LayerConfig], fused expected: [ClosedRange<Int>],
+                                            file: StaticString = #filePath, line: UInt = #line) throws {
+        let config = ModelConfig(inputShape: inputShape, layers: layers)
+        let inputs = inputShape.count
         let maxBatch = 9, classes = 3
         let fused = try Network(config: config, fusing: true)
         let separate = try Network(config: config, fusing: false)
