@@ -76,9 +76,14 @@ public enum ConfigReference {
         "data.train": "a data source (below)", "data.validation": "a data source (below)",
         "data.test": "a data source (below)", "data.image_shape": "list [height, width] or [height, width, channels]",
         "data.augment": "list of transforms (below)", "model.layers": "list of layers (below)",
+        "model.inputs": "integer (features), or list [height, width, channels]",
         "loss": "a name, or a mapping (below)", "data.train.label": "column name, or index (−1 or absent: the last column)",
         "model.layers[0].kernel_constraint.max_norm": "number > 0", "model.layers[0].kernel_constraint.non_neg": "true",
         "model.layers[0].kernel_constraint.unit_norm": "true",
+    ]
+    /// Defaults the probes cannot see: they come from the data.
+    static let customDefaults = [
+        "model.inputs": "the data's image shape (data.image_shape, or the IDX file's header); required without one",
     ]
     static let factorType = "number f (the range [−f, f]) or list [lower, upper]"
 
@@ -220,7 +225,7 @@ public enum ConfigReference {
                       let source = context.first(where: { $0.1 == moved }) {
                 fallback = "= `\(source.0)`"
             }
-            return Row(name: name, type: customType(key.path) ?? key.type, fallback: fallback)
+            return Row(name: name, type: customType(key.path) ?? key.type, fallback: customDefaults[key.path] ?? fallback)
         }
     }
 
@@ -249,7 +254,7 @@ public enum ConfigReference {
                   prefix: "data.augment[0].",
                   variants: transforms.map { Variant(label: "type: \($0)", overrides: filled + ["data.augment=[{type: \($0)}]"],
                                                           selector: "data.augment[0].type") }),
-            section("model", "The network: its input width, its layers in order, and optional starting weights."),
+            section("model", "The network: its input shape, its layers in order, and optional starting weights. Layers are channels-last (H, W, C) as Keras; a conv2d, pooling or flatten layer first makes the input an image."),
             Group(title: "`model.layers[]`: one table per `type`",
                   text: "`trainable` and `activity_regularizer` are read for every kind.", prefix: layer,
                   variants: kinds.map { Variant(label: "type: \($0)", overrides: dataFiller + [imageInput, "model.layers.0.type=\($0)"],
