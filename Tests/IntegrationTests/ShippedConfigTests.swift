@@ -28,6 +28,32 @@ final class ShippedConfigTests: IntegrationTestCase {
                                  "np=1 vs np=2 test accuracy \(accuracies[0]) vs \(accuracies[1])")
     }
 
+    /// The CNN configs as `launch/train` runs them (2 ranks), one epoch each: the input shape
+    /// comes from the IDX header, the summary shows Keras's shapes, the first epoch already
+    /// beats what the MLP reaches in its first, and `ddp plot` draws the first conv layer.
+    func testFashionMNISTCNNConfigsTrainOnTwoRanks() throws {
+        guard FileManager.default.fileExists(atPath: "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz") else {
+            throw XCTSkip("Fashion-MNIST is not installed (Debian package dataset-fashion-mnist)")
+        }
+        let summary = try runDDP(np: nil, ["summary", "\(Self.configs)/fashion-mnist-cnn.yaml"])
+        XCTAssertEqual(summary.status, 0, summary.tail)
+        for shape in ["Input shape: (None, 28, 28, 1)", "(None, 28, 28, 32)", "(None, 7, 7, 64)", "(None, 3136)"] {
+            XCTAssertTrue(summary.stdout.contains(shape), "summary lacks \(shape):\n\(summary.stdout)")
+        }
+        for name in ["fashion-mnist-cnn", "fashion-mnist-cnn-augment"] {
+            let run = path(name)
+            try train(np: 2, config: "\(Self.configs)/\(name).yaml", runDirectory: run, ["--set", "training.epochs=1"], timeout: 600)
+            let accuracy = try XCTUnwrap((Metrics(runDirectory: run).end?["test_accuracy"] as? NSNumber)?.doubleValue)
+            XCTAssertGreaterThanOrEqual(accuracy, 0.86, "\(name): test accuracy after one epoch")
+        }
+        let plot = try runDDP(np: nil, ["plot", path("fashion-mnist-cnn-augment")])
+        XCTAssertEqual(plot.status, 0, plot.tail)
+        let svg = try String(contentsOfFile: path("fashion-mnist-cnn-augment") + "/plots/conv-features.svg", encoding: .utf8)
+        XCTAssertEqual(svg.components(separatedBy: "class=\"filter\"").count - 1, 32, "one group per filter of the first conv")
+        XCTAssertEqual(svg.components(separatedBy: "class=\"feature-map\"").count - 1, 8)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: path("fashion-mnist-cnn-augment") + "/plots/augmentation.svg"))
+    }
+
     /// `ddp compare configs/circles*.yaml` reproduces the classic picture: L1 leaves the most
     /// near-zero weights and the unregularized network has the largest generalization gap.
     func testCirclesComparisonShowsWhatEachRegularizerDoes() throws {
