@@ -104,9 +104,11 @@ extension ScalingBench {
         return flags + mpirunArgs.split(separator: " ").map(String.init)
     }
 
-    func runPeer(_ item: Case) throws -> Figures {
+    /// The PyTorch peer's `model` ("mlp", or "cnn" for a config whose layers take images), 300
+    /// steps of the MLP or 120 of the slower CNN.
+    func runPeer(_ item: Case, model: String) throws -> Figures {
         guard let peer, let peerScript else { throw DDPError(.config, "--peer needs --peer-script") }
-        let arguments = [peerScript, "--threads", "1", "--max-steps", "300"]
+        let arguments = [peerScript, "--model", model, "--threads", "1", "--max-steps", model == "cnn" ? "120" : "300"]
         let output = item.ranks == 1
             ? try Self.execute(peer, arguments, environment: ["OMP_NUM_THREADS": "1"], plain: true)
             : try Self.execute(try Self.mpirun(), mpirunFlags(item) + ["-x", "OMP_NUM_THREADS=1", peer] + arguments + ["--mpi"],

@@ -75,6 +75,9 @@ public struct ScalingBench {
         let config = try TrainingConfig.load(path: self.config, overrides: overrides)
         let batch = config.training.batchSizePerRank ?? config.training.batchSize
         let cases = benchCases()
+        // A CNN runs the peer's CNN; sgemm_peak.py knows the MLP's GEMMs only, so no 8-GEMM limit.
+        let convolutional = ModelConfig.takesImage(config.model.layers)
+        if convolutional && gemmScript != nil { print("ddp bench: the 8-GEMM limit is the MLP's; not measured for this CNN") }
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
         print("ddp bench: \(cases.count) cases × \(repeats) rounds (up to \(2 * repeats) if some are left out), \(epochs) epochs each, batch \(batch)"
               + (config.training.batchSizePerRank == nil ? " (global)" : " per rank") + "; \(ProcessInfo.processInfo.activeProcessorCount) cores")
@@ -84,7 +87,8 @@ public struct ScalingBench {
         // Rounds left out are made again, at most `repeats` more, so that the medians come
         // from `repeats` rounds where the machine allows.
         while log.rounds.count < repeats || (log.counted(layout: layout).count < repeats && log.rounds.count < 2 * repeats) {
-            try runRound(log.rounds.count + 1, cases: cases, batch: batch, checkedCores: checkedCores, layout: layout, log: &log)
+            try runRound(log.rounds.count + 1, cases: cases, batch: batch, convolutional: convolutional, checkedCores: checkedCores,
+                         layout: layout, log: &log)
         }
         log.printCasesApart(layout: layout)
         let kept = log.kept(layout: layout)
@@ -120,17 +124,18 @@ public struct ScalingBench {
 
     /// Round `round`: every case once, the 8-GEMM limit when `gemmScript` is set, and the share of
     /// `checkedCores` the host gave (the lower of before and after), all added to `log`.
-    private func runRound(_ round: Int, cases: [Case], batch: Int, checkedCores: Int, layout: Layout, log: inout RoundLog) throws {
+    private func runRound(_ round: Int, cases: [Case], batch: Int, convolutional: Bool, checkedCores: Int, layout: Layout,
+                          log: inout RoundLog) throws {
         var figures: [String: Figures] = [:]
         let before = CoreCheck.availability(threads: checkedCores)
         for item in cases {
             figures[item.name] = try measure(item, round: round, layout: layout) {
-                try item.peer ? runPeer(item)
+                try item.peer ? runPeer(item, model: convolutional ? "cnn" : "mlp")
                     : item.independent ? runIndependent(item, binary: binary, batch: batch, round: round)
                     : runOurs(item, binary: binary, batch: batch, round: round)
             }
         }
-        if let limit = try gemmLimit(batch: batch) {
+        if !convolutional, let limit = try gemmLimit(batch: batch) {
             log.gemmLimits.append(limit.samplesPerSecond)
             if let core = limit.blasCore { log.gemmCores.insert(core) }
             print("  round \(round)  " + Self.padded("8-GEMM limit (1 thread)", 28) + String(format: " %9.0f samples/s", limit.samplesPerSecond)

@@ -112,7 +112,7 @@ struct Summary: ParsableCommand {
             let network = try Network(config: config.model)
             // Under mpirun every rank parses alike; the launcher's rank 0 prints.
             guard JobSession.launcherRank == 0 else { return }
-            print(ModelSummary(network: network).text)
+            print(ModelSummary(network: network, batch: config.training.batchSizePerRank ?? config.training.batchSize).text)
         }
     }
 }

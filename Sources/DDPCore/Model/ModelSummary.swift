@@ -4,7 +4,8 @@
 public struct ModelSummary {
     public let text: String
 
-    public init(network: Network) {
+    /// `batch`: the rows one rank computes at once, for the memory line (none without).
+    public init(network: Network, batch: Int? = nil) {
         var rows: [(String, String, Int)] = []
         let shapes = (try? network.config.shapes()) ?? []
         for layer in network.layers {
@@ -35,6 +36,19 @@ public struct ModelSummary {
         lines.append(" Total params: \(trainable + nonTrainable) (\(bytes(trainable + nonTrainable)))")
         lines.append(" Trainable params: \(trainable) (\(bytes(trainable)))")
         lines.append(" Non-trainable params: \(nonTrainable) (\(bytes(nonTrainable)))")
+        if let batch {
+            // What the memory check counts: the activations (input and every layer's output)
+            // and the layers' workspace (a convolution's unfolded patches), per training batch.
+            let config = network.config
+            var input = config.inputShape, workspace = 0
+            for (layer, output) in zip(config.layers, (try? config.shapes()) ?? []) {
+                workspace += layer.spec.workspacePerSample(input: input)
+                input = output
+            }
+            let activations = config.floatsPerSample() - workspace
+            lines.append(" Activations per rank: \(bytes(activations * batch)) at \(batch) samples"
+                         + (workspace > 0 ? "; workspace (conv patches): \(bytes(workspace * batch))" : ""))
+        }
         text = lines.joined(separator: "\n")
     }
 }
