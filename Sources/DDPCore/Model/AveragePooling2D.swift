@@ -91,23 +91,12 @@ public final class AveragePooling2D: Layer {
 }
 
 /// `type: average_pooling2d`: Keras AveragePooling2D(pool_size, strides, padding).
-public struct AveragePooling2DSpec: ParsableLayerSpec, Equatable {
+public struct AveragePooling2DSpec: WindowPoolingSpec, Equatable {
     static let typeName = "average_pooling2d"
     public var window: PoolWindow
 
     public init(window: PoolWindow = PoolWindow(height: 2, width: 2)) { self.window = window }
 
-    static func parse(_ entry: inout ConfigSection) throws -> AveragePooling2DSpec {
-        AveragePooling2DSpec(window: try PoolWindow.parse(&entry))
-    }
-
-    public var inputKind: LayerInputKind { .image }
-
-    public func outputShape(input: FeatureShape) throws -> FeatureShape {
-        .image(try window.geometry(on: input.requiredImage(by: Self.typeName)).output)
-    }
-
-    public func parameterCount(input: FeatureShape) -> Int { 0 }
 
     public func makeLayers(configIndex: Int, input: FeatureShape, frozen: Bool) -> [Layer] {
         [AveragePooling2D(configIndex: configIndex, geometry: try! window.geometry(on: input.image!))]

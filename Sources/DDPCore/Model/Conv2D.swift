@@ -178,11 +178,7 @@ public final class Conv2D: Layer {
         guard context.training, weightNoise > 0 else { return UnsafePointer(weight) }
         guard let noisyKernel else { preconditionFailure("Conv2D \(configIndex): weight_noise needs reserve(maxBatch:) before training") }
         if draw {
-            let sigma = Double(weightNoise), w = weight!
-            let key = CounterRandom.bits(context.seed, .weightNoise, UInt64(context.globalStep), UInt64(configIndex))
-            for i in 0..<kernelCount {
-                noisyKernel[i] = w[i] + Float(sigma * CounterRandom.normal(rowKey: key, unit: i))
-            }
+            WeightNoise.draw(weight, into: noisyKernel, count: kernelCount, sigma: weightNoise, context: context, layer: configIndex)
         }
         return UnsafePointer(noisyKernel)
     }
@@ -477,7 +473,7 @@ public final class Conv2D: Layer {
 /// `activation`, the initializers (glorot_uniform, zeros; `torch` is nn.Conv2d's
 /// kaiming_uniform(a = √5), U(±1/√fan_in) with fan_in = kh·kw·in, for the bias too),
 /// regularizers, constraints and `weight_noise` as a dense layer's.
-public struct Conv2DSpec: ParsableLayerSpec, Equatable {
+public struct Conv2DSpec: KernelLayerSpec, Equatable {
     static let typeName = "conv2d"
 
     /// A height and a width: a kernel size, strides or a dilation rate.
@@ -540,16 +536,7 @@ public struct Conv2DSpec: ParsableLayerSpec, Equatable {
             throw DDPError(.config, "\(entry.key("activation")): softmax here would normalize every pixel and channel "
                            + "of a sample at once (Keras's is over the channels alone); put it after a flatten and a dense layer")
         }
-        spec.kernelInitializer = try entry.choice("kernel_initializer", default: Initializer.glorotUniform)
-        spec.biasInitializer = try entry.choice("bias_initializer", default: Initializer.zeros)
-        spec.kernelRegularizer = try TrainingConfig.penalty(&entry, "kernel_regularizer")
-        spec.biasRegularizer = try TrainingConfig.penalty(&entry, "bias_regularizer")
-        spec.kernelConstraint = try WeightConstraint.parse(&entry, "kernel_constraint")
-        spec.biasConstraint = try WeightConstraint.parse(&entry, "bias_constraint")
-        if spec.biasConstraint != nil && !spec.useBias {
-            throw DDPError(.config, "\(entry.key("bias_constraint")): the layer has use_bias: false, so there is no bias to constrain")
-        }
-        spec.weightNoise = try entry.float("weight_noise", default: 0, in: 0...1e6)
+        try spec.parseKernelKeys(&entry)
         return spec
     }
 

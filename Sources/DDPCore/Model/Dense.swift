@@ -79,11 +79,7 @@ public final class Dense: Layer {
         guard context.training, weightNoise > 0 else { return UnsafePointer(weight) }
         guard let noisyKernel else { preconditionFailure("Dense \(configIndex): weight_noise needs reserve(maxBatch:) before training") }
         if draw {
-            let sigma = Double(weightNoise), w = weight!
-            let key = CounterRandom.bits(context.seed, .weightNoise, UInt64(context.globalStep), UInt64(configIndex))
-            for i in 0..<inputWidth * outputWidth {
-                noisyKernel[i] = w[i] + Float(sigma * CounterRandom.normal(rowKey: key, unit: i))
-            }
+            WeightNoise.draw(weight, into: noisyKernel, count: inputWidth * outputWidth, sigma: weightNoise, context: context, layer: configIndex)
         }
         return UnsafePointer(noisyKernel)
     }
@@ -129,7 +125,7 @@ public final class Dense: Layer {
 }
 
 /// `type: dense`: a torch nn.Linear / Keras Dense, with an optional inline activation.
-public struct DenseSpec: ParsableLayerSpec, Equatable {
+public struct DenseSpec: KernelLayerSpec, Equatable {
     static let typeName = "dense"
     public var units: Int
     public var activation: ActivationFunction = .linear
@@ -154,16 +150,7 @@ public struct DenseSpec: ParsableLayerSpec, Equatable {
         guard units >= 1 else { throw DDPError(.config, "\(entry.key("units")): expected an integer ≥ 1, got \(units)") }
         var spec = DenseSpec(units: units, activation: try entry.choice("activation", default: ActivationFunction.linear),
                              useBias: try entry.bool("use_bias", default: true))
-        spec.kernelInitializer = try entry.choice("kernel_initializer", default: Initializer.glorotUniform)
-        spec.biasInitializer = try entry.choice("bias_initializer", default: Initializer.zeros)
-        spec.kernelRegularizer = try TrainingConfig.penalty(&entry, "kernel_regularizer")
-        spec.biasRegularizer = try TrainingConfig.penalty(&entry, "bias_regularizer")
-        spec.kernelConstraint = try WeightConstraint.parse(&entry, "kernel_constraint")
-        spec.biasConstraint = try WeightConstraint.parse(&entry, "bias_constraint")
-        if spec.biasConstraint != nil && !spec.useBias {
-            throw DDPError(.config, "\(entry.key("bias_constraint")): the layer has use_bias: false, so there is no bias to constrain")
-        }
-        spec.weightNoise = try entry.float("weight_noise", default: 0, in: 0...1e6)
+        try spec.parseKernelKeys(&entry)
         return spec
     }
 

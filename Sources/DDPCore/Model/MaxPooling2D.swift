@@ -130,23 +130,12 @@ public final class MaxPooling2D: Layer {
 }
 
 /// `type: max_pooling2d`: Keras MaxPooling2D(pool_size, strides, padding).
-public struct MaxPooling2DSpec: ParsableLayerSpec, Equatable {
+public struct MaxPooling2DSpec: WindowPoolingSpec, Equatable {
     static let typeName = "max_pooling2d"
     public var window: PoolWindow
 
     public init(window: PoolWindow = PoolWindow(height: 2, width: 2)) { self.window = window }
 
-    static func parse(_ entry: inout ConfigSection) throws -> MaxPooling2DSpec {
-        MaxPooling2DSpec(window: try PoolWindow.parse(&entry))
-    }
-
-    public var inputKind: LayerInputKind { .image }
-
-    public func outputShape(input: FeatureShape) throws -> FeatureShape {
-        .image(try window.geometry(on: input.requiredImage(by: Self.typeName)).output)
-    }
-
-    public func parameterCount(input: FeatureShape) -> Int { 0 }
 
     /// The argmax indices: one Int32 (a float's size) per output value.
     public func workspacePerSample(input: FeatureShape) -> Int { (try? outputShape(input: input).count) ?? 0 }

@@ -123,3 +123,19 @@ extension FeatureShape {
 @inline(__always) func storeInt8(_ value: SIMD8<Int32>, _ p: UnsafeMutablePointer<Int32>) {
     UnsafeMutableRawPointer(p).storeBytes(of: value, as: SIMD8<Int32>.self)
 }
+
+/// A pooling kind configured by its window alone (max and average pooling): parsed, shaped and
+/// counted alike.
+protocol WindowPoolingSpec: ParsableLayerSpec {
+    var window: PoolWindow { get }
+    init(window: PoolWindow)
+}
+
+extension WindowPoolingSpec {
+    static func parse(_ entry: inout ConfigSection) throws -> Self { Self(window: try PoolWindow.parse(&entry)) }
+    public var inputKind: LayerInputKind { .image }
+    public func outputShape(input: FeatureShape) throws -> FeatureShape {
+        .image(try window.geometry(on: input.requiredImage(by: Self.typeName)).output)
+    }
+    public func parameterCount(input: FeatureShape) -> Int { 0 }
+}
