@@ -38,14 +38,19 @@ public final class BatchNorm: Layer {
 
     public var parameterSpecs: [ParameterSpec] {
         [ParameterSpec(name: "weight", shape: [channels], role: .gamma, initializer: .ones, regularizer: nil,
-                       fanIn: channels, fanOut: channels),
+                       fanIn: channels, fanOut: channels, exportLayout: exportLayout),
          ParameterSpec(name: "bias", shape: [channels], role: .beta, initializer: .zeros, regularizer: nil,
-                       fanIn: channels, fanOut: channels)]
+                       fanIn: channels, fanOut: channels, exportLayout: exportLayout)]
     }
     public var bufferSpecs: [BufferSpec] {
-        [BufferSpec(name: "running_mean", shape: [channels], initialValue: 0),
-         BufferSpec(name: "running_var", shape: [channels], initialValue: 1)]
+        [BufferSpec(name: "running_mean", shape: [channels], initialValue: 0, exportLayout: exportLayout),
+         BufferSpec(name: "running_var", shape: [channels], initialValue: 1, exportLayout: exportLayout)]
     }
+    /// After a flatten, its features follow the image's (H, W, C) order; the file's, nn.Flatten's
+    /// (C, H, W), as BatchNorm1d after it expects.
+    private var exportLayout: ExportLayout? { flattenedImage.map { .flattenedFeatures(image: $0) } }
+    /// The image a `flatten` made the features from, if one did.
+    public let flattenedImage: ImageShape?
 
     public var counterNames: [String] { ["num_batches_tracked"] }
     /// torch's num_batches_tracked: exported as int64, not used by the arithmetic. It lives in
@@ -80,8 +85,10 @@ public final class BatchNorm: Layer {
     private let featureShift: UnsafeMutableBufferPointer<Float>
     private let featureExtra: UnsafeMutableBufferPointer<Float>
 
-    public init(configIndex: Int, channels width: Int, positions: Int = 1, momentum: Float, epsilon: Float, trainable: Bool = true) {
+    public init(configIndex: Int, channels width: Int, positions: Int = 1, momentum: Float, epsilon: Float, trainable: Bool = true,
+                flattenedImage: ImageShape? = nil) {
         self.configIndex = configIndex
+        self.flattenedImage = flattenedImage
         self.trainable = trainable
         channels = width
         self.positions = positions
@@ -412,6 +419,7 @@ public struct BatchNormSpec: ParsableLayerSpec, Equatable {
     public func makeLayers(configIndex: Int, input: FeatureShape, frozen: Bool) -> [Layer] {
         let channels = input.image?.channels ?? input.count
         return [BatchNorm(configIndex: configIndex, channels: channels, positions: input.count / channels,
-                          momentum: momentum, epsilon: epsilon, trainable: !frozen)]
+                          momentum: momentum, epsilon: epsilon, trainable: !frozen,
+                          flattenedImage: input.image == nil ? input.flattenedImage : nil)]
     }
 }

@@ -5,6 +5,8 @@
 ///   patch's contiguous channels, exported [out, in, kh, kw] as nn.Conv2d's weight;
 /// - a dense kernel after a `flatten`, stored (units, H, W, C) as the flattened channels-last
 ///   features arrive, exported [units, C·H·W] as nn.Linear after nn.Flatten of NCHW activations.
+/// - a BatchNorm's per-feature tensors after a `flatten`, stored (H, W, C), exported (C·H·W) as
+///   BatchNorm1d after nn.Flatten sees them.
 /// Export and import permute once per file, never per step.
 public struct ExportLayout: Sendable, Equatable {
     /// The tensor's dimensions as stored in the flat buffer, row-major.
@@ -38,6 +40,12 @@ public struct ExportLayout: Sendable, Equatable {
     public static func denseAfterFlatten(units: Int, image: ImageShape) -> ExportLayout {
         ExportLayout(storedDims: [units, image.height, image.width, image.channels], order: [0, 3, 1, 2],
                      fileShape: [units, image.featureCount])
+    }
+
+    /// Per-feature values of a flattened (H, W, C) image, stored in that order, exported in
+    /// nn.Flatten's (C, H, W) order (a BatchNorm1d after flatten).
+    public static func flattenedFeatures(image: ImageShape) -> ExportLayout {
+        ExportLayout(storedDims: [image.height, image.width, image.channels], order: [2, 0, 1], fileShape: [image.featureCount])
     }
 
     public var isIdentity: Bool { order == Array(order.indices) }

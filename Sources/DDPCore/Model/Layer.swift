@@ -26,6 +26,8 @@ public struct BufferSpec: Sendable {
     public var name: String          // "running_mean", "running_var"
     public var shape: [Int]
     public var initialValue: Float
+    /// How the file orders it; nil: as stored.
+    public var exportLayout: ExportLayout? = nil
 }
 
 /// Everything a layer needs to know about the step it runs in. One instance lives for the whole

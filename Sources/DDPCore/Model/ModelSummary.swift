@@ -4,7 +4,8 @@
 public struct ModelSummary {
     public let text: String
 
-    /// `batch`: the rows one rank computes at once, for the memory line (none without).
+    /// `batch`: the config's training batch, for the memory line (none without); each rank
+    /// holds its share of a global batch.
     public init(network: Network, batch: Int? = nil) {
         var rows: [(String, String, Int)] = []
         let shapes = (try? network.config.shapes()) ?? []
@@ -46,8 +47,9 @@ public struct ModelSummary {
                 input = output
             }
             let activations = config.floatsPerSample() - workspace
-            lines.append(" Activations per rank: \(bytes(activations * batch)) at \(batch) samples"
-                         + (workspace > 0 ? "; workspace (conv patches): \(bytes(workspace * batch))" : ""))
+            lines.append(" Activations at \(batch) samples: \(bytes(activations * batch))"
+                         + (workspace > 0 ? "; workspace (conv patches, pooling indices): \(bytes(workspace * batch))" : "")
+                         + " (a rank holds its share of the global batch)")
         }
         text = lines.joined(separator: "\n")
     }

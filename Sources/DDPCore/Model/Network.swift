@@ -91,8 +91,9 @@ public final class Network {
             for spec in layer.parameterSpecs {
                 let count = spec.shape.reduce(1, *)
                 if let constraint = spec.constraint {
-                    // Keras axis 0: one row per unit of a (units, inputs) kernel, per filter of a
-                    // stored (out, kh, kw, in) conv kernel; a bias is one row.
+                    // Keras axis 0: one row per unit of a (units, inputs) kernel; Keras's axis
+                    // [0, 1, 2] for a conv: one row per filter of a stored (out, kh, kw, in)
+                    // kernel; a bias is one row.
                     let rows = spec.shape.count >= 2 ? spec.shape[0] : 1
                     constraints.append((offset, rows, count / rows, constraint))
                 }
@@ -202,9 +203,13 @@ public final class Network {
         runs.forEach { $0.reserve(maxBatch: maxBatch) }
     }
 
-    /// The output of `layers[index]` in the last `forward` (batch × its outputWidth). Inside a
-    /// fused run only the run's last layer writes its output: the others read as zeros.
-    public func output(ofLayer index: Int) -> UnsafePointer<Float> { UnsafePointer(outputs[index].baseAddress!) }
+    /// The output of `layers[index]` in the last `forward` (batch × its outputWidth). Not for a
+    /// layer inside a fused run but its last: only the run's last layer writes an output.
+    public func output(ofLayer index: Int) -> UnsafePointer<Float> {
+        precondition(outputs[index].count > 0 || layers[index].outputWidth == 0,
+                     "Network.output(ofLayer: \(index)): the layer runs inside a fused pass and writes no output of its own")
+        return UnsafePointer(outputs[index].baseAddress!)
+    }
 
     /// The output (batch, outputWidth) of the last `forward`.
     public var output: UnsafeMutablePointer<Float> { outputs[outputs.count - 1].baseAddress! }

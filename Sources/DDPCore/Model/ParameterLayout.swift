@@ -77,7 +77,8 @@ public struct ParameterLayout: Sendable {
             if layer.trainable { trainableOffset = offset } else { frozenOffset = offset }
             for spec in layer.bufferSpecs {
                 let count = spec.shape.reduce(1, *)
-                slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: spec.shape, exportLayout: .identity(spec.shape), storage: .state,
+                let export = spec.exportLayout ?? .identity(spec.shape)
+                slots.append(TensorSlot(name: "\(layer.configIndex).\(spec.name)", shape: export.fileShape, exportLayout: export, storage: .state,
                                         offset: stateOffset, count: count, role: nil, regularizer: nil))
                 stateOffset += count
             }

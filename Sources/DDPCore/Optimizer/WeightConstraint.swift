@@ -1,7 +1,10 @@
 /// A Keras weight constraint (keras.constraints, `axis=0`), projected onto a tensor after every
 /// optimizer update. Keras's Dense kernel is (inputs, units), so axis 0 is each unit's incoming
 /// weights: in our torch layout (units, inputs) that is one row per unit. A bias (units,) is one
-/// row: axis 0 spans the whole vector. With n = ‖row‖₂ and Keras's epsilon 1e-7:
+/// row: axis 0 spans the whole vector. A conv2d kernel is one row per filter over (kh, kw, in):
+/// Keras's `axis=[0, 1, 2]` on its (kh, kw, in, out) kernel, the axes its documentation
+/// recommends for convolutions (its default `axis=0` would normalize each column of kh alone).
+/// With n = ‖row‖₂ and Keras's epsilon 1e-7:
 ///
 ///     max_norm m:              w ← w · clip(n, 0, m) / (ε + n)
 ///     non_neg:                 w ← w · [w ≥ 0]

@@ -74,7 +74,8 @@ public final class Trainer {
         (network, sync) = try makeNetworkAndSync(config: config, communicator: communicator)
         plan = try BatchPlan(sampleCount: data.train.count, loop: config.training,
                              ranks: communicator.size, rank: communicator.rank)
-        if network.hasBatchNorm {
+        // BatchNorm over features needs two samples; over an image's channels N·H·W values do.
+        if network.batchNorms.contains(where: { $0.trainable && $0.positions == 1 }) {
             let smallest = plan.globalCount(step: plan.stepsPerEpoch - 1)
             if smallest < 2 {
                 throw DDPError(.config, "the last batch of each epoch has \(smallest) sample (\(data.train.count) samples, batch \(plan.globalBatch)); BatchNorm needs at least 2 in training: set training.drop_last: true or change training.batch_size")

@@ -71,4 +71,24 @@ final class ModelConfigTests: XCTestCase {
             assertDDPError(.config, containing: parts) { _ = try self.parse(layers) }
         }
     }
+
+    /// A batchnorm after flatten holds its per-feature tensors in the image's (H, W, C) order;
+    /// the file has them in nn.Flatten's (C, H, W) order, as BatchNorm1d after it expects, and
+    /// reads them back.
+    func testBatchNormAfterFlattenExportsTorchsOrder() throws {
+        let image = ImageShape(height: 2, width: 3, channels: 2)
+        let network = try Network(config: ModelConfig(inputShape: .image(image), layers: [
+            LayerConfig(FlattenSpec()), Layers.batchNorm(), Layers.dense(2),
+        ]))
+        let gamma = try XCTUnwrap(network.tensors.first { $0.name == "1.weight" })
+        for i in 0..<12 { network.parameters[gamma.offset + i] = Float(i) }   // stored index (h·3 + w)·2 + c
+        let exported = try XCTUnwrap(network.exportTensors().first { $0.name == "1.weight" }?.floats())
+        var expected: [Float] = []
+        for c in 0..<2 { for h in 0..<2 { for w in 0..<3 { expected.append(Float((h * 3 + w) * 2 + c)) } } }
+        XCTAssertEqual(exported, expected)
+        XCTAssertEqual(network.exportTensors().first { $0.name == "1.running_var" }?.shape, [12])
+        let copy = try Network(config: network.config)
+        try copy.importTensors(Dictionary(uniqueKeysWithValues: network.exportTensors().map { ($0.name, $0) }), file: "test")
+        XCTAssertEqual(Array(copy.parameters), Array(network.parameters))
+    }
 }
