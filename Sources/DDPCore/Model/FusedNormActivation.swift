@@ -41,6 +41,12 @@ final class FusedNormActivation {
     let channels: Int
     let norm: BatchNorm?
     let dropout: Dropout?
+    /// A max pooling right after the run, fused too: forward pools each sample's row while it
+    /// is in cache, backward scatters each sample's pooled gradient into a zeroed row and masks
+    /// it there, instead of a full-size zeroed buffer read back from memory. `poolIndex` is its
+    /// place in `Network.layers`; the run's own output (`last`) is still written, for backward.
+    let pool: MaxPooling2D?
+    let poolIndex: Int?
     /// The last training forward's normalization (μ and 1/√(σ² + ε) per channel, γ, β), from
     /// which backward recomputes x̂.
     private var lastAffine: BatchNorm.TrainingAffine?
@@ -51,13 +57,15 @@ final class FusedNormActivation {
     private let row: UnsafeMutableBufferPointer<Float>
     private let keepRow: UnsafeMutableBufferPointer<Float>
 
-    private init(first: Int, last: Int, width: Int, norm: BatchNorm?, dropout: Dropout?) {
+    private init(first: Int, last: Int, width: Int, norm: BatchNorm?, dropout: Dropout?, pool: MaxPooling2D?) {
         self.first = first
         self.last = last
         self.width = width
         channels = norm?.channels ?? width
         self.norm = norm
         self.dropout = dropout
+        self.pool = pool
+        poolIndex = pool == nil ? nil : last + 1
         row = .allocate(capacity: width)
         row.initialize(repeating: 0)
         keepRow = .allocate(capacity: width)
@@ -70,8 +78,8 @@ final class FusedNormActivation {
     }
 
     /// The fused run that starts at `layers[index]`, if one does: [BatchNorm] → ReLU →
-    /// [Dropout] with at least two of the three, no activity penalty among them, and a trainable
-    /// BatchNorm.
+    /// [Dropout] → [MaxPooling2D] with at least two of the four, no activity penalty among them,
+    /// and a trainable BatchNorm.
     static func run(in layers: [Layer], at index: Int, activityPenalties: [Penalty?]) -> FusedNormActivation? {
         var next = index
         var norm: BatchNorm?
@@ -87,17 +95,22 @@ final class FusedNormActivation {
             dropout = layer
             next += 1
         }
-        guard norm != nil || dropout != nil,
+        var pool: MaxPooling2D?
+        if next < layers.count, let layer = layers[next] as? MaxPooling2D, activityPenalties[next] == nil {
+            pool = layer
+        }
+        guard norm != nil || dropout != nil || pool != nil,
               activityPenalties[index..<next].allSatisfy({ $0 == nil }) else { return nil }
-        return FusedNormActivation(first: index, last: next - 1, width: relu.inputWidth, norm: norm, dropout: dropout)
+        return FusedNormActivation(first: index, last: next - 1, width: relu.inputWidth, norm: norm, dropout: dropout, pool: pool)
     }
 
     /// Nothing per batch: the pass keeps no mask and no x̂ (backward recomputes both, see the
     /// type's comment).
     func reserve(maxBatch: Int) {}
 
-    /// input: the first layer's input, output: the last layer's output, both (batch, width).
-    func forward(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
+    /// input: the first layer's input, output: the last layer's output, both (batch, width);
+    /// `pooled`: the pool's output, when the run has one.
+    func forward(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>, pooled: UnsafeMutablePointer<Float>? = nil,
                  batch: Int, context: StepContext) throws {
         let width = self.width, preActivation = row.baseAddress!, keep = keepRow.baseAddress!
         var training: BatchNorm.TrainingAffine?, inference: BatchNorm.InferenceAffine?
@@ -134,6 +147,7 @@ final class FusedNormActivation {
                 CounterRandom.keepFactors(rowKey: rowKey, count: width, rate: rate, scale: keepScale, into: keep)
             }
             Self.reluTimesKeep(v, keep, output + row * width, width)
+            if let pool, let pooled { pool.forward(sample: row, output + row * width, pooled) }
         }
     }
 
@@ -169,25 +183,41 @@ final class FusedNormActivation {
         while i < count { g[i] = y[i] <= 0 ? 0 : dy[i] * k; i += 1 }
     }
 
-    /// After a training forward on the same input, whose output `output` is. dy is overwritten
-    /// with g = dL/d(BatchNorm output) when there is a BatchNorm.
+    /// After a training forward on the same input, whose output `output` is. dy is the
+    /// gradient of the run's output, or of the pool's with a pool. With a BatchNorm, g =
+    /// dL/d(BatchNorm output) is written over dy (without a pool) or into dx (with one; dx's
+    /// formula then runs in place).
     func backward(input: UnsafePointer<Float>, output: UnsafePointer<Float>, outputGradient dy: UnsafeMutablePointer<Float>,
                   inputGradient dx: UnsafeMutablePointer<Float>?, batch: Int, context: StepContext) throws {
         let width = self.width, factor = keptFactor
+        /// Row `row`'s g: dy's row, or the pooled gradient scattered into `target` and masked there.
+        func gradientRow(_ row: Int, into target: UnsafeMutablePointer<Float>) -> UnsafeMutablePointer<Float> {
+            let o = row * width
+            guard let pool else {
+                Self.maskedGradient(dy + o, output + o, factor: factor, target, width)
+                return target
+            }
+            target.update(repeating: 0, count: width)
+            pool.backward(sample: row, outputGradient: dy, into: target)
+            Self.maskedGradient(target, output + o, factor: factor, target, width)
+            return target
+        }
         guard let norm else {
-            if let dx { Self.maskedGradient(dy, output, factor: factor, dx, batch * width) }
+            if let dx { for row in 0..<batch { _ = gradientRow(row, into: dx + row * width) } }
             return
         }
         guard let affine = lastAffine else { preconditionFailure("FusedNormActivation: backward without a training forward") }
+        // g's home: over dy without a pool; with one, dx (or one row of scratch when no dx is wanted).
+        let gradients = pool == nil ? dy : dx
         let sums = norm.beginGradientSums()
         for row in 0..<batch {
             let o = row * width
-            Self.maskedGradient(dy + o, output + o, factor: factor, dy + o, width)
-            for at in stride(from: o, to: o + width, by: channels) { sums.add(row: dy + at, input: input + at, affine: affine) }
+            let g = gradientRow(row, into: gradients.map { $0 + o } ?? self.row.baseAddress!)
+            for at in stride(from: 0, to: width, by: channels) { sums.add(row: g + at, input: input + o + at, affine: affine) }
         }
-        guard let formula = try norm.finishGradientSums(inputGradient: dx != nil, context: context), let dx else { return }
+        guard let formula = try norm.finishGradientSums(inputGradient: dx != nil, context: context), let dx, let gradients else { return }
         for at in stride(from: 0, to: batch * width, by: channels) {
-            formula.apply(row: dy + at, input: input + at, affine: affine, inputGradient: dx + at, width: channels)
+            formula.apply(row: gradients + at, input: input + at, affine: affine, inputGradient: dx + at, width: channels)
         }
     }
 }

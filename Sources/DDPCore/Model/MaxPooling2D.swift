@@ -42,17 +42,21 @@ public final class MaxPooling2D: Layer {
 
     public func forward(_ input: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>,
                         batch: Int, context: StepContext) throws {
+        for sample in 0..<batch { forward(sample: sample, input + sample * inputWidth, output) }
+    }
+
+    /// One sample: `x` its input row, `output` the whole batch's output (the sample's row and
+    /// its argmax go to its place). A fused pass (`FusedNormActivation`) calls it right after
+    /// writing the row, while the row is still in cache.
+    func forward(sample: Int, _ x: UnsafePointer<Float>, _ output: UnsafeMutablePointer<Float>) {
         guard let argmax = argmax.baseAddress else { preconditionFailure("MaxPooling2D \(configIndex): forward before reserve(maxBatch:)") }
-        let g = geometry, channels = g.input.channels, inputWidth = self.inputWidth, outputWidth = self.outputWidth
-        for sample in 0..<batch {
-            let x = input + sample * inputWidth
-            for oy in 0..<g.outputHeight {
-                let rows = g.rows(oy)
-                for ox in 0..<g.outputWidth {
-                    let o = sample * outputWidth + (oy * g.outputWidth + ox) * channels
-                    Self.maxOverWindow(x, rows: rows, columns: g.columns(ox), imageWidth: g.input.width, channels: channels,
-                                       output + o, argmax + o)
-                }
+        let g = geometry, channels = g.input.channels, outputWidth = self.outputWidth
+        for oy in 0..<g.outputHeight {
+            let rows = g.rows(oy)
+            for ox in 0..<g.outputWidth {
+                let o = sample * outputWidth + (oy * g.outputWidth + ox) * channels
+                Self.maxOverWindow(x, rows: rows, columns: g.columns(ox), imageWidth: g.input.width, channels: channels,
+                                   output + o, argmax + o)
             }
         }
     }
@@ -117,14 +121,18 @@ public final class MaxPooling2D: Layer {
     public func backward(input: UnsafePointer<Float>, output: UnsafePointer<Float>,
                          outputGradient dy: UnsafeMutablePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>?,
                          batch: Int, context: StepContext) throws {
-        guard let dx, let argmax = argmax.baseAddress else { return }
-        let channels = geometry.input.channels, inputWidth = self.inputWidth, outputWidth = self.outputWidth
+        guard let dx else { return }
         dx.update(repeating: 0, count: batch * inputWidth)
-        for sample in 0..<batch {
-            let gradient = dx + sample * inputWidth, o = sample * outputWidth
-            for pixel in stride(from: o, to: o + outputWidth, by: channels) {
-                for c in 0..<channels { gradient[Int(argmax[pixel + c]) &* channels &+ c] += dy[pixel + c] }
-            }
+        for sample in 0..<batch { backward(sample: sample, outputGradient: dy, into: dx + sample * inputWidth) }
+    }
+
+    /// One sample: adds its output gradients (in `dy`, the whole batch's) at their winners in
+    /// `gradient`, the sample's input-gradient row, which the caller has zeroed.
+    func backward(sample: Int, outputGradient dy: UnsafePointer<Float>, into gradient: UnsafeMutablePointer<Float>) {
+        guard let argmax = argmax.baseAddress else { return }
+        let channels = geometry.input.channels, o = sample * outputWidth
+        for pixel in stride(from: o, to: o + outputWidth, by: channels) {
+            for c in 0..<channels { gradient[Int(argmax[pixel + c]) &* channels &+ c] += dy[pixel + c] }
         }
     }
 }

@@ -73,7 +73,7 @@ public final class Network {
         while next < layers.count {
             if fusing, let run = FusedNormActivation.run(in: layers, at: next, activityPenalties: penalties) {
                 steps.append(.fused(run))
-                next = run.last + 1
+                next = (run.poolIndex ?? run.last) + 1
             } else {
                 steps.append(.layer(next))
                 next += 1
@@ -235,8 +235,9 @@ public final class Network {
             case .fused(let run):
                 // The run's inner layers' outputs are not written: only its last one is read.
                 let output = outputs[run.last].baseAddress!
-                try run.forward(current, output, batch: batch, context: context)
-                current = UnsafePointer(output)
+                let pooled = run.poolIndex.map { outputs[$0].baseAddress! }
+                try run.forward(current, output, pooled: pooled, batch: batch, context: context)
+                current = UnsafePointer(pooled ?? output)
             }
         }
         return penalty
@@ -319,7 +320,7 @@ public final class Network {
     var fusedRuns: [ClosedRange<Int>] {
         steps.compactMap { step in
             guard case .fused(let run) = step else { return nil }
-            return run.first...run.last
+            return run.first...(run.poolIndex ?? run.last)
         }
     }
 

@@ -70,6 +70,22 @@ final class FusedNormActivationTests: XCTestCase {
         ], fused: [1...3])
     }
 
+    /// A max pooling after the run joins it (each sample pooled while in cache, its gradient
+    /// scattered into a row and masked there): with BatchNorm and dropout, and after a conv's
+    /// inline ReLU alone, with `same` padding on an odd image and overlapping windows.
+    func testMaxPoolingAfterTheRunMatchesSeparateLayers() throws {
+        let image = ImageShape(height: 5, width: 3, channels: 9)
+        let pool = { (size: Int, stride: Int) in
+            LayerConfig(MaxPooling2DSpec(window: PoolWindow(height: size, width: size, strideHeight: stride, strideWidth: stride, padding: .same)))
+        }
+        try assertFusedMatchesSeparate(inputShape: .image(image), [
+            LayerConfig(Conv2DSpec(filters: 9, kernelSize: .init(2, 2), padding: .same)),
+            Layers.batchNorm(), Layers.activation(.relu), Layers.dropout(0.3), pool(2, 2),
+            LayerConfig(Conv2DSpec(filters: 4, kernelSize: .init(2, 2), padding: .same, activation: .relu)), pool(3, 1),
+            LayerConfig(FlattenSpec()), Layers.dense(3),
+        ], fused: [1...4, 6...7])
+    }
+
     private func assertFusedMatchesSeparate(inputs: Int, _ layers: [LayerConfig], fused expected: [ClosedRange<Int>],
                                             file: StaticString = #filePath, line: UInt = #line) throws {
         try assertFusedMatchesSeparate(inputShape: .features(inputs), layers, fused: expected, file: file, line: line)
