@@ -1,7 +1,7 @@
-/// BatchNorm → ReLU → Dropout run as one pass over the rows (also BatchNorm → ReLU, and ReLU →
-/// Dropout, which covers a dense layer with `activation: relu` before a dropout). `Network`
-/// fuses such a run of its layers when none of them has an activity regularizer and the
-/// BatchNorm is trainable (a frozen one runs on its own); `layers`, tensor names, checkpoints
+/// BatchNorm → ReLU → Dropout → MaxPooling2D run as one pass over the rows (also any two or
+/// three of them with the ReLU, as ReLU → Dropout after a dense layer's inline ReLU, or ReLU →
+/// MaxPooling2D after a conv's). `Network` fuses such a run of its layers when none of them has
+/// an activity regularizer and the BatchNorm is trainable (a frozen one runs on its own); `layers`, tensor names, checkpoints
 /// and `ddp summary` still show the separate layers, whose parameters and state it uses.
 ///
 /// Separately each layer is its own pass over (batch × width) floats with its own output
@@ -13,6 +13,9 @@
 ///               where v > 0 and the unit was kept, and every kept unit has the same factor k),
 ///               written over dy row by row in the loop that sums BatchNorm's Σg and Σg·x̂;
 ///               then the dx loop; x̂ recomputed from x in both, with forward's operations
+///     with a max pool: forward pools each sample's y row right after writing it (in cache);
+///               backward builds each sample's dy row in cache (zeroed, the pooled gradient
+///               scattered onto the winners) and writes g into dx, whose formula runs in place
 ///
 /// It keeps neither x̂ nor a mask: forward writes y alone, and backward reads x and y, which
 /// the network keeps anyway, so the CNN's first block (128 × 28 × 28 × 32 floats) needs two
