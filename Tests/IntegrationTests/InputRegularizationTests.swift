@@ -82,10 +82,10 @@ final class InputRegularizationTests: IntegrationTestCase {
         let withAugment = Metrics(runDirectory: augmented).values("loss"), without = Metrics(runDirectory: path("plain")).values("loss")
         XCTAssertNotEqual(withAugment, without, "augmentation changed nothing")
         XCTAssertGreaterThan(Metrics(runDirectory: augmented).values("val_accuracy").last.flatMap { $0 } ?? 0, 0.6)
-        // ddp summary shows the input's image shape.
+        // ddp summary shows the input as the MLP sees it: the 8×8 images' 64 features.
         let summary = try runDDP(np: nil, ["summary", path("augment.yaml")])
         XCTAssertEqual(summary.status, 0, summary.tail)
-        XCTAssertTrue(summary.stdout.contains("Input shape: (None, 8, 8, 1)"), summary.stdout)
+        XCTAssertTrue(summary.stdout.contains("Input shape: (None, 64)"), summary.stdout)
     }
 
     func testWeightNoiseSameOnOneTwoAndFourRanks() throws {
