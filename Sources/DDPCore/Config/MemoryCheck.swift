@@ -47,6 +47,9 @@ enum MemoryCheck {
         }
         let shapes = try model.shapes()
         var input = model.inputShape
+        // The key that set the current width: a layer's parameters grow with its inputs, so a
+        // layer wider in than out is made large by whatever made its input wide.
+        var widthKey = "model.inputs"
         for (index, layer) in model.layers.enumerated() {
             let output = shapes[index].count
             let weights = layer.spec.parameterCount(input: input)
@@ -54,11 +57,9 @@ enum MemoryCheck {
             input = shapes[index]
             if let sizeKey = layer.spec.sizeKey {
                 let floats = add(multiply(2, weights), multiply(rows, output))
-                if floats > culprit.floats {
-                    // A first layer made large by its inputs is the inputs' doing.
-                    let byInputs = width == model.inputs && width > output && !model.layers[..<index].contains { $0.spec.sizeKey != nil }
-                    culprit = (byInputs ? "model.inputs" : "model.layers[\(index)].\(sizeKey)", floats)
-                }
+                let ownKey = "model.layers[\(index)].\(sizeKey)"
+                if floats > culprit.floats { culprit = (width > output ? widthKey : ownKey, floats) }
+                widthKey = ownKey
             }
             parameters = add(parameters, weights)
             width = output
