@@ -65,8 +65,8 @@ public struct ConvGeometry: Sendable, Equatable {
 ///
 /// Chunks of 1 to 4 samples timed alike; 8 or more made conv1's backward 2–3× slower.
 /// oneDNN's convolution primitives (Debian's libdnnl-dev 2.6, what torch's CPU convolutions
-/// run) were not measured against this from Swift; inside torch they give the peer CNN half
-/// ddp's samples/s (docs/PERFORMANCE.md, 'The CNN against the PyTorch peer').
+/// run) were not measured against this from Swift; inside torch they give the peer CNN 0.57×
+/// ddp's samples/s (median of five pairs; docs/PERFORMANCE.md, 'The CNN against the PyTorch peer').
 ///
 /// Weight noise (`weight_noise: σ`), frozen layers and the bias as `Dense`: W̃ = W + σ·ε per
 /// training step keyed by (seed, global step, layer, index), dW accumulates into W's gradient,
