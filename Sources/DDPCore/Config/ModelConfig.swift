@@ -68,13 +68,21 @@ public struct ModelConfig: Sendable, Equatable {
     /// Floats one sample takes in a forward pass: its input, each layer's output and any
     /// layer's workspace (a convolution's unfolded patches). Saturates at Int.max.
     public func floatsPerSample() -> Int {
-        guard let shapes = try? shapes() else { return .max }
-        var total = inputShape.count, input = inputShape
+        let floats = floatsPerSampleByKind()
+        return saturatingSum(floats.activations, floats.workspace)
+    }
+
+    /// `floatsPerSample()` apart: the activations (input and every layer's output) and the
+    /// layers' workspace (unfolded patches, pooling indices), as `ddp summary` states them.
+    public func floatsPerSampleByKind() -> (activations: Int, workspace: Int) {
+        guard let shapes = try? shapes() else { return (.max, 0) }
+        var activations = inputShape.count, workspace = 0, input = inputShape
         for (layer, output) in zip(layers, shapes) {
-            total = saturatingSum(total, saturatingSum(output.count, layer.spec.workspacePerSample(input: input)))
+            activations = saturatingSum(activations, output.count)
+            workspace = saturatingSum(workspace, layer.spec.workspacePerSample(input: input))
             input = output
         }
-        return total
+        return (activations, workspace)
     }
 
     /// Whether the input is an image for these layers: the first layer that takes one kind of

@@ -40,13 +40,7 @@ public struct ModelSummary {
         if let batch {
             // What the memory check counts: the activations (input and every layer's output)
             // and the layers' workspace (a convolution's unfolded patches), per training batch.
-            let config = network.config
-            var input = config.inputShape, workspace = 0
-            for (layer, output) in zip(config.layers, (try? config.shapes()) ?? []) {
-                workspace += layer.spec.workspacePerSample(input: input)
-                input = output
-            }
-            let activations = config.floatsPerSample() - workspace
+            let (activations, workspace) = network.config.floatsPerSampleByKind()
             lines.append(" Activations at \(batch) samples: \(bytes(activations * batch))"
                          + (workspace > 0 ? "; workspace (conv patches, pooling indices): \(bytes(workspace * batch))" : "")
                          + " (a rank holds its share of the global batch)")

@@ -314,8 +314,6 @@ public final class Network {
         return total
     }
 
-    public var hasBatchNorm: Bool { !batchNorms.isEmpty }
-
     /// The ranges of `layers` that run fused, in order.
     var fusedRuns: [ClosedRange<Int>] {
         steps.compactMap { step in
