@@ -64,9 +64,12 @@ public struct ConvGeometry: Sendable, Equatable {
 ///   0.5 ms); backward with dX 11.3–12.3 ms, 0.98–1.09× the dW and dX GEMMs (col2im 0.5–0.65 ms).
 ///
 /// Chunks of 1 to 4 samples timed alike; 8 or more made conv1's backward 2–3× slower.
-/// oneDNN's convolution primitives (Debian's libdnnl-dev 2.6, what torch's CPU convolutions
-/// run) were not measured against this from Swift; inside torch they give the peer CNN 0.57×
-/// ddp's samples/s (median of five pairs; docs/PERFORMANCE.md, 'The CNN against the PyTorch peer').
+/// oneDNN's convolution primitives (Debian's libdnnl-dev 2.6.3, what torch's CPU convolutions
+/// run; `benchmarks/dnnl_conv.cpp`) run conv2 1.5–1.7× faster than these GEMMs on an AMD Zen 4
+/// core, but only in their blocked layouts: for channels-last activations 2.6 has reference
+/// kernels alone (conv2's forward 9.5 s). Inside torch, with its reorders, they give the peer CNN
+/// 0.57× ddp's samples/s on Zen 5 and 0.70× on Zen 4 (docs/PERFORMANCE.md, 'The CNN on an AMD
+/// Zen 4 VM, and oneDNN's convolutions').
 ///
 /// Weight noise (`weight_noise: σ`), frozen layers and the bias as `Dense`: W̃ = W + σ·ε per
 /// training step keyed by (seed, global step, layer, index), dW accumulates into W's gradient,
