@@ -82,6 +82,9 @@ struct Train: ParsableCommand {
                 if communicator.isRoot { trainOptions.initialWeights = initialWeights }
                 let trainer = try Trainer(config: config, data: data, communicator: communicator, options: trainOptions)
                 Console(enabled: communicator.isRoot && !quiet).line("ddp: \(counted(communicator.size, "rank")), global batch \(trainer.plan.globalBatch), \(trainer.plan.stepsPerEpoch) steps/epoch, \(counted(data.train.count, "training sample")); run directory \(directory)")
+                if let scaling = config.optimizer.scalingDescription(globalBatch: trainer.plan.globalBatch) {
+                    Console(enabled: communicator.isRoot && !quiet).line(scaling)
+                }
                 BLASKernels.announce(isRoot: communicator.isRoot, quiet: quiet)
                 preempted = try trainer.run().reason == .preempted
                 if plot && communicator.isRoot && !preempted {

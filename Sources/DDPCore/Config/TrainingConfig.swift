@@ -355,6 +355,8 @@ public struct TrainingConfig: Sendable, Equatable {
         config.beta1 = try section.float("beta1", default: config.beta1, in: 0...0.999_999)
         config.beta2 = try section.float("beta2", default: config.beta2, in: 0...0.999_999_9)
         config.epsilon = try section.float("epsilon", default: config.epsilon, in: 0...1)
+        config.scaleLR = try section.choice("scale_lr", default: config.scaleLR)
+        config.baseBatch = try section.int("base_batch", default: config.baseBatch, min: 1)
         if let clip = try section.double("clip_norm") {
             guard clip > 0 else { throw DDPError(.config, "optimizer.clip_norm: expected a positive number, got \(clip)") }
             config.clipNorm = Float(clip)
@@ -367,20 +369,39 @@ public struct TrainingConfig: Sendable, Equatable {
 
     static func scheduleConfig(_ section: inout ConfigSection, epochs: Int) throws -> LearningRateSchedule {
         let type = try section.string("type", default: "constant")
-        let warmup = try section.int("warmup_steps", default: 0, min: 0)
+        var schedule = LearningRateSchedule()
+        schedule.warmupSteps = try section.int("warmup_steps", default: 0, min: 0)
+        schedule.warmupEpochs = try section.int("warmup_epochs", default: 0, min: 0)
+        schedule.warmupStartFactor = try section.float("warmup_start_factor", default: 0, in: 0...1)
+        if schedule.warmupSteps > 0 && schedule.warmupEpochs > 0 {
+            throw DDPError(.config, "schedule.warmup_epochs: give the warmup's length once, as warmup_steps (\(schedule.warmupSteps)) or warmup_epochs (\(schedule.warmupEpochs))")
+        }
+        if schedule.warmupEpochs >= epochs {
+            throw DDPError(.config, "schedule.warmup_epochs: a warmup of \(schedule.warmupEpochs) epoch(s) leaves nothing of training.epochs \(epochs) to the schedule; expected fewer")
+        }
+        // torch asks γ > 0 of StepLR and its kin; above 1 the lr would grow.
+        let gamma = { (section: inout ConfigSection, fallback: Float) throws -> Float in
+            let value = try section.float("gamma", default: fallback, in: 0...1)
+            guard value > 0 else { throw DDPError(.config, "schedule.gamma: expected a number in (0, 1], got \(value)") }
+            return value
+        }
         switch type {
-        case "constant": return LearningRateSchedule(kind: .constant, warmupSteps: warmup)
+        case "constant": schedule.kind = .constant
         case "warmup":
-            guard warmup > 0 else { throw DDPError(.config, "schedule.warmup_steps: expected an integer ≥ 1 for type warmup") }
-            return LearningRateSchedule(kind: .constant, warmupSteps: warmup)
+            guard schedule.warmupSteps > 0 || schedule.warmupEpochs > 0 else {
+                throw DDPError(.config, "schedule.warmup_steps: expected an integer ≥ 1 for type warmup (or warmup_epochs)")
+            }
+            schedule.kind = .constant
         case "step":
-            return LearningRateSchedule(kind: .step(stepSize: try section.int("step_size", default: 10, min: 1),
-                                                    gamma: try section.float("gamma", default: 0.1, in: 0...1)),
-                                        warmupSteps: warmup)
+            schedule.kind = .step(stepSize: try section.int("step_size", default: 10, min: 1), gamma: try gamma(&section, 0.1))
+        case "multistep":
+            schedule.kind = .multistep(milestones: try milestones(&section), gamma: try gamma(&section, 0.1))
+        case "exponential":
+            guard section.node("gamma") != nil else { throw DDPError(.config, "missing key 'schedule.gamma'") }
+            schedule.kind = .exponential(gamma: try gamma(&section, 1))
         case "cosine":
-            return LearningRateSchedule(kind: .cosine(tMax: try section.int("t_max", default: epochs, min: 1),
-                                                      minimum: try section.float("eta_min", default: 0, in: 0...1e3)),
-                                        warmupSteps: warmup)
+            schedule.kind = .cosine(tMax: try section.int("t_max", default: epochs, min: 1),
+                                    minimum: try section.float("eta_min", default: 0, in: 0...1e3))
         case "reduce_on_plateau":
             var plateau = ReduceLROnPlateauConfig()
             plateau.monitor = try section.string("monitor", default: plateau.monitor)
@@ -399,10 +420,32 @@ public struct TrainingConfig: Sendable, Equatable {
             for (key, value) in [("min_delta", plateau.minDelta), ("min_lr", plateau.minLearningRate)] where value < 0 {
                 throw DDPError(.config, "schedule.\(key): expected a number ≥ 0, got \(value)")
             }
-            return LearningRateSchedule(kind: .reduceOnPlateau(plateau), warmupSteps: warmup)
+            schedule.kind = .reduceOnPlateau(plateau)
         default:
-            throw DDPError(.config, "schedule.type: '\(type)' is not one of constant, warmup, step, cosine, reduce_on_plateau")
+            throw DDPError(.config, "schedule.type: '\(type)' is not one of constant, warmup, step, multistep, exponential, cosine, reduce_on_plateau")
         }
+        return schedule
+    }
+
+    /// multistep's `milestones`: epochs (of the schedule, from 0) at which the lr is multiplied
+    /// by γ, strictly increasing as each counts once; one integer is a list of one.
+    static func milestones(_ section: inout ConfigSection) throws -> [Int] {
+        ConfigKeyRecorder.current?.note(section.key("milestones"), type: "list of integers ≥ 1, increasing")
+        let key = section.key("milestones")
+        guard let node = section.node("milestones") else { throw DDPError(.config, "missing key '\(key)'") }
+        let items = node.sequence ?? [node]
+        var values: [Int] = []
+        for item in items {
+            guard let value = Int(item.scalar?.string ?? ""), value >= 1 else {
+                throw DDPError(.config, "\(key): expected a list of epochs ≥ 1 such as [30, 60], got '\(ConfigSection.describe(node))'")
+            }
+            if let last = values.last, value <= last {
+                throw DDPError(.config, "\(key): milestones must increase, got \(value) after \(last)")
+            }
+            values.append(value)
+        }
+        guard !values.isEmpty else { throw DDPError(.config, "\(key): expected at least one epoch, got an empty list") }
+        return values
     }
 
     /// A monitor (early_stopping's or reduce_on_plateau's) must name an epoch figure this config produces.

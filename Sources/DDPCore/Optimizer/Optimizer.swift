@@ -25,10 +25,31 @@ public struct OptimizerConfig: Sendable, Equatable {
     public var epsilon: Float = 1e-8
     /// Gradient clipping by global L2 norm (torch.nn.utils.clip_grad_norm_); nil = off.
     public var clipNorm: Float?
+    /// `scale_lr`: how `lr` follows the global batch (see `scaledLearningRate`).
+    public var scaleLR: LearningRateScaling = .none
+    /// `base_batch`: the global batch `lr` was tuned for, under `scale_lr: linear`.
+    public var baseBatch = 256
+
+    public enum LearningRateScaling: String, Sendable, CaseIterable { case none, linear }
 
     public init(kind: Kind, learningRate: Float) {
         self.kind = kind
         self.learningRate = learningRate
+    }
+
+    /// The lr a run trains with at `globalBatch`: `lr`, or under `scale_lr: linear` the linear
+    /// scaling rule of Goyal et al. 2017 (§2.1, "when the minibatch size is multiplied by k,
+    /// multiply the learning rate by k"): lr × globalBatch / base_batch. The schedule, its
+    /// warmup and reduce_on_plateau start from it.
+    public func scaledLearningRate(globalBatch: Int) -> Float {
+        scaleLR == .linear ? learningRate * Float(globalBatch) / Float(baseBatch) : learningRate
+    }
+
+    /// The run header's line for a scaled lr, e.g. "lr 0.016 = 0.001 × 4096 / 256
+    /// (optimizer.scale_lr: linear)"; nil when the lr is not scaled.
+    public func scalingDescription(globalBatch: Int) -> String? {
+        guard scaleLR == .linear else { return nil }
+        return "lr \(scaledLearningRate(globalBatch: globalBatch)) = \(learningRate) × \(globalBatch) / \(baseBatch) (optimizer.scale_lr: linear)"
     }
 }
 

@@ -7,46 +7,72 @@ import Darwin
 /// Learning-rate schedules as pure functions of (epoch, global step), so a resumed run needs no
 /// schedule state beyond the step counter it already checkpoints; reduce_on_plateau is the
 /// exception, its lr decided at epoch ends from the monitored value (`ReduceLROnPlateau`,
-/// whose state the checkpoint keeps).
+/// whose state the checkpoint keeps). Each as torch.optim.lr_scheduler defines it, stepped
+/// once per epoch as torch's examples step them (e is the schedule's own epoch, from 0):
 ///
 /// - constant: lr₀
-/// - step:   lr₀·γ^⌊epoch/step_size⌋                (torch StepLR stepped once per epoch)
-/// - cosine: η_min + (lr₀ − η_min)(1 + cos(π·epoch/T_max))/2   (torch CosineAnnealingLR per epoch),
-///           held at η_min after T_max (torch would climb back up: it is periodic)
+/// - step:        lr₀·γ^⌊e/step_size⌋                              (StepLR)
+/// - multistep:   lr₀·γ^(number of milestones ≤ e)                 (MultiStepLR)
+/// - exponential: lr₀·γ^e                                          (ExponentialLR)
+/// - cosine:      η_min + (lr₀ − η_min)(1 + cos(π·e/T_max))/2      (CosineAnnealingLR),
+///                held at η_min after T_max (torch would climb back up: it is periodic)
 /// - reduce_on_plateau: the lr `ReduceLROnPlateau` holds, passed in as `base`
-/// Any of them may add a linear warmup over the first `warmup_steps` optimizer steps:
-/// lr·min(1, (step + 1)/warmup_steps); `type: warmup` is warmup followed by constant. With
-/// reduce_on_plateau the warmup climbs to the plateau's lr, and a reduction decided during
-/// the warmup lowers what it climbs to.
+///
+/// Any of them may start with a linear warmup over its first W optimizer steps
+/// (`warmup_steps: W`, or `warmup_epochs: E` for W = E·steps per epoch), as torch's
+/// SequentialLR([LinearLR(start_factor: f, total_iters: W), schedule], milestones: [W]) with
+/// LinearLR stepped per optimizer step (Goyal et al. 2017, 'gradual warmup'): step i < W trains
+/// at lr₀·(f + (1 − f)·i/W), rising from f·lr₀ (f = `warmup_start_factor`, default 0: torch
+/// asks f > 0, here 0 is allowed and makes the first step's lr 0) towards lr₀; from step W on
+/// the schedule runs from its own start, its epoch e = epoch − ⌊W/steps per epoch⌋. With
+/// reduce_on_plateau the warmup climbs to the plateau's lr, and a reduction decided during the
+/// warmup lowers what it climbs to. `type: warmup` is warmup followed by constant.
 public struct LearningRateSchedule: Sendable, Equatable {
     public enum Kind: Sendable, Equatable {
         case constant
         case step(stepSize: Int, gamma: Float)
+        case multistep(milestones: [Int], gamma: Float)
+        case exponential(gamma: Float)
         case cosine(tMax: Int, minimum: Float)
         case reduceOnPlateau(ReduceLROnPlateauConfig)
     }
     public var kind: Kind
+    /// Warmup length in optimizer steps (`warmup_steps`); 0 = none, or see `warmupEpochs`.
     public var warmupSteps: Int
+    /// Warmup length in epochs (`warmup_epochs`), turned into steps by the run's steps per epoch.
+    public var warmupEpochs: Int
+    /// f: the warmup's first step trains at f·lr₀ (torch LinearLR's start_factor).
+    public var warmupStartFactor: Float
 
-    public init(kind: Kind = .constant, warmupSteps: Int = 0) {
+    public init(kind: Kind = .constant, warmupSteps: Int = 0, warmupEpochs: Int = 0, warmupStartFactor: Float = 0) {
         self.kind = kind
         self.warmupSteps = warmupSteps
+        self.warmupEpochs = warmupEpochs
+        self.warmupStartFactor = warmupStartFactor
     }
 
-    /// Learning rate for the optimizer step `globalStep` (0-based) taken in `epoch` (0-based).
-    public func learningRate(base: Float, epoch: Int, globalStep: Int) -> Float {
-        var lr: Float
+    /// The warmup's length in optimizer steps for a run of `stepsPerEpoch` steps an epoch.
+    public func warmupLength(stepsPerEpoch: Int) -> Int {
+        warmupEpochs > 0 ? warmupEpochs * stepsPerEpoch : warmupSteps
+    }
+
+    /// Learning rate for the optimizer step `globalStep` (0-based) taken in `epoch` (0-based)
+    /// of a run with `stepsPerEpoch` steps an epoch.
+    public func learningRate(base: Float, epoch: Int, globalStep: Int, stepsPerEpoch: Int) -> Float {
+        let warmup = warmupLength(stepsPerEpoch: stepsPerEpoch)
+        if globalStep < warmup {
+            return base * (warmupStartFactor + (1 - warmupStartFactor) * Float(globalStep) / Float(warmup))
+        }
+        let e = max(epoch - warmup / max(stepsPerEpoch, 1), 0)
         switch kind {
-        case .constant, .reduceOnPlateau: lr = base
-        case let .step(stepSize, gamma): lr = base * powf(gamma, Float(epoch / max(stepSize, 1)))
+        case .constant, .reduceOnPlateau: return base
+        case let .step(stepSize, gamma): return base * powf(gamma, Float(e / max(stepSize, 1)))
+        case let .multistep(milestones, gamma): return base * powf(gamma, Float(milestones.filter { $0 <= e }.count))
+        case let .exponential(gamma): return base * Float(pow(Double(gamma), Double(e)))
         case let .cosine(tMax, minimum):
-            let progress = Double(min(epoch, tMax)) / Double(max(tMax, 1))
-            lr = minimum + (base - minimum) * Float((1 + cos(Double.pi * progress)) / 2)
+            let progress = Double(min(e, tMax)) / Double(max(tMax, 1))
+            return minimum + (base - minimum) * Float((1 + cos(Double.pi * progress)) / 2)
         }
-        if warmupSteps > 0 {
-            lr *= min(1, Float(globalStep + 1) / Float(warmupSteps))
-        }
-        return lr
     }
 }
 
@@ -59,9 +85,12 @@ extension LearningRateSchedule {
         switch kind {
         case .constant: shape = "constant"
         case let .step(stepSize, gamma): shape = "step(step_size=\(stepSize), gamma=\(gamma))"
+        case let .multistep(milestones, gamma): shape = "multistep(milestones=\(milestones), gamma=\(gamma))"
+        case let .exponential(gamma): shape = "exponential(gamma=\(gamma))"
         case let .cosine(tMax, minimum): shape = "cosine(t_max=\(tMax), eta_min=\(minimum))"
         case .reduceOnPlateau: shape = "reduce_on_plateau"
         }
-        return warmupSteps > 0 ? shape + " after warmup_steps=\(warmupSteps)" : shape
+        let length = warmupEpochs > 0 ? "warmup_epochs=\(warmupEpochs)" : "warmup_steps=\(warmupSteps)"
+        return warmupEpochs > 0 || warmupSteps > 0 ? shape + " after \(length) from \(warmupStartFactor)·lr" : shape
     }
 }

@@ -66,20 +66,26 @@ public final class Trainer {
     private let console: Console
     private var tensorBoard: TensorBoardWriter?
 
-    public init(config: TrainingConfig, data: RunData, communicator: Communicator, options: TrainOptions) throws {
+    public init(config given: TrainingConfig, data: RunData, communicator: Communicator, options: TrainOptions) throws {
+        plan = try BatchPlan(sampleCount: data.train.count, loop: given.training,
+                             ranks: communicator.size, rank: communicator.rank)
+        var config = given
+        config.optimizer.learningRate = given.optimizer.scaledLearningRate(globalBatch: plan.globalBatch)
         self.config = config
         self.data = data
         self.communicator = communicator
         self.options = options
         (network, sync) = try makeNetworkAndSync(config: config, communicator: communicator)
-        plan = try BatchPlan(sampleCount: data.train.count, loop: config.training,
-                             ranks: communicator.size, rank: communicator.rank)
         // BatchNorm over features needs two samples; over an image's channels N·H·W values do.
         if network.batchNorms.contains(where: { $0.trainable && $0.positions == 1 }) {
             let smallest = plan.globalCount(step: plan.stepsPerEpoch - 1)
             if smallest < 2 {
                 throw DDPError(.config, "the last batch of each epoch has \(smallest) sample (\(data.train.count) samples, batch \(plan.globalBatch)); BatchNorm needs at least 2 in training: set training.drop_last: true or change training.batch_size")
             }
+        }
+        let totalSteps = plan.stepsPerEpoch * config.training.epochs
+        if config.schedule.warmupSteps >= totalSteps {
+            throw DDPError(.config, "schedule.warmup_steps: a warmup of \(config.schedule.warmupSteps) steps leaves nothing of the run's \(totalSteps) (training.epochs \(config.training.epochs) × \(plan.stepsPerEpoch) steps an epoch) to the schedule; expected fewer")
         }
         let context = StepContext(communicator: communicator, maxBatch: max(plan.maxLocalBatch, Evaluator.chunk(for: config.model)))
         context.seed = config.seed
@@ -202,7 +208,8 @@ public final class Trainer {
         var lr = baseLearningRate
         for index in (continuing?.steps ?? 0)..<plan.stepsPerEpoch {
             observer.stepBegins(epoch: epoch, step: index)
-            lr = config.schedule.learningRate(base: baseLearningRate, epoch: epoch, globalStep: state.globalStep)
+            lr = config.schedule.learningRate(base: baseLearningRate, epoch: epoch, globalStep: state.globalStep,
+                                               stepsPerEpoch: plan.stepsPerEpoch)
             let totals = try step.run(step: index, epoch: epoch, order: orderBase, globalStep: state.globalStep, lr: lr, observer: observer)
             guard !totals.nonFinite else { throw state.nonFiniteLoss(epoch: epoch, step: index, totals: totals) }
             sums.add(totals)

@@ -185,6 +185,20 @@ final class ThreadCommunicatorTests: XCTestCase {
         XCTAssertNotEqual(single[0].outcome.losses.first, single[0].outcome.losses.last, "it trained")
     }
 
+    /// `scale_lr: linear` trains at lr × global batch / base_batch: lr 0.05 tuned for a batch of 8,
+    /// at a global batch of 16, is lr 0.1, whether the 16 come from one rank or from 2 ranks of
+    /// `batch_size_per_rank: 8`.
+    func testLinearScalingRuleFollowsTheGlobalBatch() throws {
+        let reference = try train(ranks: 1, overrides: ["optimizer.lr=0.1"])
+        let scaled = try train(ranks: 1, overrides: ["optimizer.lr=0.05", "optimizer.scale_lr=linear", "optimizer.base_batch=8"])
+        XCTAssertEqual(scaled[0].parameters, reference[0].parameters, "0.05 × 16 / 8 is 0.1 exactly")
+        let perRank = try train(ranks: 2, overrides: ["optimizer.lr=0.05", "optimizer.scale_lr=linear", "optimizer.base_batch=8",
+                                                      "training.batch_size=null", "training.batch_size_per_rank=8"])
+        assertClose(perRank[0].parameters, reference[0].parameters, relative: 1e-5, "np=2 × 8 against np=1 × 16 at lr 0.1")
+        let unscaled = try train(ranks: 1, overrides: ["optimizer.lr=0.05"])
+        XCTAssertNotEqual(unscaled[0].parameters, reference[0].parameters)
+    }
+
     /// A rank that fails stops the others at their next collective instead of leaving them
     /// waiting, and the error names it.
     func testOneRankFailingStopsTheOthers() throws {

@@ -205,7 +205,7 @@ final class TensorBoardTests: XCTestCase {
     /// Read back by TensorBoard: every step's `batch_loss` and `batch_lr`, at step = optimizer
     /// steps taken. Independent checks: the steps of an epoch (equal batches) average to the
     /// epoch's `loss`, which the trainer sums separately, and the learning rate is warmup's
-    /// formula lr·min(1, (s + 1)/W) at 0-based step s.
+    /// formula lr·s/W at 0-based step s < W (torch LinearLR from start_factor 0), then lr.
     func testTensorBoardReadsEveryStepsLossAndLearningRate() throws {
         let run = directory + "/run"
         let outcome = try train(run, overrides: ["logging.tensorboard_every_steps=1", "schedule={type: warmup, warmup_steps: 8}"])
@@ -215,7 +215,7 @@ final class TensorBoardTests: XCTestCase {
         XCTAssertEqual(losses.map { $0[0] }, (1...12).map(Double.init))
         XCTAssertEqual(rates.count, 12)
         for (s, rate) in rates.enumerated() {
-            XCTAssertEqual(rate[1], 0.01 * min(1, Double(s + 1) / 8), accuracy: 1e-9, "step \(s + 1)")   // float32 rounding
+            XCTAssertEqual(rate[1], 0.01 * min(1, Double(s) / 8), accuracy: 1e-9, "step \(s + 1)")   // float32 rounding
         }
         for record in outcome.epochs {
             let epoch = losses[(record.epoch - 1) * 3..<record.epoch * 3].map { $0[1] }

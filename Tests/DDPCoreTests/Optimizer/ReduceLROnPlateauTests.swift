@@ -247,7 +247,7 @@ final class ReduceLROnPlateauTests: XCTestCase {
             """)
         let expected = self.config(monitor: "accuracy", factor: 0.2, patience: 3, mode: .max, minDelta: 0.01, cooldown: 2, minLR: 1e-5)
         XCTAssertEqual(config.schedule, LearningRateSchedule(kind: .reduceOnPlateau(expected), warmupSteps: 4))
-        XCTAssertEqual(config.schedule.learningRate(base: 0.5, epoch: 3, globalStep: 1), 0.25, "warmup scales the plateau's lr")
+        XCTAssertEqual(config.schedule.learningRate(base: 0.5, epoch: 3, globalStep: 2, stepsPerEpoch: 10), 0.25, "warmup climbs to the plateau's lr")
     }
 
     func testBadSettings() {

@@ -2,13 +2,30 @@ import Foundation
 import XCTest
 @testable import DDPCore
 
-/// Learning-rate schedules as pure functions of (epoch, step): step decay, cosine, warmup.
+/// Learning-rate schedules as pure functions of (epoch, step): each against its closed form, the
+/// warmup's SequentialLR semantics, and every one replayed step by step against
+/// torch.optim.lr_scheduler (`testMatchesTorchSchedulers`, CI's Python).
 final class ScheduleTests: XCTestCase {
     func testStepSchedule() {
         let schedule = LearningRateSchedule(kind: .step(stepSize: 2, gamma: 0.5))
         let expected: [Double] = [0.1, 0.1, 0.05, 0.05, 0.025, 0.025, 0.0125]
         for (epoch, lr) in expected.enumerated() {
-            XCTAssertEqual(Double(schedule.learningRate(base: 0.1, epoch: epoch, globalStep: epoch * 10)), lr, accuracy: 1e-8, "epoch \(epoch)")
+            XCTAssertEqual(Double(schedule.learningRate(base: 0.1, epoch: epoch, globalStep: epoch * 10, stepsPerEpoch: 10)), lr,
+                           accuracy: 1e-8, "epoch \(epoch)")
+        }
+    }
+
+    func testMultistepAndExponential() {
+        let multistep = LearningRateSchedule(kind: .multistep(milestones: [2, 5], gamma: 0.1))
+        let expected: [Double] = [1, 1, 0.1, 0.1, 0.1, 0.01, 0.01]
+        for (epoch, lr) in expected.enumerated() {
+            XCTAssertEqual(Double(multistep.learningRate(base: 1, epoch: epoch, globalStep: epoch, stepsPerEpoch: 1)), lr,
+                           accuracy: 1e-7, "epoch \(epoch)")
+        }
+        let exponential = LearningRateSchedule(kind: .exponential(gamma: 0.9))
+        for epoch in 0..<8 {
+            XCTAssertEqual(Double(exponential.learningRate(base: 0.5, epoch: epoch, globalStep: 0, stepsPerEpoch: 1)),
+                           0.5 * pow(0.9, Double(epoch)), accuracy: 1e-7, "epoch \(epoch)")
         }
     }
 
@@ -17,24 +34,134 @@ final class ScheduleTests: XCTestCase {
         // η_min + (lr₀ − η_min)(1 + cos(π e/T))/2: e = 0 → 0.1, e = 2 → 0.0905463, e = 5 → 0.0505, e = 10 → 0.001
         let table: [(Int, Double)] = [(0, 0.1), (2, 0.001 + 0.099 * (1 + cos(Double.pi / 5)) / 2), (5, 0.0505), (10, 0.001)]
         for (epoch, lr) in table {
-            XCTAssertEqual(Double(schedule.learningRate(base: 0.1, epoch: epoch, globalStep: 0)), lr, accuracy: 1e-7, "epoch \(epoch)")
+            XCTAssertEqual(Double(schedule.learningRate(base: 0.1, epoch: epoch, globalStep: 0, stepsPerEpoch: 1)), lr,
+                           accuracy: 1e-7, "epoch \(epoch)")
         }
-        XCTAssertEqual(Double(schedule.learningRate(base: 0.1, epoch: 2, globalStep: 0)), 0.0905463, accuracy: 1e-6)
         // Monotone decreasing over [0, T].
-        let lrs = (0...10).map { schedule.learningRate(base: 0.1, epoch: $0, globalStep: 0) }
+        let lrs = (0...10).map { schedule.learningRate(base: 0.1, epoch: $0, globalStep: 0, stepsPerEpoch: 1) }
         XCTAssertEqual(lrs, lrs.sorted(by: >))
     }
 
-    func testWarmup() {
+    /// lr₀·(f + (1 − f)·i/W) for step i < W, then the schedule from its own epoch 0.
+    func testWarmupRisesLinearlyThenTheScheduleStarts() {
         let warmup = LearningRateSchedule(kind: .constant, warmupSteps: 4)
-        // lr·min(1, (step + 1)/warmup)
-        let expected: [Double] = [0.025, 0.05, 0.075, 0.1, 0.1, 0.1]
+        let expected: [Double] = [0, 0.025, 0.05, 0.075, 0.1, 0.1]
         for (step, lr) in expected.enumerated() {
-            XCTAssertEqual(Double(warmup.learningRate(base: 0.1, epoch: 0, globalStep: step)), lr, accuracy: 1e-8, "step \(step)")
+            XCTAssertEqual(Double(warmup.learningRate(base: 0.1, epoch: step / 3, globalStep: step, stepsPerEpoch: 3)), lr,
+                           accuracy: 1e-8, "step \(step)")
         }
-        // Warmup multiplies whatever the epoch schedule gives: step decay at epoch 2 (0.05), half-way through warmup.
-        let combined = LearningRateSchedule(kind: .step(stepSize: 2, gamma: 0.5), warmupSteps: 10)
-        XCTAssertEqual(Double(combined.learningRate(base: 0.1, epoch: 2, globalStep: 4)), 0.05 * 0.5, accuracy: 1e-8)
-        XCTAssertEqual(LearningRateSchedule().learningRate(base: 0.3, epoch: 7, globalStep: 99), 0.3)
+        let fromQuarter = LearningRateSchedule(kind: .constant, warmupSteps: 4, warmupStartFactor: 0.25)
+        XCTAssertEqual(fromQuarter.learningRate(base: 0.1, epoch: 0, globalStep: 0, stepsPerEpoch: 3), 0.025)
+        XCTAssertEqual(Double(fromQuarter.learningRate(base: 0.1, epoch: 0, globalStep: 2, stepsPerEpoch: 3)), 0.0625, accuracy: 1e-8)
+        // Two warmup epochs of 5 steps, then step decay counts its epochs from the third.
+        let decay = LearningRateSchedule(kind: .step(stepSize: 1, gamma: 0.5), warmupEpochs: 2)
+        XCTAssertEqual(decay.warmupLength(stepsPerEpoch: 5), 10)
+        XCTAssertEqual(Double(decay.learningRate(base: 0.1, epoch: 1, globalStep: 9, stepsPerEpoch: 5)), 0.09, accuracy: 1e-8)
+        XCTAssertEqual(Double(decay.learningRate(base: 0.1, epoch: 2, globalStep: 10, stepsPerEpoch: 5)), 0.1, accuracy: 1e-8)
+        XCTAssertEqual(Double(decay.learningRate(base: 0.1, epoch: 3, globalStep: 15, stepsPerEpoch: 5)), 0.05, accuracy: 1e-8)
+        XCTAssertEqual(LearningRateSchedule().learningRate(base: 0.3, epoch: 7, globalStep: 99, stepsPerEpoch: 10), 0.3)
+    }
+
+    func testParsesTheSchedules() throws {
+        let base = "data: {train: {format: moons, samples: 64, noise: 0.1}}\nmodel: {inputs: 2, layers: [{type: dense, units: 2}]}\n"
+            + "optimizer: {type: sgd}\ntraining: {epochs: 8}\n"
+        let parsed = { (schedule: String) in try TrainingConfig.parse(yaml: base + "schedule: " + schedule).schedule }
+        XCTAssertEqual(try parsed("{type: multistep, milestones: [2, 5], gamma: 0.5}"),
+                       LearningRateSchedule(kind: .multistep(milestones: [2, 5], gamma: 0.5)))
+        XCTAssertEqual(try parsed("{type: multistep, milestones: 3}"), LearningRateSchedule(kind: .multistep(milestones: [3], gamma: 0.1)))
+        XCTAssertEqual(try parsed("{type: exponential, gamma: 0.95, warmup_epochs: 2, warmup_start_factor: 0.1}"),
+                       LearningRateSchedule(kind: .exponential(gamma: 0.95), warmupEpochs: 2, warmupStartFactor: 0.1))
+        XCTAssertEqual(try parsed("{type: cosine, warmup_steps: 7}"), LearningRateSchedule(kind: .cosine(tMax: 8, minimum: 0), warmupSteps: 7))
+        let refused: [(String, String)] = [
+            ("{type: step, gamma: 0}", "schedule.gamma: expected a number in (0, 1], got 0"),
+            ("{type: exponential, gamma: -0.5}", "schedule.gamma"),
+            ("{type: exponential}", "missing key 'schedule.gamma'"),
+            ("{type: multistep, milestones: [5, 3]}", "schedule.milestones: milestones must increase, got 3 after 5"),
+            ("{type: multistep, milestones: [2, 2]}", "milestones must increase"),
+            ("{type: multistep, milestones: [0]}", "schedule.milestones: expected a list of epochs ≥ 1"),
+            ("{type: multistep, milestones: []}", "at least one epoch"),
+            ("{type: multistep}", "missing key 'schedule.milestones'"),
+            ("{type: cosine, warmup_epochs: 8}", "schedule.warmup_epochs: a warmup of 8 epoch(s) leaves nothing of training.epochs 8"),
+            ("{type: cosine, warmup_epochs: 2, warmup_steps: 5}", "give the warmup's length once"),
+            ("{type: cosine, warmup_start_factor: 1.5}", "schedule.warmup_start_factor"),
+            ("{type: warmup}", "schedule.warmup_steps: expected an integer ≥ 1 for type warmup"),
+            ("{type: linear}", "'linear' is not one of constant, warmup, step, multistep, exponential, cosine, reduce_on_plateau"),
+        ]
+        for (schedule, message) in refused {
+            XCTAssertThrowsError(try parsed(schedule), schedule) { error in
+                XCTAssertTrue("\(error)".contains(message), "\(schedule): \(error)")
+            }
+        }
+    }
+
+    /// Each schedule's lr at every optimizer step of a short run, against torch.optim.lr_scheduler
+    /// stepped as torch's examples do: per epoch, and a warmup as SequentialLR's LinearLR per step.
+    /// With W a whole number of epochs, SequentialLR itself stepped per step (StepLR's and
+    /// MultiStepLR's epochs given in steps) is the reference; otherwise a replay whose main
+    /// scheduler starts at the milestone and steps at the ends of the epochs after it. Cosine
+    /// stays within T_max: past it torch's climbs back up, ddp's holds η_min.
+    func testMatchesTorchSchedulers() throws {
+        let python = try InteropPython.require(["torch"])
+        let script = """
+            import json, torch
+            from torch.optim import lr_scheduler as S
+            S_PER_EPOCH, EPOCHS, LR = 3, 9, 0.1
+            def optimizer():
+                return torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=LR)
+            def per_epoch(make, warmup=0, start=0.25):
+                o = optimizer(); lrs = []
+                warm = S.LinearLR(o, start_factor=start, total_iters=warmup) if warmup else None
+                main = None if warmup else make(o)
+                for epoch in range(EPOCHS):
+                    for i in range(S_PER_EPOCH):
+                        step = epoch * S_PER_EPOCH + i
+                        if warmup and step == warmup:
+                            for g in o.param_groups: g['lr'] = LR; g['initial_lr'] = LR
+                            main = make(o)
+                        lrs.append(o.param_groups[0]['lr'])
+                        o.step()
+                        if warmup and step < warmup: warm.step()
+                    if main is not None and (not warmup or epoch >= warmup // S_PER_EPOCH): main.step()
+                return lrs
+            def sequential(make_in_steps, warmup, start=0.25):
+                o = optimizer(); lrs = []
+                s = S.SequentialLR(o, [S.LinearLR(o, start_factor=start, total_iters=warmup), make_in_steps(o)], milestones=[warmup])
+                for _ in range(EPOCHS * S_PER_EPOCH):
+                    lrs.append(o.param_groups[0]['lr']); o.step(); s.step()
+                return lrs
+            cases = {
+                'step': per_epoch(lambda o: S.StepLR(o, step_size=2, gamma=0.5)),
+                'multistep': per_epoch(lambda o: S.MultiStepLR(o, milestones=[2, 5], gamma=0.1)),
+                'exponential': per_epoch(lambda o: S.ExponentialLR(o, gamma=0.8)),
+                'cosine': per_epoch(lambda o: S.CosineAnnealingLR(o, T_max=8, eta_min=0.001)),
+                'warmup 6 + step, SequentialLR': sequential(lambda o: S.StepLR(o, step_size=2 * S_PER_EPOCH, gamma=0.5), 6),
+                'warmup 6 + multistep, SequentialLR': sequential(lambda o: S.MultiStepLR(o, milestones=[S_PER_EPOCH, 4 * S_PER_EPOCH], gamma=0.1), 6),
+                'warmup 5 + cosine': per_epoch(lambda o: S.CosineAnnealingLR(o, T_max=7, eta_min=0.001), warmup=5),
+                'warmup 4 + exponential': per_epoch(lambda o: S.ExponentialLR(o, gamma=0.8), warmup=4, start=0.1),
+            }
+            print(json.dumps(cases))
+            """
+        let result = try runPython(python, ["-c", script])
+        XCTAssertEqual(result.status, 0, result.output)
+        let torch = try JSONDecoder().decode([String: [Double]].self, from: Data(result.output.utf8))
+        let schedules: [String: LearningRateSchedule] = [
+            "step": .init(kind: .step(stepSize: 2, gamma: 0.5)),
+            "multistep": .init(kind: .multistep(milestones: [2, 5], gamma: 0.1)),
+            "exponential": .init(kind: .exponential(gamma: 0.8)),
+            "cosine": .init(kind: .cosine(tMax: 8, minimum: 0.001)),
+            "warmup 6 + step, SequentialLR": .init(kind: .step(stepSize: 2, gamma: 0.5), warmupEpochs: 2, warmupStartFactor: 0.25),
+            "warmup 6 + multistep, SequentialLR": .init(kind: .multistep(milestones: [1, 4], gamma: 0.1), warmupSteps: 6, warmupStartFactor: 0.25),
+            "warmup 5 + cosine": .init(kind: .cosine(tMax: 7, minimum: 0.001), warmupSteps: 5, warmupStartFactor: 0.25),
+            "warmup 4 + exponential": .init(kind: .exponential(gamma: 0.8), warmupSteps: 4, warmupStartFactor: 0.1),
+        ]
+        XCTAssertEqual(Set(torch.keys), Set(schedules.keys))
+        for (name, schedule) in schedules {
+            let expected = try XCTUnwrap(torch[name])
+            XCTAssertEqual(expected.count, 27, name)
+            for (step, lr) in expected.enumerated() {
+                let ours = Double(schedule.learningRate(base: 0.1, epoch: step / 3, globalStep: step, stepsPerEpoch: 3))
+                XCTAssertEqual(ours, lr, accuracy: 1e-6 * lr, "\(name), step \(step)")   // float32's lr
+            }
+        }
     }
 }
