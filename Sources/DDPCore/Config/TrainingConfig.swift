@@ -346,7 +346,7 @@ public struct TrainingConfig: Sendable, Equatable {
 
     static func optimizerConfig(_ section: inout ConfigSection) throws -> OptimizerConfig {
         let kind = try section.choice("type", default: OptimizerConfig.Kind.adam)
-        var config = OptimizerConfig(kind: kind, learningRate: try section.float("lr", default: kind == .sgd ? 0.01 : 0.001, in: 0...1e3))
+        var config = OptimizerConfig(kind: kind, learningRate: try section.float("lr", default: kind == .sgd || kind == .rmsprop ? 0.01 : 0.001, in: 0...1e3))
         config.weightDecay = try section.float("weight_decay", default: kind == .adamw ? 0.01 : 0, in: 0...1e3)
         config.decay = try section.choice("decay", default: config.decay)
         config.momentum = try section.float("momentum", default: config.momentum, in: 0...1)
@@ -355,6 +355,13 @@ public struct TrainingConfig: Sendable, Equatable {
         config.beta1 = try section.float("beta1", default: config.beta1, in: 0...0.999_999)
         config.beta2 = try section.float("beta2", default: config.beta2, in: 0...0.999_999_9)
         config.epsilon = try section.float("epsilon", default: config.epsilon, in: 0...1)
+        if kind == .rmsprop {
+            config.alpha = try section.float("alpha", default: config.alpha, in: 0...1)
+            config.centered = try section.bool("centered", default: config.centered)
+            if config.centered && config.momentum > 0 {
+                throw DDPError(.config, "optimizer.centered: RMSprop centered with momentum keeps three buffers per parameter; ddp keeps two: use centered: true or momentum > 0, not both")
+            }
+        }
         config.scaleLR = try section.choice("scale_lr", default: config.scaleLR)
         config.baseBatch = try section.int("base_batch", default: config.baseBatch, min: 1)
         if let clip = try section.double("clip_norm") {

@@ -12,7 +12,7 @@ public enum DecayScope: String, Sendable, CaseIterable {
 
 /// The config's `optimizer` section.
 public struct OptimizerConfig: Sendable, Equatable {
-    public enum Kind: String, Sendable, CaseIterable { case sgd, adam, adamw }
+    public enum Kind: String, Sendable, CaseIterable { case sgd, adam, adamw, rmsprop }
     public var kind: Kind
     public var learningRate: Float
     public var weightDecay: Float = 0
@@ -23,6 +23,10 @@ public struct OptimizerConfig: Sendable, Equatable {
     public var beta1: Float = 0.9
     public var beta2: Float = 0.999
     public var epsilon: Float = 1e-8
+    /// RMSprop's smoothing constant α (torch's `alpha`, Keras's `rho`).
+    public var alpha: Float = 0.99
+    /// RMSprop: normalize by the gradient's estimated variance instead of its second moment.
+    public var centered = false
     /// Gradient clipping by global L2 norm (torch.nn.utils.clip_grad_norm_); nil = off.
     public var clipNorm: Float?
     /// `scale_lr`: how `lr` follows the global batch (see `scaledLearningRate`).
@@ -61,6 +65,13 @@ public struct OptimizerConfig: Sendable, Equatable {
 /// AdamW (torch.optim.AdamW):  p ← p·(1 − lr·wd)  (decoupled, before the moment update)
 /// then, for both:             m ← β₁m + (1 − β₁)g;  v ← β₂v + (1 − β₂)g²
 ///                             p ← p − (lr/(1 − β₁ᵗ)) · m / (√v/√(1 − β₂ᵗ) + ε)
+/// RMSprop (torch.optim.RMSprop, Hinton's lecture 6e rule with torch's ε outside the root):
+///                             g ← g + wd·p;  v ← αv + (1 − α)g²;
+///                             centered: ḡ ← ḡ + (1 − α)(g − ḡ) (torch's lerp), d = √(v − ḡ²) + ε;
+///                             else d = √v + ε;
+///                             momentum μ > 0: b ← μb + g/d, p ← p − lr·b;  else p ← p − lr·g/d
+///                             v in the second moment; ḡ or b in the first (both at once,
+///                             centered with momentum, would need a third buffer: refused)
 ///
 /// It runs on the combined gradient (after the allreduce, or on this rank's slice after the
 /// reduce-scatter), so every rank's update of a parameter is the same. It owns one contiguous
@@ -131,6 +142,7 @@ public final class Optimizer {
         switch config.kind {
         case .sgd: sgd(p, g, lr: lr)
         case .adam, .adamw: adam(p, GradientSource(g), lr: lr, copyTo: nil)
+        case .rmsprop: rmsprop(p, g, lr: lr)
         }
     }
 
@@ -204,6 +216,30 @@ public final class Optimizer {
             }
         }
         adam(parameters, gradients, start..<count, lr: lr, decayFactor: 1, copyTo: mirror)
+    }
+
+    /// RMSprop's update over the whole range, element by element in torch's operation order.
+    private func rmsprop(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, lr: Float) {
+        let alpha = config.alpha, rest = 1 - alpha, eps = config.epsilon, momentum = config.momentum
+        let v = secondMoment.baseAddress!, first = firstMoment.baseAddress!
+        for i in 0..<count {
+            let gradient = g[i]
+            v[i] = v[i] * alpha + rest * gradient * gradient
+            var denominator: Float
+            if config.centered {
+                first[i] += rest * (gradient - first[i])
+                denominator = (v[i] - first[i] * first[i]).squareRoot()
+            } else {
+                denominator = v[i].squareRoot()
+            }
+            denominator += eps
+            if momentum > 0 {
+                first[i] = first[i] * momentum + gradient / denominator
+                p[i] -= lr * first[i]
+            } else {
+                p[i] -= lr * (gradient / denominator)
+            }
+        }
     }
 
     private func sgd(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, lr: Float) {

@@ -199,6 +199,18 @@ final class ThreadCommunicatorTests: XCTestCase {
         XCTAssertNotEqual(unscaled[0].parameters, reference[0].parameters)
     }
 
+    /// RMSprop under the sharded update: 2 and 4 ranks train one process's model.
+    func testRMSpropFollowsOneProcessAtTwoAndFourRanks() throws {
+        let overrides = ["optimizer={type: rmsprop, lr: 0.003, momentum: 0.5, weight_decay: 0.001}"]
+        let single = try train(ranks: 1, overrides: overrides)
+        for ranks in [2, 4] {
+            let run = try train(ranks: ranks, overrides: overrides)
+            assertClose(run[0].parameters, single[0].parameters, relative: 1e-5, "np=\(ranks) against np=1")
+            XCTAssertEqual(run[ranks - 1].parameters, run[0].parameters, "np=\(ranks): every rank holds the same model")
+        }
+        XCTAssertNotEqual(single[0].outcome.losses.first, single[0].outcome.losses.last, "it trained")
+    }
+
     /// A rank that fails stops the others at their next collective instead of leaving them
     /// waiting, and the error names it.
     func testOneRankFailingStopsTheOthers() throws {

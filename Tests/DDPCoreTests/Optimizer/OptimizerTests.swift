@@ -103,6 +103,60 @@ final class OptimizerTests: XCTestCase {
         assertClose(Array(network.parameters[6..<8]), [0.499, 0.499])
     }
 
+    // MARK: RMSprop
+
+    /// Six steps of RMSprop from the same parameters and gradients as torch.optim.RMSprop in
+    /// float32: plain, with momentum, centered, and with (coupled) weight decay on every tensor.
+    func testRMSpropMatchesTorch() throws {
+        let python = try InteropPython.require(["torch"])
+        var random = TestRandom(seed: 7)
+        let network = try makeNetwork(inputs: 3, [Layers.dense(2)])
+        let start = random.array(network.parameters.count, -1, 1)
+        let gradients = (0..<6).map { _ in random.array(network.parameters.count, -2, 2) }
+        let cases: [(name: String, torch: String, configure: (inout OptimizerConfig) -> Void)] = [
+            ("plain", "lr=0.01", { _ in }),
+            ("momentum", "lr=0.01, alpha=0.9, momentum=0.9", { $0.alpha = 0.9; $0.momentum = 0.9 }),
+            ("centered", "lr=0.01, centered=True, eps=1e-6", { $0.centered = true; $0.epsilon = 1e-6 }),
+            ("weight decay", "lr=0.05, weight_decay=0.1, momentum=0.5", { $0.weightDecay = 0.1; $0.momentum = 0.5; $0.decay = .all }),
+        ]
+        let script = """
+            import json, sys, torch
+            start, gradients = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+            out = {}
+            for name, options in json.loads(sys.argv[3]).items():
+                p = torch.nn.Parameter(torch.tensor(start, dtype=torch.float32))
+                o = eval("torch.optim.RMSprop([p], " + options + ", foreach=False)")
+                for g in gradients:
+                    p.grad = torch.tensor(g, dtype=torch.float32)
+                    o.step()
+                out[name] = p.detach().tolist()
+            print(json.dumps(out))
+            """
+        let json = { (value: Any) in String(decoding: try JSONSerialization.data(withJSONObject: value), as: UTF8.self) }
+        let options = Dictionary(uniqueKeysWithValues: cases.map { ($0.name, $0.torch) })
+        let result = try runPython(python, ["-c", script, try json(start.map(Double.init)),
+                                            try json(gradients.map { $0.map(Double.init) }), try json(options)])
+        XCTAssertEqual(result.status, 0, result.output)
+        let torch = try JSONDecoder().decode([String: [Double]].self, from: Data(result.output.utf8))
+        for c in cases {
+            store(start, into: network.parameters)
+            let rmsprop = optimizer(.rmsprop, lr: 0.01, c.configure, network: network)
+            let lr: Float = c.name == "weight decay" ? 0.05 : 0.01
+            for g in gradients { step(rmsprop, network, g, lr: lr) }
+            let expected = try XCTUnwrap(torch[c.name])
+            assertClose(Array(network.parameters), expected, accuracy: 1e-6, c.name)
+            XCTAssertGreaterThan(zip(network.parameters, start).map { abs($0 - $1) }.max() ?? 0, 1e-3, "\(c.name): it moved")
+        }
+    }
+
+    func testRMSpropCenteredWithMomentumIsRefused() {
+        let yaml = "data: {train: {format: moons, samples: 64, noise: 0.1}}\nmodel: {inputs: 2, layers: [{type: dense, units: 2}]}\n"
+        XCTAssertThrowsError(try TrainingConfig.parse(yaml: yaml + "optimizer: {type: rmsprop, centered: true, momentum: 0.9}")) { error in
+            XCTAssertTrue("\(error)".contains("optimizer.centered"), "\(error)")
+        }
+        XCTAssertEqual(try TrainingConfig.parse(yaml: yaml + "optimizer: {type: rmsprop}").optimizer.learningRate, 0.01, "torch's default lr")
+    }
+
     // MARK: Adam and AdamW
 
     /// torch.optim.Adam / AdamW in Double, one scalar parameter.
