@@ -144,9 +144,19 @@ struct Evaluate: ParsableCommand {
             }
             // Under mpirun the ranks share the rows (rank r scores rows r, r + N, …) and rank 0
             // prints the one result.
+            // The loss weighs classes as training did; `balanced` would need the training set's
+            // counts, which eval does not read, so there the loss is unweighted, and it says so.
+            var classWeights: [Float] = []
+            if case .given = config.classWeight {
+                classWeights = try config.classWeight!.resolve(classes: config.loss.isCategorical ? model.network.outputWidth : 2,
+                                                               labels: [], origin: "")
+            } else if config.classWeight == .balanced, JobSession.launcherRank == 0 {
+                FileHandle.standardError.write(Data("notice: loss.class_weight: balanced is not applied by ddp eval (it reads no training labels); the loss is unweighted\n".utf8))
+            }
             try session.startCommunicator(watchdogTimeout: config.distributed.timeoutSeconds) { communicator in
                 let context = StepContext(communicator: communicator, maxBatch: Evaluator.chunk(for: config.model))
-                let result = try Evaluator(network: model.network, loss: config.loss, context: context).evaluate(dataset, transform: transform)
+                let result = try Evaluator(network: model.network, loss: config.loss, context: context, classWeights: classWeights)
+                    .evaluate(dataset, transform: transform)
                 guard communicator.isRoot else { return }
                 print(MetricsLog.encode(EvaluationLine(split: split, samples: dataset.count, loss: result.loss, accuracy: result.accuracy)))
             }

@@ -76,6 +76,8 @@ public struct TrainingConfig: Sendable, Equatable {
     public var data: DataConfig
     public var model: ModelConfig
     public var loss: Loss
+    /// `loss.class_weight`; nil = every class weighs 1.
+    public var classWeight: ClassWeight?
     public var optimizer: OptimizerConfig
     public var schedule = LearningRateSchedule()
     public var training = LoopConfig()
@@ -134,12 +136,13 @@ public struct TrainingConfig: Sendable, Equatable {
         guard var modelSection = try top.section("model") else { throw DDPError(.config, "missing key 'model'") }
         let model = try modelConfig(&modelSection, data: data)
         try modelSection.finish()
-        let loss = try lossConfig(top.node("loss"))
+        let (loss, classWeight) = try lossConfig(top.node("loss"), model: model)
         guard var optimizerSection = try top.section("optimizer") else { throw DDPError(.config, "missing key 'optimizer'") }
         let optimizer = try optimizerConfig(&optimizerSection)
         try optimizerSection.finish()
 
         var config = TrainingConfig(seed: seed, data: data, model: model, loss: loss, optimizer: optimizer)
+        config.classWeight = classWeight
         try top.parseSection("training") { try loopConfig(&$0, into: &config.training) }
         try top.parseSection("schedule") { config.schedule = try scheduleConfig(&$0, epochs: config.training.epochs) }
         if case let .reduceOnPlateau(plateau) = config.schedule.kind {
@@ -314,11 +317,12 @@ public struct TrainingConfig: Sendable, Equatable {
         return .features(count)
     }
 
-    static func lossConfig(_ node: Node?) throws -> Loss {
-        guard let node else { return .crossEntropy }
+    static func lossConfig(_ node: Node?, model: ModelConfig) throws -> (Loss, ClassWeight?) {
+        guard let node else { return (.crossEntropy, nil) }
         var name: String
         var fromLogits = true
         var labelSmoothing: Double?
+        var classWeight: ClassWeight?
         if let scalar = node.scalar {
             name = scalar.string
         } else {
@@ -326,8 +330,54 @@ public struct TrainingConfig: Sendable, Equatable {
             name = try section.string("type", default: "cross_entropy")
             fromLogits = try section.bool("from_logits", default: true)
             labelSmoothing = try section.double("label_smoothing")
+            classWeight = try classWeightConfig(&section)
             try section.finish()
         }
+        let loss = try lossKind(name, fromLogits: fromLogits, labelSmoothing: labelSmoothing)
+        if let classWeight {
+            let classes: Int
+            switch loss {
+            case .crossEntropy: classes = model.outputWidth
+            case .binaryCrossEntropy: classes = 2
+            case .meanSquaredError:
+                throw DDPError(.config, "loss.class_weight: mse has no classes to weight; class_weight applies to cross_entropy and binary_crossentropy")
+            }
+            if case let .given(weights) = classWeight, let beyond = weights.keys.first(where: { $0 >= classes }) {
+                throw DDPError(.config, "loss.class_weight: class \(beyond) does not exist: the model has \(classes) classes (0 to \(classes - 1))")
+            }
+        }
+        return (loss, classWeight)
+    }
+
+    /// `loss.class_weight`: `balanced`, or a mapping from class index to a weight ≥ 0 (not all 0).
+    static func classWeightConfig(_ section: inout ConfigSection) throws -> ClassWeight? {
+        ConfigKeyRecorder.current?.note(section.key("class_weight"), type: "balanced, or {class: weight}")
+        guard let node = section.node("class_weight") else { return nil }
+        let key = section.key("class_weight")
+        if let text = node.scalar?.string {
+            guard text == "balanced" else {
+                throw DDPError(.config, "\(key): expected balanced or a mapping such as {0: 1.0, 3: 4.0}, got '\(text)'")
+            }
+            return .balanced
+        }
+        guard let mapping = node.mapping else {
+            throw DDPError(.config, "\(key): expected balanced or a mapping such as {0: 1.0, 3: 4.0}, got '\(ConfigSection.describe(node))'")
+        }
+        var weights: [Int: Float] = [:]
+        for (classNode, valueNode) in mapping {
+            guard let text = classNode.scalar?.string, let index = Int(text), index >= 0 else {
+                throw DDPError(.config, "\(key): '\(ConfigSection.describe(classNode))' is not a class index (an integer ≥ 0)")
+            }
+            guard let value = Double(valueNode.scalar?.string ?? ""), value.isFinite, value >= 0, value <= 1e6 else {
+                throw DDPError(.config, "\(key).\(index): expected a weight in [0, 1e6], got '\(ConfigSection.describe(valueNode))'")
+            }
+            guard weights[index] == nil else { throw DDPError(.config, "\(key): class \(index) is given twice") }
+            weights[index] = Float(value)
+        }
+        return .given(weights)
+    }
+
+    static func lossKind(_ name: String, fromLogits: Bool, labelSmoothing: Double?) throws -> Loss {
         let smoothing = Float(labelSmoothing ?? 0)
         if let labelSmoothing, !(0..<1).contains(labelSmoothing) {
             throw DDPError(.config, "loss.label_smoothing: expected a number in [0, 1), got \(labelSmoothing)")

@@ -71,56 +71,96 @@ public enum Loss: Sendable, Equatable {
     /// receives `gradientScale`·d(Σ losses)/d(output), (batch, width). The trainer passes
     /// 1/(global batch size), so backward yields the gradient of the global mean loss (torch's
     /// mean reduction) and the allreduced sum needs no further scaling.
+    ///
+    /// With `classWeights` (w_c per class; `loss.class_weight`), torch's
+    /// CrossEntropyLoss(weight: w) and, per sample, BCE's weight w_y: each sample's loss and
+    /// gradient are multiplied by its label's weight (with label smoothing, cross-entropy's
+    /// smoothing term weights each class's log-probability by w_c instead:
+    /// ℓ = (1 − ε)·w_y·(lse − z_y) + (ε/C)·Σ_c w_c·(lse − z_c), torch's formula), and
+    /// `weightSum` returns Σ w_y, the mean's denominator; the trainer passes 1/(the global
+    /// batch's Σ w_y) as `gradientScale`. Without weights `weightSum` is the row count.
     public func evaluate(output: UnsafePointer<Float>, labels: UnsafePointer<Float>, batch: Int, width: Int,
-                         gradient: UnsafeMutablePointer<Float>?, gradientScale: Float = 1) -> (lossSum: Double, correct: Double) {
-        var lossSum = 0.0, correct = 0.0
+                         gradient: UnsafeMutablePointer<Float>?, gradientScale: Float = 1,
+                         classWeights: UnsafePointer<Float>? = nil) -> (lossSum: Double, correct: Double, weightSum: Double) {
+        var lossSum = 0.0, correct = 0.0, weightSum = 0.0
         switch self {
         case .crossEntropy(let smoothing):
             // Target weights: 1 − ε + ε/C on the label, ε/C elsewhere (they sum to 1).
             let offTarget = smoothing / Float(width), onTarget = 1 - smoothing
+            var allWeights: Float = 0
+            if let classWeights { for j in 0..<width { allWeights += classWeights[j] } }
             for row in 0..<batch {
                 let z = output + row * width
                 let label = Int(labels[row])
                 var maximum = -Float.infinity, best = 0
                 for j in 0..<width where z[j] > maximum { maximum = z[j]; best = j }
-                // gapSum = Σ_k (max − z_k), so Σ_k (lse − z_k) = C·log(sum) + gapSum: no cancellation.
-                var sum: Float = 0, gapSum: Float = 0
+                if best == label { correct += 1 }
+                guard let classWeights else {
+                    // gapSum = Σ_k (max − z_k), so Σ_k (lse − z_k) = C·log(sum) + gapSum: no cancellation.
+                    var sum: Float = 0, gapSum: Float = 0
+                    for j in 0..<width {
+                        sum += expf(z[j] - maximum)
+                        gapSum += maximum - z[j]
+                    }
+                    let logSumExp = maximum + logf(sum)
+                    let nll = logSumExp - z[label]
+                    lossSum += smoothing == 0 ? Double(nll)
+                        : Double(onTarget * nll + offTarget * (Float(width) * logf(sum) + gapSum))
+                    weightSum += 1
+                    if let gradient {
+                        let g = gradient + row * width
+                        for j in 0..<width { g[j] = (expf(z[j] - logSumExp) - offTarget) * gradientScale }
+                        g[label] -= onTarget * gradientScale
+                    }
+                    continue
+                }
+                // Weighted: Σ_c w_c·(lse − z_c) = W·log(sum) + Σ_c w_c·(max − z_c).
+                var sum: Float = 0, weightedGap: Float = 0
                 for j in 0..<width {
                     sum += expf(z[j] - maximum)
-                    gapSum += maximum - z[j]
+                    weightedGap += classWeights[j] * (maximum - z[j])
                 }
-                let logSumExp = maximum + logf(sum)
+                let logSumExp = maximum + logf(sum), weight = classWeights[label]
                 let nll = logSumExp - z[label]
-                lossSum += smoothing == 0 ? Double(nll)
-                    : Double(onTarget * nll + offTarget * (Float(width) * logf(sum) + gapSum))
-                if best == label { correct += 1 }
+                lossSum += smoothing == 0 ? Double(weight * nll)
+                    : Double(onTarget * weight * nll + offTarget * (allWeights * logf(sum) + weightedGap))
+                weightSum += Double(weight)
                 if let gradient {
-                    let g = gradient + row * width
-                    for j in 0..<width { g[j] = (expf(z[j] - logSumExp) - offTarget) * gradientScale }
-                    g[label] -= onTarget * gradientScale
+                    // dℓ/dz_j = p_j·((1 − ε)·w_y + (ε/C)·W) − (ε/C)·w_j − (1 − ε)·w_y·[j = y]
+                    let g = gradient + row * width, pull = onTarget * weight + offTarget * allWeights
+                    for j in 0..<width { g[j] = (expf(z[j] - logSumExp) * pull - offTarget * classWeights[j]) * gradientScale }
+                    g[label] -= onTarget * weight * gradientScale
                 }
             }
         case .binaryCrossEntropy(let fromLogits, let smoothing):
-            let scale = gradientScale / Float(width)
             for row in 0..<batch {
                 let label = labels[row]
                 let y = smoothing == 0 ? label : label * (1 - smoothing) + 0.5 * smoothing
+                let weight = classWeights.map { $0[label > 0.5 ? 1 : 0] } ?? 1
+                let scale = gradientScale * weight / Float(width)
+                // Unweighted, each value goes straight into the sum (the order the MLP's figures
+                // were measured with); weighted, a row's values are summed before w_y multiplies.
+                var rowLoss = 0.0
                 for j in 0..<width {
                     let index = row * width + j
                     let value = output[index]
                     if fromLogits {
-                        lossSum += Double(max(value, 0) - value * y + log1pf(expf(-abs(value))))
+                        let term = Double(max(value, 0) - value * y + log1pf(expf(-abs(value))))
+                        if classWeights == nil { lossSum += term } else { rowLoss += term }
                         if (value > 0 ? 1 : 0) == label { correct += 1 }
                         gradient?[index] = (Activation.sigmoid(value) - y) * scale
                     } else {
                         let logP = max(logf(value), -100), logNotP = max(logf(1 - value), -100)
-                        lossSum += Double(-(y * logP + (1 - y) * logNotP))
+                        let term = Double(-(y * logP + (1 - y) * logNotP))
+                        if classWeights == nil { lossSum += term } else { rowLoss += term }
                         if (value > 0.5 ? 1 : 0) == label { correct += 1 }
                         // d/dp of −(y log p + (1−y) log(1−p)), with torch's clamp of the
                         // denominators at 1e-12 so p ∈ {0, 1} gives a finite gradient.
                         gradient?[index] = (value - y) / max(value * (1 - value), 1e-12) * scale
                     }
                 }
+                if classWeights != nil { lossSum += Double(weight) * rowLoss }
+                weightSum += Double(weight)
             }
             correct /= Double(width)
             lossSum /= Double(width)
@@ -134,7 +174,8 @@ public enum Loss: Sendable, Equatable {
                     gradient?[index] = gradientFactor * difference
                 }
             }
+            weightSum = Double(batch)
         }
-        return (lossSum, correct)
+        return (lossSum, correct, weightSum)
     }
 }

@@ -15,19 +15,22 @@ public final class Evaluator {
 
     let network: Network
     let loss: Loss
+    /// w_c per class (`loss.class_weight`): the mean loss is Σ w·ℓ / Σ w. Empty without.
+    let classWeights: [Float]
     let context: StepContext
     private let labels: UnsafeMutableBufferPointer<Float>
     private let totals: UnsafeMutableBufferPointer<Double>
 
-    public init(network: Network, loss: Loss, context: StepContext) {
+    public init(network: Network, loss: Loss, context: StepContext, classWeights: [Float] = []) {
         self.network = network
         self.loss = loss
+        self.classWeights = classWeights
         self.context = context
         chunk = Self.chunk(for: network.config)
         network.reserve(maxBatch: chunk)
         labels = .allocate(capacity: max(network.maxBatch, chunk))
         labels.initialize(repeating: 0)
-        totals = .allocate(capacity: 3)
+        totals = .allocate(capacity: 5)
         totals.initialize(repeating: 0)
     }
 
@@ -42,7 +45,7 @@ public final class Evaluator {
         let wasTraining = context.training
         context.training = false
         defer { context.training = wasTraining }
-        var lossSum = 0.0, correct = 0.0, count = 0
+        var lossSum = 0.0, correct = 0.0, count = 0, weightSum = 0.0, activitySum = 0.0
         var position = communicator.rank
         let stride = communicator.size
         while position < data.count {
@@ -55,18 +58,27 @@ public final class Evaluator {
             data.gather(rows: context.sampleRows, count: batch, transform: transform,
                         inputs: network.input.baseAddress!, labels: labels.baseAddress!)
             let activity = try network.forward(batch: batch, context: context)
-            let result = loss.evaluate(output: network.output, labels: labels.baseAddress!, batch: batch,
-                                       width: network.outputWidth, gradient: nil)
-            lossSum += result.lossSum + activity
+            let result = classWeights.withUnsafeBufferPointer { weights in
+                loss.evaluate(output: network.output, labels: labels.baseAddress!, batch: batch, width: network.outputWidth,
+                              gradient: nil, classWeights: weights.isEmpty ? nil : weights.baseAddress)
+            }
+            lossSum += result.lossSum
+            activitySum += activity
             correct += result.correct
             count += batch
+            weightSum += result.weightSum
         }
         totals[0] = lossSum
         totals[1] = correct
         totals[2] = Double(count)
+        totals[3] = weightSum
+        totals[4] = activitySum
         try communicator.allreduceSum(totals)
         let n = max(totals[2], 1)
-        return (totals[0] / n + network.weightPenalty(), loss.hasAccuracy ? totals[1] / n : nil)
+        // The losses over Σ w_y (the count without class weights); the activity penalties, a
+        // sum over samples, over the count.
+        let meanLoss = totals[3] > 0 ? totals[0] / totals[3] : 0
+        return (meanLoss + totals[4] / n + network.weightPenalty(), loss.hasAccuracy ? totals[1] / n : nil)
     }
 
     /// Predictions for `rows` rows of already-normalized inputs, in inference mode (single process).

@@ -3,14 +3,17 @@
 ///     gather   this rank's rows of the global batch → network.input, labels (normalized,
 ///              augmented; the next step's rows prefetched)
 ///     forward  (SyncBatchNorm: one allreduce per BN layer)
-///     loss     d(Σ per-sample losses)/d(output) × 1/(global batch size)
+///     loss     d(Σ per-sample losses)/d(output) × 1/(global batch size), or with class
+///              weights × 1/(the global batch's Σ w_y)
 ///     backward (tells the sync which gradients are final, so it may start reducing them)
 ///     sync     the mean gradient and the step's totals agreed on every rank
 ///     update   penalties, clipping, the optimizer (and, sharded, the parameters made whole)
 ///
 /// The global batch's size is known up front from the plan, so scaling each rank's gradient by
 /// 1/(global count) and summing over ranks gives the gradient of the global mean loss: N ranks
-/// compute the step of one process with the same global batch.
+/// compute the step of one process with the same global batch. So is its Σ w_y under class
+/// weights: every rank holds the training labels and the epoch's order, and sums the weights
+/// of the whole global batch in position order, the same bits on every rank and at any np.
 ///
 /// Nothing here watches the step: `StepObserver` is told where each phase ends. Every buffer
 /// is allocated once, in `init`.
@@ -24,9 +27,12 @@ final class TrainStep {
     /// `data.augment`, applied to each gathered training batch; nil without one.
     private let augmentation: Augmentation?
     private let labels: UnsafeMutableBufferPointer<Float>
+    /// w_c per class (`loss.class_weight`); empty without.
+    private let classWeights: [Float]
 
     init(network: Network, sync: GradientSync, plan: BatchPlan, context: StepContext, loss: Loss, data: RunData,
-         augmentation: Augmentation?) {
+         augmentation: Augmentation?, classWeights: [Float] = []) {
+        self.classWeights = classWeights
         self.network = network
         self.sync = sync
         self.plan = plan
@@ -49,13 +55,18 @@ final class TrainStep {
         let batch = gather(step: step, epoch: epoch, order: order)
         observer.ended(.data)
         context.globalStep = globalStep
-        let scale = 1 / Float(plan.globalCount(step: step))
+        let count = plan.globalCount(step: step)
+        let weightSum = classWeights.isEmpty ? Double(count) : globalWeightSum(step: step, order: order)
+        let scale: Float = weightSum > 0 ? Float(1 / weightSum) : 0
         let activity = try forward(batch: batch)
         let result = lossAndGradient(batch: batch, scale: scale)
         observer.ended(.forward)
         try backward(batch: batch, scale: scale)
         observer.ended(.backward)
-        let localLoss = result.lossSum + activity
+        // Weighted, the step's loss is Σ w·ℓ / Σ w (torch's batch loss); the totals report it per
+        // sample, as the epoch loss averages steps by their sample counts.
+        let lossSum = classWeights.isEmpty ? result.lossSum : (weightSum > 0 ? result.lossSum * Double(count) / weightSum : 0)
+        let localLoss = lossSum + activity
         let totals = try sync.reduce(lossSum: localLoss, samples: batch, correct: result.correct, nonFinite: !localLoss.isFinite,
                                      stop: observer.preemptionRequested)
         guard !totals.nonFinite else { return totals }
@@ -86,9 +97,26 @@ final class TrainStep {
     /// output gradient.
     @inline(__always)
     private func lossAndGradient(batch: Int, scale: Float) -> (lossSum: Double, correct: Double) {
-        let result = loss.evaluate(output: network.output, labels: labels.baseAddress!, batch: batch,
-                                   width: network.outputWidth, gradient: network.outputGradient, gradientScale: scale)
+        let result = classWeights.withUnsafeBufferPointer { weights in
+            loss.evaluate(output: network.output, labels: labels.baseAddress!, batch: batch, width: network.outputWidth,
+                          gradient: network.outputGradient, gradientScale: scale,
+                          classWeights: weights.isEmpty ? nil : weights.baseAddress)
+        }
         return (result.lossSum, result.correct)
+    }
+
+    /// Σ w_y over the whole global batch of `step`, in position order.
+    private func globalWeightSum(step: Int, order: UnsafePointer<Int32>) -> Double {
+        let start = step * plan.globalBatch
+        var sum = 0.0
+        data.train.labels.withUnsafeBufferPointer { labels in
+            classWeights.withUnsafeBufferPointer { weights in
+                for position in start..<(start + plan.globalCount(step: step)) {
+                    sum += Double(weights[Int(labels[Int(order[position])])])
+                }
+            }
+        }
+        return sum
     }
 
     @inline(__always)

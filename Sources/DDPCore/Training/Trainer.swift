@@ -90,9 +90,11 @@ public final class Trainer {
         let context = StepContext(communicator: communicator, maxBatch: max(plan.maxLocalBatch, Evaluator.chunk(for: config.model)))
         context.seed = config.seed
         network.reserve(maxBatch: plan.maxLocalBatch)
-        evaluator = Evaluator(network: network, loss: config.loss, context: context)
+        let classWeights = try config.classWeight?.resolve(classes: config.loss.isCategorical ? network.outputWidth : 2,
+                                                          labels: data.train.labels, origin: data.train.origin) ?? []
+        evaluator = Evaluator(network: network, loss: config.loss, context: context, classWeights: classWeights)
         step = TrainStep(network: network, sync: sync, plan: plan, context: context, loss: config.loss, data: data,
-                         augmentation: try Augmentation(config: config, data: data))
+                         augmentation: try Augmentation(config: config, data: data), classWeights: classWeights)
         order = .allocate(capacity: data.train.count)
         order.initialize(repeating: 0)
         state = try RunState(config: config, communicator: communicator, network: network, hasValidation: data.validation != nil,

@@ -211,6 +211,24 @@ final class ThreadCommunicatorTests: XCTestCase {
         XCTAssertNotEqual(single[0].outcome.losses.first, single[0].outcome.losses.last, "it trained")
     }
 
+    /// Class weights: every rank sums the global batch's w_y itself, so 2 and 4 ranks train
+    /// one process's model, and the weights change it.
+    func testClassWeightsFollowOneProcessAtTwoAndFourRanks() throws {
+        let overrides = ["loss={type: binary_crossentropy, from_logits: true, class_weight: {0: 0.5, 1: 3.0}}"]
+        let single = try train(ranks: 1, overrides: overrides)
+        for ranks in [2, 4] {
+            let run = try train(ranks: ranks, overrides: overrides)
+            assertClose(run[0].parameters, single[0].parameters, relative: 1e-5, "np=\(ranks) against np=1")
+            for (loss, reference) in zip(run[0].outcome.losses, single[0].outcome.losses) {
+                XCTAssertEqual(loss, reference, accuracy: 1e-5 * max(1, abs(reference)), "np=\(ranks): epoch loss")
+            }
+        }
+        let unweighted = try train(ranks: 1)
+        XCTAssertNotEqual(unweighted[0].parameters, single[0].parameters, "the weights change the model")
+        let balanced = try train(ranks: 2, overrides: ["loss={type: binary_crossentropy, from_logits: true, class_weight: balanced}"])
+        XCTAssertNotEqual(balanced[0].parameters, [], "balanced resolves from the training labels")
+    }
+
     /// A rank that fails stops the others at their next collective instead of leaving them
     /// waiting, and the error names it.
     func testOneRankFailingStopsTheOthers() throws {

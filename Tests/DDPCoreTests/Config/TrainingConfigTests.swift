@@ -153,8 +153,8 @@ final class TrainingConfigTests: XCTestCase {
         assertDDPError(.config, containing: ["training.batch_size", "expected an integer", "'sixteen'"]) {
             try TrainingConfig.parse(yaml: self.edited("training:", "training: {batch_size: sixteen}"))
         }
-        assertDDPError(.config, containing: ["optimizer.type", "'rmsprop'", "sgd", "adam", "adamw"]) {
-            try TrainingConfig.parse(yaml: self.edited("optimizer:", "optimizer: {type: rmsprop}"))
+        assertDDPError(.config, containing: ["optimizer.type", "'lion'", "sgd", "adam", "adamw", "rmsprop"]) {
+            try TrainingConfig.parse(yaml: self.edited("optimizer:", "optimizer: {type: lion}"))
         }
         assertDDPError(.config, containing: ["optimizer.decay", "'biases'", "kernels", "all"]) {
             try TrainingConfig.parse(yaml: self.edited("optimizer:", "optimizer: {type: sgd, decay: biases}"))

@@ -12,20 +12,26 @@ final class LossTests: XCTestCase {
 
     /// d(Σ losses)/d(output) from `evaluate` against central differences of its loss sum.
     private func checkLoss(_ loss: Loss, outputs: [Float], labels: [Float], width: Int, h: Float, _ label: String,
-                           file: StaticString = #filePath, line: UInt = #line) {
+                           classWeights: [Float]? = nil, file: StaticString = #filePath, line: UInt = #line) {
         let batch = labels.count
         let values = UnsafeMutableBufferPointer<Float>.allocate(capacity: outputs.count)
         let gradient = UnsafeMutableBufferPointer<Float>.allocate(capacity: outputs.count)
         defer { values.deallocate(); gradient.deallocate() }
         _ = values.initialize(from: outputs)
         gradient.initialize(repeating: .nan)
+        let weights = classWeights.map { UnsafeMutableBufferPointer<Float>.allocate(capacity: $0.count) }
+        defer { weights?.deallocate() }
+        if let weights, let classWeights { _ = weights.initialize(from: classWeights) }
+        let w = weights.map { UnsafePointer($0.baseAddress!) }
         let numeric = labels.withUnsafeBufferPointer { y in
             centralDifferences(values, count: outputs.count, h: h) {
-                loss.evaluate(output: values.baseAddress!, labels: y.baseAddress!, batch: batch, width: width, gradient: nil).lossSum
+                loss.evaluate(output: values.baseAddress!, labels: y.baseAddress!, batch: batch, width: width, gradient: nil,
+                              classWeights: w).lossSum
             }
         }
         _ = labels.withUnsafeBufferPointer { y in
-            loss.evaluate(output: values.baseAddress!, labels: y.baseAddress!, batch: batch, width: width, gradient: gradient.baseAddress!)
+            loss.evaluate(output: values.baseAddress!, labels: y.baseAddress!, batch: batch, width: width, gradient: gradient.baseAddress!,
+                          classWeights: w)
         }
         assertGradientsMatch(gradient.map(Double.init), numeric, label, file: file, line: line)
     }
@@ -49,6 +55,97 @@ final class LossTests: XCTestCase {
                   width: 1, h: 1e-3, "bce from probabilities, width 1")
         checkLoss(.binaryCrossEntropy(fromLogits: false), outputs: random.array(8, 0.05, 0.95), labels: [1, 0, 0, 1],
                   width: 2, h: 1e-3, "bce from probabilities, width 2")
+    }
+
+    /// Class weights (`loss.class_weight`): Σ w_y·ℓ and its gradient, with and without smoothing.
+    func testClassWeightedGradients() {
+        var random = TestRandom(seed: 54)
+        let weights: [Float] = [0.5, 2, 1, 3]
+        checkLoss(.crossEntropy, outputs: random.array(5 * 4, -3, 3), labels: [0, 3, 1, 2, 3], width: 4, h: 1e-2,
+                  "weighted cross_entropy", classWeights: weights)
+        checkLoss(.crossEntropy(labelSmoothing: 0.2), outputs: random.array(5 * 4, -3, 3), labels: [0, 3, 1, 2, 3], width: 4, h: 1e-2,
+                  "weighted, smoothed cross_entropy", classWeights: weights)
+        checkLoss(.binaryCrossEntropy(fromLogits: true), outputs: random.array(6, -4, 4), labels: [0, 1, 1, 0, 1, 0],
+                  width: 1, h: 1e-2, "weighted bce", classWeights: [0.25, 4])
+        checkLoss(.binaryCrossEntropy(fromLogits: false), outputs: random.array(8, 0.05, 0.95), labels: [1, 0, 0, 1],
+                  width: 2, h: 1e-3, "weighted bce from probabilities, width 2", classWeights: [3, 0.5])
+    }
+
+    /// torch.nn.CrossEntropyLoss(weight: w[, label_smoothing: ε]) and BCEWithLogitsLoss with
+    /// per-sample weights w_y normalized by Σ w_y: the mean loss and its gradient.
+    func testClassWeightsMatchTorch() throws {
+        let python = try InteropPython.require(["torch"])
+        var random = TestRandom(seed: 55)
+        let logits = random.array(6 * 4, -3, 3), labels: [Float] = [0, 3, 1, 2, 3, 3], weights: [Float] = [0.5, 2, 1, 3]
+        let binary = random.array(6, -3, 3), binaryLabels: [Float] = [0, 1, 1, 0, 1, 1], binaryWeights: [Float] = [4, 0.5]
+        let script = """
+            import json, sys, torch
+            z, y, w, s = (json.loads(a) for a in sys.argv[1:5])
+            zb, yb, wb = (json.loads(a) for a in sys.argv[5:8])
+            out = {}
+            for name, eps in (("plain", 0.0), ("smoothed", s)):
+                t = torch.tensor(z, dtype=torch.float64).reshape(6, 4).requires_grad_()
+                loss = torch.nn.functional.cross_entropy(t, torch.tensor(y, dtype=torch.long), weight=torch.tensor(w, dtype=torch.float64), label_smoothing=eps)
+                loss.backward()
+                out[name] = [loss.item()] + t.grad.flatten().tolist()
+            t = torch.tensor(zb, dtype=torch.float64).requires_grad_()
+            target = torch.tensor(yb, dtype=torch.float64)
+            sample = torch.tensor([wb[int(v)] for v in yb], dtype=torch.float64)
+            loss = (torch.nn.functional.binary_cross_entropy_with_logits(t, target, reduction="none") * sample).sum() / sample.sum()
+            loss.backward()
+            out["binary"] = [loss.item()] + t.grad.tolist()
+            print(json.dumps(out))
+            """
+        let json = { (values: [Float]) in "[" + values.map { "\(Double($0))" }.joined(separator: ",") + "]" }
+        let result = try runPython(python, ["-c", script, json(logits), json(labels), json(weights), "0.2",
+                                            json(binary), json(binaryLabels), json(binaryWeights)])
+        XCTAssertEqual(result.status, 0, result.output)
+        let torch = try JSONDecoder().decode([String: [Double]].self, from: Data(result.output.utf8))
+        let cases: [(String, Loss, [Float], [Float], [Float], Int)] = [
+            ("plain", .crossEntropy, logits, labels, weights, 4),
+            ("smoothed", .crossEntropy(labelSmoothing: 0.2), logits, labels, weights, 4),
+            ("binary", .binaryCrossEntropy(fromLogits: true), binary, binaryLabels, binaryWeights, 1),
+        ]
+        for (name, loss, outputs, y, w, width) in cases {
+            let expected = try XCTUnwrap(torch[name])
+            var gradient = [Float](repeating: .nan, count: outputs.count)
+            let batch = y.count
+            // The weight sum first (no gradient), then the gradient scaled by 1/Σw as the trainer does.
+            let total = loss.evaluate(output: outputs, labels: y, batch: batch, width: width, gradient: nil, classWeights: w)
+            _ = loss.evaluate(output: outputs, labels: y, batch: batch, width: width, gradient: &gradient,
+                              gradientScale: Float(1 / total.weightSum), classWeights: w)
+            XCTAssertEqual(total.lossSum / total.weightSum, expected[0], accuracy: 1e-6, "\(name): loss")
+            for (index, value) in gradient.enumerated() {
+                XCTAssertEqual(Double(value), expected[index + 1], accuracy: 1e-6, "\(name): gradient \(index)")
+            }
+        }
+    }
+
+    func testConfigParsesAndRefusesClassWeights() throws {
+        let base = "data: {train: {format: moons, samples: 64, noise: 0.1}}\nmodel: {inputs: 2, layers: [{type: dense, units: 3}]}\n"
+            + "optimizer: {type: sgd}\n"
+        let parse = { (loss: String) in try TrainingConfig.parse(yaml: base + "loss: " + loss) }
+        XCTAssertEqual(try parse("{type: cross_entropy, class_weight: {0: 1.0, 2: 4}}").classWeight, .given([0: 1, 2: 4]))
+        XCTAssertEqual(try parse("{type: cross_entropy, class_weight: balanced}").classWeight, .balanced)
+        XCTAssertEqual(try ClassWeight.given([2: 4]).resolve(classes: 3, labels: [], origin: "x"), [1, 1, 4])
+        XCTAssertEqual(try ClassWeight.balanced.resolve(classes: 2, labels: [0, 0, 0, 1], origin: "x"), [Float(4.0 / 6), 2])
+        let refused: [(String, String)] = [
+            ("{type: cross_entropy, class_weight: {3: 2.0}}", "loss.class_weight: class 3 does not exist: the model has 3 classes"),
+            ("{type: binary_crossentropy, class_weight: {2: 2.0}}", "class 2 does not exist: the model has 2 classes"),
+            ("{type: cross_entropy, class_weight: {0: -1}}", "loss.class_weight.0: expected a weight in [0, 1e6]"),
+            ("{type: cross_entropy, class_weight: {a: 1}}", "'a' is not a class index"),
+            ("{type: cross_entropy, class_weight: heavy}", "expected balanced or a mapping"),
+            ("{type: mse, class_weight: {0: 2}}", "mse has no classes to weight"),
+        ]
+        for (loss, message) in refused {
+            XCTAssertThrowsError(try parse(loss), loss) { XCTAssertTrue("\($0)".contains(message), "\(loss): \($0)") }
+        }
+        XCTAssertThrowsError(try ClassWeight.given([0: 0, 1: 0]).resolve(classes: 2, labels: [], origin: "x")) {
+            XCTAssertTrue("\($0)".contains("every class weighs 0"), "\($0)")
+        }
+        XCTAssertThrowsError(try ClassWeight.balanced.resolve(classes: 3, labels: [0, 1, 1], origin: "train.csv")) {
+            XCTAssertTrue("\($0)".contains("train.csv: no training sample has class 2"), "\($0)")
+        }
     }
 
     func testMeanSquaredErrorGradient() {
