@@ -459,6 +459,22 @@ public struct TrainingConfig: Sendable, Equatable {
         case "cosine":
             schedule.kind = .cosine(tMax: try section.int("t_max", default: epochs, min: 1),
                                     minimum: try section.float("eta_min", default: 0, in: 0...1e3))
+        case "one_cycle":
+            guard schedule.warmupSteps == 0 && schedule.warmupEpochs == 0 else {
+                throw DDPError(.config, "schedule.warmup_steps: one_cycle warms up by itself (pct_start); drop the warmup")
+            }
+            var cycle = LearningRateSchedule.OneCycle(epochs: epochs)
+            cycle.maxLR = section.node("max_lr") == nil ? nil : try section.float("max_lr", default: 0, in: 1e-12...1e3)
+            cycle.pctStart = try section.double("pct_start", default: cycle.pctStart, in: 0...1)
+            cycle.divFactor = try section.double("div_factor", default: cycle.divFactor, in: 1e-12...1e12)
+            cycle.finalDivFactor = try section.double("final_div_factor", default: cycle.finalDivFactor, in: 1e-12...1e12)
+            cycle.cycleMomentum = try section.bool("cycle_momentum", default: cycle.cycleMomentum)
+            cycle.baseMomentum = try section.double("base_momentum", default: cycle.baseMomentum, in: 0...1)
+            cycle.maxMomentum = try section.double("max_momentum", default: cycle.maxMomentum, in: 0...1)
+            guard cycle.pctStart > 0 && cycle.pctStart < 1 else {
+                throw DDPError(.config, "schedule.pct_start: expected a number in (0, 1), got \(cycle.pctStart)")
+            }
+            schedule.kind = .oneCycle(cycle)
         case "reduce_on_plateau":
             var plateau = ReduceLROnPlateauConfig()
             plateau.monitor = try section.string("monitor", default: plateau.monitor)
@@ -479,7 +495,7 @@ public struct TrainingConfig: Sendable, Equatable {
             }
             schedule.kind = .reduceOnPlateau(plateau)
         default:
-            throw DDPError(.config, "schedule.type: '\(type)' is not one of constant, warmup, step, multistep, exponential, cosine, reduce_on_plateau")
+            throw DDPError(.config, "schedule.type: '\(type)' is not one of constant, warmup, step, multistep, exponential, cosine, one_cycle, reduce_on_plateau")
         }
         return schedule
     }

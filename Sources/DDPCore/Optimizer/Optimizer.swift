@@ -93,6 +93,10 @@ public final class Optimizer {
     private let moments: HugePageFloats
     /// Steps taken so far (torch's `state['step']`).
     public var step: Int = 0
+    /// The momentum of this step where a schedule cycles it (one_cycle): SGD's and RMSprop's
+    /// momentum, Adam's β₁ (bias correction included, as torch reads the group's betas each
+    /// step); nil = the config's.
+    public var scheduledMomentum: Float?
     /// Ranges relative to `range.lowerBound` that weight_decay applies to.
     private let decayRanges: [Range<Int>]
 
@@ -220,7 +224,7 @@ public final class Optimizer {
 
     /// RMSprop's update over the whole range, element by element in torch's operation order.
     private func rmsprop(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, lr: Float) {
-        let alpha = config.alpha, rest = 1 - alpha, eps = config.epsilon, momentum = config.momentum
+        let alpha = config.alpha, rest = 1 - alpha, eps = config.epsilon, momentum = scheduledMomentum ?? config.momentum
         let v = secondMoment.baseAddress!, first = firstMoment.baseAddress!
         for i in 0..<count {
             let gradient = g[i]
@@ -243,7 +247,7 @@ public final class Optimizer {
     }
 
     private func sgd(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, lr: Float) {
-        let momentum = config.momentum
+        let momentum = scheduledMomentum ?? config.momentum
         guard momentum != 0 else {
             for i in 0..<count { p[i] -= lr * g[i] }
             return
@@ -266,7 +270,7 @@ public final class Optimizer {
     /// results are bit-identical. `mirror`: see `apply(_:gradients:copyTo:lr:)`.
     private func adam(_ p: UnsafeMutablePointer<Float>, _ g: GradientSource, _ span: Range<Int>, lr: Float,
                       decayFactor: Float, copyTo mirror: UnsafeMutablePointer<Float>?) {
-        let beta1 = config.beta1, beta2 = config.beta2, eps = config.epsilon
+        let beta1 = scheduledMomentum ?? config.beta1, beta2 = config.beta2, eps = config.epsilon
         let m = firstMoment.baseAddress!, v = secondMoment.baseAddress!
         let t = Float(step)
         let biasCorrection2Root = (1 - powf(beta2, t)).squareRoot()

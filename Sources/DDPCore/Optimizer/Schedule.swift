@@ -17,6 +17,11 @@ import Darwin
 /// - cosine:      η_min + (lr₀ − η_min)(1 + cos(π·e/T_max))/2      (CosineAnnealingLR),
 ///                held at η_min after T_max (torch would climb back up: it is periodic)
 /// - reduce_on_plateau: the lr `ReduceLROnPlateau` holds, passed in as `base`
+/// - one_cycle:   OneCycleLR (Smith & Topin 2017) per optimizer step over epochs × steps per
+///                epoch, cosine annealing, two phases: from max_lr/div_factor up to max_lr over
+///                the first pct_start of the steps, then down to max_lr/(div_factor·final_div_factor);
+///                with cycle_momentum (torch's default) the momentum (SGD's, RMSprop's, Adam's β₁)
+///                goes the other way, max_momentum → base_momentum → max_momentum (`momentum`)
 ///
 /// Any of them may start with a linear warmup over its first W optimizer steps
 /// (`warmup_steps: W`, or `warmup_epochs: E` for W = E·steps per epoch), as torch's
@@ -35,6 +40,39 @@ public struct LearningRateSchedule: Sendable, Equatable {
         case exponential(gamma: Float)
         case cosine(tMax: Int, minimum: Float)
         case reduceOnPlateau(ReduceLROnPlateauConfig)
+        case oneCycle(OneCycle)
+    }
+
+    /// torch.optim.lr_scheduler.OneCycleLR's settings (anneal_strategy 'cos', three_phase off);
+    /// `maxLR` nil = the optimizer's lr.
+    public struct OneCycle: Sendable, Equatable {
+        public var maxLR: Float?
+        public var epochs: Int
+        public var pctStart: Double = 0.3
+        public var divFactor: Double = 25
+        public var finalDivFactor: Double = 1e4
+        public var cycleMomentum = true
+        public var baseMomentum: Double = 0.85
+        public var maxMomentum: Double = 0.95
+
+        public init(epochs: Int) { self.epochs = epochs }
+
+        /// (lr, momentum) at step `step` of `total`, torch's `get_lr` in Double: phase 1 ends at
+        /// step pct_start·total − 1, phase 2 at total − 1 (and holds its formula beyond).
+        func values(base: Float, step: Int, total: Int) -> (lr: Float, momentum: Double) {
+            let peak = Double(maxLR ?? base), initial = peak / divFactor, minimum = initial / finalDivFactor
+            let firstEnd = pctStart * Double(total) - 1, position = Double(step)
+            let rising = position <= firstEnd
+            let pct = rising ? position / firstEnd : (position - firstEnd) / (Double(total - 1) - firstEnd)
+            let shape = (cos(Double.pi * pct) + 1) / 2
+            return rising ? (Float(Self.anneal(initial, peak, shape)), Self.anneal(maxMomentum, baseMomentum, shape))
+                          : (Float(Self.anneal(peak, minimum, shape)), Self.anneal(baseMomentum, maxMomentum, shape))
+        }
+
+        /// torch's `_annealing_cos`: end + (start − end)·(cos(π·pct) + 1)/2, `shape` the last factor.
+        private static func anneal(_ start: Double, _ end: Double, _ shape: Double) -> Double {
+            end + (start - end) * shape
+        }
     }
     public var kind: Kind
     /// Warmup length in optimizer steps (`warmup_steps`); 0 = none, or see `warmupEpochs`.
@@ -65,6 +103,8 @@ public struct LearningRateSchedule: Sendable, Equatable {
         }
         let e = max(epoch - warmup / max(stepsPerEpoch, 1), 0)
         switch kind {
+        case let .oneCycle(cycle):
+            return cycle.values(base: base, step: globalStep, total: cycle.epochs * stepsPerEpoch).lr
         case .constant, .reduceOnPlateau: return base
         case let .step(stepSize, gamma): return base * powf(gamma, Float(e / max(stepSize, 1)))
         case let .multistep(milestones, gamma): return base * powf(gamma, Float(milestones.filter { $0 <= e }.count))
@@ -73,6 +113,13 @@ public struct LearningRateSchedule: Sendable, Equatable {
             let progress = Double(min(e, tMax)) / Double(max(tMax, 1))
             return minimum + (base - minimum) * Float((1 + cos(Double.pi * progress)) / 2)
         }
+    }
+
+    /// The momentum one_cycle with cycle_momentum sets for step `globalStep` (SGD's and
+    /// RMSprop's momentum, Adam's β₁); nil for every other schedule.
+    public func momentum(globalStep: Int, stepsPerEpoch: Int) -> Float? {
+        guard case let .oneCycle(cycle) = kind, cycle.cycleMomentum else { return nil }
+        return Float(cycle.values(base: 1, step: globalStep, total: cycle.epochs * stepsPerEpoch).momentum)
     }
 }
 
@@ -89,6 +136,9 @@ extension LearningRateSchedule {
         case let .exponential(gamma): shape = "exponential(gamma=\(gamma))"
         case let .cosine(tMax, minimum): shape = "cosine(t_max=\(tMax), eta_min=\(minimum))"
         case .reduceOnPlateau: shape = "reduce_on_plateau"
+        case let .oneCycle(c):
+            shape = "one_cycle(max_lr=\(c.maxLR.map { "\($0)" } ?? "lr"), epochs=\(c.epochs), pct_start=\(c.pctStart), div_factor=\(c.divFactor), "
+                + "final_div_factor=\(c.finalDivFactor), cycle_momentum=\(c.cycleMomentum), base_momentum=\(c.baseMomentum), max_momentum=\(c.maxMomentum))"
         }
         let length = warmupEpochs > 0 ? "warmup_epochs=\(warmupEpochs)" : "warmup_steps=\(warmupSteps)"
         return warmupEpochs > 0 || warmupSteps > 0 ? shape + " after \(length) from \(warmupStartFactor)·lr" : shape

@@ -212,6 +212,7 @@ public final class Trainer {
             observer.stepBegins(epoch: epoch, step: index)
             lr = config.schedule.learningRate(base: baseLearningRate, epoch: epoch, globalStep: state.globalStep,
                                                stepsPerEpoch: plan.stepsPerEpoch)
+            step.sync.optimizer.scheduledMomentum = config.schedule.momentum(globalStep: state.globalStep, stepsPerEpoch: plan.stepsPerEpoch)
             let totals = try step.run(step: index, epoch: epoch, order: orderBase, globalStep: state.globalStep, lr: lr, observer: observer)
             guard !totals.nonFinite else { throw state.nonFiniteLoss(epoch: epoch, step: index, totals: totals) }
             sums.add(totals)

@@ -199,6 +199,18 @@ final class ThreadCommunicatorTests: XCTestCase {
         XCTAssertNotEqual(unscaled[0].parameters, reference[0].parameters)
     }
 
+    /// one_cycle cycles the sharded optimizer's momentum on every rank alike: 2 ranks train one
+    /// process's model, and the cycle changes it.
+    func testOneCycleFollowsOneProcessAtTwoRanks() throws {
+        let overrides = ["schedule={type: one_cycle, max_lr: 0.2}"]
+        let single = try train(ranks: 1, overrides: overrides)
+        let pair = try train(ranks: 2, overrides: overrides)
+        assertClose(pair[0].parameters, single[0].parameters, relative: 1e-5, "np=2 against np=1")
+        XCTAssertEqual(pair[1].parameters, pair[0].parameters, "both ranks hold the same model")
+        let withoutMomentumCycle = try train(ranks: 1, overrides: ["schedule={type: one_cycle, max_lr: 0.2, cycle_momentum: false}"])
+        XCTAssertNotEqual(withoutMomentumCycle[0].parameters, single[0].parameters, "the momentum cycle changes the steps")
+    }
+
     /// RMSprop under the sharded update: 2 and 4 ranks train one process's model.
     func testRMSpropFollowsOneProcessAtTwoAndFourRanks() throws {
         let overrides = ["optimizer={type: rmsprop, lr: 0.003, momentum: 0.5, weight_decay: 0.001}"]

@@ -72,6 +72,10 @@ final class ScheduleTests: XCTestCase {
         XCTAssertEqual(try parsed("{type: exponential, gamma: 0.95, warmup_epochs: 2, warmup_start_factor: 0.1}"),
                        LearningRateSchedule(kind: .exponential(gamma: 0.95), warmupEpochs: 2, warmupStartFactor: 0.1))
         XCTAssertEqual(try parsed("{type: cosine, warmup_steps: 7}"), LearningRateSchedule(kind: .cosine(tMax: 8, minimum: 0), warmupSteps: 7))
+        var cycle = LearningRateSchedule.OneCycle(epochs: 8)
+        cycle.maxLR = 0.2
+        cycle.cycleMomentum = false
+        XCTAssertEqual(try parsed("{type: one_cycle, max_lr: 0.2, cycle_momentum: false}"), LearningRateSchedule(kind: .oneCycle(cycle)))
         let refused: [(String, String)] = [
             ("{type: step, gamma: 0}", "schedule.gamma: expected a number in (0, 1], got 0"),
             ("{type: exponential, gamma: -0.5}", "schedule.gamma"),
@@ -85,7 +89,9 @@ final class ScheduleTests: XCTestCase {
             ("{type: cosine, warmup_epochs: 2, warmup_steps: 5}", "give the warmup's length once"),
             ("{type: cosine, warmup_start_factor: 1.5}", "schedule.warmup_start_factor"),
             ("{type: warmup}", "schedule.warmup_steps: expected an integer ≥ 1 for type warmup"),
-            ("{type: linear}", "'linear' is not one of constant, warmup, step, multistep, exponential, cosine, reduce_on_plateau"),
+            ("{type: linear}", "'linear' is not one of constant, warmup, step, multistep, exponential, cosine, one_cycle, reduce_on_plateau"),
+            ("{type: one_cycle, warmup_epochs: 1}", "one_cycle warms up by itself"),
+            ("{type: one_cycle, pct_start: 1}", "schedule.pct_start: expected a number in (0, 1)"),
         ]
         for (schedule, message) in refused {
             XCTAssertThrowsError(try parsed(schedule), schedule) { error in
@@ -163,5 +169,62 @@ final class ScheduleTests: XCTestCase {
                 XCTAssertEqual(ours, lr, accuracy: 1e-6 * lr, "\(name), step \(step)")   // float32's lr
             }
         }
+    }
+
+    /// one_cycle against torch's OneCycleLR stepped per optimizer step: the lr and momentum of
+    /// every step (SGD's momentum), and Adam trained through it, β₁ cycled with its bias
+    /// correction, against torch.optim.Adam under OneCycleLR.
+    func testOneCycleMatchesTorch() throws {
+        let python = try InteropPython.require(["torch"])
+        var random = TestRandom(seed: 9)
+        let network = try makeNetwork(inputs: 2, [Layers.dense(2)])
+        let start = random.array(network.parameters.count, -1, 1)
+        let gradients = (0..<15).map { _ in random.array(network.parameters.count, -1, 1) }
+        let script = """
+            import json, sys, torch
+            start, gradients = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+            p = torch.nn.Parameter(torch.zeros(1))
+            o = torch.optim.SGD([p], lr=0.1, momentum=0.9)
+            s = torch.optim.lr_scheduler.OneCycleLR(o, max_lr=0.1, epochs=3, steps_per_epoch=5, pct_start=0.3)
+            lrs, momenta = [], []
+            for _ in range(15):
+                lrs.append(o.param_groups[0]['lr']); momenta.append(o.param_groups[0]['momentum']); o.step(); s.step()
+            q = torch.nn.Parameter(torch.tensor(start, dtype=torch.float32))
+            a = torch.optim.Adam([q], lr=0.01)
+            s = torch.optim.lr_scheduler.OneCycleLR(a, max_lr=0.01, total_steps=15, div_factor=10, final_div_factor=100)
+            for g in gradients:
+                q.grad = torch.tensor(g, dtype=torch.float32); a.step(); s.step()
+            print(json.dumps({"lr": lrs, "momentum": momenta, "adam": q.detach().tolist()}))
+            """
+        let json = { (value: Any) in String(decoding: try JSONSerialization.data(withJSONObject: value), as: UTF8.self) }
+        let result = try runPython(python, ["-c", script, try json(start.map(Double.init)), try json(gradients.map { $0.map(Double.init) })])
+        XCTAssertEqual(result.status, 0, result.output)
+        let torch = try JSONDecoder().decode([String: [Double]].self, from: Data(result.output.utf8))
+        var cycle = LearningRateSchedule.OneCycle(epochs: 3)
+        cycle.maxLR = 0.1
+        let sgd = LearningRateSchedule(kind: .oneCycle(cycle))
+        for step in 0..<15 {
+            let lr = try XCTUnwrap(torch["lr"])[step], momentum = try XCTUnwrap(torch["momentum"])[step]
+            XCTAssertEqual(Double(sgd.learningRate(base: 0.5, epoch: step / 5, globalStep: step, stepsPerEpoch: 5)), lr,
+                           accuracy: 1e-6 * lr, "lr, step \(step)")
+            XCTAssertEqual(Double(try XCTUnwrap(sgd.momentum(globalStep: step, stepsPerEpoch: 5))), momentum, accuracy: 1e-7, "momentum, step \(step)")
+        }
+        var adamCycle = LearningRateSchedule.OneCycle(epochs: 3)
+        adamCycle.divFactor = 10
+        adamCycle.finalDivFactor = 100
+        let adamSchedule = LearningRateSchedule(kind: .oneCycle(adamCycle))
+        store(start, into: network.parameters)
+        let adam = Optimizer(config: OptimizerConfig(kind: .adam, learningRate: 0.01), layout: network.layout)
+        for (step, g) in gradients.enumerated() {
+            store(g, into: network.gradients)
+            adam.scheduledMomentum = adamSchedule.momentum(globalStep: step, stepsPerEpoch: 5)
+            adam.apply(parameters: network.parameters, gradients: network.gradients,
+                       lr: adamSchedule.learningRate(base: 0.01, epoch: step / 5, globalStep: step, stepsPerEpoch: 5))
+        }
+        for (ours, theirs) in zip(network.parameters, try XCTUnwrap(torch["adam"])) {
+            XCTAssertEqual(Double(ours), theirs, accuracy: 1e-6)
+        }
+        XCTAssertGreaterThan(zip(network.parameters, start).map { abs($0 - $1) }.max() ?? 0, 1e-3, "it moved")
+        XCTAssertNil(LearningRateSchedule(kind: .cosine(tMax: 3, minimum: 0)).momentum(globalStep: 2, stepsPerEpoch: 5))
     }
 }
