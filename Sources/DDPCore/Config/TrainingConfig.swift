@@ -464,6 +464,7 @@ public struct TrainingConfig: Sendable, Equatable {
                 throw DDPError(.config, "schedule.warmup_steps: one_cycle warms up by itself (pct_start); drop the warmup")
             }
             var cycle = LearningRateSchedule.OneCycle(epochs: epochs)
+            ConfigKeyRecorder.current?.note(section.key("max_lr"), type: "number in (0, 1000]", default: "optimizer.lr")
             cycle.maxLR = section.node("max_lr") == nil ? nil : try section.float("max_lr", default: 0, in: 1e-12...1e3)
             cycle.pctStart = try section.double("pct_start", default: cycle.pctStart, in: 0...1)
             cycle.divFactor = try section.double("div_factor", default: cycle.divFactor, in: 1e-12...1e12)
