@@ -155,21 +155,32 @@ struct Evaluate: ParsableCommand {
             }
             try session.startCommunicator(watchdogTimeout: config.distributed.timeoutSeconds) { communicator in
                 let context = StepContext(communicator: communicator, maxBatch: Evaluator.chunk(for: config.model))
+                let classes = config.loss.confusionClasses(width: model.network.outputWidth)
+                let confusion = UnsafeMutableBufferPointer<Double>.allocate(capacity: classes.map { $0 * $0 } ?? 0)
+                confusion.initialize(repeating: 0)
+                defer { confusion.deallocate() }
                 let result = try Evaluator(network: model.network, loss: config.loss, context: context, classWeights: classWeights)
-                    .evaluate(dataset, transform: transform)
+                    .evaluate(dataset, transform: transform, confusion: classes == nil ? nil : confusion)
                 guard communicator.isRoot else { return }
-                print(MetricsLog.encode(EvaluationLine(split: split, samples: dataset.count, loss: result.loss, accuracy: result.accuracy)))
+                let report = classes.map { count in
+                    ClassificationReport(confusion: (0..<count).map { row in (0..<count).map { Int(confusion[row * count + $0]) } })
+                }
+                print(MetricsLog.encode(EvaluationLine(split: split, samples: dataset.count, loss: result.loss, accuracy: result.accuracy,
+                                                       report: report)))
             }
         }
     }
 }
 
 /// What `ddp eval` prints: one JSON object; accuracy is null for mse.
+/// `ddp eval`'s one line: the loss and accuracy, and for a classifier the confusion matrix
+/// (rows the true class), macro precision, recall and F1, and each class's (`per_class`).
 struct EvaluationLine: Encodable {
     var split: String
     var samples: Int
     var loss: Double
     var accuracy: Double?
+    var report: ClassificationReport?
 
     func encode(to encoder: any Encoder) throws {
         var container = encoder.container(keyedBy: CodingKeys.self)
@@ -177,7 +188,17 @@ struct EvaluationLine: Encodable {
         try container.encode(samples, forKey: .samples)
         try container.encode(loss.isFinite ? loss : nil, forKey: .loss)
         try container.encode(accuracy, forKey: .accuracy)
+        if let report {
+            try container.encode(report.macroPrecision, forKey: .precision)
+            try container.encode(report.macroRecall, forKey: .recall)
+            try container.encode(report.macroF1, forKey: .f1)
+            try container.encode(report.classes, forKey: .perClass)
+            try container.encode(report.confusion, forKey: .confusion)
+        }
     }
 
-    enum CodingKeys: String, CodingKey { case split, samples, loss, accuracy }
+    enum CodingKeys: String, CodingKey {
+        case split, samples, loss, accuracy, precision, recall, f1
+        case perClass = "per_class", confusion = "confusion_matrix"
+    }
 }

@@ -103,6 +103,18 @@ final class PredictTests: IntegrationTestCase {
         let correct = zip(classes, labels).filter { $0 == $1 }.count
         // eval's accuracy is its correct count / 300 (a sum of doubles): the counts agree exactly.
         XCTAssertEqual(correct, Int((accuracy * 300).rounded()), "predict's argmax agrees exactly with eval's accuracy")
+        // eval's confusion matrix (rows the label) is predict's (label, class) counts, and its
+        // macro F1 the mean of the per-class F1 those counts give.
+        var counts = [[Int]](repeating: [0, 0, 0], count: 3)
+        for (predicted, label) in zip(classes, labels) { counts[Int(label)!][Int(predicted)!] += 1 }
+        XCTAssertEqual(evaluated["confusion_matrix"] as? [[Int]], counts)
+        let f1 = (0..<3).map { c -> Double in
+            let tp = Double(counts[c][c]), predicted = Double(counts.map { $0[c] }.reduce(0, +)), actual = Double(counts[c].reduce(0, +))
+            let p = predicted > 0 ? tp / predicted : 0, r = actual > 0 ? tp / actual : 0
+            return p + r > 0 ? 2 * p * r / (p + r) : 0
+        }
+        XCTAssertEqual(try XCTUnwrap(evaluated["f1"] as? Double), f1.reduce(0, +) / 3, accuracy: 1e-12)
+        XCTAssertEqual((evaluated["per_class"] as? [[String: Any]])?.count, 3)
         // eval's loss is the config's smoothed cross-entropy (ε = 0.1, torch's rule), recomputed
         // from predict's probabilities: (1 − ε)·(−log p_y) + ε·mean_k(−log p_k).
         var smoothedLoss = 0.0

@@ -66,6 +66,30 @@ public enum Loss: Sendable, Equatable {
         }
     }
 
+    /// The classes a confusion matrix has: the logits' count for cross-entropy, 2 for binary
+    /// cross-entropy with one output; nil where a sample has no single predicted class (mse,
+    /// binary cross-entropy over several outputs).
+    public func confusionClasses(width: Int) -> Int? {
+        switch self {
+        case .crossEntropy: width
+        case .binaryCrossEntropy: width == 1 ? 2 : nil
+        case .meanSquaredError: nil
+        }
+    }
+
+    /// The class one row of outputs predicts, as `evaluate` counts accuracy: the first largest
+    /// logit, or logit > 0 (probability > 0.5) for binary cross-entropy.
+    public func predictedClass(_ row: UnsafePointer<Float>, width: Int) -> Int {
+        switch self {
+        case .crossEntropy:
+            var maximum = -Float.infinity, best = 0
+            for j in 0..<width where row[j] > maximum { maximum = row[j]; best = j }
+            return best
+        case .binaryCrossEntropy(let fromLogits, _): return row[0] > (fromLogits ? 0 : 0.5) ? 1 : 0
+        case .meanSquaredError: return 0
+        }
+    }
+
     /// For `batch` rows of `output` (batch, width) and `labels` (batch): returns the sum of
     /// per-sample losses and the number of correct predictions. When `gradient` is given it
     /// receives `gradientScale`·d(Σ losses)/d(output), (batch, width). The trainer passes

@@ -42,10 +42,13 @@ public final class StepContext {
     /// Dataset row of each local batch row: keys dropout masks and noise to the sample, not to
     /// the batch position or rank.
     public var sampleRows: UnsafeMutablePointer<Int32>
+    /// Rows `sampleRows` holds: the most a training step or an inference chunk may use.
+    public let maxBatch: Int
     public let communicator: Communicator
 
     public init(communicator: Communicator, maxBatch: Int) {
         self.communicator = communicator
+        self.maxBatch = max(maxBatch, 1)
         sampleRows = .allocate(capacity: max(maxBatch, 1))
         sampleRows.initialize(repeating: 0, count: max(maxBatch, 1))
     }

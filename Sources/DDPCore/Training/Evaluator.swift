@@ -26,7 +26,8 @@ public final class Evaluator {
         self.loss = loss
         self.classWeights = classWeights
         self.context = context
-        chunk = Self.chunk(for: network.config)
+        // No more rows than the context's sample rows hold (the trainer's hold a whole chunk).
+        chunk = min(Self.chunk(for: network.config), context.maxBatch)
         network.reserve(maxBatch: chunk)
         labels = .allocate(capacity: max(network.maxBatch, chunk))
         labels.initialize(repeating: 0)
@@ -40,7 +41,10 @@ public final class Evaluator {
     }
 
     /// Mean loss (including the kernel/bias penalties, as Keras reports val_loss) and accuracy.
-    public func evaluate(_ data: Dataset, transform: FeatureTransform) throws -> (loss: Double, accuracy: Double?) {
+    /// Given `confusion` (classes × classes, zeroed), it also counts each sample at (its label,
+    /// the class predicted), summed over the ranks (`ddp eval`'s `ClassificationReport`).
+    public func evaluate(_ data: Dataset, transform: FeatureTransform,
+                         confusion: UnsafeMutableBufferPointer<Double>? = nil) throws -> (loss: Double, accuracy: Double?) {
         let communicator = context.communicator
         let wasTraining = context.training
         context.training = false
@@ -62,6 +66,14 @@ public final class Evaluator {
                 loss.evaluate(output: network.output, labels: labels.baseAddress!, batch: batch, width: network.outputWidth,
                               gradient: nil, classWeights: weights.isEmpty ? nil : weights.baseAddress)
             }
+            if let confusion {
+                let classes = Int(Double(confusion.count).squareRoot())
+                for row in 0..<batch {
+                    let predicted = loss.predictedClass(network.output + row * network.outputWidth, width: network.outputWidth)
+                    let label = Int(labels[row])
+                    if label >= 0 && label < classes { confusion[label * classes + predicted] += 1 }
+                }
+            }
             lossSum += result.lossSum
             activitySum += activity
             correct += result.correct
@@ -74,6 +86,7 @@ public final class Evaluator {
         totals[3] = weightSum
         totals[4] = activitySum
         try communicator.allreduceSum(totals)
+        if let confusion { try communicator.allreduceSum(confusion) }
         let n = max(totals[2], 1)
         // The losses over Σ w_y (the count without class weights); the activity penalties, a
         // sum over samples, over the count.

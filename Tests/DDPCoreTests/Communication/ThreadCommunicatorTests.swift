@@ -256,7 +256,7 @@ final class ThreadCommunicatorTests: XCTestCase {
 }
 
 /// Each rank's result, written from its thread.
-private final class Results<Value: Sendable>: @unchecked Sendable {
+final class Results<Value: Sendable>: @unchecked Sendable {
     private var values: [Value?]
     private let lock = NSLock()
 

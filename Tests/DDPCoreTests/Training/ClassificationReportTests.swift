@@ -1,0 +1,61 @@
+import XCTest
+@testable import DDPCore
+
+/// Precision, recall and F1 from a confusion matrix, worked by hand as scikit-learn's
+/// classification_report gives them, and the evaluator's matrix summed across ranks.
+final class ClassificationReportTests: XCTestCase {
+    func testPerClassAndMacroFiguresByHand() {
+        // Rows: true class; columns: predicted. Class 2 is never predicted.
+        let report = ClassificationReport(confusion: [[5, 1, 0],
+                                                      [2, 3, 0],
+                                                      [1, 1, 0]])
+        // Class 0: TP 5, predicted 8, actual 6 → P 5/8, R 5/6, F1 2·(5/8)(5/6)/(5/8 + 5/6) = 10/14.
+        XCTAssertEqual(report.classes[0].precision, 5.0 / 8, accuracy: 1e-12)
+        XCTAssertEqual(report.classes[0].recall, 5.0 / 6, accuracy: 1e-12)
+        XCTAssertEqual(report.classes[0].f1, 10.0 / 14, accuracy: 1e-12)
+        XCTAssertEqual(report.classes[0].support, 6)
+        // Class 1: TP 3, predicted 5, actual 5 → 0.6 each.
+        XCTAssertEqual(report.classes[1].f1, 0.6, accuracy: 1e-12)
+        // Class 2: never predicted, so precision 0/0 → 0 (zero_division=0), recall 0, F1 0.
+        XCTAssertEqual(report.classes[2], .init(precision: 0, recall: 0, f1: 0, support: 2))
+        XCTAssertEqual(report.macroPrecision, (5.0 / 8 + 0.6 + 0) / 3, accuracy: 1e-12)
+        XCTAssertEqual(report.macroRecall, (5.0 / 6 + 0.6 + 0) / 3, accuracy: 1e-12)
+        XCTAssertEqual(report.macroF1, (10.0 / 14 + 0.6 + 0) / 3, accuracy: 1e-12)
+    }
+
+    /// The evaluator counts (label, prediction) on every rank's rows and sums them: 1, 2 and 3
+    /// ranks give one process's matrix, whose entries add up to the dataset and whose diagonal
+    /// is the accuracy's count.
+    func testEvaluatorConfusionMatrixIsTheSameAtAnyRankCount() throws {
+        let yaml = """
+            seed: 3
+            data: {train: {format: moons, samples: 90, noise: 0.3}}
+            model: {inputs: 2, layers: [{type: dense, units: 8, activation: relu}, {type: dense, units: 2}]}
+            loss: cross_entropy
+            optimizer: {type: sgd}
+            """
+        let config = try TrainingConfig.parse(yaml: yaml)
+        var matrices: [[Double]] = []
+        for ranks in 1...3 {
+            let results = Results<([Double], Double)>(count: ranks)
+            try ThreadCommunicator.run(ranks: ranks) { communicator in
+                let (network, _) = try makeNetworkAndSync(config: config, communicator: communicator)
+                network.initialize(seed: 5)
+                let data = try communicator.loadData(config: config)
+                let context = StepContext(communicator: communicator, maxBatch: Evaluator.chunk(for: config.model))
+                let confusion = UnsafeMutableBufferPointer<Double>.allocate(capacity: 4)
+                confusion.initialize(repeating: 0)
+                defer { confusion.deallocate() }
+                let result = try Evaluator(network: network, loss: config.loss, context: context)
+                    .evaluate(data.train, transform: data.transform, confusion: confusion)
+                results.set(communicator.rank, (Array(confusion), try XCTUnwrap(result.accuracy)))
+            }
+            let (matrix, accuracy) = try results.all()[0]
+            XCTAssertEqual(matrix.reduce(0, +), 90, "np=\(ranks): every sample once")
+            XCTAssertEqual((matrix[0] + matrix[3]) / 90, accuracy, accuracy: 1e-12, "np=\(ranks): the diagonal is the accuracy")
+            matrices.append(matrix)
+        }
+        XCTAssertEqual(matrices[1], matrices[0])
+        XCTAssertEqual(matrices[2], matrices[0])
+    }
+}
