@@ -78,6 +78,16 @@ public struct TrainingConfig: Sendable, Equatable {
     public var loss: Loss
     /// `loss.class_weight`; nil = every class weighs 1.
     public var classWeight: ClassWeight?
+    /// The loss with its options and class weights, as a checkpoint records it: a resume under
+    /// another (whose val_loss early stopping would compare with this one's) is refused.
+    public var lossSignature: String {
+        switch classWeight {
+        case nil: loss.signature
+        case .balanced: loss.signature + " class_weight=balanced"
+        case let .given(weights):
+            loss.signature + " class_weight={" + weights.keys.sorted().map { "\($0): \(weights[$0]!)" }.joined(separator: ", ") + "}"
+        }
+    }
     public var optimizer: OptimizerConfig
     public var schedule = LearningRateSchedule()
     public var training = LoopConfig()
@@ -147,6 +157,9 @@ public struct TrainingConfig: Sendable, Equatable {
         try top.parseSection("schedule") { config.schedule = try scheduleConfig(&$0, epochs: config.training.epochs) }
         if case let .reduceOnPlateau(plateau) = config.schedule.kind {
             try checkMonitor(plateau.monitor, key: "schedule.monitor", data: data, loss: loss)
+        }
+        if case let .oneCycle(cycle) = config.schedule.kind, cycle.cycleMomentum, optimizer.kind == .rmsprop, optimizer.centered {
+            throw DDPError(.config, "schedule.cycle_momentum: one_cycle would give centered RMSprop a momentum, which needs a third state buffer (see optimizer.centered); set cycle_momentum: false")
         }
         try top.parseSection("early_stopping") { config.earlyStopping = try earlyStoppingConfig(&$0, data: data, loss: loss) }
         try top.parseSection("checkpoint") { try checkpointConfig(&$0, into: &config.checkpoint) }

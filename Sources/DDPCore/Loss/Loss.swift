@@ -77,6 +77,15 @@ public enum Loss: Sendable, Equatable {
         }
     }
 
+    /// The class whose `loss.class_weight` a sample with `label` takes: the label itself for
+    /// cross-entropy, label > 0.5 for binary cross-entropy (so a soft label 0.7 is class 1),
+    /// the one rule `evaluate` and the trainer's batch weight sum share.
+    @inline(__always)
+    public func weightClass(label: Float) -> Int {
+        if case .binaryCrossEntropy = self { return label > 0.5 ? 1 : 0 }
+        return Int(label)
+    }
+
     /// The class one row of outputs predicts, as `evaluate` counts accuracy: the first largest
     /// logit, or logit > 0 (probability > 0.5) for binary cross-entropy.
     public func predictedClass(_ row: UnsafePointer<Float>, width: Int) -> Int {
@@ -160,7 +169,7 @@ public enum Loss: Sendable, Equatable {
             for row in 0..<batch {
                 let label = labels[row]
                 let y = smoothing == 0 ? label : label * (1 - smoothing) + 0.5 * smoothing
-                let weight = classWeights.map { $0[label > 0.5 ? 1 : 0] } ?? 1
+                let weight = classWeights.map { $0[weightClass(label: label)] } ?? 1
                 let scale = gradientScale * weight / Float(width)
                 // Unweighted, each value goes straight into the sum (the order the MLP's figures
                 // were measured with); weighted, a row's values are summed before w_y multiplies.

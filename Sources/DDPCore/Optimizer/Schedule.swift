@@ -107,7 +107,10 @@ public struct LearningRateSchedule: Sendable, Equatable {
             return cycle.values(base: base, step: globalStep, total: cycle.epochs * stepsPerEpoch).lr
         case .constant, .reduceOnPlateau: return base
         case let .step(stepSize, gamma): return base * powf(gamma, Float(e / max(stepSize, 1)))
-        case let .multistep(milestones, gamma): return base * powf(gamma, Float(milestones.filter { $0 <= e }.count))
+        case let .multistep(milestones, gamma):
+            var passed = 0
+            for milestone in milestones where milestone <= e { passed += 1 }
+            return base * powf(gamma, Float(passed))
         case let .exponential(gamma): return base * Float(pow(Double(gamma), Double(e)))
         case let .cosine(tMax, minimum):
             let progress = Double(min(e, tMax)) / Double(max(tMax, 1))

@@ -119,7 +119,7 @@ final class RunState {
         let state = CheckpointState(epoch: epochsCompleted, globalStep: globalStep, optimizerStep: optimizerStep,
                                     seed: config.seed, ranks: communicator.size, globalBatch: globalBatch,
                                     monitor: monitor.state, tensorsFile: "", tensorsBytes: 0, tensorsChecksum: "",
-                                    partialEpoch: partial, plateau: plateau?.state, loss: config.loss.signature,
+                                    partialEpoch: partial, plateau: plateau?.state, loss: config.lossSignature,
                                     schedule: config.schedule.signature)
         return try checkpoints.save(tensors: tensors, state: state, keep: config.checkpoint.keep, metadata: metadata)
     }
@@ -242,8 +242,8 @@ final class RunState {
         guard state.seed == config.seed else {
             throw DDPError(.config, "\(file) was trained with seed \(state.seed), the config says \(config.seed): resuming would not continue the same run")
         }
-        if let loss = state.loss, loss != config.loss.signature {
-            throw DDPError(.config, "\(file) was trained with loss \(loss), the config says \(config.loss.signature): early stopping would "
+        if let loss = state.loss, loss != config.lossSignature {
+            throw DDPError(.config, "\(file) was trained with loss \(loss), the config says \(config.lossSignature): early stopping would "
                            + "compare val_loss across two losses; resuming would not continue the same run")
         }
         guard state.globalBatch == plan.globalBatch else {

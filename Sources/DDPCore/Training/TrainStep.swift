@@ -57,11 +57,13 @@ final class TrainStep {
         context.globalStep = globalStep
         let count = plan.globalCount(step: step)
         let weightSum = classWeights.isEmpty ? Double(count) : globalWeightSum(step: step, order: order)
-        let scale: Float = weightSum > 0 ? Float(1 / weightSum) : 0
+        // The loss's mean divides by Σ w_y; the activity penalties' (a sum over samples) by the count.
+        let perSample = 1 / Float(count)
+        let scale: Float = classWeights.isEmpty ? perSample : (weightSum > 0 ? Float(1 / weightSum) : 0)
         let activity = try forward(batch: batch)
         let result = lossAndGradient(batch: batch, scale: scale)
         observer.ended(.forward)
-        try backward(batch: batch, scale: scale)
+        try backward(batch: batch, scale: perSample)
         observer.ended(.backward)
         // Weighted, the step's loss is Σ w·ℓ / Σ w (torch's batch loss); the totals report it per
         // sample, as the epoch loss averages steps by their sample counts.
@@ -112,7 +114,7 @@ final class TrainStep {
         data.train.labels.withUnsafeBufferPointer { labels in
             classWeights.withUnsafeBufferPointer { weights in
                 for position in start..<(start + plan.globalCount(step: step)) {
-                    sum += Double(weights[Int(labels[Int(order[position])])])
+                    sum += Double(weights[loss.weightClass(label: labels[Int(order[position])])])
                 }
             }
         }

@@ -84,6 +84,9 @@ public final class Trainer {
             }
         }
         let totalSteps = plan.stepsPerEpoch * config.training.epochs
+        if case let .oneCycle(cycle) = config.schedule.kind, cycle.pctStart * Double(totalSteps) <= 1 {
+            throw DDPError(.config, "schedule.pct_start: \(cycle.pctStart) of the run's \(totalSteps) steps leaves one_cycle's rise less than one step (torch divides by zero there); expected pct_start × steps > 1")
+        }
         if config.schedule.warmupSteps >= totalSteps {
             throw DDPError(.config, "schedule.warmup_steps: a warmup of \(config.schedule.warmupSteps) steps leaves nothing of the run's \(totalSteps) (training.epochs \(config.training.epochs) × \(plan.stepsPerEpoch) steps an epoch) to the schedule; expected fewer")
         }

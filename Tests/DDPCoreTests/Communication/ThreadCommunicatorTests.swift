@@ -237,8 +237,17 @@ final class ThreadCommunicatorTests: XCTestCase {
         }
         let unweighted = try train(ranks: 1)
         XCTAssertNotEqual(unweighted[0].parameters, single[0].parameters, "the weights change the model")
-        let balanced = try train(ranks: 2, overrides: ["loss={type: binary_crossentropy, from_logits: true, class_weight: balanced}"])
-        XCTAssertNotEqual(balanced[0].parameters, [], "balanced resolves from the training labels")
+        // Weighted, smoothed cross-entropy over two logits, the same way.
+        let categorical = ["model.layers.2.units=2", "loss={type: cross_entropy, label_smoothing: 0.1, class_weight: {0: 0.5, 1: 3.0}}"]
+        let one = try train(ranks: 1, overrides: categorical), two = try train(ranks: 2, overrides: categorical)
+        assertClose(two[0].parameters, one[0].parameters, relative: 1e-5, "cross-entropy: np=2 against np=1")
+    }
+
+    /// one_cycle whose rise would be under one step is refused before training, naming the key.
+    func testOneCycleWithoutARiseIsRefused() {
+        XCTAssertThrowsError(try train(ranks: 1, overrides: ["schedule={type: one_cycle, pct_start: 0.001}"])) { error in
+            XCTAssertTrue("\(error)".contains("schedule.pct_start"), "\(error)")
+        }
     }
 
     /// A rank that fails stops the others at their next collective instead of leaving them

@@ -128,6 +128,10 @@ final class LossTests: XCTestCase {
         XCTAssertEqual(try parse("{type: cross_entropy, class_weight: {0: 1.0, 2: 4}}").classWeight, .given([0: 1, 2: 4]))
         XCTAssertEqual(try parse("{type: cross_entropy, class_weight: balanced}").classWeight, .balanced)
         XCTAssertEqual(try ClassWeight.given([2: 4]).resolve(classes: 3, labels: [], origin: "x"), [1, 1, 4])
+        let signatures = try ["{type: cross_entropy}", "{type: cross_entropy, class_weight: {0: 1.0, 2: 4}}",
+                              "{type: cross_entropy, class_weight: {0: 1.0, 2: 5}}", "{type: cross_entropy, class_weight: balanced}"]
+            .map { try parse($0).lossSignature }
+        XCTAssertEqual(Set(signatures).count, 4, "a resume under other class weights is told apart: \(signatures)")
         XCTAssertEqual(try ClassWeight.balanced.resolve(classes: 2, labels: [0, 0, 0, 1], origin: "x"), [Float(4.0 / 6), 2])
         let refused: [(String, String)] = [
             ("{type: cross_entropy, class_weight: {3: 2.0}}", "loss.class_weight: class 3 does not exist: the model has 3 classes"),

@@ -149,12 +149,28 @@ final class OptimizerTests: XCTestCase {
         }
     }
 
+    /// Two plain steps by hand: v = 0.01·0.25 = 0.0025, p = 1 − 0.01·0.5/(0.05 + ε) = 0.9; then
+    /// g = −0.25: v = 0.0025·0.99 + 0.01·0.0625 = 0.0031, p = 0.9 + 0.0025/√0.0031 = 0.944901.
+    func testRMSpropTwoStepsByHand() throws {
+        let network = try scalarNetwork()
+        store([1, 1], into: network.parameters)
+        let rmsprop = optimizer(.rmsprop, lr: 0.01, network: network)
+        assertClose(step(rmsprop, network, [0.5, 0.5], lr: 0.01), [0.9, 0.9])
+        assertClose(Array(rmsprop.secondMoment), [0.0025, 0.0025], accuracy: 1e-8)   // 1 − 0.99 in float32
+        assertClose(step(rmsprop, network, [-0.25, -0.25], lr: 0.01), [0.9449013, 0.9449013])
+        assertClose(Array(rmsprop.secondMoment), [0.0031, 0.0031], accuracy: 1e-8)
+    }
+
     func testRMSpropCenteredWithMomentumIsRefused() {
         let yaml = "data: {train: {format: moons, samples: 64, noise: 0.1}}\nmodel: {inputs: 2, layers: [{type: dense, units: 2}]}\n"
         XCTAssertThrowsError(try TrainingConfig.parse(yaml: yaml + "optimizer: {type: rmsprop, centered: true, momentum: 0.9}")) { error in
             XCTAssertTrue("\(error)".contains("optimizer.centered"), "\(error)")
         }
         XCTAssertEqual(try TrainingConfig.parse(yaml: yaml + "optimizer: {type: rmsprop}").optimizer.learningRate, 0.01, "torch's default lr")
+        XCTAssertThrowsError(try TrainingConfig.parse(yaml: yaml + "optimizer: {type: rmsprop, centered: true}\nschedule: {type: one_cycle}")) { error in
+            XCTAssertTrue("\(error)".contains("schedule.cycle_momentum"), "\(error)")
+        }
+        XCTAssertNoThrow(try TrainingConfig.parse(yaml: yaml + "optimizer: {type: rmsprop, centered: true}\nschedule: {type: one_cycle, cycle_momentum: false}"))
     }
 
     // MARK: Adam and AdamW

@@ -171,6 +171,26 @@ final class ScheduleTests: XCTestCase {
         }
     }
 
+    /// one_cycle by hand over 10 steps, pct_start 0.3: the rise ends at step 0.3·10 − 1 = 2;
+    /// lr max_lr/25 → max_lr → max_lr/25/10⁴, momentum 0.95 → 0.85 → 0.95; half-way down at
+    /// step 2 + 3.5 = 5.5 the cosine is at its middle.
+    func testOneCycleByHand() {
+        var cycle = LearningRateSchedule.OneCycle(epochs: 2)
+        cycle.maxLR = 1
+        let schedule = LearningRateSchedule(kind: .oneCycle(cycle))
+        let lr = { (step: Int) in Double(schedule.learningRate(base: 0.5, epoch: step / 5, globalStep: step, stepsPerEpoch: 5)) }
+        let momentum = { (step: Int) in Double(schedule.momentum(globalStep: step, stepsPerEpoch: 5) ?? .nan) }
+        XCTAssertEqual(lr(0), 0.04, accuracy: 1e-7)
+        XCTAssertEqual(momentum(0), 0.95, accuracy: 1e-7)
+        XCTAssertEqual(lr(1), 0.04 + 0.96 / 2, accuracy: 1e-7)
+        XCTAssertEqual(lr(2), 1, accuracy: 1e-7)
+        XCTAssertEqual(momentum(2), 0.85, accuracy: 1e-7)
+        XCTAssertEqual(lr(9), 4e-6, accuracy: 1e-10)
+        XCTAssertEqual(momentum(9), 0.95, accuracy: 1e-7)
+        XCTAssertEqual(LearningRateSchedule(kind: .oneCycle(LearningRateSchedule.OneCycle(epochs: 2)))
+            .learningRate(base: 0.5, epoch: 0, globalStep: 2, stepsPerEpoch: 5), 0.5, accuracy: 1e-7, "max_lr defaults to the optimizer's lr")
+    }
+
     /// one_cycle against torch's OneCycleLR stepped per optimizer step: the lr and momentum of
     /// every step (SGD's momentum), and Adam trained through it, β₁ cycled with its bias
     /// correction, against torch.optim.Adam under OneCycleLR.
