@@ -60,6 +60,23 @@ final class ThreadCommunicatorTests: XCTestCase {
         return try results.all()
     }
 
+    /// Trains `overrides` on one process and on each rank count of `ranks`: every rank of each
+    /// run holds one process's model (within 1e-5) and reports its epoch losses. Returns the
+    /// one-process result.
+    @discardableResult
+    private func assertFollowsOneProcess(_ overrides: [String], ranks: [Int], line: UInt = #line) throws -> [RankResult] {
+        let single = try train(ranks: 1, overrides: overrides)
+        for count in ranks {
+            let run = try train(ranks: count, overrides: overrides)
+            assertClose(run[0].parameters, single[0].parameters, relative: 1e-5, "np=\(count) against np=1", line: line)
+            XCTAssertEqual(run[count - 1].parameters, run[0].parameters, "np=\(count): every rank holds the same model", line: line)
+            for (loss, reference) in zip(run[0].outcome.losses, single[0].outcome.losses) {
+                XCTAssertEqual(loss, reference, accuracy: 1e-5 * max(1, abs(reference)), "np=\(count): epoch loss", line: line)
+            }
+        }
+        return single
+    }
+
     private func assertClose(_ a: [Float], _ b: [Float], relative: Float, _ message: String, line: UInt = #line) {
         XCTAssertEqual(a.count, b.count, message, line: line)
         let scale = max(a.map(abs).max() ?? 0, 1e-6)
@@ -202,45 +219,27 @@ final class ThreadCommunicatorTests: XCTestCase {
     /// one_cycle cycles the sharded optimizer's momentum on every rank alike: 2 ranks train one
     /// process's model, and the cycle changes it.
     func testOneCycleFollowsOneProcessAtTwoRanks() throws {
-        let overrides = ["schedule={type: one_cycle, max_lr: 0.2}"]
-        let single = try train(ranks: 1, overrides: overrides)
-        let pair = try train(ranks: 2, overrides: overrides)
-        assertClose(pair[0].parameters, single[0].parameters, relative: 1e-5, "np=2 against np=1")
-        XCTAssertEqual(pair[1].parameters, pair[0].parameters, "both ranks hold the same model")
+        let single = try assertFollowsOneProcess(["schedule={type: one_cycle, max_lr: 0.2}"], ranks: [2])
         let withoutMomentumCycle = try train(ranks: 1, overrides: ["schedule={type: one_cycle, max_lr: 0.2, cycle_momentum: false}"])
         XCTAssertNotEqual(withoutMomentumCycle[0].parameters, single[0].parameters, "the momentum cycle changes the steps")
     }
 
     /// RMSprop under the sharded update: 2 and 4 ranks train one process's model.
     func testRMSpropFollowsOneProcessAtTwoAndFourRanks() throws {
-        let overrides = ["optimizer={type: rmsprop, lr: 0.003, momentum: 0.5, weight_decay: 0.001}"]
-        let single = try train(ranks: 1, overrides: overrides)
-        for ranks in [2, 4] {
-            let run = try train(ranks: ranks, overrides: overrides)
-            assertClose(run[0].parameters, single[0].parameters, relative: 1e-5, "np=\(ranks) against np=1")
-            XCTAssertEqual(run[ranks - 1].parameters, run[0].parameters, "np=\(ranks): every rank holds the same model")
-        }
+        let single = try assertFollowsOneProcess(["optimizer={type: rmsprop, lr: 0.003, momentum: 0.5, weight_decay: 0.001}"], ranks: [2, 4])
         XCTAssertNotEqual(single[0].outcome.losses.first, single[0].outcome.losses.last, "it trained")
     }
 
     /// Class weights: every rank sums the global batch's w_y itself, so 2 and 4 ranks train
     /// one process's model, and the weights change it.
     func testClassWeightsFollowOneProcessAtTwoAndFourRanks() throws {
-        let overrides = ["loss={type: binary_crossentropy, from_logits: true, class_weight: {0: 0.5, 1: 3.0}}"]
-        let single = try train(ranks: 1, overrides: overrides)
-        for ranks in [2, 4] {
-            let run = try train(ranks: ranks, overrides: overrides)
-            assertClose(run[0].parameters, single[0].parameters, relative: 1e-5, "np=\(ranks) against np=1")
-            for (loss, reference) in zip(run[0].outcome.losses, single[0].outcome.losses) {
-                XCTAssertEqual(loss, reference, accuracy: 1e-5 * max(1, abs(reference)), "np=\(ranks): epoch loss")
-            }
-        }
+        let single = try assertFollowsOneProcess(["loss={type: binary_crossentropy, from_logits: true, class_weight: {0: 0.5, 1: 3.0}}"],
+                                                 ranks: [2, 4])
         let unweighted = try train(ranks: 1)
         XCTAssertNotEqual(unweighted[0].parameters, single[0].parameters, "the weights change the model")
         // Weighted, smoothed cross-entropy over two logits, the same way.
         let categorical = ["model.layers.2.units=2", "loss={type: cross_entropy, label_smoothing: 0.1, class_weight: {0: 0.5, 1: 3.0}}"]
-        let one = try train(ranks: 1, overrides: categorical), two = try train(ranks: 2, overrides: categorical)
-        assertClose(two[0].parameters, one[0].parameters, relative: 1e-5, "cross-entropy: np=2 against np=1")
+        try assertFollowsOneProcess(categorical, ranks: [2])
     }
 
     /// one_cycle whose rise would be under one step is refused before training, naming the key.
