@@ -360,6 +360,10 @@ public enum RunPlots {
         }
         try save("loss.svg", lossChart(run), "Loss per epoch")
         if let chart = accuracyChart(run) { try save("accuracy.svg", chart, "Accuracy per epoch") }
+        if let matrix = run.metrics.end?.testConfusionMatrix, !matrix.isEmpty {
+            try save("confusion.svg", ConfusionMatrixChart(matrix: matrix, title: "Test confusion matrix of \(run.name)").svg(),
+                     "The test split's confusion matrix, recall per class and precision per predicted class")
+        }
         if !run.config.data.augment.isEmpty {
             let data = try RunData(config: run.config)
             if data.imageShape != nil, let augmentation = try Augmentation(config: run.config, data: data) {

@@ -157,6 +157,24 @@ final class ReportTests: XCTestCase {
         XCTAssertEqual(val[end.bestEpoch - 1].1, val.map(\.1).max()!, accuracy: 0.011, "lowest val_loss is drawn highest in pixels")
     }
 
+    /// The end line holds the test split's confusion matrix (200 samples, its diagonal the test
+    /// accuracy's count), and confusion.svg draws one cell per entry with that count.
+    func testConfusionMatrixPlotShowsTheTestSplitsCounts() throws {
+        let metrics = try RunMetrics.load(path: Self.moonsRun + "/metrics.jsonl")
+        let end = try XCTUnwrap(metrics.end)
+        let matrix = try XCTUnwrap(end.testConfusionMatrix)
+        XCTAssertEqual(matrix.count, 2)
+        XCTAssertEqual(matrix.flatMap { $0 }.reduce(0, +), 200)
+        XCTAssertEqual(Double(matrix[0][0] + matrix[1][1]) / 200, try XCTUnwrap(end.testAccuracy), accuracy: 1e-12)
+        let root = try parse(Self.moonsRun + "/plots/confusion.svg")
+        let cells = find(root, tag: "rect", class: "cell")
+        XCTAssertEqual(cells.count, 4)
+        for cell in cells {
+            let row = Int(attribute(cell, "data-true") ?? "") ?? -1, column = Int(attribute(cell, "data-predicted") ?? "") ?? -1
+            XCTAssertEqual(attribute(cell, "data-count"), String(matrix[row][column]))
+        }
+    }
+
     func testEarlyStoppingAndBestEpochMarkersSitAtTheirEpochs() throws {
         // A run directory whose metrics say: best val_loss at epoch 4, early stop after epoch 7.
         let directory = Self.root.appendingPathComponent("stopped-\(UUID().uuidString)").path
@@ -331,7 +349,8 @@ final class ReportTests: XCTestCase {
                      "generalization gap", "Metrics per epoch", "Config", "binary_crossentropy", "near-zero kernel weights"] {
             XCTAssertTrue(html.contains(part), "report lacks \(part)")
         }
-        XCTAssertEqual(html.components(separatedBy: "<svg ").count - 1, 6, "loss, accuracy, regions, 3 histograms inline")
+        XCTAssertEqual(html.components(separatedBy: "<svg ").count - 1, 7, "loss, accuracy, confusion matrix, regions, 3 histograms inline")
+        XCTAssertTrue(html.contains("confusion-matrix"), "the report shows the test confusion matrix")
         XCTAssertFalse(html.contains("<?xml"), "inlined SVG without its XML declaration")
         let metrics = try RunMetrics.load(path: Self.moonsRun + "/metrics.jsonl")
         let epochRows = html.components(separatedBy: "<tr><td class=\"num\">").count - 1

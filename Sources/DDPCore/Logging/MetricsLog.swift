@@ -192,6 +192,8 @@ public struct EndMetrics: Codable, Sendable, Equatable {
     public var bestValue: Double?
     public var testLoss: Double?
     public var testAccuracy: Double?
+    /// The test split's confusion matrix (rows the true class) for a classifier; nil otherwise.
+    public var testConfusionMatrix: [[Int]]?
     public var ranks: Int
     public var globalBatch: Int
     public var seconds: Double?
@@ -220,7 +222,7 @@ public struct EndMetrics: Codable, Sendable, Equatable {
         case event, reason, monitor, ranks, seconds
         case epochsRun = "epochs_run", bestEpoch = "best_epoch", bestValue = "best_value", testLoss = "test_loss"
         case testAccuracy = "test_accuracy", globalBatch = "global_batch", blasCore = "blas_core"
-        case blasCoreChosenBy = "blas_core_chosen_by"
+        case blasCoreChosenBy = "blas_core_chosen_by", testConfusionMatrix = "test_confusion_matrix"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -237,6 +239,7 @@ public struct EndMetrics: Codable, Sendable, Equatable {
         seconds = try container.decodeIfPresent(Double.self, forKey: .seconds)
         blasCore = try container.decodeIfPresent(String.self, forKey: .blasCore)
         blasCoreChosenBy = try container.decodeIfPresent(String.self, forKey: .blasCoreChosenBy)
+        testConfusionMatrix = try container.decodeIfPresent([[Int]].self, forKey: .testConfusionMatrix)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -254,6 +257,7 @@ public struct EndMetrics: Codable, Sendable, Equatable {
         try container.encode(seconds.flatMap(finite), forKey: .seconds)
         try container.encodeIfPresent(blasCore, forKey: .blasCore)
         try container.encodeIfPresent(blasCoreChosenBy, forKey: .blasCoreChosenBy)
+        try container.encodeIfPresent(testConfusionMatrix, forKey: .testConfusionMatrix)
     }
 }
 

@@ -276,9 +276,18 @@ public final class Trainer {
         }
         var end = endMetrics(reason: reason, epochsRun: epochsRun, seconds: nil)
         if let test = data.test {
-            let result = try evaluator.evaluate(test, transform: data.transform)
+            // A classifier's test confusion matrix goes to the end line (`ddp plot`'s confusion.svg),
+            // up to 100 classes (10,000 counts on one JSON line).
+            let classes = config.loss.confusionClasses(width: network.outputWidth).flatMap { $0 <= 100 ? $0 : nil }
+            let confusion = UnsafeMutableBufferPointer<Double>.allocate(capacity: classes.map { $0 * $0 } ?? 0)
+            confusion.initialize(repeating: 0)
+            defer { confusion.deallocate() }
+            let result = try evaluator.evaluate(test, transform: data.transform, confusion: classes == nil ? nil : confusion)
             end.testLoss = result.loss
             end.testAccuracy = result.accuracy
+            end.testConfusionMatrix = classes.map { count in
+                (0..<count).map { row in (0..<count).map { Int(confusion[row * count + $0]) } }
+            }
         }
         if communicator.isRoot {
             try network.saveWeights(to: options.runDirectory + "/model.safetensors", metadata: weightsMetadata)
