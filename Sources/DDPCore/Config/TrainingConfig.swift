@@ -412,12 +412,22 @@ public struct TrainingConfig: Sendable, Equatable {
         var config = OptimizerConfig(kind: kind, learningRate: try section.float("lr", default: kind == .sgd || kind == .rmsprop ? 0.01 : 0.001, in: 0...1e3))
         config.weightDecay = try section.float("weight_decay", default: kind == .adamw ? 0.01 : 0, in: 0...1e3)
         config.decay = try section.choice("decay", default: config.decay)
-        config.momentum = try section.float("momentum", default: config.momentum, in: 0...1)
-        config.dampening = try section.float("dampening", default: config.dampening, in: 0...1)
-        config.nesterov = try section.bool("nesterov", default: config.nesterov)
-        config.beta1 = try section.float("beta1", default: config.beta1, in: 0...0.999_999)
-        config.beta2 = try section.float("beta2", default: config.beta2, in: 0...0.999_999_9)
-        config.epsilon = try section.float("epsilon", default: config.epsilon, in: 0...1)
+        // Each type reads its own keys only, so a key another type takes (SGD's momentum on
+        // Adam, say) is an unknown key here, not a value silently ignored.
+        if kind == .sgd || kind == .rmsprop {
+            config.momentum = try section.float("momentum", default: config.momentum, in: 0...1)
+        }
+        if kind == .sgd {
+            config.dampening = try section.float("dampening", default: config.dampening, in: 0...1)
+            config.nesterov = try section.bool("nesterov", default: config.nesterov)
+        }
+        if kind == .adam || kind == .adamw {
+            config.beta1 = try section.float("beta1", default: config.beta1, in: 0...0.999_999)
+            config.beta2 = try section.float("beta2", default: config.beta2, in: 0...0.999_999_9)
+        }
+        if kind != .sgd {
+            config.epsilon = try section.float("epsilon", default: config.epsilon, in: 0...1)
+        }
         if kind == .rmsprop {
             config.alpha = try section.float("alpha", default: config.alpha, in: 0...1)
             config.centered = try section.bool("centered", default: config.centered)

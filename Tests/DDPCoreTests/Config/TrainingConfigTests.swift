@@ -153,6 +153,12 @@ final class TrainingConfigTests: XCTestCase {
         assertDDPError(.config, containing: ["training.batch_size", "expected an integer", "'sixteen'"]) {
             try TrainingConfig.parse(yaml: self.edited("training:", "training: {batch_size: sixteen}"))
         }
+        assertDDPError(.config, containing: ["unknown key 'optimizer.momentum'", "beta1"]) {
+            try TrainingConfig.parse(yaml: self.base, overrides: ["optimizer.type=adam"])
+        }
+        assertDDPError(.config, containing: ["unknown key 'optimizer.beta1'"]) {
+            try TrainingConfig.parse(yaml: self.edited("optimizer:", "optimizer: {type: sgd, beta1: 0.8}"))
+        }
         assertDDPError(.config, containing: ["optimizer.type", "'lion'", "sgd", "adam", "adamw", "rmsprop"]) {
             try TrainingConfig.parse(yaml: self.edited("optimizer:", "optimizer: {type: lion}"))
         }
@@ -202,7 +208,7 @@ final class TrainingConfigTests: XCTestCase {
     func testOverrides() throws {
         let config = try TrainingConfig.parse(yaml: base, overrides: [
             "training.epochs=5",
-            "optimizer.type=adamw",
+            "optimizer={type: adamw, lr: 0.001}",   // a section replaced whole
             "optimizer.lr=0.002",
             "model.layers.2.rate=0.4",          // list index
             "model.layers.0.units=16",
@@ -215,7 +221,7 @@ final class TrainingConfigTests: XCTestCase {
         XCTAssertEqual(config.training.batchSize, 16, "untouched keys keep their values")
         XCTAssertEqual(config.optimizer.kind, .adamw)
         XCTAssertEqual(config.optimizer.learningRate, 0.002)
-        XCTAssertEqual(config.optimizer.momentum, 0.9)
+        XCTAssertEqual(config.optimizer.momentum, 0, "SGD's momentum went with its section")
         XCTAssertEqual(config.model.layers[2], LayerConfig(DropoutSpec(rate: 0.4)))
         var dense = DenseSpec(units: 16, activation: .relu)
         dense.kernelRegularizer = Penalty(l1: 0.001, l2: 0.01)
