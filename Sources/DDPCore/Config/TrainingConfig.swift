@@ -95,6 +95,8 @@ public struct TrainingConfig: Sendable, Equatable {
     public var checkpoint = CheckpointConfig()
     public var distributed = DistributedConfig()
     public var logging = LoggingConfig()
+    /// `metrics`: the validation figures each epoch reports beyond loss and accuracy.
+    public var metrics = ValidationMetrics()
     /// The resolved YAML (after overrides), saved into the run directory.
     public var resolvedYAML = ""
 
@@ -165,6 +167,7 @@ public struct TrainingConfig: Sendable, Equatable {
         try top.parseSection("checkpoint") { try checkpointConfig(&$0, into: &config.checkpoint) }
         try top.parseSection("distributed") { try distributedConfig(&$0, into: &config.distributed) }
         try top.parseSection("logging") { try loggingConfig(&$0, into: &config.logging) }
+        config.metrics = try metricsConfig(top.node("metrics"), loss: loss, model: model)
         try top.finish()
         try MemoryCheck.checkModel(config.model, batch: config.training.batchSizePerRank ?? config.training.batchSize,
                                    batchKey: config.training.batchSizePerRank == nil ? "training.batch_size" : "training.batch_size_per_rank")
@@ -360,6 +363,52 @@ public struct TrainingConfig: Sendable, Equatable {
             }
         }
         return (loss, classWeight)
+    }
+
+    /// `metrics: [accuracy, precision, recall, f1, {top_k_accuracy: 5}]` (Keras's names; accuracy
+    /// is always reported where the loss has one).
+    static func metricsConfig(_ node: Node?, loss: Loss, model: ModelConfig) throws -> ValidationMetrics {
+        ConfigKeyRecorder.current?.note("metrics", type: "list of accuracy, precision, recall, f1, {top_k_accuracy: k}", default: "[accuracy]")
+        guard let node else { return ValidationMetrics() }
+        guard let items = node.sequence else {
+            throw DDPError(.config, "metrics: expected a list such as [accuracy, f1, {top_k_accuracy: 5}], got '\(ConfigSection.describe(node))'")
+        }
+        var metrics = ValidationMetrics()
+        for (index, item) in items.enumerated() {
+            let key = "metrics[\(index)]"
+            if let name = item.scalar?.string {
+                switch name {
+                case "accuracy": continue
+                case "precision": metrics.precision = true
+                case "recall": metrics.recall = true
+                case "f1": metrics.f1 = true
+                case "top_k_accuracy": metrics.topK = 5
+                default: throw DDPError(.config, "\(key): '\(name)' is not one of accuracy, precision, recall, f1, top_k_accuracy")
+                }
+            } else if let mapping = item.mapping, mapping.count == 1, let (nameNode, valueNode) = mapping.first,
+                      nameNode.scalar?.string == "top_k_accuracy" {
+                guard let k = Int(valueNode.scalar?.string ?? ""), k >= 1 else {
+                    throw DDPError(.config, "\(key).top_k_accuracy: expected an integer k ≥ 1, got '\(ConfigSection.describe(valueNode))'")
+                }
+                metrics.topK = k
+            } else {
+                throw DDPError(.config, "\(key): expected a metric name or {top_k_accuracy: k}, got '\(ConfigSection.describe(item))'")
+            }
+        }
+        if metrics.precision || metrics.recall || metrics.f1 {
+            guard loss.confusionClasses(width: model.outputWidth) != nil else {
+                throw DDPError(.config, "metrics: precision, recall and f1 need a classifier (cross_entropy, or binary_crossentropy with one output); the loss is \(loss.name)")
+            }
+        }
+        if let k = metrics.topK {
+            guard loss.isCategorical else {
+                throw DDPError(.config, "metrics: top_k_accuracy ranks the logits of cross_entropy; the loss is \(loss.name)")
+            }
+            guard k <= model.outputWidth else {
+                throw DDPError(.config, "metrics: top_k_accuracy with k = \(k) exceeds the model's \(model.outputWidth) classes")
+            }
+        }
+        return metrics
     }
 
     /// `loss.class_weight`: `balanced`, or a mapping from class index to a weight ≥ 0 (not all 0).

@@ -102,6 +102,12 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
     public var computeSeconds: Double?
     public var communicationSeconds: Double?
     public var updateSeconds: Double?
+    /// The config's `metrics` over the validation set (macro precision, recall, F1; top-k
+    /// accuracy): written when asked for.
+    public var valPrecision: Double?
+    public var valRecall: Double?
+    public var valF1: Double?
+    public var valTopKAccuracy: Double?
 
     public init(epoch: Int, loss: Double? = nil, accuracy: Double? = nil, valLoss: Double? = nil, valAccuracy: Double? = nil,
                 lr: Double? = nil, seconds: Double? = nil, samplesPerSecond: Double? = nil, syncSeconds: Double? = nil,
@@ -129,6 +135,10 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
         case "accuracy": return accuracy
         case "val_loss": return valLoss
         case "val_accuracy": return valAccuracy
+        case "val_precision": return valPrecision
+        case "val_recall": return valRecall
+        case "val_f1": return valF1
+        case "val_top_k_accuracy": return valTopKAccuracy
         default: return nil
         }
     }
@@ -142,6 +152,10 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
         if let accuracy { parts.append(String(format: "accuracy: %.4f", accuracy)) }
         if let valLoss { parts.append(String(format: "val_loss: %.4f", valLoss)) }
         if let valAccuracy { parts.append(String(format: "val_accuracy: %.4f", valAccuracy)) }
+        for (name, value) in [("val_precision", valPrecision), ("val_recall", valRecall), ("val_f1", valF1),
+                              ("val_top_k_accuracy", valTopKAccuracy)] {
+            if let value { parts.append(String(format: "\(name): %.4f", value)) }
+        }
         if let lr { parts.append(String(format: "lr: %.2e", lr)) }
         if let samplesPerSecond { parts.append(String(format: "%.0f samples/s", samplesPerSecond)) }
         return parts.joined(separator: " - ")
@@ -153,6 +167,7 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
         case syncSeconds = "sync_seconds", dataSeconds = "data_seconds", computeSeconds = "compute_seconds"
         case communicationSeconds = "communication_seconds", updateSeconds = "update_seconds"
         case allreduceSeconds = "allreduce_seconds"
+        case valPrecision = "val_precision", valRecall = "val_recall", valF1 = "val_f1", valTopKAccuracy = "val_top_k_accuracy"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -163,6 +178,10 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
                   samplesPerSecond: try figure(.samplesPerSecond), syncSeconds: try figure(.syncSeconds) ?? figure(.allreduceSeconds),
                   dataSeconds: try figure(.dataSeconds), computeSeconds: try figure(.computeSeconds),
                   communicationSeconds: try figure(.communicationSeconds), updateSeconds: try figure(.updateSeconds))
+        valPrecision = try figure(.valPrecision)
+        valRecall = try figure(.valRecall)
+        valF1 = try figure(.valF1)
+        valTopKAccuracy = try figure(.valTopKAccuracy)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -173,7 +192,9 @@ public struct EpochMetrics: Codable, Sendable, Equatable {
                                                (.syncSeconds, syncSeconds)]
         for (key, value) in always { try container.encode(value.flatMap(finite), forKey: key) }
         let measured: [(CodingKeys, Double?)] = [(.dataSeconds, dataSeconds), (.computeSeconds, computeSeconds),
-                                                 (.communicationSeconds, communicationSeconds), (.updateSeconds, updateSeconds)]
+                                                 (.communicationSeconds, communicationSeconds), (.updateSeconds, updateSeconds),
+                                                 (.valPrecision, valPrecision), (.valRecall, valRecall), (.valF1, valF1),
+                                                 (.valTopKAccuracy, valTopKAccuracy)]
         for (key, value) in measured where value != nil { try container.encode(value.flatMap(finite), forKey: key) }
     }
 }

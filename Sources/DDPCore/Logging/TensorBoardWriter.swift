@@ -145,7 +145,9 @@ extension EpochMetrics {
         let figures: [(String, Double?)] = [("loss", loss), ("accuracy", accuracy), ("val_loss", valLoss), ("val_accuracy", valAccuracy),
                                             ("lr", lr), ("seconds", seconds), ("samples_per_second", samplesPerSecond),
                                             ("sync_seconds", syncSeconds), ("data_seconds", dataSeconds), ("compute_seconds", computeSeconds),
-                                            ("communication_seconds", communicationSeconds), ("update_seconds", updateSeconds)]
+                                            ("communication_seconds", communicationSeconds), ("update_seconds", updateSeconds),
+                                            ("val_precision", valPrecision), ("val_recall", valRecall), ("val_f1", valF1),
+                                            ("val_top_k_accuracy", valTopKAccuracy)]
         return figures.compactMap { tag, value in value.map { (tag, $0) } }
     }
 }

@@ -36,3 +36,19 @@ public struct ClassificationReport: Sendable, Equatable {
         classes.isEmpty ? 0 : classes.map { $0[keyPath: value] }.reduce(0, +) / Double(classes.count)
     }
 }
+
+/// The config's `metrics`: which validation figures an epoch adds to val_loss and val_accuracy,
+/// each computed over the whole validation set across ranks (counts summed, then the ratios):
+/// macro precision, recall and F1 from the confusion matrix (`ClassificationReport`), and top-k
+/// accuracy, the share of samples whose label's logit has fewer than k logits above it
+/// (Keras's top_k_categorical_accuracy counts ties with the k-th as in, as this does).
+public struct ValidationMetrics: Sendable, Equatable {
+    public var precision = false
+    public var recall = false
+    public var f1 = false
+    public var topK: Int?
+
+    public init() {}
+
+    public var needsConfusion: Bool { precision || recall || f1 }
+}

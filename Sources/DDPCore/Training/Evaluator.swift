@@ -31,7 +31,7 @@ public final class Evaluator {
         network.reserve(maxBatch: chunk)
         labels = .allocate(capacity: max(network.maxBatch, chunk))
         labels.initialize(repeating: 0)
-        totals = .allocate(capacity: 5)
+        totals = .allocate(capacity: 6)
         totals.initialize(repeating: 0)
     }
 
@@ -43,13 +43,14 @@ public final class Evaluator {
     /// Mean loss (including the kernel/bias penalties, as Keras reports val_loss) and accuracy.
     /// Given `confusion` (classes × classes, zeroed), it also counts each sample at (its label,
     /// the class predicted), summed over the ranks (`ddp eval`'s `ClassificationReport`).
-    public func evaluate(_ data: Dataset, transform: FeatureTransform,
-                         confusion: UnsafeMutableBufferPointer<Double>? = nil) throws -> (loss: Double, accuracy: Double?) {
+    /// With `topK` > 0 it also returns the top-k accuracy (see `ValidationMetrics`).
+    public func evaluate(_ data: Dataset, transform: FeatureTransform, confusion: UnsafeMutableBufferPointer<Double>? = nil,
+                         topK: Int = 0) throws -> (loss: Double, accuracy: Double?, topKAccuracy: Double?) {
         let communicator = context.communicator
         let wasTraining = context.training
         context.training = false
         defer { context.training = wasTraining }
-        var lossSum = 0.0, correct = 0.0, count = 0, weightSum = 0.0, activitySum = 0.0
+        var lossSum = 0.0, correct = 0.0, count = 0, weightSum = 0.0, activitySum = 0.0, topKHits = 0.0
         var position = communicator.rank
         let stride = communicator.size
         while position < data.count {
@@ -65,6 +66,15 @@ public final class Evaluator {
             let result = classWeights.withUnsafeBufferPointer { weights in
                 loss.evaluate(output: network.output, labels: labels.baseAddress!, batch: batch, width: network.outputWidth,
                               gradient: nil, classWeights: weights.isEmpty ? nil : weights.baseAddress)
+            }
+            if topK > 0 {
+                let width = network.outputWidth
+                for row in 0..<batch {
+                    let z = network.output + row * width, target = z[Int(labels[row])]
+                    var above = 0
+                    for j in 0..<width where z[j] > target { above += 1 }
+                    if above < topK { topKHits += 1 }
+                }
             }
             if let confusion {
                 let classes = Int(Double(confusion.count).squareRoot())
@@ -85,13 +95,15 @@ public final class Evaluator {
         totals[2] = Double(count)
         totals[3] = weightSum
         totals[4] = activitySum
+        totals[5] = topKHits
         try communicator.allreduceSum(totals)
         if let confusion { try communicator.allreduceSum(confusion) }
         let n = max(totals[2], 1)
         // The losses over Σ w_y (the count without class weights); the activity penalties, a
         // sum over samples, over the count.
         let meanLoss = totals[3] > 0 ? totals[0] / totals[3] : 0
-        return (meanLoss + totals[4] / n + network.weightPenalty(), loss.hasAccuracy ? totals[1] / n : nil)
+        return (meanLoss + totals[4] / n + network.weightPenalty(), loss.hasAccuracy ? totals[1] / n : nil,
+                topK > 0 ? totals[5] / n : nil)
     }
 
     /// Predictions for `rows` rows of already-normalized inputs, in inference mode (single process).

@@ -62,6 +62,8 @@ public final class Trainer {
     private let evaluator: Evaluator
     private let state: RunState
     private let order: UnsafeMutableBufferPointer<Int32>
+    /// The validation confusion matrix the config's `metrics` (precision, recall, F1) need; empty without.
+    private let validationConfusion: UnsafeMutableBufferPointer<Double>
     private let metrics: MetricsLog
     private let console: Console
     private var tensorBoard: TensorBoardWriter?
@@ -100,6 +102,9 @@ public final class Trainer {
                          augmentation: try Augmentation(config: config, data: data), classWeights: classWeights)
         order = .allocate(capacity: data.train.count)
         order.initialize(repeating: 0)
+        let confusionClasses = config.metrics.needsConfusion ? config.loss.confusionClasses(width: network.outputWidth) ?? 0 : 0
+        validationConfusion = .allocate(capacity: confusionClasses * confusionClasses)
+        validationConfusion.initialize(repeating: 0)
         state = try RunState(config: config, communicator: communicator, network: network, hasValidation: data.validation != nil,
                              runDirectory: options.runDirectory)
         metrics = MetricsLog(path: options.runDirectory + "/metrics.jsonl")
@@ -107,7 +112,10 @@ public final class Trainer {
         observer = StepObserver(communicator: communicator, console: console)
     }
 
-    deinit { order.deallocate() }
+    deinit {
+        order.deallocate()
+        validationConfusion.deallocate()
+    }
 
     // MARK: The run
 
@@ -137,9 +145,22 @@ public final class Trainer {
             }
             if let validation = data.validation {
                 let validationStart = observer.trace?.now() ?? 0
-                let result = try evaluator.evaluate(validation, transform: data.transform)
+                if validationConfusion.count > 0 { validationConfusion.update(repeating: 0) }
+                let result = try evaluator.evaluate(validation, transform: data.transform,
+                                                    confusion: validationConfusion.count > 0 ? validationConfusion : nil,
+                                                    topK: config.metrics.topK ?? 0)
                 record.valLoss = result.loss
                 record.valAccuracy = result.accuracy
+                record.valTopKAccuracy = result.topKAccuracy
+                if config.metrics.needsConfusion {
+                    let classes = Int(Double(validationConfusion.count).squareRoot())
+                    let report = ClassificationReport(confusion: (0..<classes).map { row in
+                        (0..<classes).map { Int(validationConfusion[row * classes + $0]) }
+                    })
+                    record.valPrecision = config.metrics.precision ? report.macroPrecision : nil
+                    record.valRecall = config.metrics.recall ? report.macroRecall : nil
+                    record.valF1 = config.metrics.f1 ? report.macroF1 : nil
+                }
                 observer.trace?.record(.validation, since: validationStart)
             }
             record.seconds = Date().timeIntervalSince(epochStart) + (continuing?.seconds ?? 0)

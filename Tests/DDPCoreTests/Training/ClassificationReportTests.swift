@@ -1,3 +1,4 @@
+import Foundation
 import XCTest
 @testable import DDPCore
 
@@ -46,8 +47,10 @@ final class ClassificationReportTests: XCTestCase {
                 let confusion = UnsafeMutableBufferPointer<Double>.allocate(capacity: 4)
                 confusion.initialize(repeating: 0)
                 defer { confusion.deallocate() }
-                let result = try Evaluator(network: network, loss: config.loss, context: context)
-                    .evaluate(data.train, transform: data.transform, confusion: confusion)
+                let evaluator = Evaluator(network: network, loss: config.loss, context: context)
+                let result = try evaluator.evaluate(data.train, transform: data.transform, confusion: confusion, topK: 1)
+                XCTAssertEqual(result.topKAccuracy, result.accuracy, "top-1 is the accuracy (no ties among random logits)")
+                XCTAssertEqual(try evaluator.evaluate(data.train, transform: data.transform, topK: 2).topKAccuracy, 1, "top-C is every sample")
                 results.set(communicator.rank, (Array(confusion), try XCTUnwrap(result.accuracy)))
             }
             let (matrix, accuracy) = try results.all()[0]
@@ -57,5 +60,47 @@ final class ClassificationReportTests: XCTestCase {
         }
         XCTAssertEqual(matrices[1], matrices[0])
         XCTAssertEqual(matrices[2], matrices[0])
+    }
+
+    /// `metrics: [precision, recall, f1, {top_k_accuracy: k}]`: each epoch's record carries the
+    /// validation figures asked for, and only those; bad entries are refused naming the entry.
+    func testEpochRecordsCarryTheValidationMetricsAskedFor() throws {
+        let yaml = """
+            seed: 4
+            data: {train: {format: moons, samples: 96, noise: 0.3}, validation_split: 0.25}
+            model: {inputs: 2, layers: [{type: dense, units: 8, activation: relu}, {type: dense, units: 2}]}
+            loss: cross_entropy
+            optimizer: {type: adam, lr: 0.02}
+            training: {epochs: 3, batch_size: 16}
+            checkpoint: {every_epochs: 0, keep: 1}
+            """
+        let directory = NSTemporaryDirectory() + "ddp-metrics-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let config = try TrainingConfig.parse(yaml: yaml, overrides: ["metrics=[accuracy, recall, f1, {top_k_accuracy: 2}]"])
+        var options = TrainOptions(runDirectory: directory)
+        options.quiet = true
+        let outcome = try Trainer(config: config, data: try RunData(config: config), communicator: LocalCommunicator(), options: options).run()
+        for record in outcome.epochs {
+            XCTAssertEqual(record.valTopKAccuracy, 1, "top-2 of 2 classes is every sample")
+            let recall = try XCTUnwrap(record.valRecall), f1 = try XCTUnwrap(record.valF1)
+            XCTAssert((0...1).contains(recall) && (0...1).contains(f1))
+            XCTAssertNil(record.valPrecision, "not asked for")
+        }
+        let metrics = try String(contentsOfFile: directory + "/metrics.jsonl", encoding: .utf8)
+        XCTAssertTrue(metrics.contains("\"val_f1\":") && metrics.contains("\"val_top_k_accuracy\":1"), metrics)
+        let refused: [(String, String)] = [
+            ("metrics=[{top_k_accuracy: 3}]", "top_k_accuracy with k = 3 exceeds the model's 2 classes"),
+            ("metrics=[{top_k_accuracy: 0}]", "metrics[0].top_k_accuracy: expected an integer k ≥ 1"),
+            ("metrics=[auc]", "metrics[0]: 'auc' is not one of accuracy, precision, recall, f1, top_k_accuracy"),
+            ("metrics=f1", "metrics: expected a list"),
+        ]
+        for (override, message) in refused {
+            XCTAssertThrowsError(try TrainingConfig.parse(yaml: yaml, overrides: [override]), override) {
+                XCTAssertTrue("\($0)".contains(message), "\(override): \($0)")
+            }
+        }
+        XCTAssertThrowsError(try TrainingConfig.parse(yaml: yaml, overrides: ["loss=mse", "metrics=[f1]"])) {
+            XCTAssertTrue("\($0)".contains("need a classifier"), "\($0)")
+        }
     }
 }
