@@ -162,9 +162,7 @@ struct Evaluate: ParsableCommand {
                 let result = try Evaluator(network: model.network, loss: config.loss, context: context, classWeights: classWeights)
                     .evaluate(dataset, transform: transform, confusion: classes == nil ? nil : confusion)
                 guard communicator.isRoot else { return }
-                let report = classes.map { count in
-                    ClassificationReport(confusion: (0..<count).map { row in (0..<count).map { Int(confusion[row * count + $0]) } })
-                }
+                let report = classes.map { _ in ClassificationReport(confusion: ClassificationReport.matrix(confusion)) }
                 print(MetricsLog.encode(EvaluationLine(split: split, samples: dataset.count, loss: result.loss, accuracy: result.accuracy,
                                                        report: report)))
             }

@@ -153,10 +153,7 @@ public final class Trainer {
                 record.valAccuracy = result.accuracy
                 record.valTopKAccuracy = result.topKAccuracy
                 if config.metrics.needsConfusion {
-                    let classes = Int(Double(validationConfusion.count).squareRoot())
-                    let report = ClassificationReport(confusion: (0..<classes).map { row in
-                        (0..<classes).map { Int(validationConfusion[row * classes + $0]) }
-                    })
+                    let report = ClassificationReport(confusion: ClassificationReport.matrix(validationConfusion))
                     record.valPrecision = config.metrics.precision ? report.macroPrecision : nil
                     record.valRecall = config.metrics.recall ? report.macroRecall : nil
                     record.valF1 = config.metrics.f1 ? report.macroF1 : nil
@@ -306,9 +303,7 @@ public final class Trainer {
             let result = try evaluator.evaluate(test, transform: data.transform, confusion: classes == nil ? nil : confusion)
             end.testLoss = result.loss
             end.testAccuracy = result.accuracy
-            end.testConfusionMatrix = classes.map { count in
-                (0..<count).map { row in (0..<count).map { Int(confusion[row * count + $0]) } }
-            }
+            end.testConfusionMatrix = classes.map { _ in ClassificationReport.matrix(confusion) }
         }
         if communicator.isRoot {
             try network.saveWeights(to: options.runDirectory + "/model.safetensors", metadata: weightsMetadata)
