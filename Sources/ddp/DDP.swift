@@ -147,22 +147,18 @@ struct Evaluate: ParsableCommand {
             // The loss weighs classes as training did; `balanced` would need the training set's
             // counts, which eval does not read, so there the loss is unweighted, and it says so.
             var classWeights: [Float] = []
-            if case .given = config.classWeight {
-                classWeights = try config.classWeight!.resolve(classes: config.loss.isCategorical ? model.network.outputWidth : 2,
-                                                               labels: [], origin: "")
+            if let given = config.classWeight, given != .balanced {
+                classWeights = try given.resolve(classes: config.loss.weightedClasses(width: model.network.outputWidth) ?? 0,
+                                                 labels: [], origin: "")
             } else if config.classWeight == .balanced, JobSession.launcherRank == 0 {
                 FileHandle.standardError.write(Data("notice: loss.class_weight: balanced is not applied by ddp eval (it reads no training labels); the loss is unweighted\n".utf8))
             }
             try session.startCommunicator(watchdogTimeout: config.distributed.timeoutSeconds) { communicator in
                 let context = StepContext(communicator: communicator, maxBatch: Evaluator.chunk(for: config.model))
-                let classes = config.loss.confusionClasses(width: model.network.outputWidth)
-                let confusion = UnsafeMutableBufferPointer<Double>.allocate(capacity: classes.map { $0 * $0 } ?? 0)
-                confusion.initialize(repeating: 0)
-                defer { confusion.deallocate() }
                 let result = try Evaluator(network: model.network, loss: config.loss, context: context, classWeights: classWeights)
-                    .evaluate(dataset, transform: transform, confusion: classes == nil ? nil : confusion)
+                    .evaluate(dataset, transform: transform, countConfusion: true)
                 guard communicator.isRoot else { return }
-                let report = classes.map { _ in ClassificationReport(confusion: ClassificationReport.matrix(confusion)) }
+                let report = result.confusion.map(ClassificationReport.init(confusion:))
                 print(MetricsLog.encode(EvaluationLine(split: split, samples: dataset.count, loss: result.loss, accuracy: result.accuracy,
                                                        report: report)))
             }
@@ -170,9 +166,9 @@ struct Evaluate: ParsableCommand {
     }
 }
 
-/// What `ddp eval` prints: one JSON object; accuracy is null for mse.
-/// `ddp eval`'s one line: the loss and accuracy, and for a classifier the confusion matrix
-/// (rows the true class), macro precision, recall and F1, and each class's (`per_class`).
+/// What `ddp eval` prints, one JSON object: the loss and accuracy (null for mse), and for a
+/// classifier the confusion matrix (rows the true class), macro precision, recall and F1, and
+/// each class's (`per_class`).
 struct EvaluationLine: Encodable {
     var split: String
     var samples: Int

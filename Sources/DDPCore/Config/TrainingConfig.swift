@@ -351,11 +351,7 @@ public struct TrainingConfig: Sendable, Equatable {
         }
         let loss = try lossKind(name, fromLogits: fromLogits, labelSmoothing: labelSmoothing)
         if let classWeight {
-            let classes: Int
-            switch loss {
-            case .crossEntropy: classes = model.outputWidth
-            case .binaryCrossEntropy: classes = 2
-            case .meanSquaredError:
+            guard let classes = loss.weightedClasses(width: model.outputWidth) else {
                 throw DDPError(.config, "loss.class_weight: mse has no classes to weight; class_weight applies to cross_entropy and binary_crossentropy")
             }
             if case let .given(weights) = classWeight, let beyond = weights.keys.first(where: { $0 >= classes }) {

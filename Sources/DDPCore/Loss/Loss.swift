@@ -77,6 +77,16 @@ public enum Loss: Sendable, Equatable {
         }
     }
 
+    /// The classes `loss.class_weight` weighs: cross-entropy's logits, binary cross-entropy's
+    /// two; nil for mse, which has none.
+    public func weightedClasses(width: Int) -> Int? {
+        switch self {
+        case .crossEntropy: width
+        case .binaryCrossEntropy: 2
+        case .meanSquaredError: nil
+        }
+    }
+
     /// The class whose `loss.class_weight` a sample with `label` takes: the label itself for
     /// cross-entropy, label > 0.5 for binary cross-entropy (so a soft label 0.7 is class 1),
     /// the one rule `evaluate` and the trainer's batch weight sum share.

@@ -32,12 +32,6 @@ public struct ClassificationReport: Sendable, Equatable {
         }
     }
 
-    /// The evaluator's counts (classes × classes, row-major, the true class first) as a matrix.
-    public static func matrix(_ counts: UnsafeMutableBufferPointer<Double>) -> [[Int]] {
-        let classes = Int(Double(counts.count).squareRoot())
-        return (0..<classes).map { row in (0..<classes).map { Int(counts[row * classes + $0]) } }
-    }
-
     private func mean(_ value: KeyPath<PerClass, Double>) -> Double {
         classes.isEmpty ? 0 : classes.map { $0[keyPath: value] }.reduce(0, +) / Double(classes.count)
     }

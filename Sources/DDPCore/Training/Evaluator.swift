@@ -20,6 +20,20 @@ public final class Evaluator {
     let context: StepContext
     private let labels: UnsafeMutableBufferPointer<Float>
     private let totals: UnsafeMutableBufferPointer<Double>
+    /// (label, predicted) counts, classes × classes row-major; allocated by the first
+    /// evaluation that counts them, zeroed by each.
+    private var confusionCounts = UnsafeMutableBufferPointer<Double>(start: nil, count: 0)
+
+    /// What `evaluate` measured over a dataset, the same on every rank.
+    public struct Evaluation: Sendable {
+        /// Mean loss, penalties included.
+        public var loss: Double
+        public var accuracy: Double?
+        /// With `topK` > 0: the share of samples whose label is among the k largest logits.
+        public var topKAccuracy: Double?
+        /// With `countConfusion` and a classifier: rows the true class, columns the predicted one.
+        public var confusion: [[Int]]?
+    }
 
     public init(network: Network, loss: Loss, context: StepContext, classWeights: [Float] = []) {
         self.network = network
@@ -38,14 +52,24 @@ public final class Evaluator {
     deinit {
         labels.deallocate()
         totals.deallocate()
+        confusionCounts.deallocate()
     }
 
     /// Mean loss (including the kernel/bias penalties, as Keras reports val_loss) and accuracy.
-    /// Given `confusion` (classes × classes, zeroed), it also counts each sample at (its label,
-    /// the class predicted), summed over the ranks (`ddp eval`'s `ClassificationReport`).
+    /// With `countConfusion`, for a classifier (`Loss.confusionClasses`), it also counts each
+    /// sample at (its label, the class predicted), summed over the ranks (`ClassificationReport`).
     /// With `topK` > 0 it also returns the top-k accuracy (see `ValidationMetrics`).
-    public func evaluate(_ data: Dataset, transform: FeatureTransform, confusion: UnsafeMutableBufferPointer<Double>? = nil,
-                         topK: Int = 0) throws -> (loss: Double, accuracy: Double?, topKAccuracy: Double?) {
+    public func evaluate(_ data: Dataset, transform: FeatureTransform, countConfusion: Bool = false,
+                         topK: Int = 0) throws -> Evaluation {
+        let classes = countConfusion ? loss.confusionClasses(width: network.outputWidth) : nil
+        if let classes {
+            if confusionCounts.count != classes * classes {
+                confusionCounts.deallocate()
+                confusionCounts = .allocate(capacity: classes * classes)
+            }
+            confusionCounts.initialize(repeating: 0)
+        }
+        let confusion = classes == nil ? nil : confusionCounts
         let communicator = context.communicator
         let wasTraining = context.training
         context.training = false
@@ -76,8 +100,7 @@ public final class Evaluator {
                     if above < topK { topKHits += 1 }
                 }
             }
-            if let confusion {
-                let classes = Int(Double(confusion.count).squareRoot())
+            if let confusion, let classes {
                 for row in 0..<batch {
                     let predicted = loss.predictedClass(network.output + row * network.outputWidth, width: network.outputWidth)
                     let label = Int(labels[row])
@@ -102,8 +125,9 @@ public final class Evaluator {
         // The losses over Σ w_y (the count without class weights); the activity penalties, a
         // sum over samples, over the count.
         let meanLoss = totals[3] > 0 ? totals[0] / totals[3] : 0
-        return (meanLoss + totals[4] / n + network.weightPenalty(), loss.hasAccuracy ? totals[1] / n : nil,
-                topK > 0 ? totals[5] / n : nil)
+        return Evaluation(loss: meanLoss + totals[4] / n + network.weightPenalty(), accuracy: loss.hasAccuracy ? totals[1] / n : nil,
+                          topKAccuracy: topK > 0 ? totals[5] / n : nil,
+                          confusion: classes.map { c in (0..<c).map { row in (0..<c).map { Int(confusionCounts[row * c + $0]) } } })
     }
 
     /// Predictions for `rows` rows of already-normalized inputs, in inference mode (single process).

@@ -62,8 +62,6 @@ public final class Trainer {
     private let evaluator: Evaluator
     private let state: RunState
     private let order: UnsafeMutableBufferPointer<Int32>
-    /// The validation confusion matrix the config's `metrics` (precision, recall, F1) need; empty without.
-    private let validationConfusion: UnsafeMutableBufferPointer<Double>
     private let metrics: MetricsLog
     private let console: Console
     private var tensorBoard: TensorBoardWriter?
@@ -95,16 +93,13 @@ public final class Trainer {
         let context = StepContext(communicator: communicator, maxBatch: max(plan.maxLocalBatch, Evaluator.chunk(for: config.model)))
         context.seed = config.seed
         network.reserve(maxBatch: plan.maxLocalBatch)
-        let classWeights = try config.classWeight?.resolve(classes: config.loss.isCategorical ? network.outputWidth : 2,
+        let classWeights = try config.classWeight?.resolve(classes: config.loss.weightedClasses(width: network.outputWidth) ?? 0,
                                                           labels: data.train.labels, origin: data.train.origin) ?? []
         evaluator = Evaluator(network: network, loss: config.loss, context: context, classWeights: classWeights)
         step = TrainStep(network: network, sync: sync, plan: plan, context: context, loss: config.loss, data: data,
                          augmentation: try Augmentation(config: config, data: data), classWeights: classWeights)
         order = .allocate(capacity: data.train.count)
         order.initialize(repeating: 0)
-        let confusionClasses = config.metrics.needsConfusion ? config.loss.confusionClasses(width: network.outputWidth) ?? 0 : 0
-        validationConfusion = .allocate(capacity: confusionClasses * confusionClasses)
-        validationConfusion.initialize(repeating: 0)
         state = try RunState(config: config, communicator: communicator, network: network, hasValidation: data.validation != nil,
                              runDirectory: options.runDirectory)
         metrics = MetricsLog(path: options.runDirectory + "/metrics.jsonl")
@@ -112,10 +107,7 @@ public final class Trainer {
         observer = StepObserver(communicator: communicator, console: console)
     }
 
-    deinit {
-        order.deallocate()
-        validationConfusion.deallocate()
-    }
+    deinit { order.deallocate() }
 
     // MARK: The run
 
@@ -145,15 +137,13 @@ public final class Trainer {
             }
             if let validation = data.validation {
                 let validationStart = observer.trace?.now() ?? 0
-                if validationConfusion.count > 0 { validationConfusion.update(repeating: 0) }
-                let result = try evaluator.evaluate(validation, transform: data.transform,
-                                                    confusion: validationConfusion.count > 0 ? validationConfusion : nil,
+                let result = try evaluator.evaluate(validation, transform: data.transform, countConfusion: config.metrics.needsConfusion,
                                                     topK: config.metrics.topK ?? 0)
                 record.valLoss = result.loss
                 record.valAccuracy = result.accuracy
                 record.valTopKAccuracy = result.topKAccuracy
-                if config.metrics.needsConfusion {
-                    let report = ClassificationReport(confusion: ClassificationReport.matrix(validationConfusion))
+                if let confusion = result.confusion {
+                    let report = ClassificationReport(confusion: confusion)
                     record.valPrecision = config.metrics.precision ? report.macroPrecision : nil
                     record.valRecall = config.metrics.recall ? report.macroRecall : nil
                     record.valF1 = config.metrics.f1 ? report.macroF1 : nil
@@ -296,14 +286,10 @@ public final class Trainer {
         if let test = data.test {
             // A classifier's test confusion matrix goes to the end line (`ddp plot`'s confusion.svg),
             // up to 100 classes (10,000 counts on one JSON line).
-            let classes = config.loss.confusionClasses(width: network.outputWidth).flatMap { $0 <= 100 ? $0 : nil }
-            let confusion = UnsafeMutableBufferPointer<Double>.allocate(capacity: classes.map { $0 * $0 } ?? 0)
-            confusion.initialize(repeating: 0)
-            defer { confusion.deallocate() }
-            let result = try evaluator.evaluate(test, transform: data.transform, confusion: classes == nil ? nil : confusion)
+            let result = try evaluator.evaluate(test, transform: data.transform, countConfusion: network.outputWidth <= 100)
             end.testLoss = result.loss
             end.testAccuracy = result.accuracy
-            end.testConfusionMatrix = classes.map { _ in ClassificationReport.matrix(confusion) }
+            end.testConfusionMatrix = result.confusion
         }
         if communicator.isRoot {
             try network.saveWeights(to: options.runDirectory + "/model.safetensors", metadata: weightsMetadata)
