@@ -7,6 +7,12 @@
 ///     MPI_Allreduce([loss sum, samples, correct, non-finite, penalty share, Σg² share, stop], 7 doubles)
 ///     MPI_Allgather(parameters, P/N → P floats)
 ///
+/// LARS's trust ratios need each tensor's ‖p‖ and ‖g‖, of which a rank holds the share inside
+/// its block: the shares ride the 7-double allreduce (2 more doubles per tensor). LAMB's need
+/// ‖u‖ of the update, known only once the moments are updated from the clipped gradient, after
+/// that allreduce; so LAMB takes one more allreduce of 2 doubles per tensor between the halves
+/// of its step (`Optimizer.beginLAMBStep`, `finishLayerwiseStep`).
+///
 /// The two big collectives move the same bytes as one allreduce (ring: 2·(N−1)/N·P each way),
 /// but the memory-bound update runs over P/N parameters instead of P, and the moments take
 /// 2·P/N floats instead of 2·P. Clipping by global norm needs only the 7-double allreduce: each
@@ -72,8 +78,11 @@ public final class ShardedSync: GradientSync {
     /// sharded update (ShardedSync)').
     private let published: UnsafeMutablePointer<Float>?
     private var publishing = PublishChoice()
-    /// [loss sum, samples, correct, non-finite, penalty share, Σg² share, stop], summed over ranks.
+    /// [loss sum, samples, correct, non-finite, penalty share, Σg² share, stop], then under LARS
+    /// its per-tensor sums (`Optimizer.addLARSShares`), summed over ranks.
     private let totals: UnsafeMutableBufferPointer<Double>
+    /// LAMB's per-tensor sums, summed over ranks between the halves of its step.
+    private let lambSums: UnsafeMutableBufferPointer<Double>
     /// Node-shared mode: every rank's reduction buffer, rank r's at `base + r·stride`.
     private let gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)?
     /// Node-shared mode without penalties or clipping, with Adam or AdamW: the reduced gradient
@@ -110,8 +119,11 @@ public final class ShardedSync: GradientSync {
         summingInUpdate = gradientSlots != nil && config.clipNorm == nil && !network.hasWeightPenalties && optimizer.updatesFromSummedSlots
         shardGradient = .allocate(capacity: max(block, 1))
         shardGradient.initialize(repeating: 0)
-        totals = .allocate(capacity: 7)
+        let layerwiseSums = optimizer.isLayerwise ? 2 * optimizer.tensorCount : 0
+        totals = .allocate(capacity: 7 + (config.kind == .lars ? layerwiseSums : 0))
         totals.initialize(repeating: 0)
+        lambSums = .allocate(capacity: config.kind == .lamb ? layerwiseSums : 0)
+        lambSums.initialize(repeating: 0)
         unreducedEnd = communicator.size * block
         bucketCounts = .allocate(capacity: maxPendingReductions * communicator.size)
         bucketCounts.initialize(repeating: 0, count: maxPendingReductions * communicator.size)
@@ -120,6 +132,7 @@ public final class ShardedSync: GradientSync {
     deinit {
         shardGradient.deallocate()
         totals.deallocate()
+        lambSums.deallocate()
         bucketCounts.deallocate()
     }
 
@@ -166,6 +179,11 @@ public final class ShardedSync: GradientSync {
         totals[4] = network.applyWeightPenalties(range: shard, gradients: gradient)
         totals[5] = clipNorm == nil ? 0 : Optimizer.sumOfSquares(UnsafeBufferPointer(start: gradient, count: shard.count))
         totals[6] = stop ? 1 : 0
+        if optimizer.config.kind == .lars {
+            UnsafeMutableBufferPointer(rebasing: totals[7...]).update(repeating: 0)
+            optimizer.addLARSShares(parameters: buffers.paddedParameters.baseAddress! + shard.lowerBound, gradients: gradient,
+                                    into: totals.baseAddress! + 7)
+        }
         try communicator.allreduceSum(totals)
         return StepTotals(lossSum: totals[0], samples: totals[1], correct: totals[2],
                           nonFinite: totals[3] != 0 || !totals[0].isFinite, penalty: totals[4], stop: totals[6] != 0)
@@ -173,33 +191,58 @@ public final class ShardedSync: GradientSync {
 
     public func update(lr: Float) throws {
         let gradient = UnsafeMutableBufferPointer(rebasing: shardGradient[0..<shard.count])
+        var clipScale: Float = 1
         if let clipNorm {
-            Optimizer.scale(gradient, toNorm: clipNorm, from: Float(totals[5].squareRoot()))
+            clipScale = Optimizer.scale(gradient, toNorm: clipNorm, from: Float(totals[5].squareRoot()))
         }
         let parameters = UnsafeMutableBufferPointer(rebasing: buffers.paddedParameters[shard])
-        if let gradientSlots, let published {
+        if optimizer.isLayerwise {
+            try layerwiseStep(parameters: parameters.baseAddress!, gradient: gradient.baseAddress!, lr: lr, clipScale: clipScale)
+            try publishAndGather(published: false)
+        } else if summingInUpdate, let gradientSlots, let published {
             let own = buffers.paddedParameters.baseAddress!
-            if summingInUpdate {
-                let mirrored = publishing.mirrors(), start = ContinuousClock.now
-                optimizer.apply(own + shard.lowerBound,
-                                gradients: .init(UnsafePointer(gradientSlots.base + shard.lowerBound),
-                                                 stride: gradientSlots.stride, terms: communicator.size),
-                                copyTo: mirrored ? published + shard.lowerBound : nil, lr: lr)
-                if !mirrored { (published + shard.lowerBound).update(from: own + shard.lowerBound, count: shard.count) }
-                publishing.record(mirrored: mirrored, time: ContinuousClock.now - start)
-            } else {
-                optimizer.apply(parameters: parameters, gradients: gradient, lr: lr)
-                (published + shard.lowerBound).update(from: own + shard.lowerBound, count: shard.count)
-            }
+            let mirrored = publishing.mirrors(), start = ContinuousClock.now
+            optimizer.apply(own + shard.lowerBound,
+                            gradients: .init(UnsafePointer(gradientSlots.base + shard.lowerBound),
+                                             stride: gradientSlots.stride, terms: communicator.size),
+                            copyTo: mirrored ? published + shard.lowerBound : nil, lr: lr)
+            if !mirrored { (published + shard.lowerBound).update(from: own + shard.lowerBound, count: shard.count) }
+            publishing.record(mirrored: mirrored, time: ContinuousClock.now - start)
+            try publishAndGather(published: true)
+        } else {
+            optimizer.apply(parameters: parameters, gradients: gradient, lr: lr)
+            try publishAndGather(published: false)
+        }
+    }
+
+    /// LAMB or LARS over this rank's block, with the per-tensor sums over all ranks.
+    private func layerwiseStep(parameters: UnsafeMutablePointer<Float>, gradient: UnsafeMutablePointer<Float>, lr: Float,
+                               clipScale: Float) throws {
+        if optimizer.config.kind == .lamb {
+            lambSums.update(repeating: 0)
+            optimizer.beginLAMBStep(parameters: parameters, gradients: gradient, lr: lr, sums: lambSums.baseAddress!)
+            try communicator.allreduceSum(lambSums)
+            optimizer.finishLayerwiseStep(parameters: parameters, gradients: gradient, lr: lr, sums: lambSums.baseAddress!, gradientScale: 1)
+        } else {
+            optimizer.finishLayerwiseStep(parameters: parameters, gradients: gradient, lr: lr, sums: totals.baseAddress! + 7,
+                                          gradientScale: clipScale)
+        }
+    }
+
+    /// After this rank's block is updated in place: every rank's block reaches every rank (the
+    /// window and a barrier on one node, else the allgather), then the weight constraints.
+    /// `published`: the update already stored the block to the window.
+    private func publishAndGather(published alreadyPublished: Bool) throws {
+        if let published {
+            let own = buffers.paddedParameters.baseAddress!
+            if !alreadyPublished { (published + shard.lowerBound).update(from: own + shard.lowerBound, count: shard.count) }
             try communicator.barrier()
             own.update(from: published, count: shard.lowerBound)
             (own + shard.upperBound).update(from: published + shard.upperBound, count: network.trainableCount - shard.upperBound)
-            if network.hasConstraints { network.applyConstraints() }
         } else {
-            optimizer.apply(parameters: parameters, gradients: gradient, lr: lr)
             try communicator.allgather(buffers.paddedParameters, block: block)
-            if network.hasConstraints { network.applyConstraints() }
         }
+        if network.hasConstraints { network.applyConstraints() }
     }
 
     /// shardGradient = Σ_r slot_r[shard], r = 0, 1, …, N − 1: the sum the optimizer takes itself

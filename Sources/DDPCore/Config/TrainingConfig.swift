@@ -454,24 +454,34 @@ public struct TrainingConfig: Sendable, Equatable {
 
     static func optimizerConfig(_ section: inout ConfigSection) throws -> OptimizerConfig {
         let kind = try section.choice("type", default: OptimizerConfig.Kind.adam)
-        var config = OptimizerConfig(kind: kind, learningRate: try section.float("lr", default: kind == .sgd || kind == .rmsprop ? 0.01 : 0.001, in: 0...1e3))
+        let defaultRate: Float = switch kind {
+        case .sgd, .rmsprop: 0.01
+        case .lars: 0.1
+        case .adam, .adamw, .lamb: 0.001
+        }
+        var config = OptimizerConfig(kind: kind, learningRate: try section.float("lr", default: defaultRate, in: 0...1e3))
         config.weightDecay = try section.float("weight_decay", default: kind == .adamw ? 0.01 : 0, in: 0...1e3)
         config.decay = try section.choice("decay", default: config.decay)
         // Each type reads its own keys only, so a key another type takes (SGD's momentum on
         // Adam, say) is an unknown key here, not a value silently ignored.
-        if kind == .sgd || kind == .rmsprop {
-            config.momentum = try section.float("momentum", default: config.momentum, in: 0...1)
+        if kind == .sgd || kind == .rmsprop || kind == .lars {
+            config.momentum = try section.float("momentum", default: kind == .lars ? 0.9 : config.momentum, in: 0...1)
+        }
+        if kind == .lars {
+            config.trustCoefficient = try section.float("trust_coefficient", default: config.trustCoefficient, in: 0...1e3)
+            config.adapt = try section.choice("adapt", default: config.adapt)
         }
         if kind == .sgd {
             config.dampening = try section.float("dampening", default: config.dampening, in: 0...1)
             config.nesterov = try section.bool("nesterov", default: config.nesterov)
         }
-        if kind == .adam || kind == .adamw {
+        if kind == .adam || kind == .adamw || kind == .lamb {
             config.beta1 = try section.float("beta1", default: config.beta1, in: 0...0.999_999)
             config.beta2 = try section.float("beta2", default: config.beta2, in: 0...0.999_999_9)
         }
         if kind != .sgd {
-            config.epsilon = try section.float("epsilon", default: config.epsilon, in: 0...1)
+            // Keras's Lamb defaults to 1e-7; torch's optimizers (and torchlars's LARS) to 1e-8.
+            config.epsilon = try section.float("epsilon", default: kind == .lamb ? 1e-7 : config.epsilon, in: 0...1)
         }
         if kind == .rmsprop {
             config.alpha = try section.float("alpha", default: config.alpha, in: 0...1)

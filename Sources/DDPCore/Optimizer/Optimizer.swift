@@ -4,15 +4,16 @@ import Glibc
 import Darwin
 #endif
 
-/// Which parameters an optimizer's weight_decay applies to. The default decays kernels only,
-/// not biases and not BatchNorm's γ/β (the usual practice; torch decays whatever it is given).
+/// Which parameters an optimizer's weight_decay (and LARS's trust ratio) applies to. The
+/// default takes kernels only, not biases and not BatchNorm's γ/β (the usual practice, and
+/// LARS's paper's; torch decays whatever it is given).
 public enum DecayScope: String, Sendable, CaseIterable {
     case kernels, all
 }
 
 /// The config's `optimizer` section.
 public struct OptimizerConfig: Sendable, Equatable {
-    public enum Kind: String, Sendable, CaseIterable { case sgd, adam, adamw, rmsprop }
+    public enum Kind: String, Sendable, CaseIterable { case sgd, adam, adamw, rmsprop, lamb, lars }
     public var kind: Kind
     public var learningRate: Float
     public var weightDecay: Float = 0
@@ -27,6 +28,10 @@ public struct OptimizerConfig: Sendable, Equatable {
     public var alpha: Float = 0.99
     /// RMSprop: normalize by the gradient's estimated variance instead of its second moment.
     public var centered = false
+    /// LARS's trust coefficient η (You et al. 2017, eq. 6; the paper's 0.001).
+    public var trustCoefficient: Float = 0.001
+    /// LARS: the tensors the trust ratio scales; the others take plain momentum SGD steps.
+    public var adapt: DecayScope = .kernels
     /// Gradient clipping by global L2 norm (torch.nn.utils.clip_grad_norm_); nil = off.
     public var clipNorm: Float?
     /// `scale_lr`: how `lr` follows the global batch (see `scaledLearningRate`).
@@ -72,12 +77,27 @@ public struct OptimizerConfig: Sendable, Equatable {
 ///                             momentum μ > 0: b ← μb + g/d, p ← p − lr·b;  else p ← p − lr·g/d
 ///                             v in the second moment; ḡ or b in the first (both at once,
 ///                             centered with momentum, would need a third buffer: refused)
+/// LAMB (Keras 3's keras.optimizers.Lamb, You et al. 2019), per tensor, t = step:
+///                             p ← p − p·wd·lr  (decoupled, before the update: Keras's base optimizer)
+///                             m ← m + (g − m)(1 − β₁);  v ← v + (g² − v)(1 − β₂)
+///                             u = (m/(1 − β₁ᵗ)) / (√(v/(1 − β₂ᵗ)) + ε)
+///                             r = ‖p‖/‖u‖ (1 where either norm is 0);  p ← p − (r·lr)·u
+/// LARS (You et al. 2017, "Large Batch Training of Convolutional Networks", Algorithm 1 with
+/// eq. 6's trust coefficient η; β = wd where decay applies, else 0), per tensor:
+///                             λ = η‖p‖/(‖g‖ + β‖p‖ + ε) (1 where either norm is 0, or where
+///                             `adapt` leaves the tensor out: biases and BatchNorm by default)
+///                             b ← μb + lr·λ·(g + βp);  p ← p − b
 ///
 /// It runs on the combined gradient (after the allreduce, or on this rank's slice after the
 /// reduce-scatter), so every rank's update of a parameter is the same. It owns one contiguous
 /// `range` of the flat parameter buffer (all of it, or one slice) and moments for that range
 /// only: it sees parameters, gradients and moments of a range, nothing of how the gradients
 /// were combined. The layout says which of its elements weight decay applies to.
+///
+/// LAMB and LARS scale each tensor's step by a ratio of norms over the whole tensor, which an
+/// optimizer over a slice sees only part of. Over the whole buffer `apply` computes them
+/// itself; over a slice the sync takes the step in halves and sums the norms' shares over the
+/// ranks between them (`addLARSShares` or `beginLAMBStep`, then `finishLayerwiseStep`).
 public final class Optimizer {
     public let config: OptimizerConfig
     /// The slice of the flat parameter buffer this optimizer updates.
@@ -88,7 +108,8 @@ public final class Optimizer {
     /// Second moment (Adam); empty for SGD, which keeps none (its checkpoints hold zeros there,
     /// so every checkpoint has the same tensors).
     public let secondMoment: UnsafeMutableBufferPointer<Float>
-    public var keepsSecondMoment: Bool { config.kind != .sgd }
+    public var keepsSecondMoment: Bool { Self.keepsSecondMoment(config.kind) }
+    private static func keepsSecondMoment(_ kind: OptimizerConfig.Kind) -> Bool { kind != .sgd && kind != .lars }
     /// Holds both moments (see `HugePageFloats` for why not two plain allocations).
     private let moments: HugePageFloats
     /// Steps taken so far (torch's `state['step']`).
@@ -99,6 +120,25 @@ public final class Optimizer {
     public var scheduledMomentum: Float?
     /// Ranges relative to `range.lowerBound` that weight_decay applies to.
     private let decayRanges: [Range<Int>]
+    /// LAMB and LARS: the trust ratios' per-tensor sums hold 2 × `tensorCount` doubles, the
+    /// first half Σp² per trainable tensor, the second Σu² (LAMB) or Σg² (LARS).
+    public var isLayerwise: Bool { config.kind == .lamb || config.kind == .lars }
+    public let tensorCount: Int
+    /// The trainable tensors' parts inside `range`, in buffer order.
+    private let tensorParts: [TensorPart]
+    /// `apply` over the whole buffer: where it sums the norms itself.
+    private let wholeSums: UnsafeMutableBufferPointer<Double>
+
+    /// One trainable tensor's part of the range.
+    struct TensorPart {
+        /// Relative to `range.lowerBound`.
+        let span: Range<Int>
+        /// The tensor's index among the layout's trainable tensors (its place in the sums).
+        let tensor: Int
+        let decayed: Bool
+        /// LARS: the trust ratio scales it (`adapt`).
+        let adapted: Bool
+    }
 
     /// An optimizer over every trainable parameter.
     public convenience init(config: OptimizerConfig, layout: ParameterLayout) {
@@ -112,9 +152,20 @@ public final class Optimizer {
         self.config = config
         self.range = range
         count = range.count
-        moments = HugePageFloats(counts: config.kind == .sgd ? [capacity] : [capacity, capacity])
+        let second = Self.keepsSecondMoment(config.kind)
+        moments = HugePageFloats(counts: second ? [capacity, capacity] : [capacity])
         firstMoment = moments.parts[0]
-        secondMoment = config.kind == .sgd ? UnsafeMutableBufferPointer(start: nil, count: 0) : moments.parts[1]
+        secondMoment = second ? moments.parts[1] : UnsafeMutableBufferPointer(start: nil, count: 0)
+        tensorCount = layout.trainableTensors.reduce(0) { count, _ in count + 1 }
+        tensorParts = layout.trainableTensors.enumerated().compactMap { index, slot in
+            let lower = max(slot.offset, range.lowerBound), upper = min(slot.offset + slot.count, range.upperBound)
+            guard lower < upper else { return nil }
+            return TensorPart(span: (lower - range.lowerBound)..<(upper - range.lowerBound), tensor: index,
+                              decayed: config.decay == .all || slot.role == .kernel,
+                              adapted: config.adapt == .all || slot.role == .kernel)
+        }
+        wholeSums = .allocate(capacity: 2 * tensorCount)
+        wholeSums.initialize(repeating: 0)
         var ranges: [Range<Int>] = []
         for slot in layout.trainableTensors {
             guard config.decay == .all || slot.role == .kernel else { continue }
@@ -130,6 +181,8 @@ public final class Optimizer {
         decayRanges = ranges
     }
 
+    deinit { wholeSums.deallocate() }
+
     /// Applies one update with learning rate `lr` to `parameters` from `gradients` (which it may
     /// modify): both hold at least `count` floats, the optimizer's range (the whole buffer, or
     /// this rank's slice of the parameters and its reduced gradient).
@@ -140,13 +193,171 @@ public final class Optimizer {
         guard count > 0 else { return }
         let p = parameters.baseAddress!, g = gradients.baseAddress!
         let wd = config.weightDecay
-        if wd != 0 && config.kind != .adamw {
+        if wd != 0 && (config.kind == .sgd || config.kind == .adam || config.kind == .rmsprop) {
             for range in decayRanges { for i in range { g[i] += wd * p[i] } }
         }
         switch config.kind {
         case .sgd: sgd(p, g, lr: lr)
         case .adam, .adamw: adam(p, GradientSource(g), lr: lr, copyTo: nil)
         case .rmsprop: rmsprop(p, g, lr: lr)
+        case .lamb, .lars:
+            let sums = wholeSums.baseAddress!
+            wholeSums.update(repeating: 0)
+            if config.kind == .lamb {
+                lambMoments(p, g, lr: lr, sums: sums)
+            } else {
+                addLARSShares(parameters: p, gradients: g, into: sums)
+            }
+            layerwiseUpdate(p, g, lr: lr, sums: sums, gradientScale: 1)
+        }
+    }
+
+    // MARK: LAMB and LARS over a slice
+
+    /// LARS, before the step (it changes nothing): adds this range's share of Σp² and Σg² per
+    /// adapted tensor into `sums` (2 × tensorCount doubles), for the sums over all ranks.
+    public func addLARSShares(parameters: UnsafePointer<Float>, gradients: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Double>) {
+        precondition(config.kind == .lars, "Optimizer.addLARSShares: \(config.kind) is not LARS")
+        for part in tensorParts where part.adapted {
+            sums[part.tensor] += squaredNorm(parameters, part.span)
+            sums[tensorCount + part.tensor] += squaredNorm(gradients, part.span)
+        }
+    }
+
+    /// LAMB's first half of a step: weight decay and the moments (the step is counted here);
+    /// adds this range's share of Σp² and Σu² per tensor into `sums` (2 × tensorCount doubles).
+    public func beginLAMBStep(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, lr: Float,
+                              sums: UnsafeMutablePointer<Double>) {
+        precondition(config.kind == .lamb, "Optimizer.beginLAMBStep: \(config.kind) is not LAMB")
+        step += 1
+        lambMoments(parameters, gradients, lr: lr, sums: sums)
+    }
+
+    /// The step of LAMB (second half) or LARS from `sums` over whole tensors. `gradientScale`:
+    /// LARS's Σg² was taken before the gradients were scaled by this (clipping).
+    public func finishLayerwiseStep(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, lr: Float,
+                                    sums: UnsafePointer<Double>, gradientScale: Float) {
+        precondition(isLayerwise, "Optimizer.finishLayerwiseStep: \(config.kind) has no trust ratio")
+        if config.kind == .lars { step += 1 }
+        layerwiseUpdate(parameters, gradients, lr: lr, sums: sums, gradientScale: gradientScale)
+    }
+
+    private func layerwiseUpdate(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, lr: Float, sums: UnsafePointer<Double>,
+                                 gradientScale: Float) {
+        for part in tensorParts {
+            let parameterNorm = sums[part.tensor].squareRoot(), otherNorm = sums[tensorCount + part.tensor].squareRoot()
+            if config.kind == .lamb {
+                lambUpdate(p, part.span, lr: lr, ratio: parameterNorm > 0 && otherNorm > 0 ? Float(parameterNorm / otherNorm) : 1)
+            } else {
+                let beta = part.decayed ? config.weightDecay : 0
+                let gradientNorm = otherNorm * Double(gradientScale)
+                var trust: Float = 1
+                if part.adapted && parameterNorm > 0 && gradientNorm > 0 {
+                    trust = Float(Double(config.trustCoefficient) * parameterNorm
+                                  / (gradientNorm + Double(beta) * parameterNorm + Double(config.epsilon)))
+                }
+                larsUpdate(p, g, part.span, lr: lr, trust: trust, beta: beta)
+            }
+        }
+    }
+
+    /// Σx² over `span`, in Double, eight lanes at a time.
+    private func squaredNorm(_ x: UnsafePointer<Float>, _ span: Range<Int>) -> Double {
+        var lanes = SIMD8<Double>(repeating: 0)
+        let vectorEnd = span.upperBound - span.count % 8
+        var i = span.lowerBound
+        while i < vectorEnd {
+            let value = SIMD8<Double>(load8(x + i))
+            lanes += value * value
+            i += 8
+        }
+        var sum = lanes.sum()
+        while i < span.upperBound { sum += Double(x[i]) * Double(x[i]); i += 1 }
+        return sum
+    }
+
+    /// LAMB's decay and moments over every tensor part, in Keras's operation order, and the
+    /// shares of Σp² (after the decay) and Σu² into `sums`.
+    private func lambMoments(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, lr: Float, sums: UnsafeMutablePointer<Double>) {
+        let beta1 = scheduledMomentum ?? config.beta1, beta2 = config.beta2, eps = config.epsilon, wd = config.weightDecay
+        let m = firstMoment.baseAddress!, v = secondMoment.baseAddress!
+        let t = Float(step)
+        let biasCorrection1 = 1 - powf(beta1, t), biasCorrection2 = 1 - powf(beta2, t)
+        let oneMinusBeta1 = 1 - beta1, oneMinusBeta2 = 1 - beta2
+        for part in tensorParts {
+            let decay = part.decayed && wd != 0
+            var parameterSquares = SIMD8<Double>(repeating: 0), updateSquares = SIMD8<Double>(repeating: 0)
+            let vectorEnd = part.span.upperBound - part.span.count % 8
+            var i = part.span.lowerBound
+            while i < vectorEnd {
+                var parameter = load8(p + i)
+                if decay { parameter -= parameter * wd * lr }
+                let gradient = load8(g + i)
+                var first = load8(m + i), second = load8(v + i)
+                first += (gradient - first) * oneMinusBeta1
+                second += (gradient * gradient - second) * oneMinusBeta2
+                let update = (first / biasCorrection1) / ((second / biasCorrection2).squareRoot() + eps)
+                store8(parameter, p + i)
+                store8(first, m + i)
+                store8(second, v + i)
+                let wide = SIMD8<Double>(parameter), wideUpdate = SIMD8<Double>(update)
+                parameterSquares += wide * wide
+                updateSquares += wideUpdate * wideUpdate
+                i += 8
+            }
+            var parameterSum = parameterSquares.sum(), updateSum = updateSquares.sum()
+            while i < part.span.upperBound {
+                if decay { p[i] -= p[i] * wd * lr }
+                m[i] += (g[i] - m[i]) * oneMinusBeta1
+                v[i] += (g[i] * g[i] - v[i]) * oneMinusBeta2
+                let update = (m[i] / biasCorrection1) / ((v[i] / biasCorrection2).squareRoot() + eps)
+                parameterSum += Double(p[i]) * Double(p[i])
+                updateSum += Double(update) * Double(update)
+                i += 1
+            }
+            sums[part.tensor] += parameterSum
+            sums[tensorCount + part.tensor] += updateSum
+        }
+    }
+
+    /// LAMB's p ← p − (r·lr)·u over `span`, u recomputed from the moments as `lambMoments` took it.
+    private func lambUpdate(_ p: UnsafeMutablePointer<Float>, _ span: Range<Int>, lr: Float, ratio: Float) {
+        let beta1 = scheduledMomentum ?? config.beta1, beta2 = config.beta2, eps = config.epsilon
+        let m = firstMoment.baseAddress!, v = secondMoment.baseAddress!
+        let t = Float(step)
+        let biasCorrection1 = 1 - powf(beta1, t), biasCorrection2 = 1 - powf(beta2, t)
+        let stepSize = ratio * lr
+        let vectorEnd = span.upperBound - span.count % 8
+        var i = span.lowerBound
+        while i < vectorEnd {
+            let update = (load8(m + i) / biasCorrection1) / ((load8(v + i) / biasCorrection2).squareRoot() + eps)
+            store8(load8(p + i) - stepSize * update, p + i)
+            i += 8
+        }
+        while i < span.upperBound {
+            p[i] -= stepSize * ((m[i] / biasCorrection1) / ((v[i] / biasCorrection2).squareRoot() + eps))
+            i += 1
+        }
+    }
+
+    /// LARS's b ← μb + lr·λ·(g + βp), p ← p − b over `span`.
+    private func larsUpdate(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ span: Range<Int>, lr: Float, trust: Float,
+                            beta: Float) {
+        let momentum = scheduledMomentum ?? config.momentum, localRate = lr * trust
+        let b = firstMoment.baseAddress!
+        let vectorEnd = span.upperBound - span.count % 8
+        var i = span.lowerBound
+        while i < vectorEnd {
+            let parameter = load8(p + i)
+            let velocity = momentum * load8(b + i) + localRate * (load8(g + i) + beta * parameter)
+            store8(velocity, b + i)
+            store8(parameter - velocity, p + i)
+            i += 8
+        }
+        while i < span.upperBound {
+            b[i] = momentum * b[i] + localRate * (g[i] + beta * p[i])
+            p[i] -= b[i]
+            i += 1
         }
     }
 
@@ -320,10 +531,13 @@ public final class Optimizer {
         return squares
     }
 
-    /// The scaling half of clip_grad_norm_, given the global norm.
-    public static func scale(_ gradients: UnsafeMutableBufferPointer<Float>, toNorm maxNorm: Float, from norm: Float) {
+    /// The scaling half of clip_grad_norm_, given the global norm. Returns the factor applied
+    /// (1 when none was).
+    @discardableResult
+    public static func scale(_ gradients: UnsafeMutableBufferPointer<Float>, toNorm maxNorm: Float, from norm: Float) -> Float {
         let coefficient = maxNorm / (norm + 1e-6)
-        guard coefficient < 1 else { return }
+        guard coefficient < 1 else { return 1 }
         for i in gradients.indices { gradients[i] *= coefficient }
+        return coefficient
     }
 }

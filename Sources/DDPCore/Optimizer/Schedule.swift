@@ -20,7 +20,7 @@ import Darwin
 /// - one_cycle:   OneCycleLR (Smith & Topin 2017) per optimizer step over epochs × steps per
 ///                epoch, cosine annealing, two phases: from max_lr/div_factor up to max_lr over
 ///                the first pct_start of the steps, then down to max_lr/(div_factor·final_div_factor);
-///                with cycle_momentum (torch's default) the momentum (SGD's, RMSprop's, Adam's β₁)
+///                with cycle_momentum (torch's default) the momentum (SGD's, RMSprop's, LARS's; Adam's, LAMB's β₁)
 ///                goes the other way, max_momentum → base_momentum → max_momentum (`momentum`)
 ///
 /// Any of them may start with a linear warmup over its first W optimizer steps
@@ -118,8 +118,8 @@ public struct LearningRateSchedule: Sendable, Equatable {
         }
     }
 
-    /// The momentum one_cycle with cycle_momentum sets for step `globalStep` (SGD's and
-    /// RMSprop's momentum, Adam's β₁); nil for every other schedule.
+    /// The momentum one_cycle with cycle_momentum sets for step `globalStep` (SGD's, RMSprop's and
+    /// LARS's momentum, Adam's and LAMB's β₁); nil for every other schedule.
     public func momentum(globalStep: Int, stepsPerEpoch: Int) -> Float? {
         guard case let .oneCycle(cycle) = kind, cycle.cycleMomentum else { return nil }
         return Float(cycle.values(base: 1, step: globalStep, total: cycle.epochs * stepsPerEpoch).momentum)

@@ -230,6 +230,20 @@ final class ThreadCommunicatorTests: XCTestCase {
         XCTAssertNotEqual(single[0].outcome.losses.first, single[0].outcome.losses.last, "it trained")
     }
 
+    /// LAMB and LARS under every sync (the allreduce; the sharded update through shared memory
+    /// and through reduce-scatter buckets), their per-tensor norms summed over the ranks: 2 and
+    /// 4 ranks train one process's model. LARS with clipping too (its shares are taken before
+    /// the clip and scaled after).
+    func testLAMBAndLARSFollowOneProcessUnderEverySync() throws {
+        for optimizer in ["optimizer={type: lamb, lr: 0.01, weight_decay: 0.01}",
+                          "optimizer={type: lars, lr: 2, weight_decay: 0.0005, clip_norm: 0.5}"] {
+            let single = try assertFollowsOneProcess([optimizer], ranks: [2, 4])
+            try assertFollowsOneProcess([optimizer, "distributed.sharded_update=false"], ranks: [2])
+            try assertFollowsOneProcess([optimizer, "distributed.shared_memory=false", "distributed.bucket_kb=1"], ranks: [2])
+            XCTAssertLessThan(single[0].outcome.losses.last!, single[0].outcome.losses.first! * 0.9, "\(optimizer): it trained")
+        }
+    }
+
     /// Class weights: every rank sums the global batch's w_y itself, so 2 and 4 ranks train
     /// one process's model, and the weights change it.
     func testClassWeightsFollowOneProcessAtTwoAndFourRanks() throws {

@@ -276,7 +276,7 @@ final class OptimizerTests: XCTestCase {
     /// decay ranges are intersected with each slice, and each element's update depends on
     /// that element alone.
     func testOptimizersOverSlicesEqualOneOverTheWholeBuffer() throws {
-        for kind in OptimizerConfig.Kind.allCases {
+        for kind in OptimizerConfig.Kind.allCases where kind != .lamb && kind != .lars {   // LayerwiseOptimizerTests
             let whole = try makeNetwork(inputs: 5, [Layers.dense(7), Layers.dense(3)], maxBatch: 1)
             let split = try makeNetwork(inputs: 5, [Layers.dense(7), Layers.dense(3)], maxBatch: 1)
             whole.initialize(seed: 3)
