@@ -88,6 +88,26 @@ final class PreemptionTests: IntegrationTestCase {
         XCTAssertEqual(a.values("val_loss"), b.values("val_loss"))
     }
 
+    /// Accumulating 3 micro-batches a step, a signal mostly lands inside a step's window: the
+    /// window is finished (the flag rides the step's one collective), the step checkpoint
+    /// follows, and the resumed run ends bit-identical to the uninterrupted one.
+    func testSignalInsideAnAccumulationWindowResumesBitIdentically() throws {
+        let yaml = Self.yaml.replacingOccurrences(of: "training: {epochs: 25, batch_size: 10}",
+                                                  with: "training: {epochs: 12, batch_size: 6, accumulate_steps: 3}")
+        XCTAssertNotEqual(yaml, Self.yaml)
+        let config = try writeConfig("accumulate.yaml", yaml)
+        let uninterrupted = path("accumulate-uninterrupted")
+        try train(np: 2, config: config, runDirectory: uninterrupted)
+        let run = path("accumulate-preempted")
+        let result = try interrupt(np: 2, config: config, run: run, signal: SIGUSR1, toOneRank: false)
+        XCTAssertEqual(result.status, 75, "every rank exits 75 after its checkpoint:\n\(result.tail)")
+        XCTAssertEqual(stepCheckpoints(run).count, 1)
+        try train(np: 2, config: config, runDirectory: run, ["--resume"])
+        XCTAssertEqual(try readTensors(run + "/model.safetensors"), try readTensors(uninterrupted + "/model.safetensors"),
+                       "resumed after a stop inside an accumulation window: not bit-identical")
+        XCTAssertEqual(Metrics(runDirectory: uninterrupted).values("val_loss"), Metrics(runDirectory: run).values("val_loss"))
+    }
+
     func testSignalToOneRankStopsEveryRank() throws {
         let config = try writeConfig("preempt.yaml", Self.yaml)
         let run = path("one-rank")

@@ -25,6 +25,9 @@ public struct LoopConfig: Sendable, Equatable {
     public var shuffle = true
     /// Drop the last incomplete batch of each epoch (torch DataLoader's drop_last).
     public var dropLast = false
+    /// Each optimizer step sums the gradients of this many micro-batches of `batch_size` (or
+    /// `batch_size_per_rank` × ranks), with one gradient sync: a global batch of K × that.
+    public var accumulateSteps = 1
 }
 
 /// The config's `checkpoint` section.
@@ -197,6 +200,7 @@ public struct TrainingConfig: Sendable, Equatable {
         loop.epochs = try section.int("epochs", default: loop.epochs, min: 1)
         loop.batchSize = try section.int("batch_size", default: loop.batchSize, min: 1)
         loop.batchSizePerRank = try section.int("batch_size_per_rank")
+        loop.accumulateSteps = try section.int("accumulate_steps", default: loop.accumulateSteps, min: 1)
         if let perRank = loop.batchSizePerRank, perRank < 1 {
             throw DDPError(.config, "training.batch_size_per_rank: expected an integer ≥ 1, got \(perRank)")
         }

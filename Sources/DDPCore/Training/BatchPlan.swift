@@ -4,9 +4,16 @@
 /// moves between ranks. Step s covers positions [s·B, min((s+1)·B, n)) of the permutation;
 /// rank r takes positions r, r + N, r + 2N, … of that range. The union over ranks is exactly
 /// the batch one process would see, and a batch not divisible by N splits as evenly as possible.
+///
+/// With `training.accumulate_steps: K` a step's B = K × b samples pass through the network as
+/// K micro-batches of b (the last step's last one may be smaller): micro-batch k covers
+/// positions [s·B + k·b, s·B + (k + 1)·b), split over the ranks the same way.
 public struct BatchPlan: Sendable {
     public let sampleCount: Int
+    /// Samples per optimizer step (all micro-batches, all ranks).
     public let globalBatch: Int
+    /// Samples per forward and backward pass over all ranks: the global batch without accumulation.
+    public let microBatch: Int
     public let ranks: Int
     public let rank: Int
     public let stepsPerEpoch: Int
@@ -15,36 +22,57 @@ public struct BatchPlan: Sendable {
         self.sampleCount = sampleCount
         self.ranks = ranks
         self.rank = rank
-        globalBatch = loop.batchSizePerRank.map { $0 * ranks } ?? loop.batchSize
+        microBatch = loop.batchSizePerRank.map { $0 * ranks } ?? loop.batchSize
+        globalBatch = microBatch * loop.accumulateSteps
         stepsPerEpoch = loop.dropLast ? sampleCount / globalBatch : (sampleCount + globalBatch - 1) / globalBatch
         guard stepsPerEpoch > 0 else {
-            let key = loop.batchSizePerRank == nil ? "training.batch_size" : "training.batch_size_per_rank × \(ranks) ranks ="
+            let key = (loop.batchSizePerRank == nil ? "training.batch_size" : "training.batch_size_per_rank × \(ranks) ranks")
+                + (loop.accumulateSteps > 1 ? " × training.accumulate_steps =" : " =")
             throw DDPError(.config, "\(key) \(globalBatch) with training.drop_last leaves no step for \(sampleCount) training samples")
         }
     }
 
-    /// The most rows any rank holds in one step.
-    public var maxLocalBatch: Int { (globalBatch + ranks - 1) / ranks }
+    /// The most rows any rank holds in one forward pass.
+    public var maxLocalBatch: Int { (microBatch + ranks - 1) / ranks }
 
     /// Samples in step `step` over all ranks.
     public func globalCount(step: Int) -> Int {
         min(globalBatch, sampleCount - step * globalBatch)
     }
 
-    /// Fills `rows` with this rank's dataset rows for `step` and returns how many.
-    public func localRows(step: Int, order: UnsafePointer<Int32>, into rows: UnsafeMutablePointer<Int32>) -> Int {
+    /// Forward and backward passes in step `step`.
+    public func microBatches(step: Int) -> Int {
+        (globalCount(step: step) + microBatch - 1) / microBatch
+    }
+
+    /// The fewest samples any forward pass of an epoch sees over all ranks (BatchNorm's
+    /// statistics are per pass).
+    public var smallestMicroBatch: Int {
+        let last = stepsPerEpoch - 1
+        return min(microBatch, globalCount(step: last) - (microBatches(step: last) - 1) * microBatch)
+    }
+
+    /// Fills `rows` with this rank's dataset rows for micro-batch `micro` of `step` and returns how many.
+    public func localRows(step: Int, micro: Int = 0, order: UnsafePointer<Int32>, into rows: UnsafeMutablePointer<Int32>) -> Int {
         var count = 0
-        for position in localPositions(step: step) {
+        for position in localPositions(step: step, micro: micro) {
             rows[count] = order[position]
             count += 1
         }
         return count
     }
 
-    /// This rank's positions in the epoch's permutation for `step`.
-    public func localPositions(step: Int) -> StrideTo<Int> {
-        let start = step * globalBatch
-        return stride(from: start + rank, to: start + globalCount(step: step), by: ranks)
+    /// This rank's positions in the epoch's permutation for micro-batch `micro` of `step`.
+    public func localPositions(step: Int, micro: Int = 0) -> StrideTo<Int> {
+        let stepStart = step * globalBatch, start = stepStart + micro * microBatch
+        return stride(from: start + rank, to: min(start + microBatch, stepStart + globalCount(step: step)), by: ranks)
+    }
+
+    /// The positions of the pass after micro-batch `micro` of `step` (the next step's first),
+    /// for prefetching; nil after the epoch's last.
+    public func nextPositions(step: Int, micro: Int) -> StrideTo<Int>? {
+        if micro + 1 < microBatches(step: step) { return localPositions(step: step, micro: micro + 1) }
+        return step + 1 < stepsPerEpoch ? localPositions(step: step + 1) : nil
     }
 
     /// The epoch's permutation of 0..<n (Fisher–Yates keyed by (seed, epoch)), or the identity.

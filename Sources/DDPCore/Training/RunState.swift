@@ -247,7 +247,7 @@ final class RunState {
                            + "compare val_loss across two losses; resuming would not continue the same run")
         }
         guard state.globalBatch == plan.globalBatch else {
-            throw DDPError(.config, "\(file) was trained with a global batch of \(state.globalBatch), this run has \(plan.globalBatch) (training.batch_size, or batch_size_per_rank × \(communicator.size) ranks): resuming would not continue the same run")
+            throw DDPError(.config, "\(file) was trained with a global batch of \(state.globalBatch), this run has \(plan.globalBatch) (training.batch_size, or batch_size_per_rank × \(communicator.size) ranks; × accumulate_steps): resuming would not continue the same run")
         }
     }
 }

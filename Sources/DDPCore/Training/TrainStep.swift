@@ -1,13 +1,23 @@
 /// One optimizer step on one rank, a call per phase in the order llm.c's loop reads:
 ///
-///     gather   this rank's rows of the global batch → network.input, labels (normalized,
-///              augmented; the next step's rows prefetched)
+///     gather   this rank's rows of the micro-batch → network.input, labels (normalized,
+///              augmented; the next pass's rows prefetched)
 ///     forward  (SyncBatchNorm: one allreduce per BN layer)
 ///     loss     d(Σ per-sample losses)/d(output) × 1/(global batch size), or with class
 ///              weights × 1/(the global batch's Σ w_y)
-///     backward (tells the sync which gradients are final, so it may start reducing them)
+///     backward adds into the gradients (on the step's last micro-batch it tells the sync
+///              which gradients are final, so it may start reducing them)
+///     … gather, forward, loss, backward again for each further micro-batch
+///              (`training.accumulate_steps`; one without)
 ///     sync     the mean gradient and the step's totals agreed on every rank
 ///     update   penalties, clipping, the optimizer (and, sharded, the parameters made whole)
+///
+/// Accumulated, every micro-batch's gradient is scaled by 1/(the whole step's count), so the
+/// summed gradient is the one of the step's mean loss: without BatchNorm, K micro-batches of b
+/// take the step of one batch of K·b. BatchNorm normalizes each micro-batch by its own
+/// statistics and updates its running ones once per micro-batch, as torch (and Lightning's
+/// accumulate_grad_batches) do. Dropout masks and augmentation are keyed by sample and epoch,
+/// so they do not change with K.
 ///
 /// The global batch's size is known up front from the plan, so scaling each rank's gradient by
 /// 1/(global count) and summing over ranks gives the gradient of the global mean loss: N ranks
@@ -52,24 +62,32 @@ final class TrainStep {
     @inline(__always)
     func run(step: Int, epoch: Int, order: UnsafePointer<Int32>, globalStep: Int, lr: Float,
              observer: StepObserver) throws -> StepTotals {
-        let batch = gather(step: step, epoch: epoch, order: order)
-        observer.ended(.data)
         context.globalStep = globalStep
         let count = plan.globalCount(step: step)
         let weightSum = classWeights.isEmpty ? Double(count) : globalWeightSum(step: step, order: order)
         // The loss's mean divides by Σ w_y; the activity penalties' (a sum over samples) by the count.
         let perSample = 1 / Float(count)
         let scale: Float = classWeights.isEmpty ? perSample : (weightSum > 0 ? Float(1 / weightSum) : 0)
-        let activity = try forward(batch: batch)
-        let result = lossAndGradient(batch: batch, scale: scale)
-        observer.ended(.forward)
-        try backward(batch: batch, scale: perSample)
-        observer.ended(.backward)
+        network.zeroGradients()
+        var lossSum = 0.0, correct = 0.0, activity = 0.0, samples = 0
+        let passes = plan.microBatches(step: step)
+        for micro in 0..<passes {
+            let batch = gather(step: step, micro: micro, epoch: epoch, order: order)
+            observer.ended(.data)
+            activity += try network.forward(batch: batch, context: context)
+            let result = lossAndGradient(batch: batch, scale: scale)
+            observer.ended(.forward)
+            try backward(batch: batch, scale: perSample, final: micro == passes - 1)
+            observer.ended(.backward)
+            lossSum += result.lossSum
+            correct += result.correct
+            samples += batch
+        }
         // Weighted, the step's loss is Σ w·ℓ / Σ w (torch's batch loss); the totals report it per
         // sample, as the epoch loss averages steps by their sample counts.
-        let lossSum = classWeights.isEmpty ? result.lossSum : (weightSum > 0 ? result.lossSum * Double(count) / weightSum : 0)
+        if !classWeights.isEmpty { lossSum = weightSum > 0 ? lossSum * Double(count) / weightSum : 0 }
         let localLoss = lossSum + activity
-        let totals = try sync.reduce(lossSum: localLoss, samples: batch, correct: result.correct, nonFinite: !localLoss.isFinite,
+        let totals = try sync.reduce(lossSum: localLoss, samples: samples, correct: correct, nonFinite: !localLoss.isFinite,
                                      stop: observer.preemptionRequested)
         guard !totals.nonFinite else { return totals }
         try sync.update(lr: lr)
@@ -77,22 +95,15 @@ final class TrainStep {
         return totals
     }
 
-    /// This rank's rows → network.input and labels; returns how many.
+    /// This rank's rows of micro-batch `micro` → network.input and labels; returns how many.
     @inline(__always)
-    private func gather(step: Int, epoch: Int, order: UnsafePointer<Int32>) -> Int {
-        let batch = plan.localRows(step: step, order: order, into: context.sampleRows)
+    private func gather(step: Int, micro: Int, epoch: Int, order: UnsafePointer<Int32>) -> Int {
+        let batch = plan.localRows(step: step, micro: micro, order: order, into: context.sampleRows)
         data.train.gather(rows: context.sampleRows, count: batch, transform: data.transform,
                           inputs: network.input.baseAddress!, labels: labels.baseAddress!)
         augmentation?.apply(rows: context.sampleRows, count: batch, epoch: epoch, inputs: network.input.baseAddress!)
-        if step + 1 < plan.stepsPerEpoch { data.train.prefetch(rows: order, positions: plan.localPositions(step: step + 1)) }
+        if let next = plan.nextPositions(step: step, micro: micro) { data.train.prefetch(rows: order, positions: next) }
         return batch
-    }
-
-    /// Returns the activity penalties' value (Keras activity regularizers), part of the loss.
-    @inline(__always)
-    private func forward(batch: Int) throws -> Double {
-        network.zeroGradients()
-        return try network.forward(batch: batch, context: context)
     }
 
     /// The loss's per-sample sum, and its gradient scaled to the global mean into the network's
@@ -121,8 +132,9 @@ final class TrainStep {
         return sum
     }
 
+    /// `final`: the step's last micro-batch, whose finished gradients the sync may begin reducing.
     @inline(__always)
-    private func backward(batch: Int, scale: Float) throws {
-        try network.backward(batch: batch, context: context, gradientScale: scale) { try sync.gradientsReady(from: $0) }
+    private func backward(batch: Int, scale: Float, final: Bool) throws {
+        try network.backward(batch: batch, context: context, gradientScale: scale) { if final { try sync.gradientsReady(from: $0) } }
     }
 }

@@ -78,9 +78,10 @@ public final class Trainer {
         (network, sync) = try makeNetworkAndSync(config: config, communicator: communicator)
         // BatchNorm over features needs two samples; over an image's channels N·H·W values do.
         if network.batchNorms.contains(where: { $0.trainable && $0.positions == 1 }) {
-            let smallest = plan.globalCount(step: plan.stepsPerEpoch - 1)
+            let smallest = plan.smallestMicroBatch
             if smallest < 2 {
-                throw DDPError(.config, "the last batch of each epoch has \(smallest) sample (\(data.train.count) samples, batch \(plan.globalBatch)); BatchNorm needs at least 2 in training: set training.drop_last: true or change training.batch_size")
+                let pass = plan.globalBatch == plan.microBatch ? "batch" : "micro-batch"
+                throw DDPError(.config, "the last \(pass) of each epoch has \(smallest) sample (\(data.train.count) samples, \(pass) \(plan.microBatch)); BatchNorm needs at least 2 in training: set training.drop_last: true or change training.batch_size")
             }
         }
         let totalSteps = plan.stepsPerEpoch * config.training.epochs

@@ -244,6 +244,51 @@ final class ThreadCommunicatorTests: XCTestCase {
         }
     }
 
+    /// Gradient accumulation: K micro-batches of b take the step of one batch of K·b on 1 and
+    /// 2 ranks, dropout masks included (they are keyed by sample), also where the last step's
+    /// last micro-batch is short (96 samples in steps of 3 × 5: its passes have 5 and 1).
+    func testAccumulatedMicroBatchesTakeTheStepOfTheWholeBatch() throws {
+        let withDropout = Self.yaml.replacingOccurrences(of: "- {type: dense, units: 12, activation: relu}",
+                                                         with: "- {type: dense, units: 12, activation: relu}\n    - {type: dropout, rate: 0.3}")
+        XCTAssertNotEqual(withDropout, Self.yaml)
+        for (micro, steps) in [(4, 4), (5, 3)] {
+            let whole = try train(ranks: 1, overrides: ["training.batch_size=\(micro * steps)"], yaml: withDropout)
+            for ranks in [1, 2] {
+                let accumulated = try train(ranks: ranks, overrides: ["training.batch_size=\(micro)", "training.accumulate_steps=\(steps)"],
+                                            yaml: withDropout)
+                assertClose(accumulated[0].parameters, whole[0].parameters, relative: 1e-5, "\(steps) × \(micro) at np=\(ranks) against \(micro * steps)")
+                XCTAssertEqual(accumulated[ranks - 1].parameters, accumulated[0].parameters, "np=\(ranks): every rank holds the same model")
+                for (loss, reference) in zip(accumulated[0].outcome.losses, whole[0].outcome.losses) {
+                    XCTAssertEqual(loss, reference, accuracy: 1e-5 * max(1, abs(reference)), "\(steps) × \(micro) at np=\(ranks): epoch loss")
+                }
+            }
+            let unaccumulated = try train(ranks: 1, overrides: ["training.batch_size=\(micro)"], yaml: withDropout)
+            XCTAssertNotEqual(unaccumulated[0].parameters, whole[0].parameters, "accumulating changes the steps")
+        }
+    }
+
+    /// With BatchNorm each micro-batch is normalized by its own statistics (so K × b is not K·b),
+    /// and 2 ranks still follow one process with the same micro-batches.
+    func testAccumulationWithBatchNormFollowsOneProcess() throws {
+        let withNorm = Self.yaml.replacingOccurrences(
+            of: "- {type: dense, units: 24, activation: relu, kernel_regularizer: {l2: 0.001}}",
+            with: "- {type: dense, units: 24, use_bias: false}\n    - {type: batchnorm}\n    - {type: activation, fn: relu}")
+        let accumulate = ["training.batch_size=8", "training.accumulate_steps=2"]
+        let single = try train(ranks: 1, overrides: accumulate, yaml: withNorm)
+        let run = try train(ranks: 2, overrides: accumulate, yaml: withNorm)
+        assertClose(run[0].state, single[0].state, relative: 1e-5, "np=2: running statistics against np=1")
+        assertClose(run[0].parameters, single[0].parameters, relative: 1e-4, "np=2: weights against np=1")
+        let whole = try train(ranks: 1, overrides: ["training.batch_size=16"], yaml: withNorm)
+        XCTAssertNotEqual(whole[0].state, single[0].state, "statistics per micro-batch differ from the whole batch's")
+    }
+
+    /// accumulate_steps below 1 is refused, naming the key.
+    func testAccumulateStepsBelowOneIsRefused() {
+        XCTAssertThrowsError(try TrainingConfig.parse(yaml: Self.yaml, overrides: ["training.accumulate_steps=0"])) { error in
+            XCTAssertTrue("\(error)".contains("training.accumulate_steps"), "\(error)")
+        }
+    }
+
     /// Class weights: every rank sums the global batch's w_y itself, so 2 and 4 ranks train
     /// one process's model, and the weights change it.
     func testClassWeightsFollowOneProcessAtTwoAndFourRanks() throws {
