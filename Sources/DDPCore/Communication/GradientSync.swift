@@ -18,6 +18,8 @@ public struct StepTotals: Sendable {
 ///     reduce(local figures)   the gradient of the global mean loss (all of it, or this rank's
 ///                             slice), the penalties' gradient added, the step's totals agreed
 ///     → stop here if totals.nonFinite
+///     gatherGradient()        only in an epoch's last step with logging.histograms: rank 0's
+///                             copy of the reduced gradient
 ///     update(lr)              clip by global norm, optimizer, and (sharded) allgather, or on
 ///                             one node a barrier; then the weight constraints
 ///
@@ -38,6 +40,11 @@ public protocol GradientSync: AnyObject {
     func gatherOptimizerState() throws -> (first: [Float], second: [Float])?
     /// Collective: rank 0's whole-buffer moments (nil elsewhere) become every rank's state.
     func scatterOptimizerState(_ state: (first: [Float], second: [Float])?) throws
+    /// Collective, between `reduce` and `update` (every rank calls it, or none): the step's
+    /// reduced gradient over the whole trainable buffer (trainableCount floats), the penalties'
+    /// gradient included, before clipping and weight decay, on rank 0; nil on the other ranks.
+    /// The same at any np, to rounding: TensorBoard's gradient histograms.
+    func gatherGradient() throws -> [Float]?
 }
 
 extension GradientSync {
@@ -133,5 +140,10 @@ public final class AllreduceSync: GradientSync {
         }
         try communicator.broadcast(optimizer.firstMoment)
         if optimizer.keepsSecondMoment { try communicator.broadcast(optimizer.secondMoment) }
+    }
+
+    /// Every rank holds the whole reduced gradient already: rank 0 copies it, no transport.
+    public func gatherGradient() throws -> [Float]? {
+        communicator.isRoot ? Array(network.gradients) : nil
     }
 }

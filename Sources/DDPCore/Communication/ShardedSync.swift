@@ -286,6 +286,21 @@ public final class ShardedSync: GradientSync {
             }
         }
     }
+
+    /// Each rank's block of the reduced gradient, gathered to rank 0 as the moments are. Summing
+    /// in the update, the sum is never stored: it is taken here into `shardGradient`, which the
+    /// update does not read then (it sums the slots again, to the same bits), and before the
+    /// update's barrier, after which ranks may write their slots again.
+    public func gatherGradient() throws -> [Float]? {
+        if summingInUpdate, let gradientSlots { sumSlots(gradientSlots.base, stride: gradientSlots.stride) }
+        var full = [Float](repeating: 0, count: communicator.isRoot ? communicator.size * block : 0)
+        try full.withUnsafeMutableBufferPointer { full in
+            try communicator.gather(UnsafeBufferPointer(rebasing: shardGradient[0..<block]), into: full.baseAddress, root: 0)
+        }
+        guard communicator.isRoot else { return nil }
+        full.removeLast(full.count - network.trainableCount)
+        return full
+    }
 }
 
 /// How a rank's updated block reaches the published window when the Adam loop can store it

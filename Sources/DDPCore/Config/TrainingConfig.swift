@@ -70,6 +70,10 @@ public struct LoggingConfig: Sendable, Equatable {
     /// Where stderr is not a terminal (a batch job's log): seconds between plain progress lines
     /// within an epoch.
     public var progressSeconds = 30.0
+    /// Per epoch, a histogram of every trainable tensor's weights and of its gradient in the
+    /// epoch's last step (`weights/<name>`, `gradients/<name>`: Keras's TensorBoard callback with
+    /// `histogram_freq=1`), in the epoch's event file (`TensorBoardWriter.appendHistograms`).
+    public var histograms = false
 }
 
 /// A whole training config, parsed and validated. docs/CONFIG.md lists every key (generated
@@ -240,6 +244,10 @@ public struct TrainingConfig: Sendable, Equatable {
         logging.tensorboardEverySteps = try section.int("tensorboard_every_steps", default: logging.tensorboardEverySteps, min: 0)
         if logging.tensorboardEverySteps > 0 && !logging.tensorboard {
             throw DDPError(.config, "logging.tensorboard_every_steps is \(logging.tensorboardEverySteps) but logging.tensorboard is false; set tensorboard: true or tensorboard_every_steps: 0")
+        }
+        logging.histograms = try section.bool("histograms", default: logging.histograms)
+        if logging.histograms && !logging.tensorboard {
+            throw DDPError(.config, "logging.histograms is true but logging.tensorboard is false; histograms go into the TensorBoard event file: set tensorboard: true or histograms: false")
         }
     }
 

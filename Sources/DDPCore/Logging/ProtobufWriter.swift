@@ -58,4 +58,14 @@ struct ProtobufWriter {
         build(&inner)
         bytes(field, inner.bytes)
     }
+
+    /// A `repeated double` field, packed as proto3 packs it by default: one length-delimited
+    /// field holding the values' 8-byte little-endian encodings back to back.
+    mutating func packedDoubles(_ field: Int, _ values: [Double]) {
+        key(field, .lengthDelimited)
+        varint(UInt64(values.count * 8))
+        for value in values {
+            withUnsafeBytes(of: value.bitPattern.littleEndian) { bytes.append(contentsOf: $0) }
+        }
+    }
 }

@@ -90,6 +90,7 @@ final class TrainStep {
         let totals = try sync.reduce(lossSum: localLoss, samples: samples, correct: correct, nonFinite: !localLoss.isFinite,
                                      stop: observer.preemptionRequested)
         guard !totals.nonFinite else { return totals }
+        if capturesEpochGradient && step + 1 == plan.stepsPerEpoch { epochGradient = try sync.gatherGradient() }
         try sync.update(lr: lr)
         observer.ended(.update)
         return totals
@@ -137,4 +138,14 @@ final class TrainStep {
     private func backward(batch: Int, scale: Float, final: Bool) throws {
         try network.backward(batch: batch, context: context, gradientScale: scale) { if final { try sync.gradientsReady(from: $0) } }
     }
+
+    // MARK: The epoch's gradient, for TensorBoard's histograms
+
+    /// `logging.histograms`: the epoch's last step gathers its gradient to rank 0 between
+    /// `reduce` and `update`, where every sync still holds it unclipped and undecayed (a
+    /// collective: the flag and the step are the same on every rank). Off, no step gathers.
+    var capturesEpochGradient = false
+    /// Rank 0, capturing: the reduced gradient of the latest epoch's last step
+    /// (`GradientSync.gatherGradient`); nil on the other ranks and when not capturing.
+    private(set) var epochGradient: [Float]?
 }

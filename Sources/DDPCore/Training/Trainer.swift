@@ -99,6 +99,7 @@ public final class Trainer {
         evaluator = Evaluator(network: network, loss: config.loss, context: context, classWeights: classWeights)
         step = TrainStep(network: network, sync: sync, plan: plan, context: context, loss: config.loss, data: data,
                          augmentation: try Augmentation(config: config, data: data), classWeights: classWeights)
+        step.capturesEpochGradient = config.logging.histograms
         order = .allocate(capacity: data.train.count)
         order.initialize(repeating: 0)
         state = try RunState(config: config, communicator: communicator, network: network, hasValidation: data.validation != nil,
@@ -261,6 +262,7 @@ public final class Trainer {
             }
             try metrics.append(record.json)
             try tensorBoard?.append(record)
+            if let gradient = step.epochGradient { try tensorBoard?.appendHistograms(of: network, gradient: gradient, epoch: record.epoch) }
             if decision.improved { try network.saveWeights(to: options.runDirectory + "/best.safetensors", metadata: weightsMetadata) }
             if checkpointDue, let moments {
                 try state.save(network: network, optimizerStep: optimizer.step, moments: moments, epochsCompleted: epoch + 1,
