@@ -224,17 +224,19 @@ public final class Optimizer {
         }
     }
 
-    /// LAMB's first half of a step: weight decay and the moments (the step is counted here);
-    /// adds this range's share of Σp² and Σu² per tensor into `sums` (2 × tensorCount doubles).
-    public func beginLAMBStep(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, lr: Float,
+    /// LAMB's first half of a step: weight decay and the moments (the step is counted here),
+    /// the update u left in `gradients` for the second half; adds this range's share of Σp² and
+    /// Σu² per tensor into `sums` (2 × tensorCount doubles).
+    public func beginLAMBStep(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>, lr: Float,
                               sums: UnsafeMutablePointer<Double>) {
         precondition(config.kind == .lamb, "Optimizer.beginLAMBStep: \(config.kind) is not LAMB")
         step += 1
         lambMoments(parameters, gradients, lr: lr, sums: sums)
     }
 
-    /// The step of LAMB (second half) or LARS from `sums` over whole tensors. `gradientScale`:
-    /// LARS's Σg² was taken before the gradients were scaled by this (clipping).
+    /// The step of LAMB (second half: `gradients` holds what the first left there) or LARS from
+    /// `sums` over whole tensors. `gradientScale`: LARS's Σg² was taken before the gradients were
+    /// scaled by this (clipping).
     public func finishLayerwiseStep(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, lr: Float,
                                     sums: UnsafePointer<Double>, gradientScale: Float) {
         precondition(isLayerwise, "Optimizer.finishLayerwiseStep: \(config.kind) has no trust ratio")
@@ -247,7 +249,7 @@ public final class Optimizer {
         for part in tensorParts {
             let parameterNorm = sums[part.tensor].squareRoot(), otherNorm = sums[tensorCount + part.tensor].squareRoot()
             if config.kind == .lamb {
-                lambUpdate(p, part.span, lr: lr, ratio: parameterNorm > 0 && otherNorm > 0 ? Float(parameterNorm / otherNorm) : 1)
+                lambUpdate(p, g, part.span, lr: lr, ratio: parameterNorm > 0 && otherNorm > 0 ? Float(parameterNorm / otherNorm) : 1)
             } else {
                 let beta = part.decayed ? config.weightDecay : 0
                 let gradientNorm = otherNorm * Double(gradientScale)
@@ -261,24 +263,35 @@ public final class Optimizer {
         }
     }
 
-    /// Σx² over `span`, in Double, eight lanes at a time.
+    /// Σx² over `span`: eight Float lanes over each `squaresChunk` elements, the chunks added in
+    /// Double. (Double lanes throughout cost a conversion call per eight elements: Swift's
+    /// SIMD8<Double>(SIMD8<Float>) is not inlined.)
     private func squaredNorm(_ x: UnsafePointer<Float>, _ span: Range<Int>) -> Double {
-        var lanes = SIMD8<Double>(repeating: 0)
-        let vectorEnd = span.upperBound - span.count % 8
+        var sum = 0.0
         var i = span.lowerBound
+        let vectorEnd = span.upperBound - span.count % 8
         while i < vectorEnd {
-            let value = SIMD8<Double>(load8(x + i))
-            lanes += value * value
-            i += 8
+            var lanes = SIMD8<Float>(repeating: 0)
+            let chunkEnd = min(i + Self.squaresChunk, vectorEnd)
+            while i < chunkEnd {
+                let value = load8(x + i)
+                lanes += value * value
+                i += 8
+            }
+            sum += Double(lanes.sum())
         }
-        var sum = lanes.sum()
         while i < span.upperBound { sum += Double(x[i]) * Double(x[i]); i += 1 }
         return sum
     }
 
-    /// LAMB's decay and moments over every tensor part, in Keras's operation order, and the
-    /// shares of Σp² (after the decay) and Σu² into `sums`.
-    private func lambMoments(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, lr: Float, sums: UnsafeMutablePointer<Double>) {
+    /// Elements per Float partial sum of squares: short enough that its rounding stays near
+    /// float epsilon relative, long enough that the Double adds cost nothing.
+    static let squaresChunk = 512
+
+    /// LAMB's decay and moments over every tensor part, in Keras's operation order, leaving the
+    /// update u in `g` (the gradient is not needed again), and the shares of Σp² (after the
+    /// decay) and Σu² in `sums`.
+    private func lambMoments(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, lr: Float, sums: UnsafeMutablePointer<Double>) {
         let beta1 = scheduledMomentum ?? config.beta1, beta2 = config.beta2, eps = config.epsilon, wd = config.weightDecay
         let m = firstMoment.baseAddress!, v = secondMoment.baseAddress!
         let t = Float(step)
@@ -286,33 +299,40 @@ public final class Optimizer {
         let oneMinusBeta1 = 1 - beta1, oneMinusBeta2 = 1 - beta2
         for part in tensorParts {
             let decay = part.decayed && wd != 0
-            var parameterSquares = SIMD8<Double>(repeating: 0), updateSquares = SIMD8<Double>(repeating: 0)
+            var parameterSum = 0.0, updateSum = 0.0
             let vectorEnd = part.span.upperBound - part.span.count % 8
             var i = part.span.lowerBound
             while i < vectorEnd {
-                var parameter = load8(p + i)
-                if decay { parameter -= parameter * wd * lr }
-                let gradient = load8(g + i)
-                var first = load8(m + i), second = load8(v + i)
-                first += (gradient - first) * oneMinusBeta1
-                second += (gradient * gradient - second) * oneMinusBeta2
-                let update = (first / biasCorrection1) / ((second / biasCorrection2).squareRoot() + eps)
-                store8(parameter, p + i)
-                store8(first, m + i)
-                store8(second, v + i)
-                let wide = SIMD8<Double>(parameter), wideUpdate = SIMD8<Double>(update)
-                parameterSquares += wide * wide
-                updateSquares += wideUpdate * wideUpdate
-                i += 8
+                var parameterSquares = SIMD8<Float>(repeating: 0), updateSquares = SIMD8<Float>(repeating: 0)
+                let chunkEnd = min(i + Self.squaresChunk, vectorEnd)
+                while i < chunkEnd {
+                    var parameter = load8(p + i)
+                    if decay {
+                        parameter -= parameter * wd * lr
+                        store8(parameter, p + i)
+                    }
+                    let gradient = load8(g + i)
+                    var first = load8(m + i), second = load8(v + i)
+                    first += (gradient - first) * oneMinusBeta1
+                    second += (gradient * gradient - second) * oneMinusBeta2
+                    let update = (first / biasCorrection1) / ((second / biasCorrection2).squareRoot() + eps)
+                    store8(first, m + i)
+                    store8(second, v + i)
+                    store8(update, g + i)
+                    parameterSquares += parameter * parameter
+                    updateSquares += update * update
+                    i += 8
+                }
+                parameterSum += Double(parameterSquares.sum())
+                updateSum += Double(updateSquares.sum())
             }
-            var parameterSum = parameterSquares.sum(), updateSum = updateSquares.sum()
             while i < part.span.upperBound {
                 if decay { p[i] -= p[i] * wd * lr }
                 m[i] += (g[i] - m[i]) * oneMinusBeta1
                 v[i] += (g[i] * g[i] - v[i]) * oneMinusBeta2
-                let update = (m[i] / biasCorrection1) / ((v[i] / biasCorrection2).squareRoot() + eps)
+                g[i] = (m[i] / biasCorrection1) / ((v[i] / biasCorrection2).squareRoot() + eps)
                 parameterSum += Double(p[i]) * Double(p[i])
-                updateSum += Double(update) * Double(update)
+                updateSum += Double(g[i]) * Double(g[i])
                 i += 1
             }
             sums[part.tensor] += parameterSum
@@ -320,22 +340,17 @@ public final class Optimizer {
         }
     }
 
-    /// LAMB's p ← p − (r·lr)·u over `span`, u recomputed from the moments as `lambMoments` took it.
-    private func lambUpdate(_ p: UnsafeMutablePointer<Float>, _ span: Range<Int>, lr: Float, ratio: Float) {
-        let beta1 = scheduledMomentum ?? config.beta1, beta2 = config.beta2, eps = config.epsilon
-        let m = firstMoment.baseAddress!, v = secondMoment.baseAddress!
-        let t = Float(step)
-        let biasCorrection1 = 1 - powf(beta1, t), biasCorrection2 = 1 - powf(beta2, t)
+    /// LAMB's p ← p − (r·lr)·u over `span`, u where `lambMoments` left it.
+    private func lambUpdate(_ p: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, _ span: Range<Int>, lr: Float, ratio: Float) {
         let stepSize = ratio * lr
         let vectorEnd = span.upperBound - span.count % 8
         var i = span.lowerBound
         while i < vectorEnd {
-            let update = (load8(m + i) / biasCorrection1) / ((load8(v + i) / biasCorrection2).squareRoot() + eps)
-            store8(load8(p + i) - stepSize * update, p + i)
+            store8(load8(p + i) - stepSize * load8(u + i), p + i)
             i += 8
         }
         while i < span.upperBound {
-            p[i] -= stepSize * ((m[i] / biasCorrection1) / ((v[i] / biasCorrection2).squareRoot() + eps))
+            p[i] -= stepSize * u[i]
             i += 1
         }
     }
