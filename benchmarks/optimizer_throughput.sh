@@ -3,11 +3,11 @@
 #
 # Samples/s of the sharded update with LAMB and LARS against AdamW on the default job: each
 # round trains every optimizer once, in turn (interleaved, so the machine's drift hits all
-# alike), 3 epochs each, and takes the mean of epochs 2 and 3 (epoch 1 warms up). Prints each
+# alike), 6 epochs each, and takes the median of epochs 2 to 6 (epoch 1 warms up). Prints each
 # round's figures and ratios, then the median ratio. Needs the release build.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-rounds=${1:-5}
+rounds=${1:-9}
 np=${2:-2}
 config=${3:-$root/configs/fashion-mnist.yaml}
 [ "$(id -u)" = 0 ] && export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
@@ -21,10 +21,15 @@ declare -A optimizers=(
     [lars]="{type: lars, lr: 0.1, weight_decay: 0.0001}"
 )
 order=(adamw lamb lars)
-rate() {   # the mean samples/s of epochs 2 and 3 in metrics.jsonl
-    python3 -c 'import json,sys
-rows=[json.loads(l) for l in open(sys.argv[1]) if "\"epoch\"" in l and "samples_per_second" in l]
-print("%.0f" % (sum(r["samples_per_second"] for r in rows[1:3]) / 2))' "$1"
+rate() {   # the median samples/s of epochs 2 to 6 in metrics.jsonl
+    python3 -c 'import json,statistics,sys
+rows=[json.loads(l) for l in open(sys.argv[1]) if "samples_per_second" in l]
+print("%.0f" % statistics.median(r["samples_per_second"] for r in rows[1:]))' "$1"
+}
+update_share() {   # the median share of an epoch the update took (optimizer and publishing), in %
+    python3 -c 'import json,statistics,sys
+rows=[json.loads(l) for l in open(sys.argv[1]) if "update_seconds" in l]
+print("%.1f" % (100 * statistics.median(r["update_seconds"] / r["seconds"] for r in rows[1:])))' "$1"
 }
 echo "$(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'), np=$np, $(basename "$config"), $(date -u +%F)"
 declare -A ratios
@@ -33,10 +38,10 @@ for round in $(seq "$rounds"); do
     declare -A figure=()
     for name in "${order[@]}"; do
         mpirun --oversubscribe -np "$np" "$ddp" train "$config" --quiet --overwrite --run-dir "$out/$name" \
-            --set "optimizer=${optimizers[$name]}" --set training.epochs=3 --set data.test=null \
+            --set "optimizer=${optimizers[$name]}" --set training.epochs=6 --set data.test=null \
             --set early_stopping=null --set checkpoint.every_epochs=0 >/dev/null
         figure[$name]=$(rate "$out/$name/metrics.jsonl")
-        line+=" $name ${figure[$name]}"
+        line+=" $name ${figure[$name]} (update $(update_share "$out/$name/metrics.jsonl") %)"
     done
     for name in lamb lars; do
         ratio=$(python3 -c "print('%.3f' % (${figure[$name]} / ${figure[adamw]}))")

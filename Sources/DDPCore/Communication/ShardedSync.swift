@@ -85,8 +85,8 @@ public final class ShardedSync: GradientSync {
     private let lambSums: UnsafeMutableBufferPointer<Double>
     /// Node-shared mode: every rank's reduction buffer, rank r's at `base + r·stride`.
     private let gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)?
-    /// Node-shared mode without penalties or clipping, with Adam or AdamW: the reduced gradient
-    /// is never stored; the optimizer sums the slots as it reads them (`Optimizer.apply(_:gradients:
+    /// Node-shared mode without penalties or clipping, with Adam, AdamW or LAMB: the reduced
+    /// gradient is never stored; the optimizer sums the slots as it reads them (`Optimizer.apply(_:gradients:
     /// copyTo:lr:)` with a `GradientSource` of N terms), one pass over them instead of a sum
     /// written and read back: np = 2 1.021× at 128 samples per rank (docs/PERFORMANCE.md, 'The
     /// sharded update (ShardedSync)').
@@ -116,7 +116,8 @@ public final class ShardedSync: GradientSync {
         let lower = min(communicator.rank * block, network.trainableCount)
         shard = lower..<min(lower + block, network.trainableCount)
         optimizer = Optimizer(config: config, layout: network.layout, range: shard, capacity: block)
-        summingInUpdate = gradientSlots != nil && config.clipNorm == nil && !network.hasWeightPenalties && optimizer.updatesFromSummedSlots
+        summingInUpdate = gradientSlots != nil && config.clipNorm == nil && !network.hasWeightPenalties
+            && (optimizer.updatesFromSummedSlots || config.kind == .lamb)
         shardGradient = .allocate(capacity: max(block, 1))
         shardGradient.initialize(repeating: 0)
         let layerwiseSums = optimizer.isLayerwise ? 2 * optimizer.tensorCount : 0
@@ -197,8 +198,11 @@ public final class ShardedSync: GradientSync {
         }
         let parameters = UnsafeMutableBufferPointer(rebasing: buffers.paddedParameters[shard])
         if optimizer.isLayerwise {
-            try layerwiseStep(parameters: parameters.baseAddress!, gradient: gradient.baseAddress!, lr: lr, clipScale: clipScale)
-            try publishAndGather(published: false)
+            let mirrored = published != nil && publishing.mirrors(), start = ContinuousClock.now
+            try layerwiseStep(parameters: parameters.baseAddress!, gradient: gradient.baseAddress!, lr: lr, clipScale: clipScale,
+                              copyTo: mirrored ? published! + shard.lowerBound : nil)
+            if published != nil { publishing.record(mirrored: mirrored, time: ContinuousClock.now - start) }
+            try publishAndGather(published: mirrored)
         } else if summingInUpdate, let gradientSlots, let published {
             let own = buffers.paddedParameters.baseAddress!
             let mirrored = publishing.mirrors(), start = ContinuousClock.now
@@ -217,15 +221,20 @@ public final class ShardedSync: GradientSync {
 
     /// LAMB or LARS over this rank's block, with the per-tensor sums over all ranks.
     private func layerwiseStep(parameters: UnsafeMutablePointer<Float>, gradient: UnsafeMutablePointer<Float>, lr: Float,
-                               clipScale: Float) throws {
+                               clipScale: Float, copyTo mirror: UnsafeMutablePointer<Float>?) throws {
         if optimizer.config.kind == .lamb {
             lambSums.update(repeating: 0)
-            optimizer.beginLAMBStep(parameters: parameters, gradients: gradient, lr: lr, sums: lambSums.baseAddress!)
+            var source = Optimizer.GradientSource(gradient)
+            if summingInUpdate, let gradientSlots {
+                source = .init(UnsafePointer(gradientSlots.base + shard.lowerBound), stride: gradientSlots.stride, terms: communicator.size)
+            }
+            optimizer.beginLAMBStep(parameters: parameters, gradients: source, update: gradient, lr: lr, sums: lambSums.baseAddress!)
             try communicator.allreduceSum(lambSums)
-            optimizer.finishLayerwiseStep(parameters: parameters, gradients: gradient, lr: lr, sums: lambSums.baseAddress!, gradientScale: 1)
+            optimizer.finishLayerwiseStep(parameters: parameters, gradients: gradient, lr: lr, sums: lambSums.baseAddress!, gradientScale: 1,
+                                          copyTo: mirror)
         } else {
             optimizer.finishLayerwiseStep(parameters: parameters, gradients: gradient, lr: lr, sums: totals.baseAddress! + 7,
-                                          gradientScale: clipScale)
+                                          gradientScale: clipScale, copyTo: mirror)
         }
     }
 

@@ -204,7 +204,7 @@ public final class Optimizer {
             let sums = wholeSums.baseAddress!
             wholeSums.update(repeating: 0)
             if config.kind == .lamb {
-                lambMoments(p, g, lr: lr, sums: sums)
+                lambMoments(p, GradientSource(g), update: g, lr: lr, sums: sums)
             } else {
                 addLARSShares(parameters: p, gradients: g, into: sums)
             }
@@ -224,32 +224,35 @@ public final class Optimizer {
         }
     }
 
-    /// LAMB's first half of a step: weight decay and the moments (the step is counted here),
-    /// the update u left in `gradients` for the second half; adds this range's share of Σp² and
-    /// Σu² per tensor into `sums` (2 × tensorCount doubles).
-    public func beginLAMBStep(parameters: UnsafeMutablePointer<Float>, gradients: UnsafeMutablePointer<Float>, lr: Float,
-                              sums: UnsafeMutablePointer<Double>) {
+    /// LAMB's first half of a step: the moments (the step is counted here), the update u stored
+    /// to `update` (which may be the gradients' own array) for the second half; adds this
+    /// range's share of Σp² (of the decayed parameters, which the second half stores) and Σu²
+    /// per tensor into `sums` (2 × tensorCount doubles).
+    public func beginLAMBStep(parameters: UnsafePointer<Float>, gradients: GradientSource, update: UnsafeMutablePointer<Float>,
+                              lr: Float, sums: UnsafeMutablePointer<Double>) {
         precondition(config.kind == .lamb, "Optimizer.beginLAMBStep: \(config.kind) is not LAMB")
         step += 1
-        lambMoments(parameters, gradients, lr: lr, sums: sums)
+        lambMoments(parameters, gradients, update: update, lr: lr, sums: sums)
     }
 
-    /// The step of LAMB (second half: `gradients` holds what the first left there) or LARS from
+    /// The step of LAMB (second half: `gradients` is where the first stored u) or LARS from
     /// `sums` over whole tensors. `gradientScale`: LARS's Σg² was taken before the gradients were
-    /// scaled by this (clipping).
+    /// scaled by this (clipping). Given `copyTo`, each updated parameter is also stored there
+    /// in the same pass (as Adam's `apply(_:gradients:copyTo:lr:)`).
     public func finishLayerwiseStep(parameters: UnsafeMutablePointer<Float>, gradients: UnsafePointer<Float>, lr: Float,
-                                    sums: UnsafePointer<Double>, gradientScale: Float) {
+                                    sums: UnsafePointer<Double>, gradientScale: Float, copyTo mirror: UnsafeMutablePointer<Float>? = nil) {
         precondition(isLayerwise, "Optimizer.finishLayerwiseStep: \(config.kind) has no trust ratio")
         if config.kind == .lars { step += 1 }
-        layerwiseUpdate(parameters, gradients, lr: lr, sums: sums, gradientScale: gradientScale)
+        layerwiseUpdate(parameters, gradients, lr: lr, sums: sums, gradientScale: gradientScale, copyTo: mirror)
     }
 
     private func layerwiseUpdate(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, lr: Float, sums: UnsafePointer<Double>,
-                                 gradientScale: Float) {
+                                 gradientScale: Float, copyTo mirror: UnsafeMutablePointer<Float>? = nil) {
         for part in tensorParts {
             let parameterNorm = sums[part.tensor].squareRoot(), otherNorm = sums[tensorCount + part.tensor].squareRoot()
             if config.kind == .lamb {
-                lambUpdate(p, g, part.span, lr: lr, ratio: parameterNorm > 0 && otherNorm > 0 ? Float(parameterNorm / otherNorm) : 1)
+                lambUpdate(p, g, part, lr: lr, ratio: parameterNorm > 0 && otherNorm > 0 ? Float(parameterNorm / otherNorm) : 1,
+                           copyTo: mirror)
             } else {
                 let beta = part.decayed ? config.weightDecay : 0
                 let gradientNorm = otherNorm * Double(gradientScale)
@@ -258,7 +261,7 @@ public final class Optimizer {
                     trust = Float(Double(config.trustCoefficient) * parameterNorm
                                   / (gradientNorm + Double(beta) * parameterNorm + Double(config.epsilon)))
                 }
-                larsUpdate(p, g, part.span, lr: lr, trust: trust, beta: beta)
+                larsUpdate(p, g, part.span, lr: lr, trust: trust, beta: beta, copyTo: mirror)
             }
         }
     }
@@ -288,10 +291,15 @@ public final class Optimizer {
     /// float epsilon relative, long enough that the Double adds cost nothing.
     static let squaresChunk = 512
 
-    /// LAMB's decay and moments over every tensor part, in Keras's operation order, leaving the
-    /// update u in `g` (the gradient is not needed again), and the shares of Σp² (after the
-    /// decay) and Σu² in `sums`.
-    private func lambMoments(_ p: UnsafeMutablePointer<Float>, _ g: UnsafeMutablePointer<Float>, lr: Float, sums: UnsafeMutablePointer<Double>) {
+    /// LAMB's moments over every tensor part, in Keras's operation order, storing u to `update`,
+    /// and the shares of Σp² and Σu² in `sums`. Keras decays p first and takes ‖p‖ of the decayed
+    /// values: here they are decayed in registers for the norm and stored by `lambUpdate`, which
+    /// decays them again the same way (the same float operations, so the same bits), rather than
+    /// stored in this pass and read back. Summing the ranks' gradient slots as it reads them,
+    /// this pass and `lambUpdate` read and write about 1.3 times the bytes of Adam's one pass
+    /// (docs/PERFORMANCE.md, 'LAMB and LARS under the sharded update').
+    private func lambMoments(_ p: UnsafePointer<Float>, _ g: GradientSource, update u: UnsafeMutablePointer<Float>, lr: Float,
+                             sums: UnsafeMutablePointer<Double>) {
         let beta1 = scheduledMomentum ?? config.beta1, beta2 = config.beta2, eps = config.epsilon, wd = config.weightDecay
         let m = firstMoment.baseAddress!, v = secondMoment.baseAddress!
         let t = Float(step)
@@ -307,18 +315,15 @@ public final class Optimizer {
                 let chunkEnd = min(i + Self.squaresChunk, vectorEnd)
                 while i < chunkEnd {
                     var parameter = load8(p + i)
-                    if decay {
-                        parameter -= parameter * wd * lr
-                        store8(parameter, p + i)
-                    }
-                    let gradient = load8(g + i)
+                    if decay { parameter -= parameter * wd * lr }
+                    let gradient = g.sum8(i)
                     var first = load8(m + i), second = load8(v + i)
                     first += (gradient - first) * oneMinusBeta1
                     second += (gradient * gradient - second) * oneMinusBeta2
                     let update = (first / biasCorrection1) / ((second / biasCorrection2).squareRoot() + eps)
                     store8(first, m + i)
                     store8(second, v + i)
-                    store8(update, g + i)
+                    store8(update, u + i)
                     parameterSquares += parameter * parameter
                     updateSquares += update * update
                     i += 8
@@ -327,12 +332,14 @@ public final class Optimizer {
                 updateSum += Double(updateSquares.sum())
             }
             while i < part.span.upperBound {
-                if decay { p[i] -= p[i] * wd * lr }
-                m[i] += (g[i] - m[i]) * oneMinusBeta1
-                v[i] += (g[i] * g[i] - v[i]) * oneMinusBeta2
-                g[i] = (m[i] / biasCorrection1) / ((v[i] / biasCorrection2).squareRoot() + eps)
-                parameterSum += Double(p[i]) * Double(p[i])
-                updateSum += Double(g[i]) * Double(g[i])
+                var parameter = p[i]
+                if decay { parameter -= parameter * wd * lr }
+                let gradient = g.sum(i)
+                m[i] += (gradient - m[i]) * oneMinusBeta1
+                v[i] += (gradient * gradient - v[i]) * oneMinusBeta2
+                u[i] = (m[i] / biasCorrection1) / ((v[i] / biasCorrection2).squareRoot() + eps)
+                parameterSum += Double(parameter) * Double(parameter)
+                updateSum += Double(u[i]) * Double(u[i])
                 i += 1
             }
             sums[part.tensor] += parameterSum
@@ -340,24 +347,33 @@ public final class Optimizer {
         }
     }
 
-    /// LAMB's p ← p − (r·lr)·u over `span`, u where `lambMoments` left it.
-    private func lambUpdate(_ p: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, _ span: Range<Int>, lr: Float, ratio: Float) {
-        let stepSize = ratio * lr
+    /// LAMB's p ← (p − p·wd·lr) − (r·lr)·u over `part`, u where `lambMoments` stored it.
+    private func lambUpdate(_ p: UnsafeMutablePointer<Float>, _ u: UnsafePointer<Float>, _ part: TensorPart, lr: Float, ratio: Float,
+                            copyTo mirror: UnsafeMutablePointer<Float>?) {
+        let stepSize = ratio * lr, wd = config.weightDecay, decay = part.decayed && wd != 0
+        let span = part.span
         let vectorEnd = span.upperBound - span.count % 8
         var i = span.lowerBound
         while i < vectorEnd {
-            store8(load8(p + i) - stepSize * load8(u + i), p + i)
+            var parameter = load8(p + i)
+            if decay { parameter -= parameter * wd * lr }
+            parameter -= stepSize * load8(u + i)
+            store8(parameter, p + i)
+            if let mirror { store8(parameter, mirror + i) }
             i += 8
         }
         while i < span.upperBound {
-            p[i] -= stepSize * u[i]
+            var parameter = p[i]
+            if decay { parameter -= parameter * wd * lr }
+            p[i] = parameter - stepSize * u[i]
+            mirror?[i] = p[i]
             i += 1
         }
     }
 
     /// LARS's b ← μb + lr·λ·(g + βp), p ← p − b over `span`.
     private func larsUpdate(_ p: UnsafeMutablePointer<Float>, _ g: UnsafePointer<Float>, _ span: Range<Int>, lr: Float, trust: Float,
-                            beta: Float) {
+                            beta: Float, copyTo mirror: UnsafeMutablePointer<Float>?) {
         let momentum = scheduledMomentum ?? config.momentum, localRate = lr * trust
         let b = firstMoment.baseAddress!
         let vectorEnd = span.upperBound - span.count % 8
@@ -367,11 +383,13 @@ public final class Optimizer {
             let velocity = momentum * load8(b + i) + localRate * (load8(g + i) + beta * parameter)
             store8(velocity, b + i)
             store8(parameter - velocity, p + i)
+            if let mirror { store8(parameter - velocity, mirror + i) }
             i += 8
         }
         while i < span.upperBound {
             b[i] = momentum * b[i] + localRate * (g[i] + beta * p[i])
             p[i] -= b[i]
+            mirror?[i] = p[i]
             i += 1
         }
     }

@@ -242,6 +242,13 @@ final class ThreadCommunicatorTests: XCTestCase {
             try assertFollowsOneProcess([optimizer, "distributed.shared_memory=false", "distributed.bucket_kb=1"], ranks: [2])
             XCTAssertLessThan(single[0].outcome.losses.last!, single[0].outcome.losses.first! * 0.9, "\(optimizer): it trained")
         }
+        // Without penalties or clipping LAMB sums the ranks' slots as it reads them, never storing
+        // the reduced gradient: the bits of the path that stores it (the reduce-scatter's).
+        let lamb = ["optimizer={type: lamb, lr: 0.01, weight_decay: 0.01}", "model.layers.0.kernel_regularizer=null"]
+        try assertFollowsOneProcess(lamb, ranks: [2])
+        XCTAssertEqual(try train(ranks: 2, overrides: lamb)[0].parameters,
+                       try train(ranks: 2, overrides: lamb + ["distributed.shared_memory=false"])[0].parameters,
+                       "LAMB summing the slots in its first pass against the stored sum")
     }
 
     /// Gradient accumulation: K micro-batches of b take the step of one batch of K·b on 1 and

@@ -198,7 +198,8 @@ final class LayerwiseOptimizerTests: XCTestCase {
                             slice.addLARSShares(parameters: p + lower, gradients: g + lower, into: sums.baseAddress!)
                         } else {
                             for i in slice.range { g[i] *= clip }
-                            slice.beginLAMBStep(parameters: p + lower, gradients: g + lower, lr: config.learningRate, sums: sums.baseAddress!)
+                            slice.beginLAMBStep(parameters: p + lower, gradients: .init(g + lower), update: g + lower, lr: config.learningRate,
+                                              sums: sums.baseAddress!)
                         }
                     }
                     for slice in slices {
