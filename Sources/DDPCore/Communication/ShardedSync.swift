@@ -198,11 +198,8 @@ public final class ShardedSync: GradientSync {
         }
         let parameters = UnsafeMutableBufferPointer(rebasing: buffers.paddedParameters[shard])
         if optimizer.isLayerwise {
-            let mirrored = published != nil && publishing.mirrors(), start = ContinuousClock.now
-            try layerwiseStep(parameters: parameters.baseAddress!, gradient: gradient.baseAddress!, lr: lr, clipScale: clipScale,
-                              copyTo: mirrored ? published! + shard.lowerBound : nil)
-            if published != nil { publishing.record(mirrored: mirrored, time: ContinuousClock.now - start) }
-            try publishAndGather(published: mirrored)
+            try layerwiseStep(parameters: parameters.baseAddress!, gradient: gradient.baseAddress!, lr: lr, clipScale: clipScale)
+            try publishAndGather(published: published != nil)
         } else if summingInUpdate, let gradientSlots, let published {
             let own = buffers.paddedParameters.baseAddress!
             let mirrored = publishing.mirrors(), start = ContinuousClock.now
@@ -219,9 +216,14 @@ public final class ShardedSync: GradientSync {
         }
     }
 
-    /// LAMB or LARS over this rank's block, with the per-tensor sums over all ranks.
+    /// LAMB or LARS over this rank's block, with the per-tensor sums over all ranks. On one node
+    /// the block is published to the window too: by the second pass itself or copied after it,
+    /// whichever `publishing` finds faster (timed without the allreduce, whose wait is the other
+    /// ranks').
     private func layerwiseStep(parameters: UnsafeMutablePointer<Float>, gradient: UnsafeMutablePointer<Float>, lr: Float,
-                               clipScale: Float, copyTo mirror: UnsafeMutablePointer<Float>?) throws {
+                               clipScale: Float) throws {
+        let sums: UnsafePointer<Double>
+        var gradientScale = clipScale
         if optimizer.config.kind == .lamb {
             lambSums.update(repeating: 0)
             var source = Optimizer.GradientSource(gradient)
@@ -230,12 +232,20 @@ public final class ShardedSync: GradientSync {
             }
             optimizer.beginLAMBStep(parameters: parameters, gradients: source, update: gradient, lr: lr, sums: lambSums.baseAddress!)
             try communicator.allreduceSum(lambSums)
-            optimizer.finishLayerwiseStep(parameters: parameters, gradients: gradient, lr: lr, sums: lambSums.baseAddress!, gradientScale: 1,
-                                          copyTo: mirror)
+            sums = UnsafePointer(lambSums.baseAddress!)
+            gradientScale = 1
         } else {
-            optimizer.finishLayerwiseStep(parameters: parameters, gradients: gradient, lr: lr, sums: totals.baseAddress! + 7,
-                                          gradientScale: clipScale, copyTo: mirror)
+            sums = UnsafePointer(totals.baseAddress! + 7)
         }
+        guard let published else {
+            optimizer.finishLayerwiseStep(parameters: parameters, gradients: gradient, lr: lr, sums: sums, gradientScale: gradientScale)
+            return
+        }
+        let mirrored = publishing.mirrors(), start = ContinuousClock.now
+        optimizer.finishLayerwiseStep(parameters: parameters, gradients: gradient, lr: lr, sums: sums, gradientScale: gradientScale,
+                                      copyTo: mirrored ? published + shard.lowerBound : nil)
+        if !mirrored { (published + shard.lowerBound).update(from: parameters, count: shard.count) }
+        publishing.record(mirrored: mirrored, time: ContinuousClock.now - start)
     }
 
     /// After this rank's block is updated in place: every rank's block reaches every rank (the

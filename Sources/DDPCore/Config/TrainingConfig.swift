@@ -477,7 +477,7 @@ public struct TrainingConfig: Sendable, Equatable {
         // Each type reads its own keys only, so a key another type takes (SGD's momentum on
         // Adam, say) is an unknown key here, not a value silently ignored.
         if kind == .sgd || kind == .rmsprop || kind == .lars {
-            config.momentum = try section.float("momentum", default: kind == .lars ? 0.9 : config.momentum, in: 0...1)
+            config.momentum = try section.float("momentum", default: config.momentum, in: 0...1)
         }
         if kind == .lars {
             config.trustCoefficient = try section.float("trust_coefficient", default: config.trustCoefficient, in: 0...1e3)
@@ -492,8 +492,7 @@ public struct TrainingConfig: Sendable, Equatable {
             config.beta2 = try section.float("beta2", default: config.beta2, in: 0...0.999_999_9)
         }
         if kind != .sgd {
-            // Keras's Lamb defaults to 1e-7; torch's optimizers (and torchlars's LARS) to 1e-8.
-            config.epsilon = try section.float("epsilon", default: kind == .lamb ? 1e-7 : config.epsilon, in: 0...1)
+            config.epsilon = try section.float("epsilon", default: config.epsilon, in: 0...1)
         }
         if kind == .rmsprop {
             config.alpha = try section.float("alpha", default: config.alpha, in: 0...1)

@@ -41,9 +41,12 @@ public struct OptimizerConfig: Sendable, Equatable {
 
     public enum LearningRateScaling: String, Sendable, CaseIterable { case none, linear }
 
+    /// The defaults of `kind`'s reference: LAMB's ε is Keras's 1e-7, LARS's momentum the paper's 0.9.
     public init(kind: Kind, learningRate: Float) {
         self.kind = kind
         self.learningRate = learningRate
+        if kind == .lamb { epsilon = 1e-7 }
+        if kind == .lars { momentum = 0.9 }
     }
 
     /// The lr a run trains with at `globalBatch`: `lr`, or under `scale_lr: linear` the linear
@@ -128,6 +131,8 @@ public final class Optimizer {
     private let tensorParts: [TensorPart]
     /// `apply` over the whole buffer: where it sums the norms itself.
     private let wholeSums: UnsafeMutableBufferPointer<Double>
+    /// The range is every trainable parameter: `apply` may take LAMB's and LARS's norms alone.
+    private let coversEveryTensor: Bool
 
     /// One trainable tensor's part of the range.
     struct TensorPart {
@@ -164,6 +169,7 @@ public final class Optimizer {
                               decayed: config.decay == .all || slot.role == .kernel,
                               adapted: config.adapt == .all || slot.role == .kernel)
         }
+        coversEveryTensor = range == 0..<layout.trainableCount
         wholeSums = .allocate(capacity: 2 * tensorCount)
         wholeSums.initialize(repeating: 0)
         var ranges: [Range<Int>] = []
@@ -201,6 +207,7 @@ public final class Optimizer {
         case .adam, .adamw: adam(p, GradientSource(g), lr: lr, copyTo: nil)
         case .rmsprop: rmsprop(p, g, lr: lr)
         case .lamb, .lars:
+            precondition(coversEveryTensor, "Optimizer.apply: \(config.kind) over a slice needs the ranks' norm shares (addLARSShares, beginLAMBStep)")
             let sums = wholeSums.baseAddress!
             wholeSums.update(repeating: 0)
             if config.kind == .lamb {

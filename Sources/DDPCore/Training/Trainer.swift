@@ -189,7 +189,7 @@ public final class Trainer {
         // Only once a resume is accepted: a refused one leaves the run's config as it was.
         if communicator.isRoot { try AtomicFile.write(config.resolvedYAML, to: options.runDirectory + "/config.yaml") }
         if options.trace {
-            let trace = TraceRecorder(path: options.runDirectory + "/trace.json", spansPerEpoch: plan.stepsPerEpoch * 32 + 256)
+            let trace = TraceRecorder(path: options.runDirectory + "/trace.json", spansPerEpoch: plan.stepsPerEpoch * 32 * config.training.accumulateSteps + 256)
             observer.trace = trace
             communicator.trace = trace
         }

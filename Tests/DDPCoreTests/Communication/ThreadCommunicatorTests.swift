@@ -236,7 +236,7 @@ final class ThreadCommunicatorTests: XCTestCase {
     /// the clip and scaled after).
     func testLAMBAndLARSFollowOneProcessUnderEverySync() throws {
         for optimizer in ["optimizer={type: lamb, lr: 0.01, weight_decay: 0.01}",
-                          "optimizer={type: lars, lr: 2, weight_decay: 0.0005, clip_norm: 0.5}"] {
+                          "optimizer={type: lars, lr: 2, weight_decay: 0.0005, clip_norm: 0.01}"] {
             let single = try assertFollowsOneProcess([optimizer], ranks: [2, 4])
             try assertFollowsOneProcess([optimizer, "distributed.sharded_update=false"], ranks: [2])
             try assertFollowsOneProcess([optimizer, "distributed.shared_memory=false", "distributed.bucket_kb=1"], ranks: [2])
