@@ -21,6 +21,8 @@ struct Predict: ParsableCommand {
     @Option(help: "IDX labels or .npy labels file for --input (optional).") var labels: String?
     @Option(help: "The CSV's label column, by header name or 0-based index (negative: from the end). Without it every column is a feature.") var label: String?
     @Flag(inversion: .prefixedNo, help: "Whether the CSV's first line is a header.") var header = true
+    @Flag(name: .customLong("allow-nan"), help: "Score what can be scored: rows with a NaN or infinite feature (or output) get empty prediction fields and a count on stderr, instead of an error.")
+    var allowNaN = false
     @OptionGroup var options: ConfigOptions
 
     func validate() throws {
@@ -48,16 +50,25 @@ struct Predict: ParsableCommand {
             }
             let resolved = format.flatMap(PredictionInput.Format.init) ?? PredictionInput.format(inferredFrom: input)!
             let csvLabel: CSVLabel = label.map { Int($0).map(CSVLabel.index) ?? .name($0) } ?? .none
-            let data = try PredictionInput.load(path: input, format: resolved, labels: labels, csvLabel: csvLabel, header: header)
+            let data = try PredictionInput.load(path: input, format: resolved, labels: labels, csvLabel: csvLabel, header: header,
+                                                allowNonFinite: allowNaN)
             // Under mpirun every rank has checked the same inputs; the launcher's rank 0 alone
             // predicts and writes, so the output is written once.
             guard JobSession.launcherRank == 0 else { return }
+            let unscored: PredictionWriter.Unscored
             if let output {
                 var text = ""
-                try PredictionWriter.predict(model, input: data, transform: transform) { text += $0 }
+                unscored = try PredictionWriter.predict(model, input: data, transform: transform, allowNaN: allowNaN) { text += $0 }
                 try AtomicFile.writeOutput(text, to: output)
             } else {
-                try PredictionWriter.predict(model, input: data, transform: transform) { FileHandle.standardOutput.write(Data($0.utf8)) }
+                unscored = try PredictionWriter.predict(model, input: data, transform: transform, allowNaN: allowNaN) {
+                    FileHandle.standardOutput.write(Data($0.utf8))
+                }
+            }
+            if unscored.count > 0 {
+                let rows = unscored.first.map(String.init).joined(separator: ", ") + (unscored.count > unscored.first.count ? ", …" : "")
+                FileHandle.standardError.write(Data(("ddp: note: \(unscored.count) of \(data.data.count) rows left unscored (a NaN or infinite feature or output; "
+                    + "empty prediction fields): rows \(rows), counted from 0\n").utf8))
             }
         }
     }

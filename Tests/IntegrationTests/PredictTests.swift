@@ -240,6 +240,37 @@ final class PredictTests: IntegrationTestCase {
         XCTAssertEqual(correct, Int((accuracy * 40).rounded()))
     }
 
+    /// A row with a NaN feature: refused with its line and column; with --allow-nan the other
+    /// rows are predicted exactly as without that row, the NaN row gets empty prediction fields
+    /// (its label kept), and stderr counts it.
+    func testNonFiniteRowsAreRefusedOrLeftUnscoredWithAllowNaN() throws {
+        let trainFile = try writeData("train.csv", rows: 150, seed: 1, label: true)
+        let test = try writeData("test.csv", rows: 30, seed: 2, label: true)
+        let configPath = try writeConfig("config.yaml", config(train: trainFile, test: test))
+        let run = path("run")
+        try train(np: nil, config: configPath, runDirectory: run, ["--set", "training.epochs=1"])
+        var lines = try String(contentsOfFile: test, encoding: .utf8).split(separator: "\n").map(String.init)
+        var fields = lines[4].split(separator: ",").map(String.init)      // data row 3 (line 5)
+        fields[1] = "nan"
+        lines[4] = fields.joined(separator: ",")
+        let withNaN = path("with-nan.csv")
+        try (lines.joined(separator: "\n") + "\n").write(toFile: withNaN, atomically: true, encoding: .utf8)
+        let predict = ["predict", "--config", configPath, "--weights", run + "/model.safetensors", "--label", "label"]
+
+        let refused = try runDDP(np: nil, predict + ["--input", withNaN])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.stderr.contains("with-nan.csv line 5, column 2 ('f1')"), refused.stderr)
+        XCTAssertEqual(refused.stdout, "")
+
+        let allowed = try runDDP(np: nil, predict + ["--input", withNaN, "--allow-nan"])
+        XCTAssertEqual(allowed.status, 0, allowed.tail)
+        XCTAssertTrue(allowed.stderr.contains("1 of 30 rows left unscored") && allowed.stderr.contains("rows 3,"), allowed.stderr)
+        let reference = Table(try runDDP(np: nil, predict + ["--input", test]).stdout), table = Table(allowed.stdout)
+        XCTAssertEqual(table.header, reference.header)
+        XCTAssertEqual(table.rows[3], ["", "", "", "", reference.rows[3].last!], "the NaN row: empty fields, its label kept")
+        for row in table.rows.indices where row != 3 { XCTAssertEqual(table.rows[row], reference.rows[row], "row \(row)") }
+    }
+
     func testBadInputGetsOneClearError() throws {
         let trainFile = try writeData("train.csv", rows: 150, seed: 1, label: true)
         let test = try writeData("test.csv", rows: 30, seed: 2, label: true)

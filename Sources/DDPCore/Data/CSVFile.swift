@@ -9,14 +9,16 @@ import Darwin
 /// The label column must be numeric too: mapping class names to indices per file would give a
 /// test file that lacks a class different indices from the training file.
 enum CSVFile {
-    static func load(path: String, label: CSVLabel, header: Bool) throws -> Dataset {
+    /// `allowNonFiniteFeatures`: NaN and infinite features load (`ddp predict --allow-nan`);
+    /// otherwise they are an error naming the line and column. Labels must always be finite.
+    static func load(path: String, label: CSVLabel, header: Bool, allowNonFiniteFeatures: Bool = false) throws -> Dataset {
         let bytes = try DataFile.contents(of: path, what: "CSV file")
-        return try parse(bytes, path: path, label: label, header: header)
+        return try parse(bytes, path: path, label: label, header: header, allowNonFiniteFeatures: allowNonFiniteFeatures)
     }
 
-    static func parse(_ bytes: [UInt8], path: String, label: CSVLabel, header: Bool) throws -> Dataset {
+    static func parse(_ bytes: [UInt8], path: String, label: CSVLabel, header: Bool, allowNonFiniteFeatures: Bool = false) throws -> Dataset {
         try bytes.withUnsafeBufferPointer { text in
-            var parser = Parser(text: text, path: path)
+            var parser = Parser(text: text, path: path, allowNonFiniteFeatures: allowNonFiniteFeatures)
             return try parser.run(label: label, header: header)
         }
     }
@@ -25,6 +27,7 @@ enum CSVFile {
     private struct Parser {
         let text: UnsafeBufferPointer<UInt8>
         let path: String
+        let allowNonFiniteFeatures: Bool
         var lineNumber = 0
         var names: [String]?
         var columnCount = 0
@@ -35,9 +38,10 @@ enum CSVFile {
         /// 10^0 … 10^22, each exact in Double.
         let powersOfTen: [Double] = (0...22).map { k in (0..<k).reduce(1.0) { acc, _ in acc * 10 } }
 
-        init(text: UnsafeBufferPointer<UInt8>, path: String) {
+        init(text: UnsafeBufferPointer<UInt8>, path: String, allowNonFiniteFeatures: Bool) {
             self.text = text
             self.path = path
+            self.allowNonFiniteFeatures = allowNonFiniteFeatures
         }
 
         mutating func run(label: CSVLabel, header: Bool) throws -> Dataset {
@@ -77,7 +81,9 @@ enum CSVFile {
                 while fieldEnd < stop && text[fieldEnd] != UInt8(ascii: ",") { fieldEnd += 1 }
                 if column < columnCount {
                     let (a, b) = trimmed(fieldStart, fieldEnd)
-                    guard let value = number(a, b) else { throw badNumber(a, b, column: column) }
+                    guard let value = number(a, b), value.isFinite || (allowNonFiniteFeatures && column != labelColumn) else {
+                        throw badNumber(a, b, column: column)
+                    }
                     if column == labelColumn { labels.append(value) } else { features.append(value) }
                 }
                 column += 1
@@ -127,7 +133,7 @@ enum CSVFile {
             features.reserveCapacity(lines * (columnCount - 1))
         }
 
-        /// A finite Float, or nil. Plain decimals of at most 15 digits take Clinger's fast path
+        /// The field as a Float (NaN or ±infinity included), or nil. Plain decimals of at most 15 digits take Clinger's fast path
         /// (an exact integer divided by an exact power of ten ≤ 1e22 is correctly rounded);
         /// everything else goes to strtod.
         private func number(_ start: Int, _ stop: Int) -> Float? {
@@ -157,8 +163,7 @@ enum CSVFile {
                 guard let parsed = strtod(start, stop) else { return nil }
                 value = parsed
             }
-            let single = Float(value)
-            return single.isFinite ? single : nil
+            return Float(value)
         }
 
         private func strtod(_ start: Int, _ stop: Int) -> Double? {

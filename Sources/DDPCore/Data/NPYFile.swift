@@ -12,7 +12,8 @@ import Foundation
 /// a message that says how to save the array instead.
 public enum NPYFile {
     /// Without `labelsPath` (unlabeled features, for `ddp predict`) every label is 0.
-    static func load(features featuresPath: String, labels labelsPath: String?) throws -> Dataset {
+    /// `allowNonFiniteFeatures`: NaN and infinite features load (`ddp predict --allow-nan`).
+    static func load(features featuresPath: String, labels labelsPath: String?, allowNonFiniteFeatures: Bool = false) throws -> Dataset {
         let features = try parse(DataFile.contents(of: featuresPath, what: ".npy features file"), path: featuresPath)
         guard features.shape.count == 1 || features.shape.count == 2 else {
             throw DDPError(.data, "\(featuresPath) holds an array of shape \(features.shapeText); features must be 1-D (samples) or 2-D (samples, features): reshape to (N, -1) and set data.image_shape for images")
@@ -41,7 +42,7 @@ public enum NPYFile {
         case .float(4), .float(8):
             let values = features.floats()
             // A NaN or infinity reaches the loss as "the loss became non-finite": name it here.
-            if let bad = values.firstIndex(where: { !$0.isFinite }) {
+            if !allowNonFiniteFeatures, let bad = values.firstIndex(where: { !$0.isFinite }) {
                 throw DDPError(.data, "\(featuresPath): sample \(bad / width), feature \(bad % width) is \(values[bad]) as float32 "
                                + "(\(features.typeText) in the file); features must be finite numbers")
             }

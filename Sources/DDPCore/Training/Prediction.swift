@@ -88,15 +88,19 @@ public struct PredictionInput {
     }
 
     /// `labels`: an IDX labels or .npy labels file (idx, npy); `csvLabel`: the CSV's label
-    /// column (`.none` when every column is a feature).
-    public static func load(path: String, format: Format, labels: String?, csvLabel: CSVLabel, header: Bool) throws -> PredictionInput {
+    /// column (`.none` when every column is a feature). `allowNonFinite`: rows with NaN or
+    /// infinite features load (IDX bytes are always finite).
+    public static func load(path: String, format: Format, labels: String?, csvLabel: CSVLabel, header: Bool,
+                            allowNonFinite: Bool = false) throws -> PredictionInput {
         switch format {
         case .idx:
             return PredictionInput(data: try IDXFile.load(images: path, labels: labels), hasLabels: labels != nil)
         case .npy:
-            return PredictionInput(data: try NPYFile.load(features: path, labels: labels), hasLabels: labels != nil)
+            return PredictionInput(data: try NPYFile.load(features: path, labels: labels, allowNonFiniteFeatures: allowNonFinite),
+                                   hasLabels: labels != nil)
         case .csv:
-            return PredictionInput(data: try CSVFile.load(path: path, label: csvLabel, header: header), hasLabels: csvLabel != .none)
+            return PredictionInput(data: try CSVFile.load(path: path, label: csvLabel, header: header, allowNonFiniteFeatures: allowNonFinite),
+                                   hasLabels: csvLabel != .none)
         }
     }
 }
@@ -106,8 +110,16 @@ public struct PredictionInput {
 /// - binary_crossentropy: `class` (logit > 0, or probability > 0.5), then `p_0, p_1` with
 ///   p_1 = sigmoid(logit) (from_logits) or the output itself;
 /// - mse: `value`, the output.
-/// With labels, a last column `label`.
+/// With labels, a last column `label`. A row it cannot score (a non-finite feature, or a
+/// non-finite output from finite features) is an error naming the row, or under `allowNaN`
+/// (`ddp predict --allow-nan`) a row whose prediction fields are empty, counted in the result.
 public enum PredictionWriter {
+    /// The rows `predict` left unscored under `allowNaN`: how many, and the first few (0-based).
+    public struct Unscored: Sendable, Equatable {
+        public var count = 0
+        public var first: [Int] = []
+    }
+
     public static func header(loss: Loss, width: Int, labels: Bool) -> String {
         var columns: [String]
         switch loss {
@@ -121,8 +133,9 @@ public enum PredictionWriter {
 
     /// Runs the model over every row of `input` in inference mode and hands `emit` the CSV
     /// text, header first, a chunk of rows at a time.
-    public static func predict(_ model: TrainedModel, input: PredictionInput, transform: FeatureTransform,
-                               emit: (String) throws -> Void) throws {
+    @discardableResult
+    public static func predict(_ model: TrainedModel, input: PredictionInput, transform: FeatureTransform, allowNaN: Bool = false,
+                               emit: (String) throws -> Void) throws -> Unscored {
         let network = model.network, loss = model.config.loss, data = input.data
         guard data.featureCount == model.config.model.inputs else {
             throw DDPError(.data, "\(data.origin) has \(data.featureCount) features per sample but model.inputs is \(model.config.model.inputs)"
@@ -137,6 +150,9 @@ public enum PredictionWriter {
         let width = network.outputWidth
         let probabilities = UnsafeMutablePointer<Float>.allocate(capacity: width)
         defer { probabilities.deallocate() }
+        let columns = header(loss: loss, width: width, labels: false).split(separator: ",").count
+        let features = data.featureCount
+        var unscored = Unscored()
         try emit(header(loss: loss, width: width, labels: input.hasLabels) + "\n")
         var start = 0
         while start < data.count {
@@ -147,13 +163,28 @@ public enum PredictionWriter {
             try network.forward(batch: batch, context: context)
             var text = ""
             for row in 0..<batch {
-                text += line(loss, network.output + row * width, width: width, probabilities: probabilities)
+                let inputs = UnsafeBufferPointer(start: network.input.baseAddress! + row * features, count: features)
+                let outputs = UnsafeBufferPointer(start: network.output + row * width, count: width)
+                if inputs.allSatisfy(\.isFinite) && outputs.allSatisfy(\.isFinite) {
+                    text += line(loss, network.output + row * width, width: width, probabilities: probabilities)
+                } else {
+                    let finiteInputs = inputs.allSatisfy(\.isFinite)
+                    guard allowNaN else {
+                        throw DDPError(.data, "\(data.origin): row \(start + row) " + (finiteInputs
+                            ? "has finite features but the model's output is not finite"
+                            : "has a non-finite feature (NaN or infinity)") + "; ddp predict --allow-nan writes such rows with empty prediction fields")
+                    }
+                    text += String(repeating: ",", count: columns - 1)
+                    unscored.count += 1
+                    if unscored.first.count < 5 { unscored.first.append(start + row) }
+                }
                 if input.hasLabels { text += ",\(label(labels[row]))" }
                 text += "\n"
             }
             try emit(text)
             start += batch
         }
+        return unscored
     }
 
     /// One row's CSV fields; `probabilities` is scratch for a softmax row.
