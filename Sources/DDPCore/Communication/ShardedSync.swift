@@ -201,14 +201,12 @@ public final class ShardedSync: GradientSync {
             try layerwiseStep(parameters: parameters.baseAddress!, gradient: gradient.baseAddress!, lr: lr, clipScale: clipScale)
             try publishAndGather(published: published != nil)
         } else if summingInUpdate, let gradientSlots, let published {
-            let own = buffers.paddedParameters.baseAddress!
-            let mirrored = publishing.mirrors(), start = ContinuousClock.now
-            optimizer.apply(own + shard.lowerBound,
-                            gradients: .init(UnsafePointer(gradientSlots.base + shard.lowerBound),
-                                             stride: gradientSlots.stride, terms: communicator.size),
-                            copyTo: mirrored ? published + shard.lowerBound : nil, lr: lr)
-            if !mirrored { (published + shard.lowerBound).update(from: own + shard.lowerBound, count: shard.count) }
-            publishing.record(mirrored: mirrored, time: ContinuousClock.now - start)
+            publishTimed(published) { mirror in
+                optimizer.apply(parameters.baseAddress!,
+                                gradients: .init(UnsafePointer(gradientSlots.base + shard.lowerBound),
+                                                 stride: gradientSlots.stride, terms: communicator.size),
+                                copyTo: mirror, lr: lr)
+            }
             try publishAndGather(published: true)
         } else {
             optimizer.apply(parameters: parameters, gradients: gradient, lr: lr)
@@ -241,10 +239,21 @@ public final class ShardedSync: GradientSync {
             optimizer.finishLayerwiseStep(parameters: parameters, gradients: gradient, lr: lr, sums: sums, gradientScale: gradientScale)
             return
         }
+        publishTimed(published) { mirror in
+            optimizer.finishLayerwiseStep(parameters: parameters, gradients: gradient, lr: lr, sums: sums, gradientScale: gradientScale,
+                                          copyTo: mirror)
+        }
+    }
+
+    /// Runs `update` over this rank's block, handing it where to store each updated value as
+    /// well (block r of `published`) or nil, and publishes the block: by those stores, or by a
+    /// copy after the update, whichever `publishing` has timed faster (see `PublishChoice`).
+    private func publishTimed(_ published: UnsafeMutablePointer<Float>, _ update: (UnsafeMutablePointer<Float>?) -> Void) {
         let mirrored = publishing.mirrors(), start = ContinuousClock.now
-        optimizer.finishLayerwiseStep(parameters: parameters, gradients: gradient, lr: lr, sums: sums, gradientScale: gradientScale,
-                                      copyTo: mirrored ? published + shard.lowerBound : nil)
-        if !mirrored { (published + shard.lowerBound).update(from: parameters, count: shard.count) }
+        update(mirrored ? published + shard.lowerBound : nil)
+        if !mirrored {
+            (published + shard.lowerBound).update(from: buffers.paddedParameters.baseAddress! + shard.lowerBound, count: shard.count)
+        }
         publishing.record(mirrored: mirrored, time: ContinuousClock.now - start)
     }
 
