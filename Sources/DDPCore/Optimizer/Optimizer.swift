@@ -162,22 +162,21 @@ public final class Optimizer {
         firstMoment = moments.parts[0]
         secondMoment = second ? moments.parts[1] : UnsafeMutableBufferPointer(start: nil, count: 0)
         tensorCount = layout.trainableTensors.reduce(0) { count, _ in count + 1 }
-        tensorParts = layout.trainableTensors.enumerated().compactMap { index, slot in
+        let parts = layout.trainableTensors.enumerated().compactMap { index, slot -> TensorPart? in
             let lower = max(slot.offset, range.lowerBound), upper = min(slot.offset + slot.count, range.upperBound)
             guard lower < upper else { return nil }
             return TensorPart(span: (lower - range.lowerBound)..<(upper - range.lowerBound), tensor: index,
                               decayed: config.decay == .all || slot.role == .kernel,
                               adapted: config.adapt == .all || slot.role == .kernel)
         }
+        tensorParts = parts
         coversEveryTensor = range == 0..<layout.trainableCount
         wholeSums = .allocate(capacity: 2 * tensorCount)
         wholeSums.initialize(repeating: 0)
+        // The decayed parts, adjacent ones merged: one loop run per contiguous stretch.
         var ranges: [Range<Int>] = []
-        for slot in layout.trainableTensors {
-            guard config.decay == .all || slot.role == .kernel else { continue }
-            let lower = max(slot.offset, range.lowerBound), upper = min(slot.offset + slot.count, range.upperBound)
-            guard lower < upper else { continue }
-            let local = (lower - range.lowerBound)..<(upper - range.lowerBound)
+        for part in parts where part.decayed {
+            let local = part.span
             if let last = ranges.last, last.upperBound == local.lowerBound {
                 ranges[ranges.count - 1] = last.lowerBound..<local.upperBound
             } else {

@@ -165,10 +165,10 @@ public enum PredictionWriter {
             for row in 0..<batch {
                 let inputs = UnsafeBufferPointer(start: network.input.baseAddress! + row * features, count: features)
                 let outputs = UnsafeBufferPointer(start: network.output + row * width, count: width)
-                if inputs.allSatisfy(\.isFinite) && outputs.allSatisfy(\.isFinite) {
+                let finiteInputs = inputs.allSatisfy(\.isFinite)
+                if finiteInputs && outputs.allSatisfy(\.isFinite) {
                     text += line(loss, network.output + row * width, width: width, probabilities: probabilities)
                 } else {
-                    let finiteInputs = inputs.allSatisfy(\.isFinite)
                     guard allowNaN else {
                         throw DDPError(.data, "\(data.origin): row \(start + row) " + (finiteInputs
                             ? "has finite features but the model's output is not finite"
