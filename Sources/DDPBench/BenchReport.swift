@@ -50,6 +50,7 @@ extension ScalingBench {
             ratios["np=\(n) strong / 1 process × \(n) threads"] = Self.ratio(rounds, "np=\(n) strong", "1 process × \(n) threads")
             ratios["np=\(n) strong / np=\(n) strong allreduce"] = Self.ratio(rounds, "np=\(n) strong", "np=\(n) strong allreduce")
             ratios["np=\(n) strong / np=\(n) strong mpi"] = Self.ratio(rounds, "np=\(n) strong", "np=\(n) strong mpi")
+            ratios["np=\(n) strong deterministic / np=\(n) strong"] = Self.ratio(rounds, "np=\(n) strong deterministic", "np=\(n) strong")
             ratios["np=\(n) weak / np=\(n) weak allreduce"] = Self.ratio(rounds, "np=\(n) weak", "np=\(n) weak allreduce")
             ratios["np=\(n) weak / torch peer np=\(n)"] = Self.ratio(rounds, "np=\(n) weak", "torch peer np=\(n)")
             ratios["np=\(n) weak, no comm / torch peer np=\(n)"] = Self.ratio(rounds, "np=\(n) weak, no comm", "torch peer np=\(n)")
@@ -58,6 +59,7 @@ extension ScalingBench {
             }
         }
         ratios["np=1 / torch peer np=1"] = Self.ratio(rounds, "np=1", "torch peer np=1")
+        ratios["np=1 deterministic / np=1"] = Self.ratio(rounds, "np=1 deterministic", "np=1")
         if gemmLimits.count == rounds.count {
             let shares = zip(rounds, gemmLimits).compactMap { round, limit in round["np=1"].map { $0.samplesPerSecond / limit } }
             ratios["np=1 / 8-GEMM limit"] = Self.median(shares)

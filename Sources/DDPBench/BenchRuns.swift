@@ -13,7 +13,8 @@ extension ScalingBench {
         ["train", config, "--quiet", "--overwrite", "--run-dir", directory,
          "--set", "training.epochs=\(epochs)", "--set", "early_stopping=null", "--set", "data.test=null",
          "--set", "checkpoint.every_epochs=0", "--set", "distributed.sharded_update=\(item.sharded)",
-         "--set", "distributed.shared_memory=\(item.sharedMemory)"] + overrides.flatMap { ["--set", $0] }
+         "--set", "distributed.shared_memory=\(item.sharedMemory)", "--set", "distributed.deterministic=\(item.deterministic)"]
+            + overrides.flatMap { ["--set", $0] }
     }
 
     func runOurs(_ item: Case, binary: String, batch: Int, round: Int) throws -> Figures {

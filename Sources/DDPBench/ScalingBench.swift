@@ -21,6 +21,8 @@ public struct ScalingBench {
     public var threadComparison = true
     /// Also every multi-rank case with the other gradient syncs (over MPI collectives, one allreduce).
     public var allreduce = false
+    /// Also one process and every strong-scaling rank count in the deterministic mode.
+    public var deterministic = false
     /// Rounds; every case runs once per round.
     public var repeats = 4
     /// Epochs per run; figures are the median of epochs 2… (epoch 1 warms up).
@@ -55,6 +57,8 @@ public struct ScalingBench {
         var peer = false
         /// N plain processes at once, each with one rank's batch and no MPI (`--ceiling`).
         var independent = false
+        /// `distributed.deterministic: true` (`--deterministic`).
+        var deterministic = false
     }
 
     struct Figures: Codable {
@@ -103,12 +107,16 @@ public struct ScalingBench {
     /// last the PyTorch peer at each rank count (`peer`).
     private func benchCases() -> [Case] {
         var cases = [Case(name: "np=1", ranks: 1, threads: 1, scaling: "-", sharded: false)]
+        if deterministic { cases.append(Case(name: "np=1 deterministic", ranks: 1, threads: 1, scaling: "-", sharded: true, deterministic: true)) }
         for n in rankCounts where n > 1 {
             if threadComparison { cases.append(Case(name: "1 process × \(n) threads", ranks: 1, threads: n, scaling: "-", sharded: false)) }
             for mode in scalings {
                 cases.append(Case(name: "np=\(n) \(mode)", ranks: n, threads: 1, scaling: mode, sharded: true))
                 if ceiling && hostfile == nil {
                     cases.append(Case(name: "np=\(n) \(mode), no comm", ranks: n, threads: 1, scaling: mode, sharded: true, independent: true))
+                }
+                if deterministic && mode == "strong" {
+                    cases.append(Case(name: "np=\(n) strong deterministic", ranks: n, threads: 1, scaling: mode, sharded: true, deterministic: true))
                 }
                 if allreduce {
                     cases.append(Case(name: "np=\(n) \(mode) mpi", ranks: n, threads: 1, scaling: mode, sharded: true, sharedMemory: false))

@@ -20,6 +20,8 @@ struct Bench: ParsableCommand {
     var threadComparison = true
     @Flag(help: "Also run every multi-rank case with the other gradient syncs: the sharded update over MPI collectives (distributed.shared_memory=false) and one allreduce (distributed.sharded_update=false).")
     var allreduce = false
+    @Flag(help: "Also run one process and every strong-scaling rank count with distributed.deterministic=true (the same bits at any np), for the cost of that mode.")
+    var deterministic = false
     @Option(help: "Rounds; every case runs once per round. A round where the host took part of a core or moved the cores apart is left out and made again (at most as many more).") var repeats = 4
     @Option(help: "Epochs per run; figures are the median of epochs 2… (epoch 1 warms up).") var epochs = 3
     @Option(help: "mpirun hostfile for multi-node runs.") var hostfile: String?
@@ -60,6 +62,7 @@ struct Bench: ParsableCommand {
         bench.scalings = scalings
         bench.threadComparison = threadComparison
         bench.allreduce = allreduce
+        bench.deterministic = deterministic
         bench.repeats = repeats
         bench.epochs = epochs
         bench.hostfile = hostfile

@@ -1,7 +1,10 @@
 /// What every rank agrees on after a step's gradient synchronization.
 public struct StepTotals: Sendable {
-    /// Σ per-sample losses (activity penalties included) over the global batch.
+    /// Σ per-sample losses over the global batch (`TrainStep` adds `activity` to it and applies
+    /// class weights' normalization).
     public var lossSum: Double
+    /// Σ of the activity penalties' per-sample values over the global batch.
+    public var activity: Double = 0
     public var samples: Double
     public var correct: Double
     /// Some rank's loss was NaN or infinite: no update may be applied.
@@ -28,9 +31,10 @@ public struct StepTotals: Sendable {
 /// through shared memory).
 public protocol GradientSync: AnyObject {
     var optimizer: Optimizer { get }
-    /// `lossSum`, `samples`, `correct`: this rank's share of the step; `nonFinite`: its own loss;
+    /// `lossSum`, `activity`, `samples`, `correct`: this rank's share of the step (in the
+    /// deterministic mode, its fold of its virtual shards' sums); `nonFinite`: its own loss;
     /// `stop`: this rank received a preemption signal.
-    func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals
+    func reduce(lossSum: Double, activity: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals
     func update(lr: Float) throws
     /// Called by backward after each layer: the trainable gradients from `offset` on are final.
     /// A sync may start reducing them; it must not touch gradients before `offset`.
@@ -49,6 +53,11 @@ public protocol GradientSync: AnyObject {
 
 extension GradientSync {
     public func gradientsReady(from offset: Int) throws {}
+
+    /// A step without activity penalties.
+    public func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals {
+        try reduce(lossSum: lossSum, activity: 0, samples: samples, correct: correct, nonFinite: nonFinite, stop: stop)
+    }
 }
 
 /// The network of a run and the strategy that updates it, built together because the sync
@@ -56,28 +65,32 @@ extension GradientSync {
 /// shards, on one node in node-shared windows; the allreduce's with a tail for the step's
 /// totals).
 /// The update is sharded whenever there is more than one rank and `distributed.sharded_update`
-/// is on (the default). Collective: every rank calls it with the same config.
+/// is on (the default), and always in the deterministic mode, whose sums the sharded update
+/// folds in their fixed tree at any np (`VirtualShards`). Collective: every rank calls it with
+/// the same config.
 public func makeNetworkAndSync(config: TrainingConfig, communicator: Communicator) throws -> (Network, GradientSync) {
-    guard config.distributed.shardedUpdate && communicator.size > 1 else {
+    let deterministic = config.distributed.deterministic
+    guard (config.distributed.shardedUpdate && communicator.size > 1) || deterministic else {
         return try AllreduceSync.make(model: config.model, optimizer: config.optimizer, communicator: communicator)
     }
     var made: SyncBuffers?
     let network = try Network(config: config.model) { layout in
         let buffers = try SyncBuffers(layout: layout, shards: communicator.size, tail: 0,
-                                      nodeShared: config.distributed.sharedMemory ? communicator : nil)
+                                      nodeShared: config.distributed.sharedMemory && communicator.size > 1 ? communicator : nil,
+                                      alignment: deterministic ? ShardedSync.normChunk : 16)
         made = buffers
         return buffers.memory
     }
     return (network, ShardedSync(network: network, buffers: made!, config: config.optimizer, communicator: communicator,
-                                 bucketFloats: Int(config.distributed.bucketKilobytes * 1024 / 4)))
+                                 bucketFloats: Int(config.distributed.bucketKilobytes * 1024 / 4), deterministic: deterministic))
 }
 
-/// One MPI_Allreduce per step over [gradients | loss sum, samples, correct, non-finite, stop]; every
+/// One MPI_Allreduce per step over [gradients | loss sum, samples, correct, non-finite, stop, activity]; every
 /// rank then applies the penalties, clipping and the optimizer to all parameters. Its one
 /// collective makes it the cheaper choice where latency dominates (tiny models, slow links).
 public final class AllreduceSync: GradientSync {
-    /// The tail's floats: loss sum, samples, correct, non-finite, stop.
-    public static let tail = 5
+    /// The tail's floats: loss sum, samples, correct, non-finite, stop, activity.
+    public static let tail = 6
     public let optimizer: Optimizer
     private let network: Network
     private let buffers: SyncBuffers
@@ -106,8 +119,9 @@ public final class AllreduceSync: GradientSync {
         return (network, AllreduceSync(network: network, buffers: made!, config: optimizer, communicator: communicator))
     }
 
-    public func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals {
+    public func reduce(lossSum: Double, activity: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals {
         let tail = buffers.tail
+        tail[5] = Float(activity)
         tail[0] = Float(lossSum)
         tail[1] = Float(samples)
         tail[2] = Float(correct)
@@ -115,7 +129,8 @@ public final class AllreduceSync: GradientSync {
         tail[4] = stop ? 1 : 0
         try communicator.allreduceSum(buffers.reductionBuffer)
         var totals = StepTotals(lossSum: Double(tail[0]), samples: Double(tail[1]), correct: Double(tail[2]),
-                                nonFinite: tail[3] != 0 || !tail[0].isFinite, penalty: 0, stop: tail[4] != 0)
+                                nonFinite: tail[3] != 0 || !tail[0].isFinite || !tail[5].isFinite, penalty: 0, stop: tail[4] != 0)
+        totals.activity = Double(tail[5])
         if !totals.nonFinite { totals.penalty = network.applyWeightPenalties() }
         return totals
     }

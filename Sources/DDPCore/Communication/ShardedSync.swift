@@ -58,7 +58,20 @@
 /// without shared memory (docs/PERFORMANCE.md, 'The sharded update (ShardedSync)'). On one
 /// node with shared memory there is nothing to overlap: ranks wait at a barrier for the
 /// slowest, then read memory.
+///
+/// The deterministic mode (`distributed.deterministic`, `VirtualShards`; also at np = 1) sums
+/// only in orders that do not depend on np: the ranks' gradients fold over r in the virtual
+/// shards' tree (the node's slots as before; across nodes each block is gathered to its owner,
+/// one MPI_Gather per block, instead of MPI's reduce-scatter, whose order is its own); the
+/// loss and activity sums reach every rank exactly (one slot per rank in the totals, each
+/// value with one non-zero contributor) and fold alike; clipping's Σg² is taken per fixed
+/// chunk of `normChunk` floats (blocks hold whole chunks) and summed in chunk order; the
+/// penalty value is rank 0's over all parameters.
 public final class ShardedSync: GradientSync {
+    /// Floats per chunk of the deterministic mode's Σg² (blocks are multiples of it).
+    public static let normChunk = 4096
+    /// [loss sum, samples, correct, non-finite, penalty share, Σg² share, stop, activity]
+    static let fixedTotals = 8
     public let optimizer: Optimizer
     private let network: Network
     /// The network's memory as this sync lays it out: one block per rank.
@@ -78,9 +91,14 @@ public final class ShardedSync: GradientSync {
     /// sharded update (ShardedSync)').
     private let published: UnsafeMutablePointer<Float>?
     private var publishing = PublishChoice()
-    /// [loss sum, samples, correct, non-finite, penalty share, Σg² share, stop], then under LARS
-    /// its per-tensor sums (`Optimizer.addLARSShares`), summed over ranks.
+    /// The `fixedTotals`, then under LARS its per-tensor sums (`Optimizer.addLARSShares`),
+    /// summed over ranks; in the deterministic mode instead each rank's loss and activity sums
+    /// (N slots each) and each chunk's Σg² (`normChunk`) when clipping.
     private let totals: UnsafeMutableBufferPointer<Double>
+    /// The deterministic mode (see the type's comment).
+    public let deterministic: Bool
+    /// Deterministic mode across nodes: every rank's part of this rank's block (N × block).
+    private let gatheredBlocks: UnsafeMutableBufferPointer<Float>
     /// LAMB's per-tensor sums, summed over ranks between the halves of its step.
     private let lambSums: UnsafeMutableBufferPointer<Double>
     /// Node-shared mode: every rank's reduction buffer, rank r's at `base + r·stride`.
@@ -103,7 +121,8 @@ public final class ShardedSync: GradientSync {
     /// `buffers`: the network's memory split into one block per rank (`makeNetworkAndSync`);
     /// node-shared when every rank's reduction buffer lives in one window.
     public init(network: Network, buffers: SyncBuffers, config: OptimizerConfig, communicator: Communicator,
-                bucketFloats: Int = 1 << 15) {
+                bucketFloats: Int = 1 << 15, deterministic: Bool = false) {
+        self.deterministic = deterministic
         precondition(buffers.shards == communicator.size, "ShardedSync: \(buffers.shards) shards for \(communicator.size) ranks")
         self.network = network
         self.buffers = buffers
@@ -121,8 +140,12 @@ public final class ShardedSync: GradientSync {
         shardGradient = .allocate(capacity: max(block, 1))
         shardGradient.initialize(repeating: 0)
         let layerwiseSums = optimizer.isLayerwise ? 2 * optimizer.tensorCount : 0
-        totals = .allocate(capacity: 7 + (config.kind == .lars ? layerwiseSums : 0))
+        let chunks = (communicator.size * block + Self.normChunk - 1) / Self.normChunk
+        totals = .allocate(capacity: Self.fixedTotals + (config.kind == .lars ? layerwiseSums : 0)
+                           + (deterministic ? 2 * communicator.size + (config.clipNorm == nil ? 0 : chunks) : 0))
         totals.initialize(repeating: 0)
+        gatheredBlocks = .allocate(capacity: deterministic && gradientSlots == nil ? communicator.size * block : 0)
+        gatheredBlocks.initialize(repeating: 0)
         lambSums = .allocate(capacity: config.kind == .lamb ? layerwiseSums : 0)
         lambSums.initialize(repeating: 0)
         unreducedEnd = communicator.size * block
@@ -133,6 +156,7 @@ public final class ShardedSync: GradientSync {
     deinit {
         shardGradient.deallocate()
         totals.deallocate()
+        gatheredBlocks.deallocate()
         lambSums.deallocate()
         bucketCounts.deallocate()
     }
@@ -141,7 +165,7 @@ public final class ShardedSync: GradientSync {
     /// reduce-scatter while backward goes on (each rank receives the part of them inside its
     /// own block, so the shards stay contiguous); otherwise lets begun ones progress.
     public func gradientsReady(from offset: Int) throws {
-        guard gradientSlots == nil else { return }
+        guard gradientSlots == nil, !deterministic else { return }
         if minimumBucket > 0 && unreducedEnd - offset >= minimumBucket && bucketsBegun < maxPendingReductions - 1 {
             try beginBucket(offset..<unreducedEnd)
         } else if bucketsBegun > 0 {
@@ -162,10 +186,12 @@ public final class ShardedSync: GradientSync {
         bucketsBegun += 1
     }
 
-    public func reduce(lossSum: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals {
+    public func reduce(lossSum: Double, activity: Double, samples: Int, correct: Double, nonFinite: Bool, stop: Bool) throws -> StepTotals {
         if let gradientSlots {
             try communicator.barrier()
             if !summingInUpdate { sumSlots(gradientSlots.base, stride: gradientSlots.stride) }
+        } else if deterministic {
+            try gatherAndFoldBlocks()
         } else {
             if unreducedEnd > 0 { try beginBucket(0..<unreducedEnd) }
             try communicator.finishReductions()
@@ -180,14 +206,71 @@ public final class ShardedSync: GradientSync {
         totals[4] = network.applyWeightPenalties(range: shard, gradients: gradient)
         totals[5] = clipNorm == nil ? 0 : Optimizer.sumOfSquares(UnsafeBufferPointer(start: gradient, count: shard.count))
         totals[6] = stop ? 1 : 0
+        totals[7] = activity
         if optimizer.config.kind == .lars {
-            UnsafeMutableBufferPointer(rebasing: totals[7...]).update(repeating: 0)
+            UnsafeMutableBufferPointer(rebasing: totals[Self.fixedTotals...]).update(repeating: 0)
             optimizer.addLARSShares(parameters: buffers.paddedParameters.baseAddress! + shard.lowerBound, gradients: gradient,
-                                    into: totals.baseAddress! + 7)
+                                    into: totals.baseAddress! + Self.fixedTotals)
         }
+        if deterministic { placeDeterministicShares(lossSum: lossSum, activity: activity) }
         try communicator.allreduceSum(totals)
-        return StepTotals(lossSum: totals[0], samples: totals[1], correct: totals[2],
-                          nonFinite: totals[3] != 0 || !totals[0].isFinite, penalty: totals[4], stop: totals[6] != 0)
+        if deterministic { foldDeterministicShares() }
+        return StepTotals(lossSum: totals[0], activity: totals[7], samples: totals[1], correct: totals[2],
+                          nonFinite: totals[3] != 0 || !totals[0].isFinite || !totals[7].isFinite, penalty: totals[4], stop: totals[6] != 0)
+    }
+
+    /// Deterministic mode: the sums the allreduce may not add in its own order go to slots of
+    /// their own instead (zeros elsewhere): this rank's loss and activity sums, and each of its
+    /// chunks' Σg²; the penalty value is rank 0's over every parameter.
+    private func placeDeterministicShares(lossSum: Double, activity: Double) {
+        let size = communicator.size, rank = communicator.rank, shares = totals.baseAddress! + Self.fixedTotals
+        totals[0] = 0
+        totals[7] = 0
+        totals[4] = rank == 0 ? network.weightPenalty() : 0
+        totals[5] = 0
+        UnsafeMutableBufferPointer(rebasing: totals[Self.fixedTotals...]).update(repeating: 0)
+        shares[rank] = lossSum
+        shares[size + rank] = activity
+        guard clipNorm != nil else { return }
+        let gradient = shardGradient.baseAddress!
+        for start in stride(from: 0, to: shard.count, by: Self.normChunk) {
+            let chunk = (shard.lowerBound + start) / Self.normChunk
+            shares[2 * size + chunk] = Optimizer.sumOfSquares(UnsafeBufferPointer(start: gradient + start, count: min(Self.normChunk, shard.count - start)))
+        }
+    }
+
+    /// After the allreduce: the ranks' loss and activity sums folded in the virtual shards'
+    /// tree over r, the chunks' Σg² summed in chunk order.
+    private func foldDeterministicShares() {
+        let size = communicator.size, shares = totals.baseAddress! + Self.fixedTotals
+        VirtualShards.fold(shares, count: size, width: 1)
+        VirtualShards.fold(shares + size, count: size, width: 1)
+        totals[0] = shares[0]
+        totals[7] = shares[size]
+        guard clipNorm != nil else { return }
+        var squares = 0.0
+        for chunk in 0..<(totals.count - Self.fixedTotals - 2 * size) { squares += shares[2 * size + chunk] }
+        totals[5] = squares
+    }
+
+    /// Deterministic mode without shared memory: every rank's part of block r reaches rank r
+    /// (one gather per block, rank order), which folds them with the tree of `sumSlots`.
+    private func gatherAndFoldBlocks() throws {
+        let size = communicator.size, rank = communicator.rank
+        let gradients = buffers.paddedGradients.baseAddress!
+        for owner in 0..<size {
+            try communicator.gather(UnsafeBufferPointer(start: gradients + owner * block, count: block),
+                                    into: owner == rank ? gatheredBlocks.baseAddress : nil, root: owner)
+        }
+        let out = shardGradient.baseAddress!, count = shard.count
+        let parts = Optimizer.GradientSource(UnsafePointer(gatheredBlocks.baseAddress!), stride: block, terms: size, folded: true)
+        let vectorEnd = count - count % 8
+        var i = 0
+        while i < vectorEnd {
+            store8(parts.sum8(i), out + i)
+            i += 8
+        }
+        while i < count { out[i] = parts.sum(i); i += 1 }
     }
 
     public func update(lr: Float) throws {
@@ -204,7 +287,7 @@ public final class ShardedSync: GradientSync {
             publishTimed(published) { mirror in
                 optimizer.apply(parameters.baseAddress!,
                                 gradients: .init(UnsafePointer(gradientSlots.base + shard.lowerBound),
-                                                 stride: gradientSlots.stride, terms: communicator.size),
+                                                 stride: gradientSlots.stride, terms: communicator.size, folded: deterministic),
                                 copyTo: mirror, lr: lr)
             }
             try publishAndGather(published: true)
@@ -226,14 +309,14 @@ public final class ShardedSync: GradientSync {
             lambSums.update(repeating: 0)
             var source = Optimizer.GradientSource(gradient)
             if summingInUpdate, let gradientSlots {
-                source = .init(UnsafePointer(gradientSlots.base + shard.lowerBound), stride: gradientSlots.stride, terms: communicator.size)
+                source = .init(UnsafePointer(gradientSlots.base + shard.lowerBound), stride: gradientSlots.stride, terms: communicator.size, folded: deterministic)
             }
             optimizer.beginLAMBStep(parameters: parameters, gradients: source, update: gradient, lr: lr, sums: lambSums.baseAddress!)
             try communicator.allreduceSum(lambSums)
             sums = UnsafePointer(lambSums.baseAddress!)
             gradientScale = 1
         } else {
-            sums = UnsafePointer(totals.baseAddress! + 7)
+            sums = UnsafePointer(totals.baseAddress! + Self.fixedTotals)
         }
         guard let published else {
             optimizer.finishLayerwiseStep(parameters: parameters, gradients: gradient, lr: lr, sums: sums, gradientScale: gradientScale)
@@ -273,11 +356,12 @@ public final class ShardedSync: GradientSync {
         if network.hasConstraints { network.applyConstraints() }
     }
 
-    /// shardGradient = Σ_r slot_r[shard], r = 0, 1, …, N − 1: the sum the optimizer takes itself
+    /// shardGradient = Σ_r slot_r[shard] in rank order (the deterministic mode: folded over r as
+    /// `VirtualShards` folds): the sum the optimizer takes itself
     /// when nothing needs it stored (`Optimizer.GradientSource`), so both paths agree bit for bit.
     private func sumSlots(_ base: UnsafeMutablePointer<Float>, stride: Int) {
         let out = shardGradient.baseAddress!, count = shard.count
-        let slots = Optimizer.GradientSource(UnsafePointer(base + shard.lowerBound), stride: stride, terms: communicator.size)
+        let slots = Optimizer.GradientSource(UnsafePointer(base + shard.lowerBound), stride: stride, terms: communicator.size, folded: deterministic)
         let vectorEnd = count - count % 8
         var i = 0
         while i < vectorEnd {

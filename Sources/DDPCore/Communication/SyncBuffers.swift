@@ -34,12 +34,15 @@ public final class SyncBuffers {
     /// `tail`: floats after the gradients for the step's totals. `nodeShared`: put the
     /// reduction buffers in node-shared windows through this communicator when all its ranks
     /// share a node (collective: every rank calls it alike); else each rank owns its own.
-    public init(layout: ParameterLayout, shards: Int, tail: Int, nodeShared communicator: Communicator? = nil) throws {
+    /// `alignment`: floats each block (with several) is a multiple of; the deterministic mode
+    /// asks for `ShardedSync.normChunk`, so a block holds whole chunks at any np.
+    public init(layout: ParameterLayout, shards: Int, tail: Int, nodeShared communicator: Communicator? = nil,
+                alignment: Int = 16) throws {
         precondition(shards >= 1, "SyncBuffers: shards must be at least 1")
         self.layout = layout
         self.shards = shards
         let trainable = layout.trainableCount
-        block = shards == 1 ? trainable : ((trainable + shards - 1) / shards + 15) / 16 * 16
+        block = shards == 1 ? trainable : ((trainable + shards - 1) / shards + alignment - 1) / alignment * alignment
         let reduction = shards * block + tail
         parameterMemory = HugePageFloats(counts: [max(shards * block, layout.parameterCount)])
         paddedParameters = parameterMemory.parts[0]

@@ -56,6 +56,14 @@ public struct DistributedConfig: Sendable, Equatable {
     /// the job (see `CollectiveWatchdog`). torch.distributed's defaults are 10 to 30 minutes;
     /// 300 s is far above any collective of a healthy job and ends a lost-host job quickly.
     public var timeoutSeconds = 300.0
+    /// The same bits at any rank count (`VirtualShards`): every global batch is split into
+    /// `virtualShards` fixed shards whose sums combine in one fixed tree, so weights, moments,
+    /// BatchNorm statistics, metrics and checkpoints do not depend on np (a divisor of
+    /// `virtualShards`) or on the host layout. OpenBLAS runs one thread per rank.
+    public var deterministic = false
+    /// Virtual shards per global batch under `deterministic`: a power of two, the largest rank
+    /// count the guarantee covers (np must divide it).
+    public var virtualShards = 8
 
     public init() {}
 }
@@ -236,6 +244,11 @@ public struct TrainingConfig: Sendable, Equatable {
         distributed.sharedMemory = try section.bool("shared_memory", default: distributed.sharedMemory)
         distributed.bucketKilobytes = try section.double("bucket_kb", default: distributed.bucketKilobytes, in: 0...1_048_576)
         distributed.timeoutSeconds = try section.double("timeout_seconds", default: distributed.timeoutSeconds, in: 1...604_800)
+        distributed.deterministic = try section.bool("deterministic", default: distributed.deterministic)
+        distributed.virtualShards = try section.int("virtual_shards", default: distributed.virtualShards, min: 1)
+        guard distributed.virtualShards <= 1024, distributed.virtualShards & (distributed.virtualShards - 1) == 0 else {
+            throw DDPError(.config, "\(section.key("virtual_shards")): expected a power of two from 1 to 1024 (the rank counts the deterministic mode covers are its divisors), got \(distributed.virtualShards)")
+        }
     }
 
     static func loggingConfig(_ section: inout ConfigSection, into logging: inout LoggingConfig) throws {

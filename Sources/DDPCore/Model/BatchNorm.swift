@@ -226,30 +226,26 @@ public final class BatchNorm: Layer {
 
     /// Training statistics of the global batch: (Σx, Σx², n) in one allreduce, then μ and
     /// 1/√(σ² + ε) into `batchMean` and `inverseStd`, and the running statistics updated.
-    /// `rows`: rows of `channels` values (batch × positions).
+    /// `rows`: rows of `channels` values (batch × positions). With virtual shards
+    /// (`distributed.deterministic`), each shard's sums are taken apart and combined in their
+    /// fixed tree instead (`VirtualShards.combine`).
     func prepareTraining(_ input: UnsafePointer<Float>, rows batch: Int, context: StepContext) throws -> TrainingAffine {
         let width = channels
         let sums = reduction.baseAddress!
-        reduction.update(repeating: 0)
-        let end = width - width % 8
-        for row in 0..<batch {
-            let x = input + row * width
-            var j = 0
-            while j < end {
-                let value = SIMD8<Double>(load8(x + j))
-                storeDouble8(loadDouble8(sums + j) + value, sums + j)
-                storeDouble8(loadDouble8(sums + width + j) + value * value, sums + width + j)
-                j += 8
+        if let shards = context.shards {
+            let stride = 2 * width + 1, partials = shards.partials(width: stride)
+            for shard in 0..<shards.local {
+                let rows = shards.rows(shard), partial = partials + shard * stride
+                Self.addStatistics(input, rows: rows.lowerBound * positions..<rows.upperBound * positions, width: width, into: partial)
+                partial[2 * width] = Double(rows.count * positions)
             }
-            while j < width {
-                let value = Double(x[j])
-                sums[j] += value
-                sums[width + j] += value * value
-                j += 1
-            }
+            try shards.combine(width: stride, into: sums)
+        } else {
+            reduction.update(repeating: 0)
+            Self.addStatistics(input, rows: 0..<batch, width: width, into: sums)
+            sums[2 * width] = Double(batch)
+            try context.communicator.allreduceSum(reduction)
         }
-        sums[2 * width] = Double(batch)
-        try context.communicator.allreduceSum(reduction)
         let n = sums[2 * width]
         guard n > 1 else {
             throw DDPError(.training, "BatchNorm (layer \(configIndex)) needs more than 1 \(positions > 1 ? "value per channel (samples × height × width)" : "sample per batch") in training, got \(Int(n)); set training.drop_last: true or change batch_size")
@@ -270,6 +266,27 @@ public final class BatchNorm: Layer {
         return TrainingAffine(mean: batchMean.baseAddress!, inverseStd: inverseStd.baseAddress!, gamma: gamma, beta: beta)
     }
 
+    /// Σx into sums[0..<width] and Σx² into sums[width..<2·width] over `rows` rows of `width`.
+    private static func addStatistics(_ input: UnsafePointer<Float>, rows: Range<Int>, width: Int, into sums: UnsafeMutablePointer<Double>) {
+        let end = width - width % 8
+        for row in rows {
+            let x = input + row * width
+            var j = 0
+            while j < end {
+                let value = SIMD8<Double>(load8(x + j))
+                storeDouble8(loadDouble8(sums + j) + value, sums + j)
+                storeDouble8(loadDouble8(sums + width + j) + value * value, sums + width + j)
+                j += 8
+            }
+            while j < width {
+                let value = Double(x[j])
+                sums[j] += value
+                sums[width + j] += value * value
+                j += 1
+            }
+        }
+    }
+
 
     /// dx = γ/√(σ²+ε) · (dy − Σdy/n − x̂·Σ(dy·x̂)/n), sums over the global batch.
     public func backward(input: UnsafePointer<Float>, output: UnsafePointer<Float>,
@@ -286,8 +303,12 @@ public final class BatchNorm: Layer {
             return
         }
         let xHat = normalized.baseAddress!
-        let sums = beginGradientSums()
-        for row in 0..<rows { sums.add(row: dy + row * width, normalized: xHat + row * width) }
+        for group in 0..<beginGradientSums(context: context) {
+            let (sums, samples) = gradientSums(group: group, batch: batch, context: context)
+            for row in samples.lowerBound * positions..<samples.upperBound * positions {
+                sums.add(row: dy + row * width, normalized: xHat + row * width)
+            }
+        }
         guard let formula = try finishGradientSums(inputGradient: dx != nil, context: context), let dx else { return }
         for row in 0..<rows {
             let o = row * width
@@ -365,26 +386,53 @@ public final class BatchNorm: Layer {
         }
     }
 
-    func beginGradientSums() -> GradientSums {
-        for j in 0..<2 * channels { reduction[j] = 0 }
-        return GradientSums(sums: reduction.baseAddress!, width: channels)
+    /// Zeroes backward's sums and returns how many groups of samples they come in: one, into
+    /// `reduction`, or with virtual shards one per shard, each into a partial row of its own
+    /// (`finishGradientSums` combines them). `gradientSums(group:)` gives each.
+    func beginGradientSums(context: StepContext) -> Int {
+        guard let shards = context.shards else {
+            for j in 0..<2 * channels { reduction[j] = 0 }
+            return 1
+        }
+        _ = shards.partials(width: 2 * channels)
+        return shards.local
+    }
+
+    /// Group `group`'s sums and the samples of the batch it takes (see `beginGradientSums`).
+    @inline(__always)
+    func gradientSums(group: Int, batch: Int, context: StepContext) -> (sums: GradientSums, samples: Range<Int>) {
+        guard let shards = context.shards else { return (GradientSums(sums: reduction.baseAddress!, width: channels), 0..<batch) }
+        return (GradientSums(sums: shards.partialRows + group * 2 * channels, width: channels), shards.rows(group))
     }
 
     /// dγ += Σg·x̂ and dβ += Σg (local sums: the gradient sync sums them over ranks). When the
     /// input gradient is wanted, allreduces the sums (one collective of 2C) and returns dx's
     /// formula. Without one (BatchNorm as the first layer, the same on every rank) the global
-    /// sums are not needed.
+    /// sums are not needed. With virtual shards the shards' sums are combined on every rank
+    /// (`VirtualShards.combine`), and rank 0 alone adds the global dγ, dβ (the sync's sum over
+    /// ranks then adds zeros to them, exactly).
     func finishGradientSums(inputGradient wanted: Bool, context: StepContext) throws -> InputGradientFormula? {
         let width = channels
         let sums = reduction.baseAddress!
-        if let gammaGradient, let betaGradient {
-            for j in 0..<width {
-                betaGradient[j] += Float(sums[j])
-                gammaGradient[j] += Float(sums[width + j])
+        if let shards = context.shards {
+            try shards.combine(width: 2 * width, into: sums)
+            if shards.rank == 0, let gammaGradient, let betaGradient {
+                for j in 0..<width {
+                    betaGradient[j] += Float(sums[j])
+                    gammaGradient[j] += Float(sums[width + j])
+                }
             }
+            guard wanted else { return nil }
+        } else {
+            if let gammaGradient, let betaGradient {
+                for j in 0..<width {
+                    betaGradient[j] += Float(sums[j])
+                    gammaGradient[j] += Float(sums[width + j])
+                }
+            }
+            guard wanted else { return nil }
+            try context.communicator.allreduceSum(UnsafeMutableBufferPointer(rebasing: reduction[0..<2 * width]))
         }
-        guard wanted else { return nil }
-        try context.communicator.allreduceSum(UnsafeMutableBufferPointer(rebasing: reduction[0..<2 * width]))
         let n = globalCount
         let scale = featureScale.baseAddress!, meanDy = featureShift.baseAddress!, meanDyXHat = featureExtra.baseAddress!
         for j in 0..<width {

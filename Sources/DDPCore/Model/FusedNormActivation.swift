@@ -212,11 +212,13 @@ final class FusedNormActivation {
         guard let affine = lastAffine else { preconditionFailure("FusedNormActivation: backward without a training forward") }
         // g's home: over dy without a pool; with one, dx (or one row of scratch when no dx is wanted).
         let gradients = pool == nil ? dy : dx
-        let sums = norm.beginGradientSums()
-        for row in 0..<batch {
-            let o = row * width
-            let g = gradientRow(row, into: gradients.map { $0 + o } ?? self.row.baseAddress!)
-            for at in stride(from: 0, to: width, by: channels) { sums.add(row: g + at, input: input + o + at, affine: affine) }
+        for group in 0..<norm.beginGradientSums(context: context) {
+            let (sums, samples) = norm.gradientSums(group: group, batch: batch, context: context)
+            for row in samples {
+                let o = row * width
+                let g = gradientRow(row, into: gradients.map { $0 + o } ?? self.row.baseAddress!)
+                for at in stride(from: 0, to: width, by: channels) { sums.add(row: g + at, input: input + o + at, affine: affine) }
+            }
         }
         guard let formula = try norm.finishGradientSums(inputGradient: dx != nil, context: context), let dx, let gradients else { return }
         for at in stride(from: 0, to: batch * width, by: channels) {

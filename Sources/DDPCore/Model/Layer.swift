@@ -45,6 +45,10 @@ public final class StepContext {
     /// Rows `sampleRows` holds: the most a training step or an inference chunk may use.
     public let maxBatch: Int
     public let communicator: Communicator
+    /// `distributed.deterministic`: the virtual shards of the training pass, whose rows the
+    /// network runs per shard and whose sums BatchNorm combines in a fixed tree; nil without
+    /// (and unused in inference).
+    public var shards: VirtualShards?
 
     public init(communicator: Communicator, maxBatch: Int) {
         self.communicator = communicator

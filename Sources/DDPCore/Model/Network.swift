@@ -54,6 +54,9 @@ public final class Network {
     public private(set) var input = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
     private var outputs: [UnsafeMutableBufferPointer<Float>] = []
     private var gradientScratch: [UnsafeMutableBufferPointer<Float>] = []
+    /// Deterministic mode: log₂(V/N) gradient buffers beside `gradients` (trainableCount
+    /// floats each), where backward folds a layer's per-shard parameter gradients.
+    private var shardGradients = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
 
     /// `memory`: where the parameters and gradients live, given the layout (a gradient sync
     /// lays them out for its collectives); by default the network's own.
@@ -149,6 +152,16 @@ public final class Network {
         input.deallocate()
         outputs.forEach { $0.deallocate() }
         gradientScratch.forEach { $0.deallocate() }
+        shardGradients.deallocate()
+    }
+
+    /// Deterministic mode: room to fold `localShards` per-shard gradients (a power of two), once.
+    public func reserveShardGradients(localShards: Int) {
+        let buffers = localShards.trailingZeroBitCount
+        guard shardGradients.count < buffers * trainableCount else { return }
+        shardGradients.deallocate()
+        shardGradients = .allocate(capacity: buffers * trainableCount)
+        shardGradients.initialize(repeating: 0)
     }
 
     /// Initial weights from the seed (Keras initializers) and fresh BatchNorm state.
@@ -221,6 +234,7 @@ public final class Network {
     /// over the batch (the Keras per-batch value times batch size).
     @discardableResult
     public func forward(batch: Int, context: StepContext) throws -> Double {
+        if context.training, let shards = context.shards { return try forward(shards: shards, context: context) }
         var penalty = 0.0
         var current = UnsafePointer(input.baseAddress!)
         for step in steps {
@@ -241,6 +255,89 @@ public final class Network {
             }
         }
         return penalty
+    }
+
+    /// Deterministic mode's forward: every layer but a BatchNorm (whose statistics combine the
+    /// shards' sums itself) runs once per virtual shard on the shard's rows, so its GEMMs have
+    /// the same shapes at any np; each shard's activity penalty goes to its partial sum.
+    private func forward(shards: VirtualShards, context: StepContext) throws -> Double {
+        let batch = shards.rowStarts[shards.local]
+        let sampleRows = context.sampleRows
+        defer { context.sampleRows = sampleRows }
+        shards.activityPartials.update(repeating: 0, count: shards.local)
+        var current = UnsafePointer(input.baseAddress!)
+        var currentWidth = inputWidth
+        for step in steps {
+            switch step {
+            case .layer(let index):
+                let layer = layers[index], output = outputs[index].baseAddress!, width = layer.outputWidth
+                if layer is BatchNorm {
+                    try layer.forward(current, output, batch: batch, context: context)
+                }
+                for shard in 0..<shards.local {
+                    let rows = shards.rows(shard)
+                    if !(layer is BatchNorm) {
+                        context.sampleRows = sampleRows + rows.lowerBound
+                        try layer.forward(current + rows.lowerBound * currentWidth, output + rows.lowerBound * width,
+                                          batch: rows.count, context: context)
+                        context.sampleRows = sampleRows
+                    }
+                    if let activity = activityPenalties[index] {
+                        shards.activityPartials[shard] += activity.value(of: output + rows.lowerBound * width, count: rows.count * width)
+                    }
+                }
+                current = UnsafePointer(output)
+                currentWidth = width
+            case .fused(let run):
+                let output = outputs[run.last].baseAddress!
+                let pooled = run.poolIndex.map { outputs[$0].baseAddress! }
+                try run.forward(current, output, pooled: pooled, batch: batch, context: context)
+                current = UnsafePointer(pooled ?? output)
+                currentWidth = layers[run.poolIndex ?? run.last].outputWidth
+            }
+        }
+        return (0..<shards.local).reduce(0) { $0 + shards.activityPartials[$1] }
+    }
+
+    /// Deterministic mode's backward through `layers[index]` (not a BatchNorm): once per
+    /// virtual shard, in `visitOrder`, each shard's parameter gradients into a buffer of their
+    /// own, added pairwise as soon as a pair is complete (a binary counter), so the layer's
+    /// gradients end in `gradients` folded with `VirtualShards`' tree.
+    private func backward(layer index: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
+                          outputGradient dy: UnsafeMutablePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>?,
+                          shards: VirtualShards, context: StepContext) throws {
+        let layer = layers[index], start = layout.layerStarts[index]
+        let inWidth = layer.inputWidth, outWidth = layer.outputWidth
+        let sampleRows = context.sampleRows
+        defer { context.sampleRows = sampleRows }
+        let parameters = self.parameters.baseAddress! + start.parameter, buffers = state.baseAddress! + start.state
+        let range = start.parameter..<min(start.parameter + layer.parameterSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }, trainableCount)
+        let folds = layer.trainable && !range.isEmpty
+        func buffer(_ depth: Int) -> UnsafeMutablePointer<Float> {
+            depth == 0 ? gradients.baseAddress! : shardGradients.baseAddress! + (depth - 1) * trainableCount
+        }
+        var depth = 0
+        for (visited, shard) in shards.visitOrder.enumerated() {
+            if folds {
+                if depth > 0 { (buffer(depth) + range.lowerBound).update(repeating: 0, count: range.count) }
+                layer.bind(parameters: parameters, gradients: buffer(depth) + range.lowerBound, buffers: buffers)
+            }
+            let rows = shards.rows(shard)
+            context.sampleRows = sampleRows + rows.lowerBound
+            try layer.backward(input: input + rows.lowerBound * inWidth, output: output + rows.lowerBound * outWidth,
+                               outputGradient: dy + rows.lowerBound * outWidth, inputGradient: dx.map { $0 + rows.lowerBound * inWidth },
+                               batch: rows.count, context: context)
+            guard folds else { continue }
+            depth += 1
+            var leaves = visited + 1
+            while leaves % 2 == 0 {
+                let target = buffer(depth - 2) + range.lowerBound, source = buffer(depth - 1) + range.lowerBound
+                for i in 0..<range.count { target[i] += source[i] }
+                depth -= 1
+                leaves /= 2
+            }
+        }
+        if folds { layer.bind(parameters: parameters, gradients: gradients.baseAddress! + range.lowerBound, buffers: buffers) }
     }
 
     /// Backpropagates `outputGradient` through every layer, adding each parameter's gradient
@@ -269,8 +366,13 @@ public final class Network {
                         dy[i] += l1 * (a > 0 ? 1 : (a < 0 ? -1 : 0)) + twoL2 * a
                     }
                 }
-                try layer.backward(input: layerInput(index), output: output, outputGradient: dy,
-                                   inputGradient: index == 0 ? nil : dx, batch: batch, context: context)
+                if context.training, let shards = context.shards, !(layer is BatchNorm) {
+                    try backward(layer: index, input: layerInput(index), output: output, outputGradient: dy,
+                                 inputGradient: index == 0 ? nil : dx, shards: shards, context: context)
+                } else {
+                    try layer.backward(input: layerInput(index), output: output, outputGradient: dy,
+                                       inputGradient: index == 0 ? nil : dx, batch: batch, context: context)
+                }
             case .fused(let run):
                 try run.backward(input: layerInput(run.first), output: outputs[run.last].baseAddress!, outputGradient: dy,
                                  inputGradient: run.first == 0 ? nil : dx, batch: batch, context: context)

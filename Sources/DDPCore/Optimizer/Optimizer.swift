@@ -421,37 +421,58 @@ public final class Optimizer {
     }
 
     /// Where the Adam loop reads element i's gradient: one array, or the sum of `terms` arrays
-    /// `stride` floats apart, term 0 first.
+    /// `stride` floats apart (the ranks' slots), added in rank order (as `ThreadCommunicator`
+    /// and MPI's shared-memory reductions do), or with `folded` in `VirtualShards`' tree, the
+    /// deterministic mode's sum, the same at any np (for 1 or 2 terms the two agree).
     public struct GradientSource {
         let base: UnsafePointer<Float>
         let stride: Int
         let terms: Int
+        let folded: Bool
 
-        public init(_ base: UnsafePointer<Float>, stride: Int = 0, terms: Int = 1) {
+        public init(_ base: UnsafePointer<Float>, stride: Int = 0, terms: Int = 1, folded: Bool = false) {
             self.base = base
             self.stride = stride
             self.terms = terms
+            self.folded = folded
         }
 
         /// Elements i … i + 7.
         @inline(__always) func sum8(_ i: Int) -> SIMD8<Float> {
-            var sum = load8(base + i)
-            var term = 1
-            while term < terms {
-                sum += load8(base + term * stride + i)
-                term += 1
+            switch terms {
+            case 1: return load8(base + i)
+            case 2: return load8(base + i) + load8(base + stride + i)
+            default:
+                if folded { return fold8(i, first: 0, step: 1, count: terms) }
+                var sum = load8(base + i)
+                for term in 1..<terms { sum += load8(base + term * stride + i) }
+                return sum
             }
-            return sum
         }
 
         @inline(__always) func sum(_ i: Int) -> Float {
-            var sum = base[i]
-            var term = 1
-            while term < terms {
-                sum += base[term * stride + i]
-                term += 1
+            switch terms {
+            case 1: return base[i]
+            case 2: return base[i] + base[stride + i]
+            default:
+                if folded { return fold(i, first: 0, step: 1, count: terms) }
+                var sum = base[i]
+                for term in 1..<terms { sum += base[term * stride + i] }
+                return sum
             }
-            return sum
+        }
+
+        /// The terms first, first + step, … (count of them) in `VirtualShards`' tree: those at
+        /// even positions, then those at odd ones, recursively, added last.
+        private func fold8(_ i: Int, first: Int, step: Int, count: Int) -> SIMD8<Float> {
+            guard count > 1 else { return load8(base + first * stride + i) }
+            return fold8(i, first: first, step: 2 * step, count: (count + 1) / 2)
+                + fold8(i, first: first + step, step: 2 * step, count: count / 2)
+        }
+
+        private func fold(_ i: Int, first: Int, step: Int, count: Int) -> Float {
+            guard count > 1 else { return base[first * stride + i] }
+            return fold(i, first: first, step: 2 * step, count: (count + 1) / 2) + fold(i, first: first + step, step: 2 * step, count: count / 2)
         }
     }
 

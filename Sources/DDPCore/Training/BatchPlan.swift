@@ -8,6 +8,10 @@
 /// With `training.accumulate_steps: K` a step's B = K × b samples pass through the network as
 /// K micro-batches of b (the last step's last one may be smaller): micro-batch k covers
 /// positions [s·B + k·b, s·B + (k + 1)·b), split over the ranks the same way.
+///
+/// With `distributed.deterministic` (`VirtualShards`) a rank takes the same positions, ordered
+/// by virtual shard: shard v of a step holds positions v, v + V, …, rank r owns shards r,
+/// r + N, …, and each shard's rows are contiguous in the rank's batch.
 public struct BatchPlan: Sendable {
     public let sampleCount: Int
     /// Samples per optimizer step (all micro-batches, all ranks).
@@ -17,8 +21,11 @@ public struct BatchPlan: Sendable {
     public let ranks: Int
     public let rank: Int
     public let stepsPerEpoch: Int
+    /// V under `distributed.deterministic`; nil without.
+    public let virtualShards: Int?
 
-    public init(sampleCount: Int, loop: LoopConfig, ranks: Int, rank: Int) throws {
+    public init(sampleCount: Int, loop: LoopConfig, ranks: Int, rank: Int, virtualShards: Int? = nil) throws {
+        self.virtualShards = virtualShards
         self.sampleCount = sampleCount
         self.ranks = ranks
         self.rank = rank
@@ -52,9 +59,25 @@ public struct BatchPlan: Sendable {
         return min(microBatch, globalCount(step: last) - (microBatches(step: last) - 1) * microBatch)
     }
 
-    /// Fills `rows` with this rank's dataset rows for micro-batch `micro` of `step` and returns how many.
-    public func localRows(step: Int, micro: Int = 0, order: UnsafePointer<Int32>, into rows: UnsafeMutablePointer<Int32>) -> Int {
+    /// Fills `rows` with this rank's dataset rows for micro-batch `micro` of `step` and returns
+    /// how many. With virtual shards, in shard order, each shard's first row into `shardStarts`
+    /// (V/N + 1 entries, the last the count).
+    public func localRows(step: Int, micro: Int = 0, order: UnsafePointer<Int32>, into rows: UnsafeMutablePointer<Int32>,
+                          shardStarts: UnsafeMutablePointer<Int>? = nil) -> Int {
         var count = 0
+        if let virtualShards, let shardStarts {
+            let stepStart = step * globalBatch, start = stepStart + micro * microBatch
+            let end = min(start + microBatch, stepStart + globalCount(step: step))
+            for local in 0..<(virtualShards / ranks) {
+                shardStarts[local] = count
+                for position in stride(from: start + rank + local * ranks, to: end, by: virtualShards) {
+                    rows[count] = order[position]
+                    count += 1
+                }
+            }
+            shardStarts[virtualShards / ranks] = count
+            return count
+        }
         for position in localPositions(step: step, micro: micro) {
             rows[count] = order[position]
             count += 1

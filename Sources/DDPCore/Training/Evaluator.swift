@@ -1,7 +1,8 @@
 /// Loss and accuracy of the network in inference mode over a whole dataset, sharded across
 /// ranks (rank r evaluates rows r, r + N, …) and reduced with one allreduce, so every rank
 /// gets the same full-dataset figures. Inference has no collective inside the layers, so
-/// ranks may hold different row counts.
+/// ranks may hold different row counts. In the deterministic mode (`VirtualShards`) the rows
+/// go in fixed chunks instead, whose sums add in chunk order whatever np.
 public final class Evaluator {
     /// Rows per inference pass: 1024 (bigger GEMMs than a training batch, 1.3× on the MLP),
     /// fewer where a sample's activations and workspace are large (a CNN's: about 16 MiB of
@@ -75,15 +76,8 @@ public final class Evaluator {
         context.training = false
         defer { context.training = wasTraining }
         var lossSum = 0.0, correct = 0.0, count = 0, weightSum = 0.0, activitySum = 0.0, topKHits = 0.0
-        var position = communicator.rank
-        let stride = communicator.size
-        while position < data.count {
-            var batch = 0
-            while batch < chunk && position < data.count {
-                context.sampleRows[batch] = Int32(position)
-                batch += 1
-                position += stride
-            }
+        /// The rows `context.sampleRows[0..<batch]`: their (loss, Σ w_y, activity) sums.
+        func evaluateRows(_ batch: Int) throws -> (loss: Double, weight: Double, activity: Double) {
             data.gather(rows: context.sampleRows, count: batch, transform: transform,
                         inputs: network.input.baseAddress!, labels: labels.baseAddress!)
             let activity = try network.forward(batch: batch, context: context)
@@ -107,17 +101,52 @@ public final class Evaluator {
                     if label >= 0 && label < classes { confusion[label * classes + predicted] += 1 }
                 }
             }
-            lossSum += result.lossSum
-            activitySum += activity
             correct += result.correct
             count += batch
-            weightSum += result.weightSum
+            return (result.lossSum, result.weightSum, activity)
         }
-        totals[0] = lossSum
+        if context.shards != nil {
+            // Deterministic mode: fixed chunks of consecutive rows, chunk j on rank j mod N, and
+            // each chunk's sums in slots of their own, added in chunk order after the allreduce
+            // (each value has one non-zero contributor), so the figures do not depend on np.
+            let chunks = (data.count + chunk - 1) / chunk
+            var partials = [Double](repeating: 0, count: 3 * chunks)
+            for index in stride(from: communicator.rank, to: chunks, by: communicator.size) {
+                let first = index * chunk, batch = min(chunk, data.count - first)
+                for row in 0..<batch { context.sampleRows[row] = Int32(first + row) }
+                let sums = try evaluateRows(batch)
+                partials[3 * index] = sums.loss
+                partials[3 * index + 1] = sums.weight
+                partials[3 * index + 2] = sums.activity
+            }
+            try partials.withUnsafeMutableBufferPointer { try communicator.allreduceSum($0) }
+            for index in 0..<chunks {
+                lossSum += partials[3 * index]
+                weightSum += partials[3 * index + 1]
+                activitySum += partials[3 * index + 2]
+            }
+        } else {
+            var position = communicator.rank
+            let stride = communicator.size
+            while position < data.count {
+                var batch = 0
+                while batch < chunk && position < data.count {
+                    context.sampleRows[batch] = Int32(position)
+                    batch += 1
+                    position += stride
+                }
+                let sums = try evaluateRows(batch)
+                lossSum += sums.loss
+                weightSum += sums.weight
+                activitySum += sums.activity
+            }
+        }
+        let deterministic = context.shards != nil
+        totals[0] = deterministic && !communicator.isRoot ? 0 : lossSum
         totals[1] = correct
         totals[2] = Double(count)
-        totals[3] = weightSum
-        totals[4] = activitySum
+        totals[3] = deterministic && !communicator.isRoot ? 0 : weightSum
+        totals[4] = deterministic && !communicator.isRoot ? 0 : activitySum
         totals[5] = topKHits
         try communicator.allreduceSum(totals)
         if let confusion { try communicator.allreduceSum(confusion) }

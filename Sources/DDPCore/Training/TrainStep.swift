@@ -83,12 +83,13 @@ final class TrainStep {
             correct += result.correct
             samples += batch
         }
+        if let shards = context.shards { (lossSum, activity) = shards.foldLoss() }
+        var totals = try sync.reduce(lossSum: lossSum, activity: activity, samples: samples, correct: correct,
+                                     nonFinite: !(lossSum + activity).isFinite, stop: observer.preemptionRequested)
         // Weighted, the step's loss is Σ w·ℓ / Σ w (torch's batch loss); the totals report it per
         // sample, as the epoch loss averages steps by their sample counts.
-        if !classWeights.isEmpty { lossSum = weightSum > 0 ? lossSum * Double(count) / weightSum : 0 }
-        let localLoss = lossSum + activity
-        let totals = try sync.reduce(lossSum: localLoss, samples: samples, correct: correct, nonFinite: !localLoss.isFinite,
-                                     stop: observer.preemptionRequested)
+        if !classWeights.isEmpty { totals.lossSum = weightSum > 0 ? totals.lossSum * Double(count) / weightSum : 0 }
+        totals.lossSum += totals.activity
         guard !totals.nonFinite else { return totals }
         if capturesEpochGradient && step + 1 == plan.stepsPerEpoch { epochGradient = try sync.gatherGradient() }
         try sync.update(lr: lr)
@@ -99,7 +100,8 @@ final class TrainStep {
     /// This rank's rows of micro-batch `micro` → network.input and labels; returns how many.
     @inline(__always)
     private func gather(step: Int, micro: Int, epoch: Int, order: UnsafePointer<Int32>) -> Int {
-        let batch = plan.localRows(step: step, micro: micro, order: order, into: context.sampleRows)
+        let batch = plan.localRows(step: step, micro: micro, order: order, into: context.sampleRows,
+                                   shardStarts: context.shards?.rowStarts)
         data.train.gather(rows: context.sampleRows, count: batch, transform: data.transform,
                           inputs: network.input.baseAddress!, labels: labels.baseAddress!)
         augmentation?.apply(rows: context.sampleRows, count: batch, epoch: epoch, inputs: network.input.baseAddress!)
@@ -108,15 +110,27 @@ final class TrainStep {
     }
 
     /// The loss's per-sample sum, and its gradient scaled to the global mean into the network's
-    /// output gradient.
+    /// output gradient. With virtual shards, per shard, each shard's sum into its partial.
     @inline(__always)
     private func lossAndGradient(batch: Int, scale: Float) -> (lossSum: Double, correct: Double) {
-        let result = classWeights.withUnsafeBufferPointer { weights in
-            loss.evaluate(output: network.output, labels: labels.baseAddress!, batch: batch, width: network.outputWidth,
-                          gradient: network.outputGradient, gradientScale: scale,
-                          classWeights: weights.isEmpty ? nil : weights.baseAddress)
+        classWeights.withUnsafeBufferPointer { weights in
+            let width = network.outputWidth, weights = weights.isEmpty ? nil : weights.baseAddress
+            guard let shards = context.shards else {
+                let result = loss.evaluate(output: network.output, labels: labels.baseAddress!, batch: batch, width: width,
+                                           gradient: network.outputGradient, gradientScale: scale, classWeights: weights)
+                return (result.lossSum, result.correct)
+            }
+            var lossSum = 0.0, correct = 0.0
+            for shard in 0..<shards.local {
+                let rows = shards.rows(shard), offset = rows.lowerBound * width
+                let result = loss.evaluate(output: network.output + offset, labels: labels.baseAddress! + rows.lowerBound, batch: rows.count,
+                                           width: width, gradient: network.outputGradient + offset, gradientScale: scale, classWeights: weights)
+                shards.lossPartials[shard] = result.lossSum
+                lossSum += result.lossSum
+                correct += result.correct
+            }
+            return (lossSum, correct)
         }
-        return (result.lossSum, result.correct)
     }
 
     /// Σ w_y over the whole global batch of `step`, in position order.

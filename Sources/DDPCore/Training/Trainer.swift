@@ -1,4 +1,5 @@
 import Foundation
+import _CBLAS
 import _CPreemption
 
 /// Where a run writes, and how it talks.
@@ -67,8 +68,9 @@ public final class Trainer {
     private var tensorBoard: TensorBoardWriter?
 
     public init(config given: TrainingConfig, data: RunData, communicator: Communicator, options: TrainOptions) throws {
-        plan = try BatchPlan(sampleCount: data.train.count, loop: given.training,
-                             ranks: communicator.size, rank: communicator.rank)
+        if given.distributed.deterministic { try Self.checkDeterministic(given) }
+        plan = try BatchPlan(sampleCount: data.train.count, loop: given.training, ranks: communicator.size, rank: communicator.rank,
+                             virtualShards: given.distributed.deterministic ? given.distributed.virtualShards : nil)
         var config = given
         config.optimizer.learningRate = given.optimizer.scaledLearningRate(globalBatch: plan.globalBatch)
         self.config = config
@@ -94,6 +96,14 @@ public final class Trainer {
         let context = StepContext(communicator: communicator, maxBatch: max(plan.maxLocalBatch, Evaluator.chunk(for: config.model)))
         context.seed = config.seed
         network.reserve(maxBatch: plan.maxLocalBatch)
+        if config.distributed.deterministic {
+            // GEMM results depend on BLAS threading: one thread per rank, whatever the environment says.
+            openblas_set_num_threads(1)
+            let shards = try VirtualShards(count: config.distributed.virtualShards, communicator: communicator,
+                                           maxWidth: network.batchNorms.map { 2 * $0.channels + 1 }.max() ?? 0)
+            network.reserveShardGradients(localShards: shards.local)
+            context.shards = shards
+        }
         let classWeights = try config.classWeight?.resolve(classes: config.loss.weightedClasses(width: network.outputWidth) ?? 0,
                                                           labels: data.train.labels, origin: data.train.origin) ?? []
         evaluator = Evaluator(network: network, loss: config.loss, context: context, classWeights: classWeights)
@@ -110,6 +120,24 @@ public final class Trainer {
     }
 
     deinit { order.deallocate() }
+
+    /// What the deterministic mode cannot promise the same bits for, refused before anything
+    /// runs (`VirtualShards` refuses a rank count that does not divide the shards).
+    static func checkDeterministic(_ config: TrainingConfig) throws {
+        let why = "distributed.deterministic: true"
+        if config.training.batchSizePerRank != nil {
+            throw DDPError(.config, "training.batch_size_per_rank makes the global batch depend on np, which \(why) keeps fixed: give training.batch_size instead")
+        }
+        if config.training.accumulateSteps > 1 {
+            throw DDPError(.config, "training.accumulate_steps: \(config.training.accumulateSteps) is not supported with \(why) yet; expected 1 (raise training.batch_size instead)")
+        }
+        if config.optimizer.kind == .lamb || config.optimizer.kind == .lars {
+            throw DDPError(.config, "optimizer.type: \(config.optimizer.kind.rawValue) is not supported with \(why) yet (its per-tensor norms are summed per rank); expected sgd, adam, adamw or rmsprop")
+        }
+        if !config.distributed.shardedUpdate {
+            throw DDPError(.config, "distributed.sharded_update: false does not go with \(why), whose sums the sharded update folds in a fixed order; leave it on")
+        }
+    }
 
     // MARK: The run
 
