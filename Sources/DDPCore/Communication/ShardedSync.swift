@@ -204,7 +204,7 @@ public final class ShardedSync: GradientSync {
         totals[2] = correct
         totals[3] = nonFinite ? 1 : 0
         totals[4] = network.applyWeightPenalties(range: shard, gradients: gradient)
-        totals[5] = clipNorm == nil ? 0 : Optimizer.sumOfSquares(UnsafeBufferPointer(start: gradient, count: shard.count))
+        totals[5] = clipNorm == nil || deterministic ? 0 : Optimizer.sumOfSquares(UnsafeBufferPointer(start: gradient, count: shard.count))
         totals[6] = stop ? 1 : 0
         totals[7] = activity
         if optimizer.config.kind == .lars {
@@ -258,6 +258,10 @@ public final class ShardedSync: GradientSync {
     private func gatherAndFoldBlocks() throws {
         let size = communicator.size, rank = communicator.rank
         let gradients = buffers.paddedGradients.baseAddress!
+        guard size > 1 else {
+            shardGradient.baseAddress!.update(from: gradients, count: shard.count)
+            return
+        }
         for owner in 0..<size {
             try communicator.gather(UnsafeBufferPointer(start: gradients + owner * block, count: block),
                                     into: owner == rank ? gatheredBlocks.baseAddress : nil, root: owner)

@@ -195,7 +195,7 @@ public final class Conv2D: Layer {
         let kernel = stepKernel(context, draw: true)
         guard batch > 0 else { return }
         let g = geometry, k = g.patchSize, filters = g.output.channels
-        precondition(g.isPointwise || columns.count >= batch * g.positions * k,
+        precondition(g.isPointwise || columns.count >= (context.rowOffset + batch) * g.positions * k,
                      "Conv2D \(configIndex): forward of \(batch) samples needs reserve(maxBatch:) for them")
         var first = 0
         while first < batch {
@@ -204,7 +204,7 @@ public final class Conv2D: Layer {
             if g.isPointwise {
                 patches = input + first * inputWidth
             } else {
-                let place = columns.baseAddress! + (context.training ? first * g.positions * k : 0)
+                let place = columns.baseAddress! + (context.training ? (context.rowOffset + first) * g.positions * k : 0)
                 if transposedPatches {
                     unfoldTransposed(input + first * inputWidth, samples: count, into: place)
                 } else {
@@ -225,19 +225,31 @@ public final class Conv2D: Layer {
     public func backward(input: UnsafePointer<Float>, output: UnsafePointer<Float>,
                          outputGradient: UnsafeMutablePointer<Float>, inputGradient: UnsafeMutablePointer<Float>?,
                          batch: Int, context: StepContext) throws {
-        guard batch > 0 else { return }
         let g = geometry, k = g.patchSize, filters = g.output.channels
+        guard batch > 0 else {
+            if context.overwritesGradients {
+                weightGradient?.update(repeating: 0, count: filters * k)
+                biasGradient?.update(repeating: 0, count: filters)
+            }
+            return
+        }
         let kernel = inputGradient == nil ? nil : stepKernel(context, draw: false)
         var first = 0
         while first < batch {
             let count = min(chunkSamples, batch - first), rows = count * g.positions
             let dy = UnsafePointer(outputGradient + first * outputWidth)
-            let patches = g.isPointwise ? input + first * inputWidth : UnsafePointer(columns.baseAddress! + first * g.positions * k)
+            let patches = g.isPointwise ? input + first * inputWidth
+                : UnsafePointer(columns.baseAddress! + (context.rowOffset + first) * g.positions * k)
+            // The first chunk overwrites the gradients when the caller asks (`StepContext.overwritesGradients`).
+            let overwrite = first == 0 && context.overwritesGradients
             if let weightGradient {
                 cblas_sgemm(CblasRowMajor, CblasTrans, transposedPatches ? CblasTrans : CblasNoTrans, Int32(filters), Int32(k), Int32(rows),
-                            1, dy, Int32(filters), patches, Int32(transposedPatches ? rows : k), 1, weightGradient, Int32(k))
+                            1, dy, Int32(filters), patches, Int32(transposedPatches ? rows : k), overwrite ? 0 : 1, weightGradient, Int32(k))
             }
-            if let biasGradient { addColumnSums(of: dy, rows: rows, into: biasGradient) }
+            if let biasGradient {
+                if overwrite { biasGradient.update(repeating: 0, count: filters) }
+                addColumnSums(of: dy, rows: rows, into: biasGradient)
+            }
             if let inputGradient, let kernel {
                 let dx = inputGradient + first * inputWidth
                 let target = g.isPointwise ? dx : columnGradient.baseAddress!

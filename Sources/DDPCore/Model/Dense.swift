@@ -100,18 +100,27 @@ public final class Dense: Layer {
         }
     }
 
-    /// dW (out, in) += dYᵀ·X; db += Σ_rows dY; dX (B, in) = dY·W (W̃ in noisy training: the
+    /// dW (out, in) += dYᵀ·X; db += Σ_rows dY (= for both when `context.overwritesGradients`);
+    /// dX (B, in) = dY·W (W̃ in noisy training: the
     /// one `forward` drew for this step).
     public func backward(input: UnsafePointer<Float>, output: UnsafePointer<Float>,
                          outputGradient: UnsafeMutablePointer<Float>, inputGradient: UnsafeMutablePointer<Float>?,
                          batch: Int, context: StepContext) throws {
-        guard batch > 0 else { return }
         let n = outputWidth, k = inputWidth
+        let overwrite = context.overwritesGradients
+        guard batch > 0 else {
+            if overwrite {
+                weightGradient?.update(repeating: 0, count: n * k)
+                biasGradient?.update(repeating: 0, count: n)
+            }
+            return
+        }
         if let weightGradient {
             cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, Int32(n), Int32(k), Int32(batch),
-                        1, outputGradient, Int32(n), input, Int32(k), 1, weightGradient, Int32(k))
+                        1, outputGradient, Int32(n), input, Int32(k), overwrite ? 0 : 1, weightGradient, Int32(k))
         }
         if let biasGradient {
+            if overwrite { biasGradient.update(repeating: 0, count: n) }
             for row in 0..<batch {
                 let dy = outputGradient + row * n
                 for j in 0..<n { biasGradient[j] += dy[j] }

@@ -49,6 +49,15 @@ public final class StepContext {
     /// network runs per shard and whose sums BatchNorm combines in a fixed tree; nil without
     /// (and unused in inference).
     public var shards: VirtualShards?
+    /// Set around a backward call whose parameter gradients must replace what their buffer
+    /// holds rather than add to it (the deterministic mode's per-shard gradients: one write
+    /// instead of zeroing the buffer first). Layers with parameters honour it (Dense, Conv2D);
+    /// BatchNorm never runs with it.
+    public var overwritesGradients = false
+    /// The first row of the current call within the pass's batch: the deterministic mode calls
+    /// a layer with parameters once per virtual shard, and a layer that keeps per-row
+    /// workspace from forward for backward (Conv2D's patches) places it at this row.
+    public var rowOffset = 0
 
     public init(communicator: Communicator, maxBatch: Int) {
         self.communicator = communicator
@@ -63,7 +72,8 @@ public final class StepContext {
 /// A layer of a sequential network. Shapes: input is (batch, inputWidth) row-major,
 /// output (batch, outputWidth). Backward receives dL/dy (in training, L is the mean loss over
 /// the global batch, so summing the ranks' gradients gives its gradient), writes dL/dx when
-/// `inputGradient` is non-nil and adds parameter gradients into its gradient view.
+/// `inputGradient` is non-nil and adds parameter gradients into its gradient view (or writes
+/// them, when `StepContext.overwritesGradients` says so).
 public protocol Layer: AnyObject {
     /// Position in the config's `model.layers`, which names tensors as torch's nn.Sequential does.
     var configIndex: Int { get }

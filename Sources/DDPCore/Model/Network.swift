@@ -257,9 +257,11 @@ public final class Network {
         return penalty
     }
 
-    /// Deterministic mode's forward: every layer but a BatchNorm (whose statistics combine the
-    /// shards' sums itself) runs once per virtual shard on the shard's rows, so its GEMMs have
-    /// the same shapes at any np; each shard's activity penalty goes to its partial sum.
+    /// Deterministic mode's forward: a layer with parameters other than a BatchNorm (whose
+    /// statistics combine the shards' sums itself) runs once per virtual shard on the shard's
+    /// rows, so its GEMMs have the same shapes at any np; the other layers are loops over rows
+    /// whose results do not depend on the batch, and run once. Each shard's activity penalty
+    /// goes to its partial sum.
     private func forward(shards: VirtualShards, context: StepContext) throws -> Double {
         let batch = shards.rowStarts[shards.local]
         let sampleRows = context.sampleRows
@@ -271,16 +273,17 @@ public final class Network {
             switch step {
             case .layer(let index):
                 let layer = layers[index], output = outputs[index].baseAddress!, width = layer.outputWidth
-                if layer is BatchNorm {
-                    try layer.forward(current, output, batch: batch, context: context)
-                }
+                let perShard = Self.runsPerShard(layer)
+                if !perShard { try layer.forward(current, output, batch: batch, context: context) }
                 for shard in 0..<shards.local {
                     let rows = shards.rows(shard)
-                    if !(layer is BatchNorm) {
+                    if perShard {
                         context.sampleRows = sampleRows + rows.lowerBound
+                        context.rowOffset = rows.lowerBound
                         try layer.forward(current + rows.lowerBound * currentWidth, output + rows.lowerBound * width,
                                           batch: rows.count, context: context)
                         context.sampleRows = sampleRows
+                        context.rowOffset = 0
                     }
                     if let activity = activityPenalties[index] {
                         shards.activityPartials[shard] += activity.value(of: output + rows.lowerBound * width, count: rows.count * width)
@@ -299,7 +302,13 @@ public final class Network {
         return (0..<shards.local).reduce(0) { $0 + shards.activityPartials[$1] }
     }
 
-    /// Deterministic mode's backward through `layers[index]` (not a BatchNorm): once per
+    /// Dense and Conv2D: their GEMMs' shapes and their parameter gradients' sums must not depend
+    /// on how many rows a rank holds.
+    private static func runsPerShard(_ layer: Layer) -> Bool {
+        !layer.parameterSpecs.isEmpty && !(layer is BatchNorm)
+    }
+
+    /// Deterministic mode's backward through `layers[index]` (a Dense or Conv2D): once per
     /// virtual shard, in `visitOrder`, each shard's parameter gradients into a buffer of their
     /// own, added pairwise as soon as a pair is complete (a binary counter), so the layer's
     /// gradients end in `gradients` folded with `VirtualShards`' tree.
@@ -317,13 +326,16 @@ public final class Network {
             depth == 0 ? gradients.baseAddress! : shardGradients.baseAddress! + (depth - 1) * trainableCount
         }
         var depth = 0
+        context.overwritesGradients = folds
+        defer {
+            context.overwritesGradients = false
+            context.rowOffset = 0
+        }
         for (visited, shard) in shards.visitOrder.enumerated() {
-            if folds {
-                if depth > 0 { (buffer(depth) + range.lowerBound).update(repeating: 0, count: range.count) }
-                layer.bind(parameters: parameters, gradients: buffer(depth) + range.lowerBound, buffers: buffers)
-            }
+            if folds { layer.bind(parameters: parameters, gradients: buffer(depth) + range.lowerBound, buffers: buffers) }
             let rows = shards.rows(shard)
             context.sampleRows = sampleRows + rows.lowerBound
+            context.rowOffset = rows.lowerBound
             try layer.backward(input: input + rows.lowerBound * inWidth, output: output + rows.lowerBound * outWidth,
                                outputGradient: dy + rows.lowerBound * outWidth, inputGradient: dx.map { $0 + rows.lowerBound * inWidth },
                                batch: rows.count, context: context)
@@ -331,13 +343,23 @@ public final class Network {
             depth += 1
             var leaves = visited + 1
             while leaves % 2 == 0 {
-                let target = buffer(depth - 2) + range.lowerBound, source = buffer(depth - 1) + range.lowerBound
-                for i in 0..<range.count { target[i] += source[i] }
+                Self.add(buffer(depth - 1) + range.lowerBound, into: buffer(depth - 2) + range.lowerBound, count: range.count)
                 depth -= 1
                 leaves /= 2
             }
         }
         if folds { layer.bind(parameters: parameters, gradients: gradients.baseAddress! + range.lowerBound, buffers: buffers) }
+    }
+
+    /// target[i] += source[i], eight at a time.
+    private static func add(_ source: UnsafePointer<Float>, into target: UnsafeMutablePointer<Float>, count: Int) {
+        let end = count - count % 8
+        var i = 0
+        while i < end {
+            store8(load8(target + i) + load8(source + i), target + i)
+            i += 8
+        }
+        while i < count { target[i] += source[i]; i += 1 }
     }
 
     /// Backpropagates `outputGradient` through every layer, adding each parameter's gradient
@@ -366,7 +388,7 @@ public final class Network {
                         dy[i] += l1 * (a > 0 ? 1 : (a < 0 ? -1 : 0)) + twoL2 * a
                     }
                 }
-                if context.training, let shards = context.shards, !(layer is BatchNorm) {
+                if context.training, let shards = context.shards, Self.runsPerShard(layer) {
                     try backward(layer: index, input: layerInput(index), output: output, outputGradient: dy,
                                  inputGradient: index == 0 ? nil : dx, shards: shards, context: context)
                 } else {

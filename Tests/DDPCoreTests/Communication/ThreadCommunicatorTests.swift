@@ -149,8 +149,27 @@ final class ThreadCommunicatorTests: XCTestCase {
     /// since masks are keyed by sample and channel, not by rank or batch position.
     func testConvolutionalNetworkFollowsOneProcessAtTwoAndFourRanks() throws {
         let directory = NSTemporaryDirectory() + "ddp-cnn-data-\(UUID().uuidString)"
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(atPath: directory) }
+        let yaml = try Self.convolutionalYAML(directory: directory)
+        let single = try train(ranks: 1, yaml: yaml)
+        XCTAssertEqual(single[0].state.count, 8, "running mean and variance of 4 channels")
+        for ranks in [2, 4] {
+            let run = try train(ranks: ranks, yaml: yaml)
+            for rank in run.indices { XCTAssertEqual(run[rank].parameters, run[0].parameters, "np=\(ranks): rank \(rank)'s model") }
+            assertClose(run[0].parameters, single[0].parameters, relative: 1e-5, "np=\(ranks): weights against np=1")
+            assertClose(run[0].state, single[0].state, relative: 1e-5, "np=\(ranks): running statistics against np=1")
+            for (loss, reference) in zip(run[0].outcome.losses, single[0].outcome.losses) {
+                XCTAssertEqual(loss, reference, accuracy: 1e-5 * max(1, abs(reference)), "np=\(ranks): epoch loss")
+            }
+        }
+        XCTAssertNotEqual(single[0].outcome.losses.first, single[0].outcome.losses.last, "it trained")
+    }
+
+    /// A CNN config (conv, BatchNorm over channels, spatial dropout, max pooling, a strided
+    /// conv, flatten, dropout, dense) over 96 random 6×6 images written to `directory` as npy:
+    /// is the image's left half brighter than its right half?
+    private static func convolutionalYAML(directory: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         var random = TestRandom(seed: 31)
         let samples = 96, pixels = 36
         let features = random.array(samples * pixels, -1, 1)
@@ -166,7 +185,7 @@ final class ThreadCommunicatorTests: XCTestCase {
         }
         try save("x.npy", features, [samples, pixels])
         try save("y.npy", labels, [samples])
-        let yaml = """
+        return """
             seed: 9
             data:
               train: {format: npy, features: \(directory)/x.npy, labels: \(directory)/y.npy}
@@ -188,18 +207,86 @@ final class ThreadCommunicatorTests: XCTestCase {
             checkpoint: {every_epochs: 0, keep: 1}
             logging: {tensorboard: false}
             """
-        let single = try train(ranks: 1, yaml: yaml)
-        XCTAssertEqual(single[0].state.count, 8, "running mean and variance of 4 channels")
-        for ranks in [2, 4] {
-            let run = try train(ranks: ranks, yaml: yaml)
-            for rank in run.indices { XCTAssertEqual(run[rank].parameters, run[0].parameters, "np=\(ranks): rank \(rank)'s model") }
-            assertClose(run[0].parameters, single[0].parameters, relative: 1e-5, "np=\(ranks): weights against np=1")
-            assertClose(run[0].state, single[0].state, relative: 1e-5, "np=\(ranks): running statistics against np=1")
-            for (loss, reference) in zip(run[0].outcome.losses, single[0].outcome.losses) {
-                XCTAssertEqual(loss, reference, accuracy: 1e-5 * max(1, abs(reference)), "np=\(ranks): epoch loss")
+    }
+
+    // MARK: The deterministic mode
+
+    /// `distributed.deterministic`: 1, 2, 4 and 8 ranks end with the same bits, parameters,
+    /// BatchNorm statistics and epoch losses, with Adam (which turns rounding into steps),
+    /// BatchNorm, dropout (fused after the BatchNorm, and on its own), Gaussian noise, shuffling,
+    /// an L1 penalty, an activity penalty and clipping, through the node's slots and through the
+    /// gathered blocks; without the mode np = 4 differs.
+    func testDeterministicModeGivesTheSameBitsAtEveryRankCount() throws {
+        let yaml = """
+            seed: 11
+            data:
+              train: {format: moons, samples: 203, noise: 0.2}
+              validation: {format: moons, samples: 64, noise: 0.2, seed: 77}
+              normalize: standardize
+            model:
+              inputs: 2
+              layers:
+                - {type: dense, units: 32, use_bias: false, kernel_regularizer: {l1: 0.0001}}
+                - {type: batchnorm}
+                - {type: activation, fn: relu}
+                - {type: dropout, rate: 0.2}
+                - {type: dense, units: 16, activation: tanh, activity_regularizer: {l2: 0.001}}
+                - {type: gaussian_noise, stddev: 0.1}
+                - {type: dropout, rate: 0.1}
+                - {type: dense, units: 2}
+            loss: cross_entropy
+            optimizer: {type: adam, lr: 0.01, clip_norm: 0.5}
+            training: {epochs: 3, batch_size: 24, shuffle: true}
+            checkpoint: {every_epochs: 0, keep: 1}
+            logging: {tensorboard: false}
+            """
+        let deterministic = ["distributed.deterministic=true"]
+        let single = try train(ranks: 1, overrides: deterministic, yaml: yaml)
+        for (ranks, extra) in [(2, []), (4, []), (8, []), (4, ["distributed.shared_memory=false"])] {
+            let run = try train(ranks: ranks, overrides: deterministic + extra, yaml: yaml)
+            for rank in run.indices {
+                XCTAssertEqual(run[rank].parameters, single[0].parameters, "np=\(ranks) \(extra): rank \(rank)'s parameters")
+                XCTAssertEqual(run[rank].state, single[0].state, "np=\(ranks) \(extra): rank \(rank)'s running statistics")
+                XCTAssertEqual(run[rank].outcome, single[0].outcome, "np=\(ranks) \(extra): rank \(rank)'s epoch losses")
             }
         }
-        XCTAssertNotEqual(single[0].outcome.losses.first, single[0].outcome.losses.last, "it trained")
+        let plainSingle = try train(ranks: 1, yaml: yaml), plainFour = try train(ranks: 4, yaml: yaml)
+        XCTAssertNotEqual(plainFour[0].parameters, plainSingle[0].parameters, "without the mode np=4 should differ in rounding, or this config shows nothing")
+    }
+
+    /// The deterministic mode on the CNN: conv GEMMs per virtual shard, BatchNorm over channels
+    /// from the shards' sums, spatial dropout; 2 and 4 ranks give one process's bits.
+    func testDeterministicModeGivesTheSameBitsForTheConvolutionalNetwork() throws {
+        let directory = NSTemporaryDirectory() + "ddp-cnn-data-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let yaml = try Self.convolutionalYAML(directory: directory)
+        let overrides = ["distributed.deterministic=true", "distributed.virtual_shards=4"]
+        let single = try train(ranks: 1, overrides: overrides, yaml: yaml)
+        for ranks in [2, 4] {
+            let run = try train(ranks: ranks, overrides: overrides, yaml: yaml)
+            XCTAssertEqual(run[0].parameters, single[0].parameters, "np=\(ranks): parameters")
+            XCTAssertEqual(run[ranks - 1].state, single[0].state, "np=\(ranks): running statistics")
+            XCTAssertEqual(run[0].outcome, single[0].outcome, "np=\(ranks): epoch losses")
+        }
+    }
+
+    /// What the mode cannot promise is refused before training, naming the key.
+    func testDeterministicModeRefusesWhatItCannotKeepTheSame() throws {
+        let cases: [([String], Int, String)] = [
+            (["distributed.virtual_shards=4"], 8, "do not split evenly over 8 ranks"),
+            (["training.accumulate_steps=2"], 1, "training.accumulate_steps"),
+            (["training.batch_size_per_rank=8"], 1, "training.batch_size_per_rank"),
+            (["optimizer.type=lars"], 1, "optimizer.type: lars"),
+            (["distributed.sharded_update=false"], 1, "distributed.sharded_update"),
+        ]
+        for (overrides, ranks, expected) in cases {
+            XCTAssertThrowsError(try train(ranks: ranks, overrides: ["distributed.deterministic=true"] + overrides)) { error in
+                XCTAssertTrue("\(error)".contains(expected), "\(overrides): \(error)")
+            }
+        }
+        XCTAssertThrowsError(try TrainingConfig.parse(yaml: Self.yaml, overrides: ["distributed.virtual_shards=6"])) { error in
+            XCTAssertTrue("\(error)".contains("distributed.virtual_shards: expected a power of two"), "\(error)")
+        }
     }
 
     /// `scale_lr: linear` trains at lr × global batch / base_batch: lr 0.05 tuned for a batch of 8,
