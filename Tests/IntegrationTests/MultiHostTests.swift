@@ -109,6 +109,21 @@ final class MultiHostTests: IntegrationTestCase {
                           tolerance: DistributedTrainingTests.tolerance, "loss on 2 hosts vs one process")
     }
 
+    /// `distributed.deterministic`: 4 ranks on 2 hosts (the blocks gathered to their owners over
+    /// TCP, no shared windows across hosts) write the bytes one plain process writes.
+    func testDeterministicModeOnTwoHostsGivesOneProcessBytes() throws {
+        try cluster(["up", "2", "--slots", "2"])
+        let config = try writeConfig("equivalence.yaml", DistributedTrainingTests.equivalenceYAML)
+        let deterministic = ["--set", "distributed.deterministic=true"]
+        try train(np: nil, config: config, runDirectory: path("np1"), deterministic)
+        try trainOnCluster(["-np", "4"], config: config, runDirectory: path("hosts2x2"), deterministic)
+        for file in ["model.safetensors", "checkpoints/epoch-0004.safetensors"] {
+            XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: path("np1/" + file))),
+                           try Data(contentsOf: URL(fileURLWithPath: path("hosts2x2/" + file))), "\(file): 2 hosts × 2 ranks against one process")
+        }
+        XCTAssertEqual(Metrics(runDirectory: path("np1")).values("val_loss"), Metrics(runDirectory: path("hosts2x2")).values("val_loss"))
+    }
+
     /// 2 epochs on 2 hosts × 2 ranks, resumed to 4 epochs on one host with 2 ranks, ends where an
     /// uninterrupted one-process run of 4 epochs ends.
     func testResumeOnAnotherHostLayout() throws {
