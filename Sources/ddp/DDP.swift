@@ -82,6 +82,9 @@ struct Train: ParsableCommand {
                 if communicator.isRoot { trainOptions.initialWeights = initialWeights }
                 let trainer = try Trainer(config: config, data: data, communicator: communicator, options: trainOptions)
                 Console(enabled: communicator.isRoot && !quiet).line("ddp: \(counted(communicator.size, "rank")), global batch \(trainer.plan.globalBatch)\(trainer.plan.globalBatch == trainer.plan.microBatch ? "" : " (\(trainer.plan.globalBatch / trainer.plan.microBatch) accumulated micro-batches of \(trainer.plan.microBatch))"), \(trainer.plan.stepsPerEpoch) steps/epoch, \(counted(data.train.count, "training sample")); run directory \(directory)")
+                if config.distributed.deterministic {
+                    Console(enabled: communicator.isRoot && !quiet).line("ddp: deterministic: \(config.distributed.virtualShards) virtual shards (the same bits at np = any divisor), 1 BLAS thread per rank, OpenBLAS \(BLASKernels.current ?? "unknown") kernels")
+                }
                 if let scaling = config.optimizer.scalingDescription(globalBatch: trainer.plan.globalBatch) {
                     Console(enabled: communicator.isRoot && !quiet).line(scaling)
                 }

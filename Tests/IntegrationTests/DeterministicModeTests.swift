@@ -74,12 +74,20 @@ final class DeterministicModeTests: IntegrationTestCase {
         }
     }
 
-    /// 2 of 4 epochs on 2 ranks, resumed on 4 ranks: the same bytes as 4 epochs in one process.
+    /// 2 of 4 epochs on 2 ranks, resumed on 4 ranks: the same bytes as 4 epochs in one process;
+    /// a resume on other OpenBLAS kernels is refused.
     func testAResumeOnAnotherRankCountContinuesByteForByte() throws {
         let config = try writeConfig("moons.yaml", DistributedTrainingTests.equivalenceYAML)
         try train(np: nil, config: config, runDirectory: path("straight"), Self.deterministic)
         let run = path("moved")
         try train(np: 2, config: config, runDirectory: run, Self.deterministic + ["--set", "training.epochs=2"])
+        // Other GEMM kernels would not continue the same bits: refused, naming both tables.
+        let checkpoint = try Data(contentsOf: URL(fileURLWithPath: run + "/checkpoints/epoch-0002.safetensors"))
+        let refused = try runDDP(np: 2, ["train", config, "--run-dir", run, "--quiet", "--resume"] + Self.deterministic,
+                                 environment: ["OPENBLAS_CORETYPE": "Prescott"])
+        XCTAssertNotEqual(refused.status, 0)
+        XCTAssertTrue(refused.output.contains("this run has 8 on Prescott"), refused.tail)
+        XCTAssertEqual(try Data(contentsOf: URL(fileURLWithPath: run + "/checkpoints/epoch-0002.safetensors")), checkpoint)
         try train(np: 4, config: config, runDirectory: run, Self.deterministic + ["--resume"])
         XCTAssertEqual(Metrics(runDirectory: run).epochNumbers(), [1, 2, 3, 4])
         try assertSameBytes(path("straight"), run, "2 epochs on 2 ranks + 2 on 4 ranks against 4 in one process")

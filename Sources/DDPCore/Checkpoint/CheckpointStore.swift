@@ -35,6 +35,14 @@ public struct CheckpointState: Codable, Sendable, Equatable {
     /// The lr schedule the run followed (`LearningRateSchedule.signature`); nil in checkpoints
     /// written before it.
     public var schedule: String? = nil
+    /// `distributed.deterministic`'s virtual shards and the OpenBLAS kernel table whose GEMM
+    /// results the run's bits rest on; nil for a run not in that mode.
+    public var deterministic: Deterministic? = nil
+
+    public struct Deterministic: Codable, Sendable, Equatable {
+        public var virtualShards: Int
+        public var blasCore: String
+    }
 
     /// The steps of an epoch already taken and their running sums (the epoch's metrics line is
     /// written when it completes, after the resume).

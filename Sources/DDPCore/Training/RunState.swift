@@ -120,7 +120,7 @@ final class RunState {
                                     seed: config.seed, ranks: communicator.size, globalBatch: globalBatch,
                                     monitor: monitor.state, tensorsFile: "", tensorsBytes: 0, tensorsChecksum: "",
                                     partialEpoch: partial, plateau: plateau?.state, loss: config.lossSignature,
-                                    schedule: config.schedule.signature)
+                                    schedule: config.schedule.signature, deterministic: deterministicIdentity)
         return try checkpoints.save(tensors: tensors, state: state, keep: config.checkpoint.keep, metadata: metadata)
     }
 
@@ -216,6 +216,12 @@ final class RunState {
             + "from here on (training.epochs or schedule changed), so its lr differs from an uninterrupted run's"
     }
 
+    /// What a deterministic run's bits rest on besides the config (`VirtualShards`); nil otherwise.
+    var deterministicIdentity: CheckpointState.Deterministic? {
+        guard config.distributed.deterministic else { return nil }
+        return .init(virtualShards: config.distributed.virtualShards, blasCore: BLASKernels.current ?? "unknown")
+    }
+
     /// A checkpoint continues *this* run only if what fixes the trajectory matches: the seed
     /// (data order, dropout masks), the loss, the global batch and the steps per epoch (the
     /// training set's size), and its counters are ones a run can have written. Epochs may grow.
@@ -245,6 +251,9 @@ final class RunState {
         if let loss = state.loss, loss != config.lossSignature {
             throw DDPError(.config, "\(file) was trained with loss \(loss), the config says \(config.lossSignature): early stopping would "
                            + "compare val_loss across two losses; resuming would not continue the same run")
+        }
+        if let before = state.deterministic, let now = deterministicIdentity, before != now {
+            throw DDPError(.config, "\(file) was trained in the deterministic mode with \(before.virtualShards) virtual shards on OpenBLAS's \(before.blasCore) kernels; this run has \(now.virtualShards) on \(now.blasCore): its bits would not continue the same run (set OPENBLAS_CORETYPE=\(before.blasCore) and distributed.virtual_shards: \(before.virtualShards), or resume with distributed.deterministic: false)")
         }
         guard state.globalBatch == plan.globalBatch else {
             throw DDPError(.config, "\(file) was trained with a global batch of \(state.globalBatch), this run has \(plan.globalBatch) (training.batch_size, or batch_size_per_rank × \(communicator.size) ranks; × accumulate_steps): resuming would not continue the same run")
