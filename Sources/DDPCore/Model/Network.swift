@@ -54,6 +54,11 @@ public final class Network {
     public private(set) var input = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
     private var outputs: [UnsafeMutableBufferPointer<Float>] = []
     private var gradientScratch: [UnsafeMutableBufferPointer<Float>] = []
+    /// Deterministic mode: which layers run once per virtual shard (Dense and Conv2D: their GEMMs'
+    /// shapes and their parameter gradients' sums must not depend on how many rows a rank
+    /// holds), and each layer's range of the trainable parameters (empty for a frozen one).
+    private let runsPerShard: [Bool]
+    private let parameterRanges: [Range<Int>]
     /// Deterministic mode: log₂(V/N) gradient buffers beside `gradients` (trainableCount
     /// floats each), where backward folds a layer's per-shard parameter gradients.
     private var shardGradients = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
@@ -110,6 +115,11 @@ public final class Network {
             case .fused(let run): first = run.first
             }
             return layers.indices.filter { $0 >= first && layers[$0].trainable }.map { layerStarts[$0].parameter }.min() ?? trainableCount
+        }
+        runsPerShard = layers.map { !($0 is BatchNorm) && !$0.parameterSpecs.isEmpty }
+        parameterRanges = zip(layers, layerStarts).map { layer, start in
+            let count = layer.parameterSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }
+            return layer.trainable ? start.parameter..<start.parameter + count : start.parameter..<start.parameter
         }
         weightPenalties = layout.tensors.compactMap { slot in slot.regularizer.map { (slot.offset, slot.count, $0) } }
         self.constraints = constraints
@@ -273,7 +283,7 @@ public final class Network {
             switch step {
             case .layer(let index):
                 let layer = layers[index], output = outputs[index].baseAddress!, width = layer.outputWidth
-                let perShard = Self.runsPerShard(layer)
+                let perShard = runsPerShard[index]
                 if !perShard { try layer.forward(current, output, batch: batch, context: context) }
                 for shard in 0..<shards.local {
                     let rows = shards.rows(shard)
@@ -302,12 +312,6 @@ public final class Network {
         return (0..<shards.local).reduce(0) { $0 + shards.activityPartials[$1] }
     }
 
-    /// Dense and Conv2D: their GEMMs' shapes and their parameter gradients' sums must not depend
-    /// on how many rows a rank holds.
-    private static func runsPerShard(_ layer: Layer) -> Bool {
-        !layer.parameterSpecs.isEmpty && !(layer is BatchNorm)
-    }
-
     /// Deterministic mode's backward through `layers[index]` (a Dense or Conv2D): once per
     /// virtual shard, in `visitOrder`, each shard's parameter gradients into a buffer of their
     /// own, added pairwise as soon as a pair is complete (a binary counter), so the layer's
@@ -320,7 +324,7 @@ public final class Network {
         let sampleRows = context.sampleRows
         defer { context.sampleRows = sampleRows }
         let parameters = self.parameters.baseAddress! + start.parameter, buffers = state.baseAddress! + start.state
-        let range = start.parameter..<min(start.parameter + layer.parameterSpecs.reduce(0) { $0 + $1.shape.reduce(1, *) }, trainableCount)
+        let range = parameterRanges[index]
         let folds = layer.trainable && !range.isEmpty
         func buffer(_ depth: Int) -> UnsafeMutablePointer<Float> {
             depth == 0 ? gradients.baseAddress! : shardGradients.baseAddress! + (depth - 1) * trainableCount
@@ -388,7 +392,7 @@ public final class Network {
                         dy[i] += l1 * (a > 0 ? 1 : (a < 0 ? -1 : 0)) + twoL2 * a
                     }
                 }
-                if context.training, let shards = context.shards, Self.runsPerShard(layer) {
+                if context.training, let shards = context.shards, runsPerShard[index] {
                     try backward(layer: index, input: layerInput(index), output: output, outputGradient: dy,
                                  inputGradient: index == 0 ? nil : dx, shards: shards, context: context)
                 } else {
