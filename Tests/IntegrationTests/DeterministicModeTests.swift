@@ -60,15 +60,20 @@ final class DeterministicModeTests: IntegrationTestCase {
     }
 
     /// The shipped default job (Fashion-MNIST, BatchNorm, dropout, shuffling, AdamW, cosine;
-    /// one epoch) and the dropout circles: one process and 2 and 4 ranks write the same bytes,
-    /// test figures included.
-    func testShippedConfigsAreTheSameBytesAtOneTwoAndFourRanks() throws {
-        for (name, epochs) in [("fashion-mnist", 1), ("circles-dropout", 8)] {
+    /// one epoch), the dropout circles, and the shipped CNN (conv, BatchNorm over channels, max
+    /// pooling, dropout; one epoch on a tenth of the training set): one process and 2, 4 (and
+    /// for the MLPs 8) ranks write the same bytes, test figures included.
+    func testShippedConfigsAreTheSameBytesAtOneTwoFourAndEightRanks() throws {
+        let runs: [(name: String, extra: [String], ranks: [Int])] = [
+            ("fashion-mnist", ["--set", "training.epochs=1"], [2, 4, 8]),
+            ("circles-dropout", ["--set", "training.epochs=8"], [2, 4, 8]),
+            ("fashion-mnist-cnn", ["--set", "training.epochs=1", "--set", "data.validation_split=0.9"], [2, 4]),
+        ]
+        for (name, extra, rankCounts) in runs {
             let config = "\(Integration.packageRoot)/configs/\(name).yaml"
-            let extra = Self.deterministic + ["--set", "training.epochs=\(epochs)"]
-            try train(np: nil, config: config, runDirectory: path("\(name)-np1"), extra)
-            for ranks in [2, 4] {
-                try train(np: ranks, config: config, runDirectory: path("\(name)-np\(ranks)"), extra)
+            try train(np: nil, config: config, runDirectory: path("\(name)-np1"), Self.deterministic + extra)
+            for ranks in rankCounts {
+                try train(np: ranks, config: config, runDirectory: path("\(name)-np\(ranks)"), Self.deterministic + extra)
                 try assertSameBytes(path("\(name)-np1"), path("\(name)-np\(ranks)"), "\(name): np=\(ranks) against one process")
             }
         }
