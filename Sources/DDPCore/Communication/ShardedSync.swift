@@ -91,9 +91,9 @@ public final class ShardedSync: GradientSync {
     /// sharded update (ShardedSync)').
     private let published: UnsafeMutablePointer<Float>?
     private var publishing = PublishChoice()
-    /// The `fixedTotals`, then under LARS its per-tensor sums (`Optimizer.addLARSShares`),
-    /// summed over ranks; in the deterministic mode instead each rank's loss and activity sums
-    /// (N slots each) and each chunk's Σg² (`normChunk`) when clipping.
+    /// The `fixedTotals`, then under LARS its per-tensor sums (`Optimizer.addLARSShares`; in the
+    /// deterministic mode per piece), summed over ranks; in the deterministic mode then each
+    /// rank's loss and activity sums (N slots each) and each chunk's Σg² (`normChunk`) when clipping.
     private let totals: UnsafeMutableBufferPointer<Double>
     /// The deterministic mode (see the type's comment).
     public let deterministic: Bool
@@ -101,6 +101,11 @@ public final class ShardedSync: GradientSync {
     private let gatheredBlocks: UnsafeMutableBufferPointer<Float>
     /// LAMB's per-tensor sums, summed over ranks between the halves of its step.
     private let lambSums: UnsafeMutableBufferPointer<Double>
+    /// Deterministic mode: LAMB's and LARS's sums are per piece (`Optimizer.pieces`); the
+    /// per-tensor sums made from them in piece order.
+    private let tensorSums: UnsafeMutableBufferPointer<Double>
+    /// Deterministic mode: where the totals' per-rank and per-chunk slots begin (after LARS's).
+    private let deterministicShares: Int
     /// Node-shared mode: every rank's reduction buffer, rank r's at `base + r·stride`.
     private let gradientSlots: (base: UnsafeMutablePointer<Float>, stride: Int)?
     /// Node-shared mode without penalties or clipping, with Adam, AdamW or LAMB: the reduced
@@ -134,12 +139,16 @@ public final class ShardedSync: GradientSync {
         block = buffers.block
         let lower = min(communicator.rank * block, network.trainableCount)
         shard = lower..<min(lower + block, network.trainableCount)
-        optimizer = Optimizer(config: config, layout: network.layout, range: shard, capacity: block)
+        optimizer = Optimizer(config: config, layout: network.layout, range: shard, capacity: block,
+                              pieceGrid: deterministic ? Self.normChunk : nil)
         summingInUpdate = gradientSlots != nil && config.clipNorm == nil && !network.hasWeightPenalties
             && (optimizer.updatesFromSummedSlots || config.kind == .lamb)
         shardGradient = .allocate(capacity: max(block, 1))
         shardGradient.initialize(repeating: 0)
-        let layerwiseSums = optimizer.isLayerwise ? 2 * optimizer.tensorCount : 0
+        let layerwiseSums = optimizer.isLayerwise ? 2 * optimizer.slotCount : 0
+        deterministicShares = Self.fixedTotals + (config.kind == .lars ? layerwiseSums : 0)
+        tensorSums = .allocate(capacity: deterministic && optimizer.isLayerwise ? 2 * optimizer.tensorCount : 0)
+        tensorSums.initialize(repeating: 0)
         let chunks = (communicator.size * block + Self.normChunk - 1) / Self.normChunk
         totals = .allocate(capacity: Self.fixedTotals + (config.kind == .lars ? layerwiseSums : 0)
                            + (deterministic ? 2 * communicator.size + (config.clipNorm == nil ? 0 : chunks) : 0))
@@ -158,6 +167,7 @@ public final class ShardedSync: GradientSync {
         totals.deallocate()
         gatheredBlocks.deallocate()
         lambSums.deallocate()
+        tensorSums.deallocate()
         bucketCounts.deallocate()
     }
 
@@ -223,12 +233,12 @@ public final class ShardedSync: GradientSync {
     /// their own instead (zeros elsewhere): this rank's loss and activity sums, and each of its
     /// chunks' Σg²; the penalty value is rank 0's over every parameter.
     private func placeDeterministicShares(lossSum: Double, activity: Double) {
-        let size = communicator.size, rank = communicator.rank, shares = totals.baseAddress! + Self.fixedTotals
+        let size = communicator.size, rank = communicator.rank, shares = totals.baseAddress! + deterministicShares
         totals[0] = 0
         totals[7] = 0
         totals[4] = rank == 0 ? network.weightPenalty() : 0
         totals[5] = 0
-        UnsafeMutableBufferPointer(rebasing: totals[Self.fixedTotals...]).update(repeating: 0)
+        UnsafeMutableBufferPointer(rebasing: totals[deterministicShares...]).update(repeating: 0)
         shares[rank] = lossSum
         shares[size + rank] = activity
         guard clipNorm != nil else { return }
@@ -242,14 +252,17 @@ public final class ShardedSync: GradientSync {
     /// After the allreduce: the ranks' loss and activity sums folded in the virtual shards'
     /// tree over r, the chunks' Σg² summed in chunk order.
     private func foldDeterministicShares() {
-        let size = communicator.size, shares = totals.baseAddress! + Self.fixedTotals
+        let size = communicator.size, shares = totals.baseAddress! + deterministicShares
+        if optimizer.config.kind == .lars {
+            optimizer.tensorSums(fromPieces: totals.baseAddress! + Self.fixedTotals, into: tensorSums.baseAddress!)
+        }
         VirtualShards.fold(shares, count: size, width: 1)
         VirtualShards.fold(shares + size, count: size, width: 1)
         totals[0] = shares[0]
         totals[7] = shares[size]
         guard clipNorm != nil else { return }
         var squares = 0.0
-        for chunk in 0..<(totals.count - Self.fixedTotals - 2 * size) { squares += shares[2 * size + chunk] }
+        for chunk in 0..<(totals.count - deterministicShares - 2 * size) { squares += shares[2 * size + chunk] }
         totals[5] = squares
     }
 
@@ -307,7 +320,7 @@ public final class ShardedSync: GradientSync {
     /// ranks').
     private func layerwiseStep(parameters: UnsafeMutablePointer<Float>, gradient: UnsafeMutablePointer<Float>, lr: Float,
                                clipScale: Float) throws {
-        let sums: UnsafePointer<Double>
+        var sums: UnsafePointer<Double>
         var gradientScale = clipScale
         if optimizer.config.kind == .lamb {
             lambSums.update(repeating: 0)
@@ -318,9 +331,13 @@ public final class ShardedSync: GradientSync {
             optimizer.beginLAMBStep(parameters: parameters, gradients: source, update: gradient, lr: lr, sums: lambSums.baseAddress!)
             try communicator.allreduceSum(lambSums)
             sums = UnsafePointer(lambSums.baseAddress!)
+            if deterministic {
+                optimizer.tensorSums(fromPieces: lambSums.baseAddress!, into: tensorSums.baseAddress!)
+                sums = UnsafePointer(tensorSums.baseAddress!)
+            }
             gradientScale = 1
         } else {
-            sums = UnsafePointer(totals.baseAddress! + Self.fixedTotals)
+            sums = UnsafePointer(deterministic ? tensorSums.baseAddress! : totals.baseAddress! + Self.fixedTotals)
         }
         guard let published else {
             optimizer.finishLayerwiseStep(parameters: parameters, gradients: gradient, lr: lr, sums: sums, gradientScale: gradientScale)

@@ -59,8 +59,9 @@ public final class Network {
     /// holds), and each layer's range of the trainable parameters (empty for a frozen one).
     private let runsPerShard: [Bool]
     private let parameterRanges: [Range<Int>]
-    /// Deterministic mode: log₂(V/N) gradient buffers beside `gradients` (trainableCount
-    /// floats each), where backward folds a layer's per-shard parameter gradients.
+    /// Deterministic mode: gradient buffers beside `gradients` (trainableCount floats each) for
+    /// the per-shard parameter gradients backward folds: log₂(V/N), or V/N − 1 when steps
+    /// accumulate several passes.
     private var shardGradients = UnsafeMutableBufferPointer<Float>(start: nil, count: 0)
 
     /// `memory`: where the parameters and gradients live, given the layout (a gradient sync
@@ -165,9 +166,9 @@ public final class Network {
         shardGradients.deallocate()
     }
 
-    /// Deterministic mode: room to fold `localShards` per-shard gradients (a power of two), once.
-    public func reserveShardGradients(localShards: Int) {
-        let buffers = localShards.trailingZeroBitCount
+    /// Deterministic mode: room for `localShards` per-shard gradients (a power of two), once.
+    public func reserveShardGradients(localShards: Int, accumulating: Bool) {
+        let buffers = accumulating ? localShards - 1 : localShards.trailingZeroBitCount
         guard shardGradients.count < buffers * trainableCount else { return }
         shardGradients.deallocate()
         shardGradients = .allocate(capacity: buffers * trainableCount)
@@ -271,12 +272,12 @@ public final class Network {
     /// statistics combine the shards' sums itself) runs once per virtual shard on the shard's
     /// rows, so its GEMMs have the same shapes at any np; the other layers are loops over rows
     /// whose results do not depend on the batch, and run once. Each shard's activity penalty
-    /// goes to its partial sum.
+    /// adds to its partial sum (zeroed by `VirtualShards.beginStep`).
     private func forward(shards: VirtualShards, context: StepContext) throws -> Double {
         let batch = shards.rowStarts[shards.local]
         let sampleRows = context.sampleRows
         defer { context.sampleRows = sampleRows }
-        shards.activityPartials.update(repeating: 0, count: shards.local)
+        var activitySum = 0.0
         var current = UnsafePointer(input.baseAddress!)
         var currentWidth = inputWidth
         for step in steps {
@@ -296,7 +297,9 @@ public final class Network {
                         context.rowOffset = 0
                     }
                     if let activity = activityPenalties[index] {
-                        shards.activityPartials[shard] += activity.value(of: output + rows.lowerBound * width, count: rows.count * width)
+                        let value = activity.value(of: output + rows.lowerBound * width, count: rows.count * width)
+                        shards.activityPartials[shard] += value
+                        activitySum += value
                     }
                 }
                 current = UnsafePointer(output)
@@ -309,13 +312,17 @@ public final class Network {
                 currentWidth = layers[run.poolIndex ?? run.last].outputWidth
             }
         }
-        return (0..<shards.local).reduce(0) { $0 + shards.activityPartials[$1] }
+        return activitySum
     }
 
     /// Deterministic mode's backward through `layers[index]` (a Dense or Conv2D): once per
-    /// virtual shard, in `visitOrder`, each shard's parameter gradients into a buffer of their
-    /// own, added pairwise as soon as a pair is complete (a binary counter), so the layer's
-    /// gradients end in `gradients` folded with `VirtualShards`' tree.
+    /// virtual shard, each shard's parameter gradients into a buffer of their own, folded in
+    /// `VirtualShards`' tree into `gradients`. A step of one pass visits the shards in
+    /// `visitOrder` and adds each pair as soon as both are done (a binary counter: log₂(V/N)
+    /// buffers, each pair added while in cache; one process ran at 0.65 of the default mode's
+    /// speed this way and 0.60 folding after the last shard). A step of several passes (`training.accumulate_steps`) keeps every shard's
+    /// buffer (shard 0's is `gradients`), written on the first pass and added to on the others,
+    /// and folds them after the last.
     private func backward(layer index: Int, input: UnsafePointer<Float>, output: UnsafePointer<Float>,
                           outputGradient dy: UnsafeMutablePointer<Float>, inputGradient dx: UnsafeMutablePointer<Float>?,
                           shards: VirtualShards, context: StepContext) throws {
@@ -326,33 +333,47 @@ public final class Network {
         let parameters = self.parameters.baseAddress! + start.parameter, buffers = state.baseAddress! + start.state
         let range = parameterRanges[index]
         let folds = layer.trainable && !range.isEmpty
-        func buffer(_ depth: Int) -> UnsafeMutablePointer<Float> {
-            depth == 0 ? gradients.baseAddress! : shardGradients.baseAddress! + (depth - 1) * trainableCount
-        }
-        var depth = 0
-        context.overwritesGradients = folds
+        let onePass = shards.microBatch == 0 && shards.lastMicroBatch
+        context.overwritesGradients = folds && shards.microBatch == 0
         defer {
             context.overwritesGradients = false
             context.rowOffset = 0
         }
-        for (visited, shard) in shards.visitOrder.enumerated() {
-            if folds { layer.bind(parameters: parameters, gradients: buffer(depth) + range.lowerBound, buffers: buffers) }
+        var depth = 0
+        for visited in 0..<shards.local {
+            let shard = onePass ? shards.visitOrder[visited] : visited
+            if folds { layer.bind(parameters: parameters, gradients: shardGradient(onePass ? depth : shard) + range.lowerBound, buffers: buffers) }
             let rows = shards.rows(shard)
             context.sampleRows = sampleRows + rows.lowerBound
             context.rowOffset = rows.lowerBound
             try layer.backward(input: input + rows.lowerBound * inWidth, output: output + rows.lowerBound * outWidth,
                                outputGradient: dy + rows.lowerBound * outWidth, inputGradient: dx.map { $0 + rows.lowerBound * inWidth },
                                batch: rows.count, context: context)
-            guard folds else { continue }
+            guard folds && onePass else { continue }
             depth += 1
             var leaves = visited + 1
             while leaves % 2 == 0 {
-                Self.add(buffer(depth - 1) + range.lowerBound, into: buffer(depth - 2) + range.lowerBound, count: range.count)
+                Self.add(shardGradient(depth - 1) + range.lowerBound, into: shardGradient(depth - 2) + range.lowerBound, count: range.count)
                 depth -= 1
                 leaves /= 2
             }
         }
-        if folds { layer.bind(parameters: parameters, gradients: gradients.baseAddress! + range.lowerBound, buffers: buffers) }
+        guard folds else { return }
+        layer.bind(parameters: parameters, gradients: gradients.baseAddress! + range.lowerBound, buffers: buffers)
+        if !onePass && shards.lastMicroBatch { foldShardGradients(range, first: 0, step: 1, count: shards.local) }
+    }
+
+    /// Gradient buffer `shard` (a local shard's, or a depth of the binary counter): `gradients` for 0.
+    private func shardGradient(_ shard: Int) -> UnsafeMutablePointer<Float> {
+        shard == 0 ? gradients.baseAddress! : shardGradients.baseAddress! + (shard - 1) * trainableCount
+    }
+
+    /// `VirtualShards.fold` over the local shards' gradient buffers in `range`, into shard first's.
+    private func foldShardGradients(_ range: Range<Int>, first: Int, step: Int, count: Int) {
+        guard count > 1 else { return }
+        foldShardGradients(range, first: first, step: 2 * step, count: (count + 1) / 2)
+        foldShardGradients(range, first: first + step, step: 2 * step, count: count / 2)
+        Self.add(shardGradient(first + step) + range.lowerBound, into: shardGradient(first) + range.lowerBound, count: range.count)
     }
 
     /// target[i] += source[i], eight at a time.

@@ -140,6 +140,9 @@ public final class Optimizer {
         let span: Range<Int>
         /// The tensor's index among the layout's trainable tensors (its place in the sums).
         let tensor: Int
+        /// With `pieceGrid`: the part's index among every tensor's pieces (its place in the
+        /// piece sums); else the tensor's.
+        let slot: Int
         let decayed: Bool
         /// LARS: the trust ratio scales it (`adapt`).
         let adapted: Bool
@@ -150,9 +153,17 @@ public final class Optimizer {
         self.init(config: config, layout: layout, range: 0..<layout.trainableCount, capacity: layout.trainableCount)
     }
 
+    /// The deterministic mode's pieces (`pieceGrid`): every trainable tensor cut at the multiples
+    /// of the grid, in buffer order, as (tensor index, absolute span); empty without a grid.
+    public let pieces: [(tensor: Int, span: Range<Int>)]
+
     /// An optimizer over `range` of the flat parameter buffer, with moment buffers of `capacity`
     /// (≥ range.count) floats: the sharded update gathers equal-sized blocks from every rank.
-    public init(config: OptimizerConfig, layout: ParameterLayout, range: Range<Int>, capacity: Int) {
+    /// `pieceGrid` (the deterministic mode, whose blocks are multiples of it): LAMB's and LARS's
+    /// per-tensor sums are taken per piece, a tensor cut at the grid's multiples, whatever the
+    /// range; the sync adds the pieces in order (`tensorSums(fromPieces:into:)`), so the norms
+    /// do not depend on where the ranks' blocks end.
+    public init(config: OptimizerConfig, layout: ParameterLayout, range: Range<Int>, capacity: Int, pieceGrid: Int? = nil) {
         precondition(capacity >= range.count, "Optimizer: capacity \(capacity) below the range's \(range.count) floats")
         self.config = config
         self.range = range
@@ -162,12 +173,27 @@ public final class Optimizer {
         firstMoment = moments.parts[0]
         secondMoment = second ? moments.parts[1] : UnsafeMutableBufferPointer(start: nil, count: 0)
         tensorCount = layout.trainableTensors.reduce(0) { count, _ in count + 1 }
-        let parts = layout.trainableTensors.enumerated().compactMap { index, slot -> TensorPart? in
-            let lower = max(slot.offset, range.lowerBound), upper = min(slot.offset + slot.count, range.upperBound)
+        var pieces: [(tensor: Int, span: Range<Int>)] = []
+        for (index, slot) in layout.trainableTensors.enumerated() {
+            guard let grid = pieceGrid else { break }
+            var lower = slot.offset
+            while lower < slot.offset + slot.count {
+                let upper = min((lower / grid + 1) * grid, slot.offset + slot.count)
+                pieces.append((index, lower..<upper))
+                lower = upper
+            }
+        }
+        self.pieces = pieces
+        let wholeTensors = layout.trainableTensors.enumerated().map { index, slot in (tensor: index, span: slot.offset..<slot.offset + slot.count) }
+        let roles = layout.trainableTensors.map(\.role)
+        let parts = (pieceGrid == nil ? wholeTensors : pieces).enumerated().compactMap { index, piece -> TensorPart? in
+            let lower = max(piece.span.lowerBound, range.lowerBound), upper = min(piece.span.upperBound, range.upperBound)
             guard lower < upper else { return nil }
-            return TensorPart(span: (lower - range.lowerBound)..<(upper - range.lowerBound), tensor: index,
-                              decayed: config.decay == .all || slot.role == .kernel,
-                              adapted: config.adapt == .all || slot.role == .kernel)
+            let role = roles[piece.tensor]
+            return TensorPart(span: (lower - range.lowerBound)..<(upper - range.lowerBound), tensor: piece.tensor,
+                              slot: pieceGrid == nil ? piece.tensor : index,
+                              decayed: config.decay == .all || role == .kernel,
+                              adapted: config.adapt == .all || role == .kernel)
         }
         tensorParts = parts
         coversEveryTensor = range == 0..<layout.trainableCount
@@ -206,7 +232,8 @@ public final class Optimizer {
         case .adam, .adamw: adam(p, GradientSource(g), lr: lr, copyTo: nil)
         case .rmsprop: rmsprop(p, g, lr: lr)
         case .lamb, .lars:
-            precondition(coversEveryTensor, "Optimizer.apply: \(config.kind) over a slice needs the ranks' norm shares (addLARSShares, beginLAMBStep)")
+            precondition(coversEveryTensor && pieces.isEmpty,
+                         "Optimizer.apply: \(config.kind) over a slice or in pieces needs the ranks' norm shares (addLARSShares, beginLAMBStep)")
             let sums = wholeSums.baseAddress!
             wholeSums.update(repeating: 0)
             if config.kind == .lamb {
@@ -220,20 +247,34 @@ public final class Optimizer {
 
     // MARK: LAMB and LARS over a slice
 
+    /// Where LAMB's and LARS's shares go: one per tensor, or with a piece grid one per piece;
+    /// `addLARSShares` and `beginLAMBStep` take 2 × slotCount doubles.
+    public var slotCount: Int { pieces.isEmpty ? tensorCount : pieces.count }
+
+    /// The per-tensor sums (2 × tensorCount doubles, zeroed here) from the pieces' (2 ×
+    /// pieces.count), added in piece order: the same at any np.
+    public func tensorSums(fromPieces pieceSums: UnsafePointer<Double>, into sums: UnsafeMutablePointer<Double>) {
+        sums.update(repeating: 0, count: 2 * tensorCount)
+        for (index, piece) in pieces.enumerated() {
+            sums[piece.tensor] += pieceSums[index]
+            sums[tensorCount + piece.tensor] += pieceSums[pieces.count + index]
+        }
+    }
+
     /// LARS, before the step (it changes nothing): adds this range's share of Σp² and Σg² per
-    /// adapted tensor into `sums` (2 × tensorCount doubles), for the sums over all ranks.
+    /// adapted tensor (or piece) into `sums` (2 × slotCount doubles), for the sums over all ranks.
     public func addLARSShares(parameters: UnsafePointer<Float>, gradients: UnsafePointer<Float>, into sums: UnsafeMutablePointer<Double>) {
         precondition(config.kind == .lars, "Optimizer.addLARSShares: \(config.kind) is not LARS")
         for part in tensorParts where part.adapted {
-            sums[part.tensor] += squaredNorm(parameters, part.span)
-            sums[tensorCount + part.tensor] += squaredNorm(gradients, part.span)
+            sums[part.slot] += squaredNorm(parameters, part.span)
+            sums[slotCount + part.slot] += squaredNorm(gradients, part.span)
         }
     }
 
     /// LAMB's first half of a step: the moments (the step is counted here), the update u stored
     /// to `update` (which may be the gradients' own array) for the second half; adds this
     /// range's share of Σp² (of the decayed parameters, which the second half stores) and Σu²
-    /// per tensor into `sums` (2 × tensorCount doubles).
+    /// per tensor (or piece) into `sums` (2 × slotCount doubles).
     public func beginLAMBStep(parameters: UnsafePointer<Float>, gradients: GradientSource, update: UnsafeMutablePointer<Float>,
                               lr: Float, sums: UnsafeMutablePointer<Double>) {
         precondition(config.kind == .lamb, "Optimizer.beginLAMBStep: \(config.kind) is not LAMB")
@@ -348,8 +389,8 @@ public final class Optimizer {
                 updateSum += Double(u[i]) * Double(u[i])
                 i += 1
             }
-            sums[part.tensor] += parameterSum
-            sums[tensorCount + part.tensor] += updateSum
+            sums[part.slot] += parameterSum
+            sums[slotCount + part.slot] += updateSum
         }
     }
 

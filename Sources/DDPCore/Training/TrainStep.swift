@@ -71,7 +71,10 @@ final class TrainStep {
         network.zeroGradients()
         var lossSum = 0.0, correct = 0.0, activity = 0.0, samples = 0
         let passes = plan.microBatches(step: step)
+        context.shards?.beginStep()
         for micro in 0..<passes {
+            context.shards?.microBatch = micro
+            context.shards?.lastMicroBatch = micro == passes - 1
             let batch = gather(step: step, micro: micro, epoch: epoch, order: order)
             observer.ended(.data)
             activity += try network.forward(batch: batch, context: context)
@@ -125,7 +128,7 @@ final class TrainStep {
                 let rows = shards.rows(shard), offset = rows.lowerBound * width
                 let result = loss.evaluate(output: network.output + offset, labels: labels.baseAddress! + rows.lowerBound, batch: rows.count,
                                            width: width, gradient: network.outputGradient + offset, gradientScale: scale, classWeights: weights)
-                shards.lossPartials[shard] = result.lossSum
+                shards.lossPartials[shard] += result.lossSum
                 lossSum += result.lossSum
                 correct += result.correct
             }

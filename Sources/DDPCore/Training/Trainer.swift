@@ -101,7 +101,7 @@ public final class Trainer {
             openblas_set_num_threads(1)
             let shards = try VirtualShards(count: config.distributed.virtualShards, communicator: communicator,
                                            maxWidth: network.batchNorms.map { 2 * $0.channels + 1 }.max() ?? 0)
-            network.reserveShardGradients(localShards: shards.local)
+            network.reserveShardGradients(localShards: shards.local, accumulating: config.training.accumulateSteps > 1)
             context.shards = shards
         }
         let classWeights = try config.classWeight?.resolve(classes: config.loss.weightedClasses(width: network.outputWidth) ?? 0,
@@ -127,12 +127,6 @@ public final class Trainer {
         let why = "distributed.deterministic: true"
         if config.training.batchSizePerRank != nil {
             throw DDPError(.config, "training.batch_size_per_rank makes the global batch depend on np, which \(why) keeps fixed: give training.batch_size instead")
-        }
-        if config.training.accumulateSteps > 1 {
-            throw DDPError(.config, "training.accumulate_steps: \(config.training.accumulateSteps) is not supported with \(why) yet; expected 1 (raise training.batch_size instead)")
-        }
-        if config.optimizer.kind == .lamb || config.optimizer.kind == .lars {
-            throw DDPError(.config, "optimizer.type: \(config.optimizer.kind.rawValue) is not supported with \(why) yet (its per-tensor norms are summed per rank); expected sgd, adam, adamw or rmsprop")
         }
         if !config.distributed.shardedUpdate {
             throw DDPError(.config, "distributed.sharded_update: false does not go with \(why), whose sums the sharded update folds in a fixed order; leave it on")

@@ -18,8 +18,9 @@
 /// That tree is the same however the shards are spread: rank r's shards are exactly the
 /// subtree whose low log₂N bits of v equal r, so a rank folds its own shards locally with the
 /// same rule, and the N rank totals fold with it again over r. (Float addition is
-/// commutative, so only the tree's shape matters.) The gradients fold locally layer by layer
-/// (`Network`), then over ranks in the sync (`Optimizer.GradientSource`); small sums (BatchNorm's
+/// commutative, so only the tree's shape matters.) Each shard's gradients sum its passes in
+/// order under `training.accumulate_steps`, then fold locally layer by layer (`Network`), then
+/// over ranks in the sync (`Optimizer.GradientSource`); small sums (BatchNorm's
 /// statistics, the loss) reach every rank exactly, through an allreduce in which each value
 /// has one non-zero contributor (x + 0 = x, in any order), and each rank folds them alike.
 ///
@@ -37,9 +38,14 @@ public final class VirtualShards {
     /// Where local shard i's rows start in the current pass's local batch: `local + 1`
     /// entries, the last the batch's size (`BatchPlan.localRows` fills them).
     public let rowStarts: UnsafeMutablePointer<Int>
-    /// The order backward visits the local shards in (bit-reversed indices), so that adding
-    /// each finished pair at once (`Network`) builds exactly the fold's tree: 0, 4, 2, 6, 1, … for 8.
+    /// The order backward visits the local shards in when a step has one pass (bit-reversed
+    /// indices), so that adding each finished pair at once (`Network`) builds exactly the fold's
+    /// tree while the pair is in cache: 0, 4, 2, 6, 1, … for 8.
     public let visitOrder: [Int]
+    /// The pass within the step (`training.accumulate_steps`): on the first, each shard's
+    /// parameter gradients replace what their buffer holds; on the last, backward folds them.
+    public var microBatch = 0
+    public var lastMicroBatch = true
     /// Per local shard: the loss's and the activity penalties' sums of the current step.
     let lossPartials: UnsafeMutablePointer<Double>
     let activityPartials: UnsafeMutablePointer<Double>
@@ -84,6 +90,12 @@ public final class VirtualShards {
         activityPartials.deallocate()
         scratch.deallocate()
         exchange.deallocate()
+    }
+
+    /// Zeroes the step's loss and activity sums, which every pass of the step adds to.
+    func beginStep() {
+        lossPartials.update(repeating: 0, count: local)
+        activityPartials.update(repeating: 0, count: local)
     }
 
     /// Rows of local shard `index` in the current local batch.

@@ -36,30 +36,23 @@ final class VirtualShardsTests: XCTestCase {
         XCTAssertTrue(orderShows, "the test values never showed the summation order")
     }
 
-    /// Backward's binary counter (each pair added as soon as both are done), visiting the local
-    /// shards in `visitOrder`, builds the fold's tree; so does `GradientSource` over the ranks' slots.
-    func testBackwardsVisitOrderAndTheSlotSumFollowTheFold() throws {
-        for local in [1, 2, 4, 8, 16] {
-            let shards = try VirtualShards(count: local, communicator: LocalCommunicator(), maxWidth: 1)
-            let all = values(local, seed: UInt64(local)).map { Float($0) }
-            var stack: [Float] = []
-            for (visited, shard) in shards.visitOrder.enumerated() {
-                stack.append(all[shard])
-                var leaves = visited + 1
-                while leaves % 2 == 0 {
-                    let top = stack.removeLast()
-                    stack[stack.count - 1] += top
-                    leaves /= 2
+    /// The Float gradients' path: each rank's shards folded as `GradientSource(folded:)` folds
+    /// the ranks' slots, then the ranks' folds folded again: the fold of all shards, bit for bit.
+    func testTheGradientSlotsFoldLikeTheShards() {
+        let shards = 16
+        for seed in 1...20 {
+            let all = values(shards, seed: UInt64(seed)).map { Float($0) }
+            func folded(_ terms: [Float]) -> Float {
+                terms.withUnsafeBufferPointer {
+                    Optimizer.GradientSource($0.baseAddress!, stride: 1, terms: $0.count, folded: true).sum(0)
                 }
             }
-            XCTAssertEqual(stack.count, 1)
-            var rows = all
-            let expected = rows.withUnsafeMutableBufferPointer { buffer -> Float in
-                Optimizer.GradientSource(UnsafePointer(buffer.baseAddress!), stride: 1, terms: local, folded: true).sum(0)
+            let whole = folded(all)
+            for ranks in [1, 2, 4, 8, 16] {
+                let rankFolds = (0..<ranks).map { rank in folded(stride(from: rank, to: shards, by: ranks).map { all[$0] }) }
+                XCTAssertEqual(folded(rankFolds).bitPattern, whole.bitPattern, "seed \(seed), \(ranks) ranks")
             }
-            XCTAssertEqual(stack[0].bitPattern, expected.bitPattern, "\(local) local shards")
         }
-        XCTAssertEqual(try VirtualShards(count: 8, communicator: LocalCommunicator(), maxWidth: 1).visitOrder, [0, 4, 2, 6, 1, 5, 3, 7])
     }
 
     /// With V shards a rank takes the positions it takes without them (r, r + N, …), ordered by
