@@ -59,6 +59,25 @@ final class DeterministicModeTests: IntegrationTestCase {
                           "without the mode np=4 should differ from one process in rounding, or this config shows nothing")
     }
 
+    /// LAMB with gradient accumulation and clipping on a model whose 12,290 parameters the
+    /// sharded blocks cut across ranks (so LAMB's per-tensor norms and clipping's norm are taken
+    /// in pieces on several ranks): one process and 2 and 4 ranks write the same bytes.
+    func testLAMBWithAccumulationAndClippingIsTheSameBytesAtOneTwoAndFourRanks() throws {
+        let yaml = DistributedTrainingTests.equivalenceYAML
+            .replacingOccurrences(of: "units: 16", with: "units: 2048")
+            .replacingOccurrences(of: "{type: adamw, lr: 0.01, weight_decay: 0.01}", with: "{type: lamb, lr: 0.01, weight_decay: 0.01, clip_norm: 1.0}")
+        XCTAssertNotEqual(yaml, DistributedTrainingTests.equivalenceYAML)
+        let config = try writeConfig("lamb.yaml", yaml)
+        let extra = Self.deterministic + ["--set", "training.accumulate_steps=2", "--set", "training.batch_size=15"]
+        try train(np: nil, config: config, runDirectory: path("np1"), extra)
+        XCTAssertEqual(try readTensors(path("np1/model.safetensors")).values.reduce(0) { $0 + $1.shape.reduce(1, *) }, 12_290 + 2 * 2048 + 1,
+                       "the parameters, the running statistics and num_batches_tracked")
+        for ranks in [2, 4] {
+            try train(np: ranks, config: config, runDirectory: path("np\(ranks)"), extra)
+            try assertSameBytes(path("np1"), path("np\(ranks)"), "LAMB, accumulated: np=\(ranks) against one process")
+        }
+    }
+
     /// The shipped default job (Fashion-MNIST, BatchNorm, dropout, shuffling, AdamW, cosine;
     /// one epoch), the dropout circles, and the shipped CNN (conv, BatchNorm over channels, max
     /// pooling, dropout; one epoch on a tenth of the training set): one process and 2, 4 (and
