@@ -279,15 +279,7 @@ public final class ShardedSync: GradientSync {
             try communicator.gather(UnsafeBufferPointer(start: gradients + owner * block, count: block),
                                     into: owner == rank ? gatheredBlocks.baseAddress : nil, root: owner)
         }
-        let out = shardGradient.baseAddress!, count = shard.count
-        let parts = Optimizer.GradientSource(UnsafePointer(gatheredBlocks.baseAddress!), stride: block, terms: size, folded: true)
-        let vectorEnd = count - count % 8
-        var i = 0
-        while i < vectorEnd {
-            store8(parts.sum8(i), out + i)
-            i += 8
-        }
-        while i < count { out[i] = parts.sum(i); i += 1 }
+        storeSum(of: Optimizer.GradientSource(UnsafePointer(gatheredBlocks.baseAddress!), stride: block, terms: size, folded: true))
     }
 
     public func update(lr: Float) throws {
@@ -381,15 +373,20 @@ public final class ShardedSync: GradientSync {
     /// `VirtualShards` folds): the sum the optimizer takes itself
     /// when nothing needs it stored (`Optimizer.GradientSource`), so both paths agree bit for bit.
     private func sumSlots(_ base: UnsafeMutablePointer<Float>, stride: Int) {
+        storeSum(of: Optimizer.GradientSource(UnsafePointer(base + shard.lowerBound), stride: stride, terms: communicator.size,
+                                              folded: deterministic))
+    }
+
+    /// shardGradient[0..<shard.count] = the sum `terms` reads, eight elements at a time.
+    private func storeSum(of terms: Optimizer.GradientSource) {
         let out = shardGradient.baseAddress!, count = shard.count
-        let slots = Optimizer.GradientSource(UnsafePointer(base + shard.lowerBound), stride: stride, terms: communicator.size, folded: deterministic)
         let vectorEnd = count - count % 8
         var i = 0
         while i < vectorEnd {
-            store8(slots.sum8(i), out + i)
+            store8(terms.sum8(i), out + i)
             i += 8
         }
-        while i < count { out[i] = slots.sum(i); i += 1 }
+        while i < count { out[i] = terms.sum(i); i += 1 }
     }
 
     public func gatherOptimizerState() throws -> (first: [Float], second: [Float])? {
