@@ -41,7 +41,8 @@ struct Predict: ParsableCommand {
         BLASKernels.selectForThisHost()
         // Standard output carries the results: only a warning about the kernels, on stderr.
         BLASKernels.announce(isRoot: JobSession.launcherRank == 0, quiet: true)
-        JobSession().execute {
+        let session = JobSession()
+        session.execute {
             let config = try options.load(self.config)
             let model = try TrainedModel(config: config, weights: weights)
             let transform = try model.inputTransform {
@@ -52,19 +53,20 @@ struct Predict: ParsableCommand {
             let csvLabel: CSVLabel = label.map { Int($0).map(CSVLabel.index) ?? .name($0) } ?? .none
             let data = try PredictionInput.load(path: input, format: resolved, labels: labels, csvLabel: csvLabel, header: header,
                                                 allowNonFinite: allowNaN)
-            // Under mpirun every rank has checked the same inputs; the launcher's rank 0 alone
-            // predicts and writes, so the output is written once.
-            guard JobSession.launcherRank == 0 else { return }
-            let unscored: PredictionWriter.Unscored
-            if let output {
-                var text = ""
-                unscored = try PredictionWriter.predict(model, input: data, transform: transform, allowNaN: allowNaN) { text += $0 }
-                try AtomicFile.writeOutput(text, to: output)
-            } else {
-                unscored = try PredictionWriter.predict(model, input: data, transform: transform, allowNaN: allowNaN) {
-                    FileHandle.standardOutput.write(Data($0.utf8))
+            // Under mpirun the ranks share the chunks of rows and rank 0 alone writes (or prints).
+            var unscored = PredictionWriter.Unscored()
+            try session.startCommunicator(watchdogTimeout: config.distributed.timeoutSeconds) { communicator in
+                if let output {
+                    var text = ""
+                    unscored = try PredictionWriter.predict(model, input: data, transform: transform, allowNaN: allowNaN,
+                                                            communicator: communicator) { text += $0 }
+                    if communicator.isRoot { try AtomicFile.writeOutput(text, to: output) }
+                } else {
+                    unscored = try PredictionWriter.predict(model, input: data, transform: transform, allowNaN: allowNaN,
+                                                            communicator: communicator) { FileHandle.standardOutput.write(Data($0.utf8)) }
                 }
             }
+            guard JobSession.launcherRank == 0 else { return }
             if unscored.count > 0 {
                 let rows = unscored.first.map(String.init).joined(separator: ", ") + (unscored.count > unscored.first.count ? ", …" : "")
                 FileHandle.standardError.write(Data(("ddp: note: \(unscored.count) of \(data.data.count) rows left unscored (a NaN or infinite feature or output; "

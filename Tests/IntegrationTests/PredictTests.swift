@@ -194,6 +194,27 @@ final class PredictTests: IntegrationTestCase {
 
     /// Binary cross-entropy on .npy input without a labels file: p_1 is the sigmoid output and
     /// the class its > 0.5 decision, matching eval's accuracy when the labels are given.
+    /// Under mpirun the ranks score the chunks of rows (1,024 each) and rank 0 writes: 3 ranks
+    /// over 2,500 rows write the bytes one process writes, to a file and to stdout, once.
+    func testPredictUnderMPIShardsTheRowsAndWritesOneProcessesOutput() throws {
+        let trainFile = try writeData("train.csv", rows: 300, seed: 1, label: true)
+        let unlabeled = try writeData("new.csv", rows: 2_500, seed: 5, label: false)
+        let configPath = try writeConfig("config.yaml", config(train: trainFile, test: trainFile))
+        try train(np: nil, config: configPath, runDirectory: path("run"), ["--set", "training.epochs=2"])
+        let predict = ["predict", "--config", configPath, "--weights", path("run/model.safetensors"), "--input", unlabeled]
+        let oneThread: [String: String?] = ["OPENBLAS_NUM_THREADS": "1"]   // the same GEMM results in every process
+        let single = try runDDP(np: nil, predict + ["--output", path("one.csv")], environment: oneThread)
+        XCTAssertEqual(single.status, 0, single.tail)
+        let sharded = try runDDP(np: 3, predict + ["--output", path("three.csv")], environment: oneThread)
+        XCTAssertEqual(sharded.status, 0, sharded.tail)
+        let one = try String(contentsOfFile: path("one.csv"), encoding: .utf8)
+        XCTAssertEqual(one.split(separator: "\n").count, 2_501)
+        XCTAssertEqual(try String(contentsOfFile: path("three.csv"), encoding: .utf8), one, "3 ranks against one process")
+        let printed = try runDDP(np: 3, predict, environment: oneThread)
+        XCTAssertEqual(printed.status, 0, printed.tail)
+        XCTAssertEqual(printed.stdout, one, "printed once, in order")
+    }
+
     func testBinaryPredictionsFromNpy() throws {
         let configPath = try writeConfig("moons.yaml", """
             seed: 1

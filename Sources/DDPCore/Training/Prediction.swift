@@ -118,6 +118,14 @@ public enum PredictionWriter {
     public struct Unscored: Sendable, Equatable {
         public var count = 0
         public var first: [Int] = []
+
+        public init() {}
+
+        /// Adds a chunk's unscored rows (`count` of them, `rows` the first few), in row order.
+        mutating func add(_ rows: [Int], count: Int? = nil) {
+            self.count += count ?? rows.count
+            first += rows.prefix(max(0, 5 - first.count))
+        }
     }
 
     public static func header(loss: Loss, width: Int, labels: Bool) -> String {
@@ -132,63 +140,153 @@ public enum PredictionWriter {
     }
 
     /// Runs the model over every row of `input` in inference mode and hands `emit` the CSV
-    /// text, header first, a chunk of rows at a time.
+    /// text, header first, a chunk of rows at a time. With a communicator of several ranks
+    /// (`ddp predict` under mpirun) rank r scores chunks r, r + N, … and rank 0 alone emits
+    /// them, in order; a row that cannot be scored fails every rank alike (`AgreedFailure`:
+    /// rank 0 names the first such row).
     @discardableResult
     public static func predict(_ model: TrainedModel, input: PredictionInput, transform: FeatureTransform, allowNaN: Bool = false,
-                               emit: (String) throws -> Void) throws -> Unscored {
-        let network = model.network, loss = model.config.loss, data = input.data
+                               communicator: Communicator = LocalCommunicator(), emit: (String) throws -> Void) throws -> Unscored {
+        let data = input.data
         guard data.featureCount == model.config.model.inputs else {
             throw DDPError(.data, "\(data.origin) has \(data.featureCount) features per sample but model.inputs is \(model.config.model.inputs)"
                            + (data.featureCount == model.config.model.inputs + 1 && !input.hasLabels ? " (one too many: if a column holds the label, name it with --label)" : ""))
         }
-        let chunk = Evaluator.chunk(for: model.config.model)
-        network.reserve(maxBatch: chunk)
-        let context = StepContext(communicator: LocalCommunicator(), maxBatch: chunk)
-        context.training = false
-        let labels = UnsafeMutableBufferPointer<Float>.allocate(capacity: chunk)
-        defer { labels.deallocate() }
-        let width = network.outputWidth
-        let probabilities = UnsafeMutablePointer<Float>.allocate(capacity: width)
-        defer { probabilities.deallocate() }
-        let columns = header(loss: loss, width: width, labels: false).split(separator: ",").count
-        let features = data.featureCount
-        var unscored = Unscored()
-        try emit(header(loss: loss, width: width, labels: input.hasLabels) + "\n")
-        var start = 0
-        while start < data.count {
-            let batch = min(chunk, data.count - start)
-            for i in 0..<batch { context.sampleRows[i] = Int32(start + i) }
-            data.gather(rows: context.sampleRows, count: batch, transform: transform,
-                        inputs: network.input.baseAddress!, labels: labels.baseAddress!)
-            try network.forward(batch: batch, context: context)
-            var text = ""
-            for row in 0..<batch {
-                let inputs = UnsafeBufferPointer(start: network.input.baseAddress! + row * features, count: features)
-                let outputs = UnsafeBufferPointer(start: network.output + row * width, count: width)
-                let finiteInputs = inputs.allSatisfy(\.isFinite)
-                if finiteInputs && outputs.allSatisfy(\.isFinite) {
-                    text += line(loss, network.output + row * width, width: width, probabilities: probabilities)
-                } else {
-                    guard allowNaN else {
-                        throw DDPError(.data, "\(data.origin): row \(start + row) " + (finiteInputs
-                            ? "has finite features but the model's output is not finite"
-                            : "has a non-finite feature (NaN or infinity)") + "; ddp predict --allow-nan writes such rows with empty prediction fields")
-                    }
-                    text += String(repeating: ",", count: columns - 1)
-                    unscored.count += 1
-                    if unscored.first.count < 5 { unscored.first.append(start + row) }
-                }
-                if input.hasLabels { text += ",\(label(labels[row]))" }
-                text += "\n"
+        let scorer = ChunkScorer(model: model, input: input, transform: transform)
+        let header = Self.header(loss: model.config.loss, width: model.network.outputWidth, labels: input.hasLabels) + "\n"
+        guard communicator.size > 1 else {
+            try emit(header)
+            var unscored = Unscored()
+            for index in 0..<scorer.chunks {
+                let scored = try scorer.score(chunk: index)
+                if let problem = scored.problem, !allowNaN { throw scorer.error(problem) }
+                unscored.add(scored.unscored)
+                try emit(scored.text)
             }
-            try emit(text)
-            start += batch
+            return unscored
+        }
+        // Per chunk: its text's bytes, its unscored rows' count, the first 5 of them + 1 (0: none),
+        // and its first unscorable row + 1 and what failed (`ChunkScorer.Problem`); each value has
+        // one non-zero contributor, so the allreduce gives every rank every chunk's figures exactly.
+        let stride = 9, chunks = scorer.chunks, ranks = communicator.size, rank = communicator.rank
+        var figures = [Double](repeating: 0, count: chunks * stride)
+        var texts: [[UInt8]] = []
+        for index in Swift.stride(from: rank, to: chunks, by: ranks) {
+            let scored = try scorer.score(chunk: index)
+            texts.append(Array(scored.text.utf8))
+            figures[index * stride] = Double(texts.last!.count)
+            figures[index * stride + 1] = Double(scored.unscored.count)
+            for (slot, row) in scored.unscored.prefix(5).enumerated() { figures[index * stride + 2 + slot] = Double(row + 1) }
+            if let problem = scored.problem {
+                figures[index * stride + 7] = Double(problem.row + 1)
+                figures[index * stride + 8] = problem.finiteFeatures ? 2 : 1
+            }
+        }
+        try figures.withUnsafeMutableBufferPointer { try communicator.allreduceSum($0) }
+        var unscored = Unscored()
+        for index in 0..<chunks {
+            let base = index * stride
+            if !allowNaN && figures[base + 7] > 0 {
+                let problem = ChunkScorer.Problem(row: Int(figures[base + 7]) - 1, finiteFeatures: figures[base + 8] == 2)
+                throw AgreedFailure(error: scorer.error(problem), printHere: rank == 0)
+            }
+            unscored.add((0..<5).compactMap { slot in figures[base + 2 + slot] > 0 ? Int(figures[base + 2 + slot]) - 1 : nil },
+                         count: Int(figures[base + 1]))
+        }
+        // One gather per round of N chunks (chunk k·N + r from rank r), each rank's text padded to
+        // the round's longest: rank 0 emits while the rest of the output waits on the other ranks.
+        if rank == 0 { try emit(header) }
+        var gathered = [UInt8]()
+        for round in 0..<(chunks + ranks - 1) / ranks {
+            let first = round * ranks, members = min(ranks, chunks - first)
+            let width = (first..<first + members).map { Int(figures[$0 * stride]) }.max() ?? 0
+            var block = [UInt8](repeating: 0, count: max(width, 1))
+            if round < texts.count { block.replaceSubrange(0..<texts[round].count, with: texts[round]) }
+            if rank == 0 { gathered = [UInt8](repeating: 0, count: ranks * block.count) }
+            try block.withUnsafeBytes { mine in
+                try gathered.withUnsafeMutableBytes { all in
+                    try communicator.gather(bytes: mine, into: rank == 0 ? all.baseAddress : nil, root: 0)
+                }
+            }
+            guard rank == 0 else { continue }
+            for member in 0..<members {
+                let bytes = Int(figures[(first + member) * stride])
+                try emit(String(decoding: gathered[member * block.count..<member * block.count + bytes], as: UTF8.self))
+            }
         }
         return unscored
     }
 
+    /// Scores one chunk of rows at a time: the network, its context and scratch, made once.
+    private final class ChunkScorer {
+        let network: Network, loss: Loss, data: Dataset, hasLabels: Bool, transform: FeatureTransform
+        let chunk: Int, context: StepContext, labels: UnsafeMutableBufferPointer<Float>
+        let probabilities: UnsafeMutablePointer<Float>, columns: Int
+        var chunks: Int { (data.count + chunk - 1) / chunk }
+
+        /// A row that cannot be scored: a non-finite feature, or finite features and a non-finite output.
+        struct Problem {
+            let row: Int
+            let finiteFeatures: Bool
+        }
+
+        init(model: TrainedModel, input: PredictionInput, transform: FeatureTransform) {
+            network = model.network
+            loss = model.config.loss
+            data = input.data
+            hasLabels = input.hasLabels
+            self.transform = transform
+            chunk = Evaluator.chunk(for: model.config.model)
+            network.reserve(maxBatch: chunk)
+            context = StepContext(communicator: LocalCommunicator(), maxBatch: chunk)
+            context.training = false
+            labels = .allocate(capacity: chunk)
+            labels.initialize(repeating: 0)
+            probabilities = .allocate(capacity: network.outputWidth)
+            probabilities.initialize(repeating: 0, count: network.outputWidth)
+            columns = PredictionWriter.header(loss: loss, width: network.outputWidth, labels: false).split(separator: ",").count
+        }
+
+        deinit {
+            labels.deallocate()
+            probabilities.deallocate()
+        }
+
+        func error(_ problem: Problem) -> DDPError {
+            DDPError(.data, "\(data.origin): row \(problem.row) " + (problem.finiteFeatures
+                ? "has finite features but the model's output is not finite"
+                : "has a non-finite feature (NaN or infinity)") + "; ddp predict --allow-nan writes such rows with empty prediction fields")
+        }
+
+        /// Chunk `index`'s CSV lines; rows it cannot score get empty prediction fields, listed in
+        /// `unscored`, the first of them also as `problem`.
+        func score(chunk index: Int) throws -> (text: String, unscored: [Int], problem: Problem?) {
+            let start = index * chunk, batch = min(chunk, data.count - start), width = network.outputWidth
+            for i in 0..<batch { context.sampleRows[i] = Int32(start + i) }
+            data.gather(rows: context.sampleRows, count: batch, transform: transform,
+                        inputs: network.input.baseAddress!, labels: labels.baseAddress!)
+            var text = "", unscored: [Int] = [], problem: Problem?
+            try network.forward(batch: batch, context: context)
+            for row in 0..<batch {
+                let inputs = UnsafeBufferPointer(start: network.input.baseAddress! + row * data.featureCount, count: data.featureCount)
+                let outputs = UnsafeBufferPointer(start: network.output + row * width, count: width)
+                let finiteInputs = inputs.allSatisfy(\.isFinite)
+                if finiteInputs && outputs.allSatisfy(\.isFinite) {
+                    text += PredictionWriter.line(loss, network.output + row * width, width: width, probabilities: probabilities)
+                } else {
+                    text += String(repeating: ",", count: columns - 1)
+                    unscored.append(start + row)
+                    if problem == nil { problem = Problem(row: start + row, finiteFeatures: finiteInputs) }
+                }
+                if hasLabels { text += ",\(PredictionWriter.label(labels[row]))" }
+                text += "\n"
+            }
+            return (text, unscored, problem)
+        }
+    }
+
     /// One row's CSV fields; `probabilities` is scratch for a softmax row.
-    private static func line(_ loss: Loss, _ z: UnsafePointer<Float>, width: Int, probabilities: UnsafeMutablePointer<Float>) -> String {
+    fileprivate static func line(_ loss: Loss, _ z: UnsafePointer<Float>, width: Int, probabilities: UnsafeMutablePointer<Float>) -> String {
         switch loss {
         case .crossEntropy:
             var maximum = -Float.infinity, best = 0
@@ -206,7 +304,7 @@ public enum PredictionWriter {
         }
     }
 
-    private static func label(_ value: Float) -> String {
+    fileprivate static func label(_ value: Float) -> String {
         value == value.rounded() && abs(value) < 1e7 ? String(Int(value)) : "\(value)"
     }
 }

@@ -131,4 +131,59 @@ extension DataTests {
             }
         }
     }
+
+    /// Under several ranks each scores its chunks and rank 0 emits them in order: the same text
+    /// and unscored rows as one process (3 chunks of 1,024 rows over 1, 2 and 3 ranks, NaN rows
+    /// in the last chunk); without `allowNaN` every rank fails alike, naming the first such row.
+    func testShardedPredictionWritesOneProcessesText() throws {
+        let count = 2_500
+        var random = TestRandom(seed: 4)
+        var rows = random.array(2 * count, -2, 2)
+        for row in [2_100, 2_300, 2_301] { rows[2 * row] = .nan }
+        let features = rows, labels = (0..<count).map { Float($0 % 3) }
+        let config = try TrainingConfig.parse(yaml: """
+            data: {train: {format: moons}}
+            model: {inputs: 2, layers: [{type: dense, units: 8, activation: relu}, {type: dense, units: 3}]}
+            loss: cross_entropy
+            optimizer: {type: sgd}
+            """)
+        let network = try Network(config: config.model)
+        network.reserve(maxBatch: 4)
+        network.initialize(seed: 3)
+        let weights = directory.appendingPathComponent("sharded.safetensors").path
+        let transform = FeatureTransform(scale: [1, 1], shift: [0, 0])
+        try network.saveWeights(to: weights, metadata: transform.metadata(normalization: .none))
+        func predict(ranks: Int, allowNaN: Bool) throws -> [(text: String, unscored: PredictionWriter.Unscored)] {
+            let results = Results<Tagged>(count: ranks)
+            try ThreadCommunicator.run(ranks: ranks) { communicator in
+                let model = try TrainedModel(config: config, weights: weights)
+                let input = PredictionInput(data: Dataset(count: count, featureCount: 2, storage: .floats(features), labels: labels, origin: "x"),
+                                            hasLabels: true)
+                var text = ""
+                let unscored = try PredictionWriter.predict(model, input: input, transform: transform, allowNaN: allowNaN,
+                                                            communicator: communicator) { text += $0 }
+                results.set(communicator.rank, Tagged(text: text, unscored: unscored))
+            }
+            return try results.all().map { ($0.text, $0.unscored) }
+        }
+        let single = try predict(ranks: 1, allowNaN: true)[0]
+        XCTAssertEqual(single.text.split(separator: "\n").count, count + 1)
+        XCTAssertEqual(single.unscored.count, 3)
+        XCTAssertEqual(single.unscored.first, [2_100, 2_300, 2_301])
+        for ranks in [2, 3] {
+            let run = try predict(ranks: ranks, allowNaN: true)
+            XCTAssertEqual(run[0].text, single.text, "\(ranks) ranks: rank 0's text")
+            XCTAssertEqual(run[ranks - 1].text, "", "\(ranks) ranks: only rank 0 emits")
+            XCTAssertEqual(run[ranks - 1].unscored, single.unscored, "\(ranks) ranks: every rank counts the unscored rows")
+            XCTAssertThrowsError(try predict(ranks: ranks, allowNaN: false)) { error in
+                XCTAssertTrue("\(error)".contains("row 2100 has a non-finite feature"), "\(error)")
+            }
+        }
+    }
+}
+
+/// One rank's prediction text and unscored rows.
+private struct Tagged: Sendable {
+    var text: String
+    var unscored: PredictionWriter.Unscored
 }
