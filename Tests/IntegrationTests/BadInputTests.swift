@@ -61,6 +61,55 @@ final class BadInputTests: IntegrationTestCase {
         return (config, run)
     }
 
+    /// Sizes and counters from files, configs and checkpoints that overflowed or sized huge
+    /// allocations: each a clear error naming the file or key (the audit of 2026-12-08).
+    func testSizesThatWouldOverflow() throws {
+        // An IDX header of 2³² − 1 × 2³² − 1 pixels, read for the image shape.
+        let idx = path("huge-images-idx3-ubyte")
+        try Data([0, 0, 8, 3, 0, 0, 0, 1, 255, 255, 255, 255, 255, 255, 255, 255]).write(to: URL(fileURLWithPath: idx))
+        let images = try writeConfig("idx.yaml", """
+            data: {train: {format: idx, images: \(idx), labels: \(idx)}}
+            model: {layers: [{type: flatten}, {type: dense, units: 2}]}
+            optimizer: {type: sgd}
+            """)
+        try assertOneClearError(["summary", images], naming: [idx, "4294967295 × 4294967295 pixels"])
+        // A label too large to be a class index.
+        let csv = path("labels.csv")
+        try "a,b,label\n0.1,0.2,1e30\n0.3,0.4,1\n".write(toFile: csv, atomically: true, encoding: .utf8)
+        let labels = try writeConfig("labels.yaml", """
+            data: {train: {format: csv, path: \(csv), label: label}}
+            model: {inputs: 2, layers: [{type: dense, units: 3}]}
+            loss: cross_entropy
+            optimizer: {type: sgd}
+            training: {epochs: 1, batch_size: 2}
+            """)
+        try assertOneClearError(["train", labels, "--run-dir", path("labels")], naming: [csv, "not a class index"])
+        for (key, value, naming) in [("training.accumulate_steps", "4611686018427387904", "training.accumulate_steps"),
+                                     ("training.epochs", "9223372036854775807", "training.epochs: at most")] {
+            try assertOneClearError(["summary", Self.moons, "--set", "\(key)=\(value)"], naming: [naming])
+        }
+        try assertOneClearError(["summary", Self.moons, "--set", "model.layers.2.units=1000000", "--set", "loss=cross_entropy",
+                                 "--set", "metrics=[f1]"], naming: ["metrics", "1000000 classes"])
+    }
+
+    /// Checkpoint counters beyond what the run's epochs and steps allow (each one used to trap
+    /// when the resumed run added to it).
+    func testCheckpointWithCountersBeyondItsSteps() throws {
+        for (key, value) in [("optimizerStep", Int.max), ("monitor.wait", Int.max), ("monitor.bestEpoch", Int.max)] {
+            let (config, run) = try checkpointedRun("large-\(key)") { state in
+                let parts = key.split(separator: ".").map(String.init)
+                if parts.count == 2, var monitor = state[parts[0]] as? [String: Any] {
+                    monitor[parts[1]] = value
+                    state[parts[0]] = monitor
+                } else {
+                    state[key] = value
+                }
+            }
+            try assertOneClearError(["train", config, "--run-dir", run, "--resume", "--set", "training.epochs=4"],
+                                    naming: ["epoch-0002.json", key, "outside 0…"])
+        }
+    }
+
     func testCheckpointWithNegativeCounters() throws {
         for key in ["epoch", "globalStep"] {
             let (config, run) = try checkpointedRun("negative-\(key)") { $0[key] = -3 }

@@ -216,6 +216,19 @@ public struct TrainingConfig: Sendable, Equatable {
         if let perRank = loop.batchSizePerRank, perRank < 1 {
             throw DDPError(.config, "training.batch_size_per_rank: expected an integer ≥ 1, got \(perRank)")
         }
+        // Rows are addressed with 32-bit indices, and epochs × steps must stay an Int.
+        let rowLimit = Int(Int32.max)
+        for (name, value) in [("batch_size", loop.batchSize), ("batch_size_per_rank", loop.batchSizePerRank ?? 1),
+                              ("accumulate_steps", loop.accumulateSteps)] where value > rowLimit {
+            throw DDPError(.config, "training.\(name): at most \(rowLimit) (samples are addressed with 32-bit indices), got \(value)")
+        }
+        let global = (loop.batchSizePerRank ?? loop.batchSize).multipliedReportingOverflow(by: loop.accumulateSteps)
+        guard !global.overflow, global.partialValue <= rowLimit else {
+            throw DDPError(.config, "training.accumulate_steps: \(loop.accumulateSteps) micro-batches of \(loop.batchSizePerRank ?? loop.batchSize) make a step of more than \(rowLimit) samples")
+        }
+        guard loop.epochs <= 1_000_000_000 else {
+            throw DDPError(.config, "training.epochs: at most 1000000000, got \(loop.epochs)")
+        }
         loop.shuffle = try section.bool("shuffle", default: loop.shuffle)
         loop.dropLast = try section.bool("drop_last", default: loop.dropLast)
     }
@@ -417,8 +430,11 @@ public struct TrainingConfig: Sendable, Equatable {
             }
         }
         if metrics.precision || metrics.recall || metrics.f1 {
-            guard loss.confusionClasses(width: model.outputWidth) != nil else {
+            guard let classes = loss.confusionClasses(width: model.outputWidth) else {
                 throw DDPError(.config, "metrics: precision, recall and f1 need a classifier (cross_entropy, or binary_crossentropy with one output); the loss is \(loss.name)")
+            }
+            guard classes <= Evaluator.maximumConfusionClasses else {
+                throw DDPError(.config, "metrics: precision, recall and f1 count a classes × classes confusion matrix; the model has \(classes) classes, at most \(Evaluator.maximumConfusionClasses) are supported")
             }
         }
         if let k = metrics.topK {

@@ -130,7 +130,8 @@ enum CSVFile {
                 i += 1
             }
             labels.reserveCapacity(lines)
-            features.reserveCapacity(lines * (columnCount - 1))
+            // A guess, bounded by the bytes left: each value takes at least a digit and a separator.
+            features.reserveCapacity(min(saturatingProduct(lines, columnCount - 1), (text.count - position) / 2 + 1))
         }
 
         /// The field as a Float (NaN or ±infinity included), or nil. Plain decimals of at most 15 digits take Clinger's fast path

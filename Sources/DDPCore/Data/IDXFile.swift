@@ -44,6 +44,10 @@ enum IDXFile {
     /// (rows, columns) of the images in `path`, from its header.
     static func imageShape(_ path: String) throws -> ImageShape {
         let header = try parseHeader(DataFile.contents(of: path, what: "IDX images file"), path: path, dimensions: 3)
+        let pixels = header[1].multipliedReportingOverflow(by: header[2])
+        guard !pixels.overflow, pixels.partialValue <= ImageShape.maximumFeatures else {
+            throw DDPError(.data, "\(path): the IDX header says \(header[1]) × \(header[2]) pixels per image; at most \(ImageShape.maximumFeatures) are supported")
+        }
         return ImageShape(height: header[1], width: header[2])
     }
 

@@ -29,6 +29,9 @@ public enum NPYFile {
                 throw DDPError(.data, "sample count mismatch: \(featuresPath) holds \(count) samples (shape \(features.shapeText)) but \(labelsPath) holds \(labels.shape[0]) labels")
             }
             labelValues = labels.floats()
+            if let bad = labelValues.firstIndex(where: { !$0.isFinite }) {
+                throw DDPError(.data, "\(labelsPath): the label of sample \(bad) is \(labelValues[bad]) as float32 (\(labels.typeText) in the file); labels must be finite numbers")
+            }
         }
         guard count > 0, width > 0 else {
             throw DDPError(.data, "\(featuresPath) holds no values: its shape is \(features.shapeText)")

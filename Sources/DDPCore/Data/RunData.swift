@@ -98,7 +98,7 @@ public struct RunData: Sendable {
         for (row, label) in data.labels.enumerated() {
             switch config.loss {
             case .crossEntropy:
-                guard label >= 0, label == label.rounded(), Int(label) < outputs else {
+                guard label >= 0, label == label.rounded(), label < Float(outputs) else {
                     throw DDPError(.data, "\(name) (\(data.origin)): label \(label) of sample \(row) is not a class index in 0..<\(outputs) (the last layer has \(outputs) units)")
                 }
             case .binaryCrossEntropy:

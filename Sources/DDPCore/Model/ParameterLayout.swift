@@ -119,8 +119,13 @@ public struct ParameterLayout: Sendable {
             }
         }
         for name in counters {
-            if let counter = stored[name], counter.int64s()?.count != 1 {
+            guard let counter = stored[name] else { continue }
+            guard let values = counter.int64s(), values.count == 1 else {
                 throw DDPError(.weights, "\(file): tensor \(name) must be one int64 (I64), got \(counter.dtype.rawValue) \(counter.shape)")
+            }
+            // A count of batches: training adds one per step, so it must leave room to count.
+            guard values[0] >= 0 && values[0] < 1 << 62 else {
+                throw DDPError(.weights, "\(file): tensor \(name) is \(values[0]); a count of batches is at least 0 and below 2^62")
             }
         }
     }

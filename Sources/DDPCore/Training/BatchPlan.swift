@@ -29,9 +29,15 @@ public struct BatchPlan: Sendable {
         self.sampleCount = sampleCount
         self.ranks = ranks
         self.rank = rank
-        microBatch = loop.batchSizePerRank.map { $0 * ranks } ?? loop.batchSize
-        globalBatch = microBatch * loop.accumulateSteps
-        stepsPerEpoch = loop.dropLast ? sampleCount / globalBatch : (sampleCount + globalBatch - 1) / globalBatch
+        // The config bounds batch_size × accumulate_steps; × ranks (batch_size_per_rank) is checked here.
+        let micro = (loop.batchSizePerRank ?? loop.batchSize).multipliedReportingOverflow(by: loop.batchSizePerRank == nil ? 1 : ranks)
+        let global = micro.partialValue.multipliedReportingOverflow(by: loop.accumulateSteps)
+        guard !micro.overflow, !global.overflow, global.partialValue <= Int(Int32.max) else {
+            throw DDPError(.config, "training.batch_size_per_rank × \(ranks) ranks × training.accumulate_steps is more than \(Int32.max) samples a step")
+        }
+        microBatch = micro.partialValue
+        globalBatch = global.partialValue
+        stepsPerEpoch = sampleCount / globalBatch + (loop.dropLast || sampleCount % globalBatch == 0 ? 0 : 1)
         guard stepsPerEpoch > 0 else {
             let key = (loop.batchSizePerRank == nil ? "training.batch_size" : "training.batch_size_per_rank × \(ranks) ranks")
                 + (loop.accumulateSteps > 1 ? " × training.accumulate_steps =" : " =")

@@ -11,6 +11,10 @@ public final class Evaluator {
         min(1024, max(64, (1 << 22) / max(1, model.floatsPerSample())))
     }
 
+    /// The most classes a confusion matrix is counted for (10,000² doubles: 800 MB); beyond it
+    /// `evaluate` counts none, and the config refuses metrics that need one.
+    public static let maximumConfusionClasses = 10_000
+
     /// Rows per inference pass of this evaluator's network.
     public let chunk: Int
 
@@ -62,7 +66,7 @@ public final class Evaluator {
     /// With `topK` > 0 it also returns the top-k accuracy (see `ValidationMetrics`).
     public func evaluate(_ data: Dataset, transform: FeatureTransform, countConfusion: Bool = false,
                          topK: Int = 0) throws -> Evaluation {
-        let classes = countConfusion ? loss.confusionClasses(width: network.outputWidth) : nil
+        let classes = countConfusion ? loss.confusionClasses(width: network.outputWidth).flatMap { $0 <= Self.maximumConfusionClasses ? $0 : nil } : nil
         if let classes {
             if confusionCounts.count != classes * classes {
                 confusionCounts.deallocate()

@@ -237,6 +237,15 @@ final class RunState {
         guard state.ranks >= 1, state.monitor.bestEpoch >= 0 else {
             throw DDPError(.weights, "\(file): ranks \(state.ranks) or monitor.bestEpoch \(state.monitor.bestEpoch) is out of range (the file was edited or damaged)")
         }
+        // Counters a run adds to: none may exceed what its epochs and steps allow.
+        let bounded = [("epoch", state.epoch, 1_000_000_000), ("optimizerStep", state.optimizerStep, state.globalStep),
+                       ("monitor.bestEpoch", state.monitor.bestEpoch, state.epoch), ("monitor.wait", state.monitor.wait, state.epoch),
+                       ("monitor.stoppedEpoch", state.monitor.stoppedEpoch ?? 0, state.epoch),
+                       ("plateau.wait", state.plateau?.wait ?? 0, state.epoch),
+                       ("plateau.cooldownCounter", state.plateau?.cooldownCounter ?? 0, state.epoch)]
+        for (name, value, limit) in bounded where value < 0 || value > limit {
+            throw DDPError(.weights, "\(file): \(name) is \(value), outside 0…\(limit) for a checkpoint of \(counted(state.epoch, "epoch")) and \(state.globalStep) steps (the file was edited or damaged)")
+        }
         let steps = plan.stepsPerEpoch, partial = state.partialEpoch?.steps ?? 0
         let whole = state.epoch.multipliedReportingOverflow(by: steps)
         guard partial <= steps, !whole.overflow, whole.partialValue.addingReportingOverflow(partial) == (state.globalStep, false) else {

@@ -211,7 +211,9 @@ public final class Trainer {
         // Only once a resume is accepted: a refused one leaves the run's config as it was.
         if communicator.isRoot { try AtomicFile.write(config.resolvedYAML, to: options.runDirectory + "/config.yaml") }
         if options.trace {
-            let trace = TraceRecorder(path: options.runDirectory + "/trace.json", spansPerEpoch: plan.stepsPerEpoch * 32 * config.training.accumulateSteps + 256)
+            // Spans an epoch: about 32 per pass, capped (a longer epoch drops the rest, and says so).
+            let spans = min(saturatingProduct(saturatingProduct(plan.stepsPerEpoch, 32), config.training.accumulateSteps), 1 << 24) + 256
+            let trace = TraceRecorder(path: options.runDirectory + "/trace.json", spansPerEpoch: spans)
             observer.trace = trace
             communicator.trace = trace
         }
