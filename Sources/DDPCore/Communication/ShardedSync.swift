@@ -187,7 +187,11 @@ public final class ShardedSync: GradientSync {
         let size = communicator.size, rank = communicator.rank
         let counts = bucketCounts + bucketsBegun * size
         for r in 0..<size {
-            counts[r] = Int32(max(0, min(range.upperBound, (r + 1) * block) - max(range.lowerBound, r * block)))
+            let count = max(0, min(range.upperBound, (r + 1) * block) - max(range.lowerBound, r * block))
+            guard let count32 = Int32(exactly: count) else {
+                throw DDPError(.communication, "a gradient bucket of \(count) floats for rank \(r) exceeds MPI's 32-bit counts; use more ranks or a smaller model")
+            }
+            counts[r] = count32
         }
         let receive = counts[rank] > 0 ? max(range.lowerBound, rank * block) - rank * block : 0
         try communicator.beginReduceScatterSum(UnsafePointer(buffers.paddedGradients.baseAddress! + range.lowerBound),
