@@ -88,6 +88,10 @@ final class BadInputTests: IntegrationTestCase {
                                      ("training.epochs", "9223372036854775807", "training.epochs: at most")] {
             try assertOneClearError(["summary", Self.moons, "--set", "\(key)=\(value)"], naming: [naming])
         }
+        // The deterministic mode's per-shard gradient buffers count against memory: 1,023 copies here.
+        try assertOneClearError(["summary", Self.moons, "--set", "model.layers.0.units=2000000", "--set", "distributed.deterministic=true",
+                                 "--set", "distributed.virtual_shards=1024", "--set", "training.accumulate_steps=2"],
+                                naming: ["1024 copies: distributed.virtual_shards", "this machine has"])
         try assertOneClearError(["summary", Self.moons, "--set", "model.layers.2.units=1000000", "--set", "loss=cross_entropy",
                                  "--set", "metrics=[f1]"], naming: ["metrics", "1000000 classes"])
     }

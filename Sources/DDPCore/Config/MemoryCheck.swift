@@ -29,7 +29,9 @@ enum MemoryCheck {
     /// two gradient scratch buffers of the widest layer, for `rows` rows
     /// (the network reserves max(batch, the evaluator's 1024-row chunk)). The error names the key
     /// that makes it too large: a dense layer's units, model.inputs or the batch size.
-    static func checkModel(_ model: ModelConfig, batch: Int, batchKey: String) throws {
+    /// `gradientCopies`: further buffers of the parameters' size (the deterministic mode's
+    /// per-shard gradients).
+    static func checkModel(_ model: ModelConfig, batch: Int, batchKey: String, gradientCopies: Int = 0) throws {
         let rows = max(batch, Evaluator.chunk(for: model))
         var width = model.inputs, widest = model.inputs
         var parameters = 0, activations = model.inputs
@@ -67,11 +69,12 @@ enum MemoryCheck {
             activations = add(activations, output)
         }
         let activationFloats = multiply(rows, add(activations, multiply(2, widest)))
-        let bytes = multiply(4, add(multiply(2, parameters), activationFloats))
+        let bytes = multiply(4, add(multiply(2 + gradientCopies, parameters), activationFloats))
         guard overflow || bytes > physicalBytes else { return }
         if rows > Evaluator.chunk(for: model) && activationFloats / 2 > parameters { culprit.key = batchKey }
         throw DDPError(.config, "\(culprit.key): the model needs " + (bytes == Int.max ? "more than 2^63 bytes " : "at least \(describe(bytes)) ")
-                       + "(\(parameters == Int.max ? "more than 2^63" : String(parameters)) parameters and their gradients, "
+                       + "(\(parameters == Int.max ? "more than 2^63" : String(parameters)) parameters and their gradients"
+                       + (gradientCopies > 0 ? " (\(gradientCopies + 1) copies: distributed.virtual_shards)" : "") + ", "
                        + "activations for \(rows) rows); this machine has \(describe(physicalBytes)) of memory")
     }
 }

@@ -184,8 +184,13 @@ public struct TrainingConfig: Sendable, Equatable {
         try top.parseSection("logging") { try loggingConfig(&$0, into: &config.logging) }
         config.metrics = try metricsConfig(top.node("metrics"), loss: loss, model: model)
         try top.finish()
+        // The deterministic mode keeps per-shard gradient buffers (on one process, the most).
+        let shards = config.distributed.virtualShards
+        let shardBuffers = !config.distributed.deterministic ? 0
+            : config.training.accumulateSteps > 1 ? shards - 1 : shards.trailingZeroBitCount
         try MemoryCheck.checkModel(config.model, batch: config.training.batchSizePerRank ?? config.training.batchSize,
-                                   batchKey: config.training.batchSizePerRank == nil ? "training.batch_size" : "training.batch_size_per_rank")
+                                   batchKey: config.training.batchSizePerRank == nil ? "training.batch_size" : "training.batch_size_per_rank",
+                                   gradientCopies: shardBuffers)
         return config
     }
 
