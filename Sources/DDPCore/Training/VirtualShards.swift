@@ -10,8 +10,9 @@
 ///     rank r of N (N divides V) owns shards r, r + N, r + 2N, … (its positions are then
 ///       r, r + N, …, the same rows as without shards), each shard's rows contiguous in its
 ///       local batch
-///     every GEMM and every per-sample loop runs per shard, so a shard's partial sums have
-///       the same shapes and order on any rank
+///     every GEMM runs per shard (Dense, Conv2D), and every sum over samples is taken per
+///       shard, so a shard's partial sums have the same shapes and order on any rank (loops
+///       that only map rows to rows run once over the rank's batch)
 ///     shard sums combine in one fixed tree over the shard index v, the even/odd split
 ///       applied recursively:  F(v ∈ S) = F(even positions of S) + F(odd positions of S)
 ///
