@@ -117,13 +117,15 @@ final class DeterministicModeTests: IntegrationTestCase {
         try assertSameBytes(path("straight"), run, "2 epochs on 2 ranks + 2 on 4 ranks against 4 in one process")
     }
 
-    /// A rank count that does not divide the shards ends the job with one clear message and
-    /// writes nothing.
+    /// A rank count that does not divide the shards ends the job with one clear message (every
+    /// rank refuses alike, rank 0 says so, no MPI_Abort) and writes nothing.
     func testARankCountThatDoesNotDivideTheShardsIsRefused() throws {
         let config = try writeConfig("moons.yaml", DistributedTrainingTests.equivalenceYAML)
         let result = try runDDP(np: 3, ["train", config, "--run-dir", path("three"), "--quiet"] + Self.deterministic)
         XCTAssertNotEqual(result.status, 0)
         XCTAssertTrue(result.output.contains("distributed.virtual_shards: 8 shards do not split evenly over 3 ranks"), result.tail)
+        XCTAssertEqual(result.output.components(separatedBy: "ddp: error").count - 1, 1, "one message, not one per rank:\n\(result.tail)")
+        XCTAssertFalse(result.output.contains("MPI_ABORT"), "the ranks agree: no abort\n\(result.tail)")
         XCTAssertFalse(result.output.contains("Swift runtime failure"), result.tail)
         XCTAssertFalse(FileManager.default.fileExists(atPath: path("three/model.safetensors")))
     }
