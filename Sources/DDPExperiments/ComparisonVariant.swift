@@ -67,7 +67,7 @@ extension ComparisonVariant {
         var options = TrainOptions(runDirectory: runDirectory)
         options.quiet = true
         options.overwrite = true            // a comparison retrains its variants from scratch
-        let trainer = try Trainer(config: config, data: data, communicator: communicator, options: options)
+        let trainer = try Trainer.make(config: config, data: data, communicator: communicator, options: options)
         return try trainer.run()
     }
 }

@@ -105,7 +105,7 @@ public struct CrossValidation {
                 var trainOptions = TrainOptions(runDirectory: plan.directory + "/fold-\(fold + 1)")
                 trainOptions.quiet = true
                 trainOptions.overwrite = true          // cross-validation retrains its folds from scratch
-                let outcome = try Trainer(config: foldConfig, data: foldData, communicator: communicator, options: trainOptions).run()
+                let outcome = try Trainer.make(config: foldConfig, data: foldData, communicator: communicator, options: trainOptions).run()
                 done += 1
                 say("[\(plan.variant.name), seed \(plan.seed)] fold \(fold + 1)/\(folds): \(foldData.train.count) train / "
                     + "\(foldData.validation!.count) validation samples, \(counted(outcome.end.epochsRun, "epoch")), best epoch \(outcome.end.bestEpoch) "

@@ -80,15 +80,7 @@ struct Train: ParsableCommand {
                 trainOptions.overwrite = overwrite
                 trainOptions.trace = trace
                 if communicator.isRoot { trainOptions.initialWeights = initialWeights }
-                let trainer: Trainer
-                do {
-                    trainer = try Trainer(config: config, data: data, communicator: communicator, options: trainOptions)
-                } catch let error as DDPError where error.kind == .config {
-                    // What the trainer refuses of the config (the batch plan, BatchNorm's batch,
-                    // the schedule, the deterministic mode's shards) every rank refuses alike:
-                    // one message, every rank exits 1, no MPI_Abort.
-                    throw AgreedFailure(error: error, printHere: communicator.isRoot)
-                }
+                let trainer = try Trainer.make(config: config, data: data, communicator: communicator, options: trainOptions)
                 Console(enabled: communicator.isRoot && !quiet).line("ddp: \(counted(communicator.size, "rank")), global batch \(trainer.plan.globalBatch)\(trainer.plan.globalBatch == trainer.plan.microBatch ? "" : " (\(trainer.plan.globalBatch / trainer.plan.microBatch) accumulated micro-batches of \(trainer.plan.microBatch))"), \(trainer.plan.stepsPerEpoch) steps/epoch, \(counted(data.train.count, "training sample")); run directory \(directory)")
                 if config.distributed.deterministic {
                     Console(enabled: communicator.isRoot && !quiet).line("ddp: deterministic: \(config.distributed.virtualShards) virtual shards (the same bits at np = any divisor), 1 BLAS thread per rank, OpenBLAS \(BLASKernels.current ?? "unknown") kernels")

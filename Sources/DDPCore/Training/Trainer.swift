@@ -121,6 +121,18 @@ public final class Trainer {
 
     deinit { order.deallocate() }
 
+    /// A trainer, built on every rank; what it refuses of the config (the batch plan,
+    /// BatchNorm's smallest batch, the schedule, the deterministic mode's shards: functions of
+    /// the config, the data and np alone) every rank refuses alike, so it is thrown as an
+    /// `AgreedFailure`: one message (rank 0's), every rank exits 1, no MPI_Abort.
+    public static func make(config: TrainingConfig, data: RunData, communicator: Communicator, options: TrainOptions) throws -> Trainer {
+        do {
+            return try Trainer(config: config, data: data, communicator: communicator, options: options)
+        } catch let error as DDPError where error.kind == .config {
+            throw AgreedFailure(error: error, printHere: communicator.isRoot)
+        }
+    }
+
     /// What the deterministic mode cannot promise the same bits for, refused before anything
     /// runs (`VirtualShards` refuses a rank count that does not divide the shards).
     static func checkDeterministic(_ config: TrainingConfig) throws {
