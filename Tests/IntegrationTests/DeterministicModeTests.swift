@@ -49,6 +49,7 @@ final class DeterministicModeTests: IntegrationTestCase {
     func testModelCheckpointAndMetricsAreTheSameBytesAtOneTwoFourAndEightRanks() throws {
         let config = try writeConfig("moons.yaml", DistributedTrainingTests.equivalenceYAML)
         try train(np: nil, config: config, runDirectory: path("np1"), Self.deterministic)
+        XCTAssertEqual(Metrics(runDirectory: path("np1")).endInt("virtual_shards"), 8, "the end line names the mode's shards")
         for ranks in [2, 4, 8] {
             try train(np: ranks, config: config, runDirectory: path("np\(ranks)"), Self.deterministic)
             try assertSameBytes(path("np1"), path("np\(ranks)"), "np=\(ranks) against one process")

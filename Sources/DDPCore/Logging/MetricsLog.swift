@@ -222,6 +222,9 @@ public struct EndMetrics: Codable, Sendable, Equatable {
     public var blasCore: String?
     /// Who chose that table: ddp (from the CPU's features), the user, or OpenBLAS (`BLASKernels.ChosenBy`).
     public var blasCoreChosenBy: String?
+    /// `distributed.virtual_shards` of a run in the deterministic mode (its bits are the same at
+    /// any np dividing it); nil otherwise.
+    public var virtualShards: Int?
 
     public init(reason: String, epochsRun: Int, bestEpoch: Int, monitor: String, bestValue: Double?, testLoss: Double?,
                 testAccuracy: Double?, ranks: Int, globalBatch: Int, seconds: Double?, blasCore: String? = nil, blasCoreChosenBy: String? = nil) {
@@ -244,6 +247,7 @@ public struct EndMetrics: Codable, Sendable, Equatable {
         case epochsRun = "epochs_run", bestEpoch = "best_epoch", bestValue = "best_value", testLoss = "test_loss"
         case testAccuracy = "test_accuracy", globalBatch = "global_batch", blasCore = "blas_core"
         case blasCoreChosenBy = "blas_core_chosen_by", testConfusionMatrix = "test_confusion_matrix"
+        case virtualShards = "virtual_shards"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -261,6 +265,7 @@ public struct EndMetrics: Codable, Sendable, Equatable {
         blasCore = try container.decodeIfPresent(String.self, forKey: .blasCore)
         blasCoreChosenBy = try container.decodeIfPresent(String.self, forKey: .blasCoreChosenBy)
         testConfusionMatrix = try container.decodeIfPresent([[Int]].self, forKey: .testConfusionMatrix)
+        virtualShards = try container.decodeIfPresent(Int.self, forKey: .virtualShards)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -279,6 +284,7 @@ public struct EndMetrics: Codable, Sendable, Equatable {
         try container.encodeIfPresent(blasCore, forKey: .blasCore)
         try container.encodeIfPresent(blasCoreChosenBy, forKey: .blasCoreChosenBy)
         try container.encodeIfPresent(testConfusionMatrix, forKey: .testConfusionMatrix)
+        try container.encodeIfPresent(virtualShards, forKey: .virtualShards)
     }
 }
 

@@ -344,9 +344,11 @@ public final class Trainer {
     }
 
     private func endMetrics(reason: EndReason, epochsRun: Int, seconds: Double?) -> EndMetrics {
-        EndMetrics(reason: reason.rawValue, epochsRun: epochsRun, bestEpoch: state.monitor.bestEpoch + 1, monitor: state.monitor.config.monitor,
-                   bestValue: state.monitor.best, testLoss: nil, testAccuracy: nil, ranks: communicator.size, globalBatch: plan.globalBatch,
-                   seconds: seconds, blasCore: BLASKernels.current, blasCoreChosenBy: BLASKernels.statusHere?.chosenBy.rawValue)
+        var end = EndMetrics(reason: reason.rawValue, epochsRun: epochsRun, bestEpoch: state.monitor.bestEpoch + 1, monitor: state.monitor.config.monitor,
+                             bestValue: state.monitor.best, testLoss: nil, testAccuracy: nil, ranks: communicator.size, globalBatch: plan.globalBatch,
+                             seconds: seconds, blasCore: BLASKernels.current, blasCoreChosenBy: BLASKernels.statusHere?.chosenBy.rawValue)
+        end.virtualShards = plan.virtualShards
+        return end
     }
 
     /// Every rank stopped after the same step: rank 0 writes a checkpoint of the step (moments
