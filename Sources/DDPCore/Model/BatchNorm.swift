@@ -414,23 +414,15 @@ public final class BatchNorm: Layer {
     func finishGradientSums(inputGradient wanted: Bool, context: StepContext) throws -> InputGradientFormula? {
         let width = channels
         let sums = reduction.baseAddress!
-        if let shards = context.shards {
-            try shards.combine(width: 2 * width, into: sums)
-            if shards.rank == 0, let gammaGradient, let betaGradient {
-                for j in 0..<width {
-                    betaGradient[j] += Float(sums[j])
-                    gammaGradient[j] += Float(sums[width + j])
-                }
+        if let shards = context.shards { try shards.combine(width: 2 * width, into: sums) }
+        if context.shards.map({ $0.rank == 0 }) ?? true, let gammaGradient, let betaGradient {
+            for j in 0..<width {
+                betaGradient[j] += Float(sums[j])
+                gammaGradient[j] += Float(sums[width + j])
             }
-            guard wanted else { return nil }
-        } else {
-            if let gammaGradient, let betaGradient {
-                for j in 0..<width {
-                    betaGradient[j] += Float(sums[j])
-                    gammaGradient[j] += Float(sums[width + j])
-                }
-            }
-            guard wanted else { return nil }
+        }
+        guard wanted else { return nil }
+        if context.shards == nil {
             try context.communicator.allreduceSum(UnsafeMutableBufferPointer(rebasing: reduction[0..<2 * width]))
         }
         let n = globalCount

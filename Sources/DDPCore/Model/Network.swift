@@ -360,20 +360,16 @@ public final class Network {
         }
         guard folds else { return }
         layer.bind(parameters: parameters, gradients: gradients.baseAddress! + range.lowerBound, buffers: buffers)
-        if !onePass && shards.lastMicroBatch { foldShardGradients(range, first: 0, step: 1, count: shards.local) }
+        if !onePass && shards.lastMicroBatch {
+            VirtualShards.foldPairs(count: shards.local) { target, source in
+                Self.add(shardGradient(source) + range.lowerBound, into: shardGradient(target) + range.lowerBound, count: range.count)
+            }
+        }
     }
 
     /// Gradient buffer `shard` (a local shard's, or a depth of the binary counter): `gradients` for 0.
     private func shardGradient(_ shard: Int) -> UnsafeMutablePointer<Float> {
         shard == 0 ? gradients.baseAddress! : shardGradients.baseAddress! + (shard - 1) * trainableCount
-    }
-
-    /// `VirtualShards.fold` over the local shards' gradient buffers in `range`, into shard first's.
-    private func foldShardGradients(_ range: Range<Int>, first: Int, step: Int, count: Int) {
-        guard count > 1 else { return }
-        foldShardGradients(range, first: first, step: 2 * step, count: (count + 1) / 2)
-        foldShardGradients(range, first: first + step, step: 2 * step, count: count / 2)
-        Self.add(shardGradient(first + step) + range.lowerBound, into: shardGradient(first) + range.lowerBound, count: range.count)
     }
 
     /// target[i] += source[i], eight at a time.

@@ -173,20 +173,19 @@ public final class Optimizer {
         firstMoment = moments.parts[0]
         secondMoment = second ? moments.parts[1] : UnsafeMutableBufferPointer(start: nil, count: 0)
         tensorCount = layout.trainableTensors.reduce(0) { count, _ in count + 1 }
-        var pieces: [(tensor: Int, span: Range<Int>)] = []
+        // Each trainable tensor whole, or cut at the grid's multiples.
+        var spans: [(tensor: Int, span: Range<Int>)] = []
         for (index, slot) in layout.trainableTensors.enumerated() {
-            guard let grid = pieceGrid else { break }
             var lower = slot.offset
             while lower < slot.offset + slot.count {
-                let upper = min((lower / grid + 1) * grid, slot.offset + slot.count)
-                pieces.append((index, lower..<upper))
+                let upper = pieceGrid.map { min((lower / $0 + 1) * $0, slot.offset + slot.count) } ?? slot.offset + slot.count
+                spans.append((index, lower..<upper))
                 lower = upper
             }
         }
-        self.pieces = pieces
-        let wholeTensors = layout.trainableTensors.enumerated().map { index, slot in (tensor: index, span: slot.offset..<slot.offset + slot.count) }
+        pieces = pieceGrid == nil ? [] : spans
         let roles = layout.trainableTensors.map(\.role)
-        let parts = (pieceGrid == nil ? wholeTensors : pieces).enumerated().compactMap { index, piece -> TensorPart? in
+        let parts = spans.enumerated().compactMap { index, piece -> TensorPart? in
             let lower = max(piece.span.lowerBound, range.lowerBound), upper = min(piece.span.upperBound, range.upperBound)
             guard lower < upper else { return nil }
             let role = roles[piece.tensor]

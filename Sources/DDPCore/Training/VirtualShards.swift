@@ -148,17 +148,26 @@ public final class VirtualShards {
         result.update(from: all, count: width)
     }
 
-    /// Folds `count` rows of `width` in place into row 0 with the tree of the type's comment:
-    /// the rows at even positions, then those at odd ones, recursively, added last.
+    /// Folds `count` rows of `width` in place into row 0 with the tree of the type's comment.
     public static func fold(_ rows: UnsafeMutablePointer<Double>, count: Int, width: Int) {
-        fold(rows, first: 0, step: 1, count: count, width: width)
+        foldPairs(count: count) { target, source in
+            let into = rows + target * width, from = rows + source * width
+            for j in 0..<width { into[j] += from[j] }
+        }
     }
 
-    private static func fold(_ rows: UnsafeMutablePointer<Double>, first: Int, step: Int, count: Int, width: Int) {
+    /// The fold of `count` terms in place into term 0, as the tree of the type's comment adds
+    /// them: `add(target, source)` adds term `source` into term `target`, the terms at even
+    /// positions folded first, then those at odd ones, recursively. The one definition of the
+    /// tree for whatever the terms are (rows of sums here, gradient buffers in `Network`).
+    static func foldPairs(count: Int, _ add: (_ target: Int, _ source: Int) -> Void) {
+        foldPairs(first: 0, step: 1, count: count, add)
+    }
+
+    private static func foldPairs(first: Int, step: Int, count: Int, _ add: (_ target: Int, _ source: Int) -> Void) {
         guard count > 1 else { return }
-        fold(rows, first: first, step: 2 * step, count: (count + 1) / 2, width: width)
-        fold(rows, first: first + step, step: 2 * step, count: count / 2, width: width)
-        let target = rows + first * width, source = rows + (first + step) * width
-        for j in 0..<width { target[j] += source[j] }
+        foldPairs(first: first, step: 2 * step, count: (count + 1) / 2, add)
+        foldPairs(first: first + step, step: 2 * step, count: count / 2, add)
+        add(first, first + step)
     }
 }
